@@ -1,0 +1,1 @@
+"""The GraphQL face (Strawberry schema) and the application assembly: app, lifespan, CLI."""

@@ -1,0 +1,103 @@
+"""The application: `create_app(settings)` assembles GraphQL and the REST shim on one Starlette app whose
+lifespan owns the database engine, the event bus and the instance secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from graphql_api.schema import build_schema
+from graphql_api.view import GraphQLView
+from models.db import open_database
+from models.litellm import probe_litellm_schema
+from models.migrate import upgrade
+from resolvers.auth import TokenService, ensure_instance_secrets
+from resolvers.config import Settings
+from resolvers.events import InMemoryEventBus
+from resolvers.periods import utcnow
+from resolvers.runtime import Runtime
+from webhook.http import EXCEPTION_HANDLERS
+from webhook.routes import routes as rest_routes
+
+log = logging.getLogger("spendplane")
+
+#: Backstop for every request body, GraphQL included (REST routes have their own, JSON-speaking limit).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class State(TypedDict):
+    runtime: Runtime
+
+
+def _log_admin_key(key: str) -> None:
+    log.warning("generated the admin key (shown once, only its hash is stored): %s", key)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    announce_admin_key: Callable[[str], None] = _log_admin_key,
+) -> Starlette:
+    schema = build_schema(settings)
+    graphql = GraphQLView(
+        schema,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=10),
+        allowed_origins=settings.allowed_origins,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        db = open_database(settings.database_url)
+        bus = InMemoryEventBus()
+        try:
+            await upgrade(db, embedded=settings.embedded_mode)
+            async with db.engine.connect() as conn:
+                litellm = await probe_litellm_schema(conn)
+            secrets = await ensure_instance_secrets(
+                db, jwt_secret=settings.jwt_secret, master_key=settings.litellm_master_key, now=utcnow()
+            )
+            if secrets.new_admin_key is not None:
+                announce_admin_key(secrets.new_admin_key)
+            runtime = Runtime(
+                settings=settings,
+                db=db,
+                litellm=litellm,
+                bus=bus,
+                tokens=TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds),
+                clock=clock,
+            )
+            yield {"runtime": runtime}
+        finally:
+            await bus.close()
+            await db.dispose()
+
+    middleware = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["authorization", "content-type", "x-api-key"],
+            )
+        )
+    return Starlette(
+        routes=[*rest_routes(), Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+    )

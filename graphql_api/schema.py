@@ -1,0 +1,71 @@
+"""The one GraphQL schema, assembled from the areas' query, mutation and subscription types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import ExecutionContext
+
+from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
+from graphql_api.errors import RequireToken, classify
+from graphql_api.me import MeQueries
+from graphql_api.scalars import SCALAR_MAP
+from graphql_api.settings import SettingsMutations, SettingsQueries
+from resolvers.config import Settings
+
+
+@strawberry.type(description="Read the budgets, spend and settings the caller may see.")
+class Query(BudgetQueries, SettingsQueries, MeQueries):
+    pass
+
+
+@strawberry.type(description="Change budgets and settings (admin role).")
+class Mutation(BudgetMutations, SettingsMutations):
+    pass
+
+
+@strawberry.type(description="Live updates over graphql-transport-ws; send the token in connection_init.")
+class Subscription(BudgetSubscriptions):
+    pass
+
+
+class SpendplaneSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Expected errors (bad input, auth, not found) are answers, not incidents: only the unexpected are
+        # logged (by classify), then masked.
+        for error in errors:
+            classify(error)
+
+
+def build_schema(settings: Settings | None = None) -> SpendplaneSchema:
+    settings = settings or Settings()
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        RequireToken,
+    ]
+    return SpendplaneSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        extensions=extensions,
+    )
+
+
+def sdl(schema: strawberry.Schema | None = None) -> str:
+    """The schema as committed in schema.graphql (CI fails when they differ)."""
+    return str(schema or build_schema()) + "\n"

@@ -1,0 +1,106 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL (shared with LiteLLM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# Prisma connection-string options that LiteLLM's DATABASE_URL may carry and asyncpg does not understand.
+_PRISMA_ONLY_OPTIONS = {
+    "schema",
+    "connection_limit",
+    "pool_timeout",
+    "socket_timeout",
+    "pgbouncer",
+    "statement_cache_size",
+    "connect_timeout",
+}
+
+
+def normalize_database_url(raw: str) -> URL:
+    """Accept LiteLLM's own ``postgresql://`` URL as written, and plain ``sqlite:///`` paths.
+
+    Raises ``ValueError`` with a human sentence when the URL cannot be used.
+    """
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {raw!r}") from exc
+    backend = url.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        query = {k: v for k, v in url.query.items() if k not in _PRISMA_ONLY_OPTIONS}
+        sslmode = query.pop("sslmode", None)
+        if sslmode and sslmode != "disable":
+            query["ssl"] = sslmode
+        return url.set(drivername="postgresql+asyncpg", query=query)
+    if backend == "sqlite":
+        if url.database in (None, ""):
+            raise ValueError("a SQLite URL needs a file path, e.g. sqlite:///./spendplane.db")
+        return url.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://user@host/db")
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """The libpq-style DSN asyncpg.connect() wants (it rejects the ``+asyncpg`` driver suffix)."""
+    return url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Database:
+    """One engine and the two session factories the service uses.
+
+    ``sessions`` opens read-write transactions; on SQLite they start with ``BEGIN IMMEDIATE`` so a
+    read-then-write transaction waits for the lock (busy_timeout) instead of failing with SQLITE_BUSY.
+    ``reader`` opens plain deferred transactions for queries that never write.
+    """
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    reader: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def open_database(url: str | URL, *, pool_size: int = 10, echo: bool = False) -> Database:
+    url = normalize_database_url(url) if isinstance(url, str) else url
+    kwargs: dict[str, Any] = {"echo": echo}
+    if url.get_backend_name() == "postgresql":
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _tune_sqlite(engine)
+    reader_engine = engine.execution_options(sqlite_begin="DEFERRED")
+    return Database(
+        engine=engine,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        reader=async_sessionmaker(reader_engine, expire_on_commit=False),
+    )
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN is ours (see Database).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "busy_timeout=10000", "foreign_keys=ON", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'IMMEDIATE')}")

@@ -1,0 +1,157 @@
+"""Service configuration from the environment. Every variable is listed in the README's settings table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+from sqlalchemy.engine import URL
+
+from models.db import normalize_database_url
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///./spendplane.db"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot start with; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL = field(default_factory=lambda: normalize_database_url(DEFAULT_DATABASE_URL))
+    litellm_master_key: str | None = None
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = 3600
+    soft_limit_threshold: Decimal = Decimal("0.8")
+    hard_limit_threshold: Decimal = Decimal("1.0")
+    host: str = "127.0.0.1"
+    port: int = 8086
+    graphiql: bool = True
+    #: Create LiteLLM-compatible tables in our migrations (None = only on SQLite).
+    embedded: bool | None = None
+    allowed_origins: tuple[str, ...] = ()
+    max_query_depth: int = 12
+    max_query_tokens: int = 2000
+    max_query_aliases: int = 20
+    log_level: str = "info"
+
+    @property
+    def embedded_mode(self) -> bool:
+        if self.embedded is not None:
+            return self.embedded
+        return self.database_url.get_backend_name() == "sqlite"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        read = _Reader(env)
+        settings = cls(
+            database_url=read("DATABASE_URL", normalize_database_url, DEFAULT_DATABASE_URL),
+            litellm_master_key=read.optional("LITELLM_MASTER_KEY", _non_blank),
+            jwt_secret=read.optional("SPENDPLANE_JWT_SECRET", _jwt_secret),
+            jwt_ttl_seconds=read("SPENDPLANE_JWT_TTL_SECONDS", _int_between(60, 30 * 86400), "3600"),
+            soft_limit_threshold=read("SOFT_LIMIT_THRESHOLD", _fraction, "0.8"),
+            hard_limit_threshold=read("HARD_LIMIT_THRESHOLD", _fraction, "1.0"),
+            host=read("SPENDPLANE_HOST", _non_blank, "127.0.0.1"),
+            port=read("SPENDPLANE_PORT", _int_between(1, 65535), "8086"),
+            graphiql=read("SPENDPLANE_GRAPHIQL", _bool, "true"),
+            embedded=read.optional("SPENDPLANE_EMBEDDED", _auto_bool),
+            allowed_origins=read("SPENDPLANE_ALLOWED_ORIGINS", _origins, ""),
+            max_query_depth=read("SPENDPLANE_MAX_QUERY_DEPTH", _int_between(2, 100), "12"),
+            max_query_tokens=read("SPENDPLANE_MAX_QUERY_TOKENS", _int_between(50, 100_000), "2000"),
+            max_query_aliases=read("SPENDPLANE_MAX_QUERY_ALIASES", _int_between(1, 1000), "20"),
+            log_level=read("SPENDPLANE_LOG_LEVEL", _log_level, "info"),
+        )
+        if settings.soft_limit_threshold > settings.hard_limit_threshold:
+            raise ConfigError(
+                "SOFT_LIMIT_THRESHOLD",
+                f"{settings.soft_limit_threshold} is above HARD_LIMIT_THRESHOLD {settings.hard_limit_threshold}",
+            )
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, name: str, parse: Callable[[str], T], default: str) -> T:
+        raw = self.env.get(name)
+        return self._parse(name, parse, default if raw is None or raw.strip() == "" else raw)
+
+    def optional(self, name: str, parse: Callable[[str], T | None]) -> T | None:
+        raw = self.env.get(name)
+        return None if raw is None or raw.strip() == "" else self._parse(name, parse, raw)
+
+    @staticmethod
+    def _parse(name: str, parse: Callable[[str], T], raw: str) -> T:
+        try:
+            return parse(raw.strip())
+        except (ValueError, InvalidOperation) as exc:
+            raise ConfigError(name, f"{exc} (got {raw!r})") from exc
+
+
+def _non_blank(raw: str) -> str:
+    return raw
+
+
+def _jwt_secret(raw: str) -> str:
+    if len(raw.encode()) < 32:
+        raise ValueError("must be at least 32 bytes for HS256; leave it unset to have one generated")
+    return raw
+
+
+def _fraction(raw: str) -> Decimal:
+    value = Decimal(raw)
+    if not value.is_finite() or value <= 0 or value > 10:
+        raise ValueError("must be a fraction of the monthly limit above 0 and at most 10 (0.8 means 80%)")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _auto_bool(raw: str) -> bool | None:
+    return None if raw.lower() == "auto" else _bool(raw)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not an http(s) origin")
+    return origins
+
+
+def _log_level(raw: str) -> str:
+    if raw.lower() not in {"critical", "error", "warning", "info", "debug"}:
+        raise ValueError("must be one of critical, error, warning, info, debug")
+    return raw.lower()

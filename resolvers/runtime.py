@@ -1,0 +1,52 @@
+"""What the running service owns (settings, database, LiteLLM's schema, event bus, tokens, clock), and the
+unit of work every write goes through: one transaction, with its events published only after it commits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.db import Database
+from models.litellm import LiteLLMSchema
+from resolvers.auth import TokenService
+from resolvers.config import Settings
+from resolvers.events import Event, EventBus
+from resolvers.periods import utcnow
+
+
+@dataclass
+class Work:
+    session: AsyncSession
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    litellm: LiteLLMSchema
+    bus: EventBus
+    tokens: TokenService
+    clock: Callable[[], datetime] = utcnow
+
+    @asynccontextmanager
+    async def work(self) -> AsyncIterator[Work]:
+        async with self.db.sessions() as session:
+            async with session.begin():
+                work = Work(session=session, now=self.clock())
+                yield work
+            for event in work.events:
+                await self.bus.publish(event)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.reader() as session, session.begin():
+            yield session

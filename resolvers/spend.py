@@ -1,0 +1,92 @@
+"""Spend per scope and period, read from LiteLLM_SpendLogs with exact (integer nano-USD) sums."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from models.litellm import LiteLLMSchema, spend_logs
+from models.types import NANOS_PER_USD, nanos_to_usd
+from resolvers.errors import Unavailable
+from resolvers.periods import Period
+
+
+class ScopeKind(StrEnum):
+    """What a spend figure is about. Values match budget entity types where they overlap."""
+
+    USER = "user"
+    TEAM = "team"
+    KEY = "key"
+    END_USER = "end_user"
+    GLOBAL = "global"
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: ScopeKind
+    id: str | None = None
+
+    @classmethod
+    def global_(cls) -> Scope:
+        return cls(ScopeKind.GLOBAL, None)
+
+
+# The spend-log column each scope is keyed by (LiteLLM's `user` is the key owner's internal user id).
+_SCOPE_COLUMN = {
+    ScopeKind.USER: "user",
+    ScopeKind.TEAM: "team_id",
+    ScopeKind.KEY: "api_key",
+    ScopeKind.END_USER: "end_user",
+}
+
+
+def spend_nanos(column: ColumnElement[float] = spend_logs.c.spend) -> ColumnElement[int]:
+    """Sum of LiteLLM's float `spend`, each row rounded to nano-USD first, so the sum is an exact integer."""
+    return func.coalesce(func.sum(cast(func.round(column * NANOS_PER_USD), BigInteger)), 0)
+
+
+def require_spend_logs(schema: LiteLLMSchema) -> None:
+    if not schema.has_table(spend_logs):
+        raise Unavailable(
+            "LiteLLM_SpendLogs was not found in this database: point DATABASE_URL at the database LiteLLM "
+            "uses, or run embedded (SQLite) mode"
+        )
+
+
+async def spend_by_scope(
+    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period
+) -> dict[Scope, Decimal]:
+    """Spend in `period` for each scope: one grouped query per scope kind, whatever the number of scopes."""
+    require_spend_logs(schema)
+    wanted: dict[ScopeKind, set[str]] = defaultdict(set)
+    result: dict[Scope, Decimal] = {}
+    for scope in scopes:
+        result[scope] = Decimal(0)
+        if scope.kind is not ScopeKind.GLOBAL and scope.id is not None:
+            wanted[scope.kind].add(scope.id)
+    in_period = (spend_logs.c.start_time >= period.start, spend_logs.c.start_time < period.end)
+
+    if Scope.global_() in result:
+        total = (await session.execute(select(spend_nanos()).where(*in_period))).scalar_one()
+        result[Scope.global_()] = nanos_to_usd(int(total))
+    for kind, ids in wanted.items():
+        column = spend_logs.c[_SCOPE_COLUMN[kind]]
+        for chunk in _chunks(sorted(ids), 500):
+            rows = await session.execute(
+                select(column, spend_nanos()).where(*in_period, column.in_(chunk)).group_by(column)
+            )
+            for key, nanos in rows:
+                result[Scope(kind, key)] = nanos_to_usd(int(nanos))
+    return result
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,54 @@
+"""Checks shared by every input the domain accepts. Each failure names the field (snake_case)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from email_validator import EmailNotValidError, validate_email
+
+from models.types import MONEY_PLACES, RATIO_PLACES
+from resolvers.errors import InvalidInput
+
+MAX_USD = Decimal(1_000_000_000)
+
+
+def text(field: str, value: str | None, *, max_length: int, required: bool = True) -> str | None:
+    cleaned = (value or "").strip()
+    if not cleaned:
+        if required:
+            raise InvalidInput(field, "is required and may not be blank")
+        return None
+    if len(cleaned) > max_length:
+        raise InvalidInput(field, f"is longer than {max_length} characters")
+    return cleaned
+
+
+def usd(field: str, value: Decimal, *, allow_zero: bool = False) -> Decimal:
+    if not value.is_finite():
+        raise InvalidInput(field, "must be a finite amount in USD")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(field, "must be greater than 0" if not allow_zero else "may not be negative")
+    if value > MAX_USD:
+        raise InvalidInput(field, f"may not exceed {MAX_USD} USD")
+    if -value.as_tuple().exponent > MONEY_PLACES:  # type: ignore[operator]
+        raise InvalidInput(field, f"has more than {MONEY_PLACES} decimal places")
+    return value
+
+
+def fraction(field: str, value: Decimal, *, upper: Decimal = Decimal(10)) -> Decimal:
+    if not value.is_finite() or value <= 0:
+        raise InvalidInput(field, "must be a fraction above 0 (0.8 means 80%)")
+    if value > upper:
+        raise InvalidInput(field, f"may not exceed {upper} ({upper * 100}% of the limit)")
+    if -value.as_tuple().exponent > RATIO_PLACES:  # type: ignore[operator]
+        raise InvalidInput(field, f"has more than {RATIO_PLACES} decimal places")
+    return value
+
+
+def email(field: str, value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput(field, f"is not a valid email address ({exc})") from exc

@@ -1,0 +1,173 @@
+"""Helpers the tests share: a small API client and LiteLLM spend-log rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
+from httpx_ws.transport import ASGIWebSocketTransport
+from sqlalchemy import insert
+from starlette.applications import Starlette
+
+from models.db import Database
+from models.litellm import spend_logs, verification_tokens
+from resolvers.auth import hash_key
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    app: Starlette
+    generated_admin_key: str | None
+    lifespan_app: Any = None
+    lifespan_state: dict[str, Any] = field(default_factory=dict)
+    admin_token: str = ""
+
+    async def login(self, api_key: str) -> str:
+        response = await self.client.post("/auth/login", json={"api_key": api_key})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["token_type"] == "bearer"
+        return str(body["access_token"])
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = "admin",
+    ) -> dict[str, Any]:
+        headers = {}
+        if token == "admin":
+            token = self.admin_token
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def data(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = "admin",
+    ) -> dict[str, Any]:
+        """The `data` of a query that must succeed."""
+        result = await self.gql(query, variables, token=token)
+        assert "errors" not in result, result["errors"]
+        data: dict[str, Any] = result["data"]
+        return data
+
+    async def error(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = "admin",
+    ) -> dict[str, Any]:
+        """The single error of a query that must fail."""
+        result = await self.gql(query, variables, token=token)
+        assert result.get("errors"), f"expected an error, got {result}"
+        assert len(result["errors"]) == 1, result["errors"]
+        error: dict[str, Any] = result["errors"][0]
+        return error
+
+    def runtime(self) -> Any:
+        """The running app's Runtime (from the lifespan state)."""
+        from resolvers.runtime import Runtime
+
+        found = [v for v in self.lifespan_state.values() if isinstance(v, Runtime)]
+        return found[0]
+
+    def bearer(self, token: str | None = None) -> dict[str, str]:
+        return {"authorization": f"Bearer {token or self.admin_token}"}
+
+
+@dataclass
+class SpendLog:
+    """One LiteLLM_SpendLogs row with sensible defaults."""
+
+    spend: float
+    start: datetime
+    team_id: str | None = None
+    user: str = ""
+    api_key: str = ""
+    model: str = "gpt-4o"
+    end_user: str | None = None
+    status: str | None = "success"
+    prompt_tokens: int = 10
+    completion_tokens: int = 20
+    request_id: str = field(default_factory=lambda: f"test-{uuid.uuid4()}")
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "call_type": "acompletion",
+            "api_key": self.api_key,
+            "spend": self.spend,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "start_time": self.start,
+            "end_time": self.start + timedelta(seconds=1),
+            "model": self.model,
+            "model_group": self.model,
+            "custom_llm_provider": "openai",
+            "user": self.user,
+            "team_id": self.team_id,
+            "end_user": self.end_user,
+            "status": self.status,
+            "metadata": {},
+        }
+
+
+async def add_spend(db: Database, *logs: SpendLog) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(spend_logs), [log.row() for log in logs])
+
+
+async def add_virtual_key(
+    db: Database,
+    raw_key: str,
+    *,
+    user_id: str | None,
+    team_id: str | None,
+    blocked: bool = False,
+    expires: datetime | None = None,
+    alias: str | None = None,
+) -> str:
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert(verification_tokens).values(
+                token=hash_key(raw_key),
+                key_alias=alias,
+                user_id=user_id,
+                team_id=team_id,
+                blocked=blocked,
+                expires=expires,
+                spend=0.0,
+                metadata={},
+            )
+        )
+    return hash_key(raw_key)
+
+
+@asynccontextmanager
+async def graphql_ws(api: Api) -> AsyncIterator[AsyncWebSocketSession]:
+    """A graphql-transport-ws connection to the running app (not yet initialised)."""
+    transport = ASGIWebSocketTransport(app=api.lifespan_app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://spendplane.test") as client,
+        aconnect_ws("/graphql", client, subprotocols=["graphql-transport-ws"]) as ws,
+    ):
+        yield ws

@@ -1,0 +1,57 @@
+"""The `spendplane` command and the committed schema.graphql."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphql_api.cli import main
+from graphql_api.schema import sdl
+
+
+def test_schema_graphql_is_up_to_date(repo_root: Path) -> None:
+    committed = (repo_root / "schema.graphql").read_text()
+    assert committed == sdl(), "schema.graphql is stale: run `spendplane export-schema -o schema.graphql`"
+
+
+def test_export_schema_writes_the_sdl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["export-schema", "-o", str(tmp_path / "s.graphql")])
+    assert (tmp_path / "s.graphql").read_text() == sdl()
+    main(["export-schema"])
+    assert capsys.readouterr().out == sdl()
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graphql_api.cli", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_bad_setting_stops_the_command_with_a_message_naming_it(tmp_path: Path) -> None:
+    done = _run(["migrate"], {"SOFT_LIMIT_THRESHOLD": "lots"}, tmp_path)
+    assert done.returncode == 2
+    assert "SOFT_LIMIT_THRESHOLD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_migrate_then_demo_data_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = _run(["migrate"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "revision 0001" in done.stdout
+    assert (tmp_path / "spendplane.db").exists()
+    done = _run(["demo-data", "--rows", "300", "--days", "10", "--end", "2026-11-20T00:00:00"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 300 spend-log rows" in done.stdout
+    again = _run(["demo-data", "--rows", "300", "--days", "10", "--end", "2026-11-20T00:00:00"], env, tmp_path)
+    assert "wrote 0 spend-log rows" in again.stdout and "300 already present" in again.stdout

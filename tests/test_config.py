@@ -1,0 +1,88 @@
+"""Settings from the environment: defaults, LiteLLM's own DATABASE_URL, and a clear error naming the variable."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from resolvers.config import ConfigError, Settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url.render_as_string() == "sqlite+aiosqlite:///./spendplane.db"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8086)
+    assert (settings.soft_limit_threshold, settings.hard_limit_threshold) == (Decimal("0.8"), Decimal("1.0"))
+    assert settings.litellm_master_key is None and settings.jwt_secret is None
+    assert settings.embedded_mode is True
+    assert settings.graphiql is True
+
+
+def test_litellms_database_url_is_accepted_as_written() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://llm:pw@db:5432/litellm?schema=public&sslmode=require"})
+    url = settings.database_url
+    assert url.drivername == "postgresql+asyncpg"
+    assert (url.host, url.database, url.password) == ("db", "litellm", "pw")
+    assert dict(url.query) == {"ssl": "require"}
+    assert settings.embedded_mode is False
+    assert Settings.from_env({"DATABASE_URL": "postgres://x@h/d"}).database_url.drivername == "postgresql+asyncpg"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("DATABASE_URL", "::not a url::"),
+        ("SOFT_LIMIT_THRESHOLD", "abc"),
+        ("SOFT_LIMIT_THRESHOLD", "0"),
+        ("HARD_LIMIT_THRESHOLD", "-1"),
+        ("HARD_LIMIT_THRESHOLD", "NaN"),
+        ("SPENDPLANE_PORT", "eighty"),
+        ("SPENDPLANE_PORT", "70000"),
+        ("SPENDPLANE_JWT_SECRET", "short"),
+        ("SPENDPLANE_GRAPHIQL", "maybe"),
+        ("SPENDPLANE_EMBEDDED", "perhaps"),
+        ("SPENDPLANE_ALLOWED_ORIGINS", "localhost:5173"),
+        ("SPENDPLANE_LOG_LEVEL", "loud"),
+    ],
+)
+def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({variable: value})
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(f"{variable}:")
+
+
+def test_soft_above_hard_is_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"SOFT_LIMIT_THRESHOLD": "0.9", "HARD_LIMIT_THRESHOLD": "0.8"})
+    assert raised.value.variable == "SOFT_LIMIT_THRESHOLD"
+
+
+def test_values_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "LITELLM_MASTER_KEY": "sk-1234",
+            "SPENDPLANE_JWT_SECRET": "s" * 32,
+            "SOFT_LIMIT_THRESHOLD": "0.75",
+            "HARD_LIMIT_THRESHOLD": "0.95",
+            "SPENDPLANE_HOST": "0.0.0.0",
+            "SPENDPLANE_PORT": "9000",
+            "SPENDPLANE_GRAPHIQL": "off",
+            "SPENDPLANE_EMBEDDED": "true",
+            "SPENDPLANE_ALLOWED_ORIGINS": "http://localhost:5173, https://dash.example.com/",
+        }
+    )
+    assert settings.litellm_master_key == "sk-1234"
+    assert (settings.soft_limit_threshold, settings.hard_limit_threshold) == (
+        Decimal("0.75"),
+        Decimal("0.95"),
+    )
+    assert (settings.host, settings.port, settings.graphiql, settings.embedded_mode) == (
+        "0.0.0.0",
+        9000,
+        False,
+        True,
+    )
+    assert settings.allowed_origins == ("http://localhost:5173", "https://dash.example.com")

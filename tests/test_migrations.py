@@ -1,0 +1,110 @@
+"""Migrations: upgrade, downgrade and upgrade again on both databases; models and migrations agree; LiteLLM's
+tables are created only in embedded mode and never diffed; older LiteLLM schemas are tolerated."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from models.db import Database, open_database
+from models.litellm import probe_litellm_schema, spend_logs
+from models.migrate import current_revision, downgrade, head_revision, upgrade
+from models.tables import include_name, metadata
+from resolvers.periods import month_of
+from resolvers.spend import Scope, ScopeKind, spend_by_scope
+from tests.conftest import NOW, _create_pg_database, _drop_pg_database
+
+
+@pytest.fixture
+async def empty_db(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """A database with nothing in it, of the same kind as the parametrized one."""
+    if database_url.startswith("sqlite"):
+        database = open_database(f"sqlite:///{tmp_path_factory.mktemp('empty') / 'empty.db'}")
+        yield database
+        await database.dispose()
+        return
+    name, url = await _create_pg_database()
+    database = open_database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        await _drop_pg_database(name)
+
+
+async def _tables(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+def _diff(conn: Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"include_name": include_name, "compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_upgrade_downgrade_upgrade(empty_db: Database) -> None:
+    await upgrade(empty_db, embedded=True)
+    assert await current_revision(empty_db) == head_revision()
+    ours = {t.name for t in metadata.sorted_tables}
+    assert ours | {"LiteLLM_SpendLogs", "LiteLLM_VerificationToken"} <= await _tables(empty_db)
+    await downgrade(empty_db, embedded=True)
+    assert await current_revision(empty_db) is None
+    assert not (ours | {"LiteLLM_SpendLogs"}) & await _tables(empty_db)
+    await upgrade(empty_db, embedded=True)
+    assert await current_revision(empty_db) == head_revision()
+
+
+async def test_models_and_migrations_agree(empty_db: Database) -> None:
+    await upgrade(empty_db, embedded=True)
+    async with empty_db.engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+
+
+async def test_outside_embedded_mode_litellm_tables_are_neither_created_nor_dropped(
+    empty_db: Database,
+) -> None:
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(text('CREATE TABLE "LiteLLM_SpendLogs" (request_id TEXT PRIMARY KEY, spend FLOAT)'))
+    await upgrade(empty_db, embedded=False)
+    await downgrade(empty_db, embedded=False)
+    assert "LiteLLM_SpendLogs" in await _tables(empty_db)
+    await upgrade(empty_db, embedded=False)
+    async with empty_db.engine.connect() as conn:
+        schema = await probe_litellm_schema(conn)
+    assert schema.columns["LiteLLM_SpendLogs"] == {"request_id", "spend"}
+
+
+async def test_spend_reads_tolerate_an_older_litellm_schema(empty_db: Database) -> None:
+    """A SpendLogs table as an early-2025 LiteLLM created it: no status, session_id, litellm_call_id,
+    organization_id, request_duration_ms or proxy_server_request columns."""
+    timestamp = "TIMESTAMP(3)" if empty_db.is_postgres else "DATETIME"
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(
+            text(f"""CREATE TABLE "LiteLLM_SpendLogs" (
+            "request_id" TEXT PRIMARY KEY, "call_type" TEXT NOT NULL, "api_key" TEXT NOT NULL DEFAULT '',
+            "spend" DOUBLE PRECISION NOT NULL DEFAULT 0.0, "total_tokens" INTEGER NOT NULL DEFAULT 0,
+            "prompt_tokens" INTEGER NOT NULL DEFAULT 0, "completion_tokens" INTEGER NOT NULL DEFAULT 0,
+            "startTime" {timestamp} NOT NULL, "endTime" {timestamp} NOT NULL, "completionStartTime" {timestamp},
+            "model" TEXT NOT NULL DEFAULT '', "model_id" TEXT DEFAULT '', "model_group" TEXT DEFAULT '',
+            "custom_llm_provider" TEXT DEFAULT '', "api_base" TEXT DEFAULT '', "user" TEXT DEFAULT '',
+            "cache_hit" TEXT DEFAULT '', "cache_key" TEXT DEFAULT '', "team_id" TEXT, "end_user" TEXT,
+            "requester_ip_address" TEXT)""")
+        )
+        await conn.execute(
+            text("""INSERT INTO "LiteLLM_SpendLogs" ("request_id", "call_type", "spend",
+            "startTime", "endTime", "team_id") VALUES ('r1', 'acompletion', 1.25, :t, :t, 'eng')"""),
+            {"t": NOW.replace(tzinfo=None)},
+        )
+    await upgrade(empty_db, embedded=False)
+    async with empty_db.engine.connect() as conn:
+        schema = await probe_litellm_schema(conn)
+    assert {"status", "session_id", "litellm_call_id"} <= set(schema.missing(spend_logs))
+    assert not schema.has(spend_logs, "status")
+    async with empty_db.reader() as session:
+        spend = await spend_by_scope(session, schema, [Scope(ScopeKind.TEAM, "eng"), Scope.global_()], month_of(NOW))
+    assert spend[Scope(ScopeKind.TEAM, "eng")] == spend[Scope.global_()] == 1.25

@@ -1,0 +1,104 @@
+"""What every REST route shares: JSON in and out, the error shape, the caller's identity."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from resolvers.auth import Principal, bearer_token
+from resolvers.errors import DomainError, InvalidInput, Unauthenticated
+from resolvers.runtime import Runtime
+
+log = logging.getLogger("spendplane.rest")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # JSON numbers, as the guide's examples show them; GraphQL carries money as exact strings.
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSON:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return JSON({"error": error}, status_code=status, headers=headers)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+def caller(request: Request) -> Principal:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise Unauthenticated("send Authorization: Bearer <token> (POST /auth/login gives one)")
+    return runtime_of(request).tokens.verify(token)
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        raise InvalidInput("body", "a JSON object is required")
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput("body", f"is not valid JSON ({exc})") from None
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(field, first["msg"].lower()) from None
+
+
+async def on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+    return error_response(
+        exc.status_code,
+        codes.get(exc.status_code, "HTTP_ERROR"),
+        str(exc.detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "INTERNAL_SERVER_ERROR", "internal server error")
+
+
+EXCEPTION_HANDLERS = {DomainError: on_domain_error, HTTPException: on_http_error, Exception: on_unexpected}

@@ -1,0 +1,127 @@
+"""The REST shim's OpenAPI 3.1 document, built from `routes.ENDPOINTS` and their pydantic models."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Awaitable[Response]]
+Auth = Literal["none", "jwt"]
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    required: bool = False
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: Auth = "none"
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    response_is_list: bool = False
+    status: int = 200
+    query: tuple[QueryParam, ...] = ()
+    errors: tuple[int, ...] = (400,)
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
+    components: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    paths: dict[str, Any] = {}
+    for e in endpoints:
+        operation: dict[str, Any] = {
+            "summary": e.summary,
+            "operationId": f"{e.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', e.path.lower()).strip('_')}",
+            "tags": [e.tag],
+            "responses": {},
+        }
+        parameters = [
+            {
+                "name": p.name,
+                "in": "query",
+                "required": p.required,
+                "description": p.description,
+                "schema": p.schema,
+            }
+            for p in e.query
+        ]
+        parameters += [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", e.path)
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        if e.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(e.body, components)}},
+            }
+        ok: dict[str, Any] = {"description": "OK"}
+        if e.response is not None:
+            ref = _schema_ref(e.response, components)
+            ok["content"] = {
+                "application/json": {"schema": {"type": "array", "items": ref} if e.response_is_list else ref}
+            }
+        else:
+            ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+        operation["responses"][str(e.status)] = ok
+        for status in e.errors:
+            operation["responses"][str(status)] = {
+                "description": "Error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        if e.auth == "jwt":
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(e.path, {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "spendplane REST shim",
+            "version": "1",
+            "description": "Machine-facing endpoints of spendplane. Dashboards use GraphQL at /graphql.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

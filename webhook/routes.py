@@ -1,0 +1,95 @@
+"""Every REST route, declared once with what its OpenAPI document says about it."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from webhook import auth, budgets, health
+from webhook.http import JSON
+from webhook.openapi import Endpoint, QueryParam, build_openapi
+
+_BUDGET_ERRORS = (400, 401, 403, 404)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/auth/login",
+        auth.login,
+        "Exchange an API key for a JWT",
+        "auth",
+        body=auth.LoginRequest,
+        response=auth.LoginResponse,
+        errors=(400, 401),
+    ),
+    Endpoint("GET", "/health", health.health, "Liveness and readiness", "health", errors=(503,)),
+    Endpoint(
+        "GET",
+        "/api/v1/budgets",
+        budgets.list_budgets,
+        "List the budgets the caller may see",
+        "budgets",
+        auth="jwt",
+        response=budgets.BudgetOut,
+        response_is_list=True,
+        errors=_BUDGET_ERRORS,
+        query=(
+            QueryParam("entity_type", "user, team or global"),
+            QueryParam("entity_id", "a user or team id"),
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/budgets",
+        budgets.create_budget,
+        "Create a budget (admin)",
+        "budgets",
+        auth="jwt",
+        body=budgets.BudgetCreate,
+        response=budgets.BudgetOut,
+        status=201,
+        errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/budgets/{budget_id}",
+        budgets.get_budget,
+        "One budget",
+        "budgets",
+        auth="jwt",
+        response=budgets.BudgetOut,
+        errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/budgets/{budget_id}",
+        budgets.update_budget,
+        "Change a budget (admin)",
+        "budgets",
+        auth="jwt",
+        body=budgets.BudgetUpdate,
+        response=budgets.BudgetOut,
+        errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/budgets/{budget_id}",
+        budgets.delete_budget,
+        "Delete a budget (admin)",
+        "budgets",
+        auth="jwt",
+        response=budgets.BudgetOut,
+        errors=_BUDGET_ERRORS,
+    ),
+)
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSON(build_openapi(ENDPOINTS))
+
+
+def routes() -> list[Route]:
+    found = [Route(e.path, e.handler, methods=[e.method], name=f"{e.method.lower()} {e.path}") for e in ENDPOINTS]
+    found.append(Route("/openapi.json", openapi_document, methods=["GET"], include_in_schema=False))
+    return found
