@@ -23,8 +23,10 @@ from models.migrate import upgrade
 from resolvers.auth import TokenService, ensure_instance_secrets
 from resolvers.config import Settings
 from resolvers.events import InMemoryEventBus
+from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
+from resolvers.schedule import scheduled_jobs
 from webhook.http import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
 
@@ -79,7 +81,13 @@ def create_app(
                 tokens=TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds),
                 clock=clock,
             )
-            yield {"runtime": runtime}
+            runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
+            if settings.jobs_enabled:
+                runtime.jobs.start()
+            try:
+                yield {"runtime": runtime}
+            finally:
+                await runtime.jobs.stop()
         finally:
             await bus.close()
             await db.dispose()

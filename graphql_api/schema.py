@@ -16,6 +16,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
+from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
 from graphql_api.errors import RequireToken, classify
 from graphql_api.me import MeQueries
@@ -25,7 +26,7 @@ from resolvers.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")
-class Query(BudgetQueries, SettingsQueries, MeQueries):
+class Query(BudgetQueries, AlertQueries, SettingsQueries, MeQueries):
     pass
 
 
@@ -35,7 +36,7 @@ class Mutation(BudgetMutations, SettingsMutations):
 
 
 @strawberry.type(description="Live updates over graphql-transport-ws; send the token in connection_init.")
-class Subscription(BudgetSubscriptions):
+class Subscription(BudgetSubscriptions, AlertSubscriptions):
     pass
 
 

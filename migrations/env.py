@@ -7,11 +7,19 @@ import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeDecorator
 
 from models.db import normalize_database_url, open_database
 from models.tables import include_name, metadata
 
 config = context.config
+
+
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    # Revisions store the plain column type (BIGINT for Money, ...), not our Python-side decorators.
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl_instance!r}"
+    return False
 
 
 def do_run_migrations(connection: Connection) -> None:
@@ -21,6 +29,7 @@ def do_run_migrations(connection: Connection) -> None:
         render_as_batch=True,
         include_name=include_name,
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

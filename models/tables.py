@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import budgets, instance
+from models import alerts, budgets, instance, jobs
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -15,4 +15,4 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     return True
 
 
-__all__ = ["budgets", "include_name", "instance", "litellm_metadata", "metadata"]
+__all__ = ["alerts", "budgets", "include_name", "instance", "jobs", "litellm_metadata", "metadata"]

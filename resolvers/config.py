@@ -43,6 +43,10 @@ class Settings:
     max_query_tokens: int = 2000
     max_query_aliases: int = 20
     log_level: str = "info"
+    #: The guide's ALERT_WEBHOOK_URL: every alert is POSTed there (LiteLLM webhook-event fields).
+    alert_webhook_url: str | None = None
+    #: Schedule the periodic jobs (rollups, forecasts, price refresh, ...). Off only for tests and one-off tools.
+    jobs_enabled: bool = True
 
     @property
     def embedded_mode(self) -> bool:
@@ -70,6 +74,8 @@ class Settings:
             max_query_tokens=read("SPENDPLANE_MAX_QUERY_TOKENS", _int_between(50, 100_000), "2000"),
             max_query_aliases=read("SPENDPLANE_MAX_QUERY_ALIASES", _int_between(1, 1000), "20"),
             log_level=read("SPENDPLANE_LOG_LEVEL", _log_level, "info"),
+            alert_webhook_url=read.optional("ALERT_WEBHOOK_URL", _http_url),
+            jobs_enabled=read("SPENDPLANE_JOBS", _bool, "true"),
         )
         if settings.soft_limit_threshold > settings.hard_limit_threshold:
             raise ConfigError(
@@ -149,6 +155,15 @@ def _origins(raw: str) -> tuple[str, ...]:
         if not origin.startswith(("http://", "https://")):
             raise ValueError(f"{origin!r} is not an http(s) origin")
     return origins
+
+
+def _http_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as https://hooks.example.com/spendplane")
+    return raw
 
 
 def _log_level(raw: str) -> str:

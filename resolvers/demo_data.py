@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
-from models.db import Database
+from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs, teams, users, verification_tokens
 from resolvers.auth import hash_key
 from resolvers.errors import InvalidInput
@@ -291,14 +289,6 @@ def _row(
     }
 
 
-def _insert_ignoring_duplicates(dialect: str, table: Any) -> Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return insert(table)
-
-
 async def write_demo_data(
     db: Database,
     schema: LiteLLMSchema,
@@ -324,7 +314,7 @@ async def write_demo_data(
     written = 0
     async with db.engine.begin() as conn:
         await conn.execute(
-            _insert_ignoring_duplicates(dialect, verification_tokens),
+            insert_or_ignore(dialect, verification_tokens),
             [
                 {
                     "token": hash_key(k.raw),
@@ -340,14 +330,14 @@ async def write_demo_data(
             ],
         )
         await conn.execute(
-            _insert_ignoring_duplicates(dialect, teams),
+            insert_or_ignore(dialect, teams),
             [
                 {"team_id": t, "team_alias": t.replace("-", " ").title(), "spend": 0.0, "metadata": {}}
                 for t, _, _ in TEAMS
             ],
         )
         await conn.execute(
-            _insert_ignoring_duplicates(dialect, users),
+            insert_or_ignore(dialect, users),
             [
                 {"user_id": u, "user_email": f"{u}@example.com", "team_id": t, "spend": 0.0}
                 for u, t in sorted({(k.user_id, k.team_id) for k in keys})
@@ -355,7 +345,7 @@ async def write_demo_data(
         )
     columns = {c.key for c in spend_logs.columns if schema.has(spend_logs, c.key)}
     # RETURNING counts what was really inserted (a re-run with the same seed inserts nothing).
-    statement = _insert_ignoring_duplicates(dialect, spend_logs).returning(spend_logs.c.request_id)
+    statement = insert_or_ignore(dialect, spend_logs).returning(spend_logs.c.request_id)
     batch: list[dict[str, Any]] = []
     produced = 0
     first: datetime | None = None

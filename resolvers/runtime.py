@@ -15,6 +15,7 @@ from models.litellm import LiteLLMSchema
 from resolvers.auth import TokenService
 from resolvers.config import Settings
 from resolvers.events import Event, EventBus
+from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
 
 
@@ -22,6 +23,7 @@ from resolvers.periods import utcnow
 class Work:
     session: AsyncSession
     now: datetime
+    dialect: str
     events: list[Event] = field(default_factory=list)
 
     def emit(self, event: Event) -> None:
@@ -36,12 +38,14 @@ class Runtime:
     bus: EventBus
     tokens: TokenService
     clock: Callable[[], datetime] = utcnow
+    #: Set by the app once the periodic jobs are scheduled (on-demand runs go through it too).
+    jobs: JobRunner | None = None
 
     @asynccontextmanager
     async def work(self) -> AsyncIterator[Work]:
         async with self.db.sessions() as session:
             async with session.begin():
-                work = Work(session=session, now=self.clock())
+                work = Work(session=session, now=self.clock(), dialect=self.db.dialect)
                 yield work
             for event in work.events:
                 await self.bus.publish(event)

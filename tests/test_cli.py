@@ -11,6 +11,7 @@ import pytest
 
 from graphql_api.cli import main
 from graphql_api.schema import sdl
+from models.migrate import head_revision
 
 
 def test_schema_graphql_is_up_to_date(repo_root: Path) -> None:
@@ -48,7 +49,7 @@ def test_migrate_then_demo_data_on_the_embedded_default(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     done = _run(["migrate"], env, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "revision 0001" in done.stdout
+    assert f"revision {head_revision()}" in done.stdout
     assert (tmp_path / "spendplane.db").exists()
     done = _run(["demo-data", "--rows", "300", "--days", "10", "--end", "2026-11-20T00:00:00"], env, tmp_path)
     assert done.returncode == 0, done.stderr

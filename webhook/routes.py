@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import auth, budgets, health
+from webhook import alerts, auth, budgets, health
 from webhook.http import JSON
 from webhook.openapi import Endpoint, QueryParam, build_openapi
 
@@ -71,6 +71,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=budgets.BudgetUpdate,
         response=budgets.BudgetOut,
         errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/alerts",
+        alerts.list_alerts,
+        "Recent alerts, newest first (filters: team_id, user_id, type, limit)",
+        "alerts",
+        auth="jwt",
+        response=alerts.AlertOut,
+        response_is_list=True,
+        errors=(400, 401),
+        query=(
+            QueryParam("team_id", "only this team's alerts"),
+            QueryParam("user_id", "only this user's alerts"),
+            QueryParam("type", "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded"),
+            QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+        ),
     ),
     Endpoint(
         "DELETE",

@@ -1,0 +1,110 @@
+"""Alerts in GraphQL: the `alerts` query and the `alertRaised` subscription (scoped by the subscriber's token)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_api.context import Info
+from resolvers import alerts
+from resolvers.alerts import Alert, AlertType, Severity
+from resolvers.errors import Unauthenticated
+from resolvers.periods import utcnow
+
+strawberry.enum(
+    AlertType,
+    name="AlertType",
+    description="approaching_limit (allow + notify), "
+    "request_exceeds_budget (block), budget_exceeded (block + notify), projected_limit_exceeded.",
+)
+strawberry.enum(Severity, name="AlertSeverity")
+
+
+@strawberry.type(
+    name="Alert", description="A budget (or forecast, or SLA) alert, raised once per budget, type and month."
+)
+class AlertView:
+    id: strawberry.ID
+    type: AlertType
+    severity: Severity
+    budget_id: strawberry.ID | None
+    entity_type: str | None = strawberry.field(description="user, team, key or global.")
+    entity_id: str | None
+    team_id: str | None
+    user_id: str | None
+    message: str
+    spend: Decimal | None = strawberry.field(description="USD spent when the alert was raised.")
+    limit: Decimal | None = strawberry.field(description="The limit it was measured against, USD.")
+    details: JSON
+    created_at: datetime
+
+    @classmethod
+    def from_domain(cls, alert: Alert) -> AlertView:
+        return cls(
+            id=strawberry.ID(alert.id),
+            type=alert.type,
+            severity=alert.severity,
+            budget_id=strawberry.ID(alert.budget_id) if alert.budget_id else None,
+            entity_type=alert.entity_type,
+            entity_id=alert.entity_id,
+            team_id=alert.team_id,
+            user_id=alert.user_id,
+            message=alert.message,
+            spend=alert.spend,
+            limit=alert.limit,
+            details=JSON(alert.details),
+            created_at=alert.created_at,
+        )
+
+
+@strawberry.type
+class AlertQueries:
+    @strawberry.field(description="Recent alerts, newest first (a viewer sees its own team's and user's only).")
+    async def alerts(
+        self,
+        info: Info,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        type: AlertType | None = None,
+        limit: int = 100,
+    ) -> list[AlertView]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.read() as session:
+            found = await alerts.list_alerts(
+                session,
+                principal,
+                team_id=team_id,
+                user_id=user_id,
+                alert_type=type.value if type else None,
+                limit=limit,
+            )
+        return [AlertView.from_domain(a) for a in found]
+
+
+@strawberry.type
+class AlertSubscriptions:
+    @strawberry.subscription(
+        description="Alerts as they are raised, across every replica. Filters are optional; "
+        "a viewer only hears its own team's and user's alerts."
+    )
+    async def alert_raised(
+        self, info: Info, team_id: str | None = None, user_id: str | None = None
+    ) -> AsyncGenerator[AlertView, None]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.bus.subscribe(alerts.ALERT_TOPIC) as events:
+            async for event in events:
+                if principal.expires_at is not None and principal.expires_at <= utcnow():
+                    raise Unauthenticated("the token expired; reconnect with a fresh one")
+                async with runtime.read() as session:
+                    alert = await alerts.get_alert(session, event.payload["id"])
+                if alert is None or not alert.visible_to(principal):
+                    continue
+                if (team_id is not None and alert.team_id != team_id) or (
+                    user_id is not None and alert.user_id != user_id
+                ):
+                    continue
+                yield AlertView.from_domain(alert)

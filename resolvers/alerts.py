@@ -1,0 +1,190 @@
+"""Alerts: stored first (deduplicated by key, e.g. once per budget, type and month), then published as events;
+deliveries to email and the alert webhook are queued in the same transaction (the outbox) and sent in the
+background, so nothing is lost and the request path never waits for SMTP or HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.alerts import AlertDeliveryRow, AlertRow
+from models.db import insert_or_ignore
+from resolvers.auth import Principal
+from resolvers.errors import InvalidInput
+from resolvers.events import Event
+from resolvers.runtime import Work
+
+ALERT_TOPIC = "alert"
+MAX_LIST = 500
+
+
+class AlertType(StrEnum):
+    """The guide's budget alert types, plus the forecast's and (later) SLA monitoring's."""
+
+    APPROACHING_LIMIT = "approaching_limit"
+    REQUEST_EXCEEDS_BUDGET = "request_exceeds_budget"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    PROJECTED_LIMIT_EXCEEDED = "projected_limit_exceeded"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    type: AlertType
+    severity: Severity
+    message: str
+    dedupe_key: str
+    budget_id: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    spend: Decimal | None = None
+    limit: Decimal | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    #: Where to send it besides subscribers: email addresses; the alert webhook is added from the settings.
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    type: AlertType
+    severity: Severity
+    budget_id: str | None
+    entity_type: str | None
+    entity_id: str | None
+    team_id: str | None
+    user_id: str | None
+    message: str
+    spend: Decimal | None
+    limit: Decimal | None
+    details: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: AlertRow) -> Alert:
+        return cls(
+            id=row.id,
+            type=AlertType(row.type),
+            severity=Severity(row.severity),
+            budget_id=row.budget_id,
+            entity_type=row.entity_type,
+            entity_id=row.entity_id,
+            team_id=row.team_id,
+            user_id=row.user_id,
+            message=row.message,
+            spend=row.spend,
+            limit=row.limit_usd,
+            details=dict(row.details or {}),
+            created_at=row.created_at,
+        )
+
+    def visible_to(self, principal: Principal) -> bool:
+        if principal.is_admin:
+            return True
+        return (self.team_id is not None and self.team_id == principal.team_id) or (
+            self.user_id is not None and self.user_id == principal.user_id
+        )
+
+
+def budget_dedupe_key(budget_id: str, alert_type: AlertType, period_start: datetime) -> str:
+    return f"budget:{budget_id}:{alert_type.value}:{period_start:%Y-%m}"
+
+
+async def raise_alert(work: Work, draft: AlertDraft, *, webhook_url: str | None = None) -> Alert | None:
+    """Store the alert unless one with the same key exists; queue its deliveries; publish it after commit.
+    Returns None when it was a duplicate (already raised this period)."""
+    alert_id = str(uuid.uuid4())
+    table = AlertRow.__table__
+    statement = insert_or_ignore(work.dialect, table).returning(table.c.id)  # type: ignore[arg-type]
+    inserted = (
+        await work.session.execute(
+            statement,
+            {
+                "id": alert_id,
+                "type": draft.type.value,
+                "severity": draft.severity.value,
+                "dedupe_key": draft.dedupe_key,
+                "budget_id": draft.budget_id,
+                "entity_type": draft.entity_type,
+                "entity_id": draft.entity_id,
+                "team_id": draft.team_id,
+                "user_id": draft.user_id,
+                "message": draft.message,
+                "spend": draft.spend,
+                "limit_usd": draft.limit,
+                "details": draft.details,
+                "created_at": work.now,
+            },
+        )
+    ).first()
+    if inserted is None:
+        return None
+    targets = [("email", address) for address in dict.fromkeys(draft.emails) if address]
+    if webhook_url:
+        targets.append(("webhook", webhook_url))
+    for channel, target in targets:
+        work.session.add(
+            AlertDeliveryRow(
+                alert_id=alert_id,
+                channel=channel,
+                target=target,
+                status="pending",
+                attempts=0,
+                next_attempt_at=work.now,
+            )
+        )
+    work.emit(Event(ALERT_TOPIC, {"id": alert_id}))
+    row = await work.session.get(AlertRow, alert_id)
+    assert row is not None
+    return Alert.from_row(row)
+
+
+async def list_alerts(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    team_id: str | None = None,
+    user_id: str | None = None,
+    alert_type: str | None = None,
+    limit: int = 100,
+) -> list[Alert]:
+    """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own team and user."""
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+    query = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
+    if team_id is not None:
+        query = query.where(AlertRow.team_id == team_id)
+    if user_id is not None:
+        query = query.where(AlertRow.user_id == user_id)
+    if alert_type is not None:
+        try:
+            query = query.where(AlertRow.type == AlertType(alert_type).value)
+        except ValueError:
+            allowed = ", ".join(t.value for t in AlertType)
+            raise InvalidInput("type", f"must be one of {allowed}") from None
+    if not principal.is_admin:
+        mine = [AlertRow.team_id == principal.team_id] if principal.team_id else []
+        mine += [AlertRow.user_id == principal.user_id] if principal.user_id else []
+        if not mine:
+            return []
+        query = query.where(or_(*mine))
+    return [Alert.from_row(row) for row in (await session.scalars(query)).all()]
+
+
+async def get_alert(session: AsyncSession, alert_id: str) -> Alert | None:
+    row = await session.get(AlertRow, alert_id)
+    return None if row is None else Alert.from_row(row)
