@@ -3,6 +3,7 @@ lifespan owns the database engine, the event bus and the instance secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,12 +23,17 @@ from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
 from resolvers.auth import TokenService, ensure_instance_secrets
 from resolvers.config import Settings
+from resolvers.enforcement import Enforcer
 from resolvers.events import InMemoryEventBus
 from resolvers.jobs import JobRunner
+from resolvers.ledger import Ledger
 from resolvers.periods import utcnow
+from resolvers.pricing import build_price_book, load_overrides
 from resolvers.runtime import Runtime
 from resolvers.schedule import scheduled_jobs
-from webhook.http import EXCEPTION_HANDLERS
+from resolvers.spend import period_spend
+from resolvers.tokens import warm_up as warm_up_tokenizer
+from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
 
 log = logging.getLogger("spendplane")
@@ -64,6 +70,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = open_database(settings.database_url)
         bus = InMemoryEventBus()
+        stop = asyncio.Event()
+        background: list[asyncio.Task[None]] = []
+        runtime: Runtime | None = None
         try:
             await upgrade(db, embedded=settings.embedded_mode)
             async with db.engine.connect() as conn:
@@ -73,6 +82,8 @@ def create_app(
             )
             if secrets.new_admin_key is not None:
                 announce_admin_key(secrets.new_admin_key)
+            async with db.reader() as session:
+                prices = build_price_book(settings, await load_overrides(session))
             runtime = Runtime(
                 settings=settings,
                 db=db,
@@ -80,15 +91,37 @@ def create_app(
                 bus=bus,
                 tokens=TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds),
                 clock=clock,
+                prices=prices,
+                admin_key_hash=secrets.admin_key_hash,
             )
+            warm_up_tokenizer()
+            runtime.enforcer = Enforcer(
+                settings=settings,
+                db=db,
+                schema=litellm,
+                bus=bus,
+                prices=prices,
+                history=runtime.history,
+                ledger=Ledger(db, litellm, period_spend, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+                clock=clock,
+                unit_of_work=runtime.work,
+            )
+            await runtime.enforcer.load()
+            background += [
+                asyncio.create_task(runtime.enforcer.run_background(stop)),
+                asyncio.create_task(runtime.enforcer.watch_changes(stop)),
+            ]
             runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
             if settings.jobs_enabled:
                 runtime.jobs.start()
-            try:
-                yield {"runtime": runtime}
-            finally:
-                await runtime.jobs.stop()
+            yield {"runtime": runtime}
         finally:
+            stop.set()
+            if runtime is not None and runtime.jobs is not None:
+                await runtime.jobs.stop()
+            await asyncio.gather(*background, return_exceptions=True)
+            if runtime is not None and runtime.enforcer is not None:
+                await runtime.enforcer.close()
             await bus.close()
             await db.dispose()
 

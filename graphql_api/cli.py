@@ -131,6 +131,19 @@ def export_schema(args: argparse.Namespace) -> None:
         print(f"spendplane: wrote {args.output}", file=sys.stderr)
 
 
+def litellm_plugin(args: argparse.Namespace) -> None:
+    import shutil
+
+    import webhook.litellm_plugin
+
+    target = Path(args.output) / "spendplane_litellm.py"
+    shutil.copyfile(webhook.litellm_plugin.__file__, target)
+    print(
+        f"spendplane: wrote {target}; add to LiteLLM's config.yaml:\n"
+        '  litellm_settings:\n    callbacks: ["spendplane_litellm.proxy_handler_instance"]'
+    )
+
+
 async def _rotate(settings: Settings) -> str:
     from models.db import open_database
     from models.migrate import upgrade
@@ -183,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export-schema", help="print or write the GraphQL SDL (schema.graphql)")
     p.add_argument("-o", "--output", default="-", help="file to write; - for stdout (default)")
     p.set_defaults(run=export_schema)
+
+    p = commands.add_parser("litellm-plugin", help="write the LiteLLM proxy plugin (true HTTP 429 refusals)")
+    p.add_argument("-o", "--output", default=".", help="the directory of LiteLLM's config.yaml (default .)")
+    p.set_defaults(run=litellm_plugin)
 
     p = commands.add_parser("rotate-admin-key", help="replace spendplane's generated admin key and print it")
     p.set_defaults(run=rotate)

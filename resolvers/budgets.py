@@ -6,6 +6,7 @@ budgets by the `user` column (the key owner), the global budget by everything.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.budgets import BudgetRow
 from models.litellm import LiteLLMSchema
 from resolvers import validation
-from resolvers.auth import Principal, require_admin
+from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.config import Settings
 from resolvers.errors import Forbidden, InvalidInput, NotFound
 from resolvers.events import Event
@@ -30,9 +31,13 @@ from resolvers.spend import Scope, ScopeKind, spend_by_scope
 
 
 class EntityType(StrEnum):
+    """The guide's user, team and global budgets, plus a LiteLLM virtual key and an end user (customer)."""
+
     USER = "user"
     TEAM = "team"
     GLOBAL = "global"
+    KEY = "key"
+    END_USER = "end_user"
 
 
 class BudgetStatus(StrEnum):
@@ -48,6 +53,7 @@ class _Keep:
 KEEP: Final = _Keep()
 
 BUDGET_TOPIC = "budget"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,14 @@ def _entity_id(entity_type: EntityType, value: str | None) -> str | None:
         if value is not None and value.strip():
             raise InvalidInput("entity_id", "must be empty for a global budget (it covers all spend)")
         return None
-    return validation.text("entity_id", value, max_length=256)
+    entity_id = validation.text("entity_id", value, max_length=256)
+    if entity_type is EntityType.KEY and entity_id is not None:
+        # Keys are stored as LiteLLM stores them: the sha256 of the raw key. The raw key itself is never kept.
+        if entity_id.startswith("sk-"):
+            return hash_key(entity_id)
+        if not _SHA256.fullmatch(entity_id):
+            raise InvalidInput("entity_id", "a key budget needs the LiteLLM virtual key (sk-...) or its sha256 hex")
+    return entity_id
 
 
 def _limit_percent(field: str, value: Decimal | None, default: Decimal) -> Decimal:

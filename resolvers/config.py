@@ -15,6 +15,7 @@ from models.db import normalize_database_url
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///./spendplane.db"
+LITELLM_PRICE_MAP_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,24 @@ class Settings:
     alert_webhook_url: str | None = None
     #: Schedule the periodic jobs (rollups, forecasts, price refresh, ...). Off only for tests and one-off tools.
     jobs_enabled: bool = True
+    #: Shared secret LiteLLM sends as x-api-key to the webhook, the Guardrail API and spend ingestion.
+    webhook_key: str | None = None
+    #: The guide's per-key default budget for keys without their own (USD per month; 0 turns it off).
+    default_key_budget: Decimal = Decimal(100)
+    #: What the pre-request check answers when the database is slow or down: "open" (allow) or "closed".
+    enforcement_failure_mode: str = "open"
+    enforcement_timeout_ms: int = 1000
+    #: An admitted request's hold on budget is released when its spend arrives, or after this long.
+    reservation_ttl_seconds: int = 900
+    #: How often each instance re-reads recorded spend for its in-memory budget states.
+    spend_refresh_seconds: float = 2.0
+    #: LiteLLM's published price map (URL, file path or file:// URL); None: baseline prices only.
+    price_map_url: str | None = None
+    price_map_cache: str = "./spendplane-price-map.json"
+    #: LiteLLM's config.yaml, for model aliases (model_list) and per-deployment prices.
+    litellm_config_path: str | None = None
+    #: Self-hosted models and their prices per million tokens, e.g. "llama-3.1-70b, ollama/*, mymodel=0.2/0.6".
+    self_hosted_models: tuple[tuple[str, Decimal, Decimal], ...] = ()
 
     @property
     def embedded_mode(self) -> bool:
@@ -76,6 +95,16 @@ class Settings:
             log_level=read("SPENDPLANE_LOG_LEVEL", _log_level, "info"),
             alert_webhook_url=read.optional("ALERT_WEBHOOK_URL", _http_url),
             jobs_enabled=read("SPENDPLANE_JOBS", _bool, "true"),
+            webhook_key=read.optional("SPENDPLANE_WEBHOOK_KEY", _non_blank),
+            default_key_budget=read("DEFAULT_KEY_BUDGET_USD", _usd_or_zero, "100"),
+            enforcement_failure_mode=read("ENFORCEMENT_FAILURE_MODE", _failure_mode, "open"),
+            enforcement_timeout_ms=read("ENFORCEMENT_TIMEOUT_MS", _int_between(10, 60_000), "1000"),
+            reservation_ttl_seconds=read("RESERVATION_TTL_SECONDS", _int_between(10, 86_400), "900"),
+            spend_refresh_seconds=read("SPEND_REFRESH_SECONDS", _seconds, "2"),
+            price_map_url=read("LITELLM_PRICE_MAP_URL", _optional_source, LITELLM_PRICE_MAP_URL),
+            price_map_cache=read("LITELLM_PRICE_MAP_CACHE", _non_blank, "./spendplane-price-map.json"),
+            litellm_config_path=read.optional("LITELLM_CONFIG_PATH", _existing_file),
+            self_hosted_models=read("SELF_HOSTED_MODELS", _self_hosted, ""),
         )
         if settings.soft_limit_threshold > settings.hard_limit_threshold:
             raise ConfigError(
@@ -155,6 +184,58 @@ def _origins(raw: str) -> tuple[str, ...]:
         if not origin.startswith(("http://", "https://")):
             raise ValueError(f"{origin!r} is not an http(s) origin")
     return origins
+
+
+def _usd_or_zero(raw: str) -> Decimal:
+    value = Decimal(raw)
+    if not value.is_finite() or value < 0 or value > 1_000_000_000:
+        raise ValueError("must be an amount in USD from 0 (off) to 1000000000")
+    return value
+
+
+def _failure_mode(raw: str) -> str:
+    if raw.lower() not in {"open", "closed"}:
+        raise ValueError("must be open (allow when the database is unavailable) or closed (block)")
+    return raw.lower()
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0.1 <= value <= 3600:
+        raise ValueError("must be a number of seconds from 0.1 to 3600")
+    return value
+
+
+def _optional_source(raw: str) -> str | None:
+    if raw.lower() in {"off", "none", "false"}:
+        return None
+    if raw.startswith(("http://", "https://", "file://", "/", "./", "../")) or raw.endswith(".json"):
+        return raw
+    raise ValueError("must be an http(s) URL, a file:// URL or a path to a JSON file, or off")
+
+
+def _existing_file(raw: str) -> str:
+    if not os.path.isfile(raw):
+        raise ValueError("no such file")
+    return raw
+
+
+def _self_hosted(raw: str) -> tuple[tuple[str, Decimal, Decimal], ...]:
+    models = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, _, prices = item.partition("=")
+        cost_in, cost_out = Decimal(0), Decimal(0)
+        if prices:
+            first, slash, second = prices.partition("/")
+            if not slash:
+                raise ValueError(f"{item!r}: give prices per million tokens as input/output, e.g. {name}=0.2/0.6")
+            cost_in, cost_out = Decimal(first.strip()), Decimal(second.strip())
+            if not (cost_in.is_finite() and cost_out.is_finite()) or cost_in < 0 or cost_out < 0:
+                raise ValueError(f"{item!r}: prices must be non-negative numbers")
+        models.append((name.strip(), cost_in, cost_out))
+    return tuple(models)
 
 
 def _http_url(raw: str) -> str:

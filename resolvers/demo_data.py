@@ -234,7 +234,7 @@ def _row(
         cost = baseline_cost(model.price_ref, _PRICE_PROVIDER[model.provider], prompt, completion)
         if cost is None:
             raise LookupError(f"genai-prices has no price for demo model {model.price_ref}")
-        spend = float(cost.total_usd)
+        spend = float(cost)
     group = rng.choice(model.groups)
     metadata: dict[str, Any] = {
         "user_api_key": key_hash,

@@ -41,6 +41,8 @@ class Job:
     schedule: str  # five-field cron expression, UTC
     run: JobFunction
     at_start: bool = False  # also run once when the service starts
+    #: Every replica runs it (it refreshes this process's memory, e.g. prices), instead of one per tick.
+    per_replica: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -128,6 +130,8 @@ class JobRunner:
             return Outcome(ran=False, summary="already running in this process")
         async with lock:
             now = self.runtime.clock()
+            if job.per_replica:
+                return await self._execute(job, tick or now, stats, record=False)
             tick = tick or (job.last_tick(now) if claim else now)
             async with self._cluster_lock(name) as held:
                 if not held:

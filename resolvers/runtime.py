@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,11 @@ from resolvers.config import Settings
 from resolvers.events import Event, EventBus
 from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
+from resolvers.predictor import OutputHistory
+from resolvers.pricing import PriceBook
+
+if TYPE_CHECKING:
+    from resolvers.enforcement import Enforcer
 
 
 @dataclass
@@ -38,8 +44,20 @@ class Runtime:
     bus: EventBus
     tokens: TokenService
     clock: Callable[[], datetime] = utcnow
+    prices: PriceBook = field(default_factory=PriceBook)
+    #: Recent completion lengths per model, for the predictor.
+    history: OutputHistory = field(default_factory=OutputHistory)
     #: Set by the app once the periodic jobs are scheduled (on-demand runs go through it too).
     jobs: JobRunner | None = None
+    #: The pre-request decision engine (set up in the lifespan, after the runtime exists).
+    enforcer: Enforcer | None = None
+    #: sha256 of spendplane's generated admin key (None with a master key), read at start-up.
+    admin_key_hash: str | None = None
+
+    def enforcement(self) -> Enforcer:
+        if self.enforcer is None:
+            raise RuntimeError("enforcement is not running (the app lifespan sets it up)")
+        return self.enforcer
 
     @asynccontextmanager
     async def work(self) -> AsyncIterator[Work]:

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from resolvers.config import Settings
+from resolvers.enforcement import prune_settlements
 from resolvers.jobs import Job
+from resolvers.predictor import refresh_output_history
+from resolvers.pricing import refresh_price_map, reload_overrides
 
 
 def scheduled_jobs(settings: Settings) -> list[Job]:
-    jobs: list[Job] = []
-    return jobs
+    return [
+        # Prices and learned output lengths live in each process's memory: every replica refreshes its own.
+        Job(
+            "price-map", "17 3 * * *", refresh_price_map, at_start=settings.price_map_url is not None, per_replica=True
+        ),
+        Job("price-overrides", "* * * * *", reload_overrides, per_replica=True),
+        Job("output-lengths", "23 * * * *", refresh_output_history, at_start=True, per_replica=True),
+        Job("prune-settlements", "*/10 * * * *", prune_settlements),
+    ]

@@ -101,9 +101,19 @@ async def db(migrated: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
 @pytest.fixture
-def settings(db: Database) -> Settings:
-    return Settings(database_url=db.engine.url, litellm_master_key=MASTER_KEY, embedded=True)
+def settings(db: Database, tmp_path: Path) -> Settings:
+    # No price-map URL: nothing in the suite touches the network. Spend refreshes quickly so tests need not wait.
+    return Settings(
+        database_url=db.engine.url,
+        litellm_master_key=MASTER_KEY,
+        embedded=True,
+        price_map_cache=str(tmp_path / "price-map.json"),
+        spend_refresh_seconds=0.2,
+    )
 
 
 @dataclass

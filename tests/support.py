@@ -171,3 +171,27 @@ async def graphql_ws(api: Api) -> AsyncIterator[AsyncWebSocketSession]:
         aconnect_ws("/graphql", client, subprotocols=["graphql-transport-ws"]) as ws,
     ):
         yield ws
+
+
+@asynccontextmanager
+async def served(app: Any, *, lifespan: bool = False) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free local port in this event loop (a real HTTP server for the code under test)."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on" if lifespan else "off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from resolvers import alerts
 from resolvers.alerts import Alert
 from resolvers.errors import InvalidInput
-from webhook.http import JSON, caller, runtime_of
+from webhook.rest import JSON, caller, runtime_of
 
 
 class AlertOut(BaseModel):

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from resolvers.auth import authenticate_api_key
 from resolvers.periods import utcnow
-from webhook.http import JSON, read_model, runtime_of
+from webhook.rest import JSON, read_model, runtime_of
 
 
 class LoginRequest(BaseModel):

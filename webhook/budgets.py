@@ -13,7 +13,7 @@ from starlette.responses import Response
 from resolvers import budgets
 from resolvers.budgets import KEEP, BudgetChanges, BudgetDraft, BudgetState, Thresholds
 from resolvers.errors import InvalidInput
-from webhook.http import JSON, caller, read_model, runtime_of
+from webhook.rest import JSON, caller, read_model, runtime_of
 
 
 class BudgetCreate(BaseModel):

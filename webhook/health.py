@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from models.litellm import spend_logs
 from models.migrate import current_revision, head_revision
-from webhook.http import JSON, runtime_of
+from webhook.rest import JSON, runtime_of
 
 CHECK_TIMEOUT_SECONDS = 2.0
 

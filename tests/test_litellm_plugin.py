@@ -1,0 +1,109 @@
+"""The LiteLLM plugin, against a real spendplane server: allow, a true 429, and both failure modes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from starlette.exceptions import HTTPException
+
+from graphql_api.app import create_app
+from graphql_api.cli import main
+from models.db import Database
+from resolvers.config import Settings
+from tests.conftest import MASTER_KEY, NOW, Clock
+from tests.support import SpendLog, add_spend, served
+from webhook.litellm_plugin import SpendplaneBudgetHook, check_payload
+
+# What LiteLLM hands the hook: UserAPIKeyAuth (here its fields) and the request body it is about to send.
+TEAM_KEY = SimpleNamespace(api_key="75e69842" + "0" * 56, user_id="carol", team_id="eng", end_user_id=None)
+
+
+def request_data(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 50,
+        "litellm_call_id": "7a506080-e536-414f-b82f-30d9fbd93b99",
+        **extra,
+    }
+
+
+async def _team_budget(db: Database, spend: float) -> None:
+    from sqlalchemy import insert
+
+    from models.budgets import BudgetRow
+
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert(BudgetRow).values(
+                id="00000000-0000-4000-8000-000000000001",
+                name="Eng",
+                entity_type="team",
+                entity_id="eng",
+                monthly_limit=Decimal(100),
+                soft_limit_percent=Decimal("0.8"),
+                hard_limit_percent=Decimal(1),
+                alert_email=None,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    await add_spend(db, SpendLog(spend, NOW - timedelta(hours=1), team_id="eng"))
+
+
+async def test_the_plugin_allows_and_refuses_with_a_true_429(settings: Settings, clock: Clock, db: Database) -> None:
+    await _team_budget(db, 100)
+    async with served(create_app(settings, clock=clock), lifespan=True) as url:
+        hook = SpendplaneBudgetHook(url=url, key=MASTER_KEY, timeout=5)
+        other_team = SimpleNamespace(api_key=None, user_id="dave", team_id="ops", end_user_id=None)
+        data = request_data()
+        try:
+            assert await hook.async_pre_call_hook(other_team, None, data, "acompletion") is data
+            with pytest.raises(HTTPException) as refused:
+                await hook.async_pre_call_hook(TEAM_KEY, None, request_data(), "acompletion")
+        finally:
+            await hook.aclose()
+    assert refused.value.status_code == 429
+    assert refused.value.detail["error"].startswith("budget_exceeded: team budget 'Eng' (eng)")
+    assert int(refused.value.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize(("mode", "refuses"), [("open", False), ("closed", True)])
+async def test_when_spendplane_is_down_the_plugins_failure_mode_decides(mode: str, refuses: bool) -> None:
+    hook = SpendplaneBudgetHook(url="http://127.0.0.1:9", key="k", timeout=0.5, failure_mode=mode)
+    try:
+        if refuses:
+            with pytest.raises(HTTPException) as refused:
+                await hook.async_pre_call_hook(TEAM_KEY, None, request_data(), "acompletion")
+            assert refused.value.status_code == 429
+        else:
+            data = request_data()
+            assert await hook.async_pre_call_hook(TEAM_KEY, None, data, "acompletion") is data
+    finally:
+        await hook.aclose()
+
+
+def test_the_payload_carries_identity_model_messages_and_call_id() -> None:
+    payload = check_payload(TEAM_KEY, request_data(user="cust-1"), "acompletion")
+    assert payload == {
+        "litellm_call_id": "7a506080-e536-414f-b82f-30d9fbd93b99",
+        "api_key_hash": TEAM_KEY.api_key,
+        "user_id": "carol",
+        "team_id": "eng",
+        "end_user_id": "cust-1",
+        "model": "gpt-4o",
+        "call_type": "acompletion",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 50,
+    }
+
+
+def test_the_cli_writes_the_plugin_next_to_the_config(tmp_path: Path) -> None:
+    main(["litellm-plugin", "-o", str(tmp_path)])
+    written = (tmp_path / "spendplane_litellm.py").read_text()
+    assert "proxy_handler_instance = SpendplaneBudgetHook()" in written

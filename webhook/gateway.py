@@ -1,0 +1,269 @@
+"""What LiteLLM calls: the pre-request budget webhook, its Generic Guardrail API, and spend ingestion.
+
+All three authenticate with the shared secret in `x-api-key` and run on the same decision engine. The webhook
+answers 200 (allow, with a warning past the soft limit) or 429 (block) with the budget named; the Guardrail API
+always answers 200 with NONE or BLOCKED, because any other status reaches LiteLLM's client as an HTTP 500.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from resolvers.alerts import AlertType
+from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verdict
+from resolvers.errors import InvalidInput
+from resolvers.features import get_features
+from resolvers.ingestion import ingest, parse_batch
+from resolvers.periods import month_of
+from webhook.machines import require_gateway
+from webhook.predictor import ChatMessage
+from webhook.rest import JSON, read_json, read_model, runtime_of
+
+
+class PreRequest(BaseModel):
+    """LiteLLM's pre-call data, as spendplane's plugin (or any gateway) sends it. Every field is optional: a
+    request with no identity falls under the global budget only."""
+
+    model_config = ConfigDict(extra="ignore")
+    litellm_call_id: str | None = Field(default=None, max_length=256)
+    call_id: str | None = Field(default=None, max_length=256)
+    request_id: str | None = Field(default=None, max_length=256)
+    api_key: str | None = Field(default=None, max_length=1024, description="The raw key or its sha256.")
+    api_key_hash: str | None = Field(default=None, max_length=256)
+    user_api_key_hash: str | None = Field(default=None, max_length=256)
+    user_id: str | None = Field(default=None, max_length=256)
+    user: str | None = Field(default=None, max_length=256)
+    team_id: str | None = Field(default=None, max_length=256)
+    end_user_id: str | None = Field(default=None, max_length=256)
+    end_user: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=256)
+    messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
+    prompt: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    estimated_cost: Decimal | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    tags: list[str] | None = None
+
+    def admission(self) -> Admission:
+        caller = Caller(
+            key=self.api_key or self.api_key_hash or self.user_api_key_hash,
+            user_id=_identity(self.user_id or self.user),
+            team_id=self.team_id,
+            end_user=self.end_user_id or self.end_user,
+        )
+        messages = [m.model_dump(exclude_none=True) for m in self.messages or []]
+        return Admission(
+            caller,
+            self.model,
+            self.litellm_call_id or self.call_id or self.request_id or _new_id(),
+            messages,
+            self.prompt,
+            self.max_tokens,
+            self.estimated_cost,
+        )
+
+
+def _identity(user_id: str | None) -> str | None:
+    # LiteLLM names requests made with its master key "default_user_id": that is not a person with a budget.
+    return None if user_id in (None, "", "default_user_id") else user_id
+
+
+def _new_id() -> str:
+    return f"spendplane-{uuid.uuid4()}"
+
+
+class AdmissionBudget(BaseModel):
+    id: str | None
+    name: str
+    entity_type: str
+    entity_id: str | None
+    spend: Decimal
+    limit: Decimal
+    remaining: Decimal
+    utilization: Decimal
+
+    @classmethod
+    def of(cls, check: BudgetCheck) -> AdmissionBudget:
+        rule = check.rule
+        return cls(
+            id=rule.budget_id,
+            name=rule.name,
+            entity_type=rule.entity_type,
+            entity_id=rule.entity_id,
+            spend=check.spend,
+            limit=rule.hard_cap,
+            remaining=check.remaining,
+            utilization=check.utilization,
+        )
+
+
+class PreRequestAllowed(BaseModel):
+    allowed: bool
+    action: str = Field(description="allow, or warn past a soft limit")
+    warning: str | None
+    model: str | None = Field(description="The model to call (the one asked for, or a failover's fallback).")
+    call_id: str
+    estimated_cost_usd: Decimal
+    price_missing: bool = Field(description="No price is known for the model: decided on recorded spend only.")
+    enforced: bool = Field(description="False when budget enforcement is switched off in the settings.")
+    degraded: bool = Field(description="True when the database did not answer in time and the failure mode decided.")
+    budgets: list[AdmissionBudget]
+
+
+class PreRequestError(BaseModel):
+    type: str
+    code: str
+    message: str
+
+
+class PreRequestBlocked(BaseModel):
+    allowed: bool
+    action: str
+    call_id: str
+    error: PreRequestError
+    budget: AdmissionBudget | None
+    estimated_cost_usd: Decimal
+    budgets: list[AdmissionBudget]
+
+
+def _seconds_to_next_month(now: datetime) -> int:
+    return max(1, int((month_of(now).end - now).total_seconds()))
+
+
+async def pre_request(request: Request) -> Response:
+    require_gateway(request)
+    body = await read_model(request, PreRequest)
+    runtime = runtime_of(request)
+    decision = await runtime.enforcement().admit(body.admission())
+    return render_decision(decision, runtime.clock())
+
+
+def render_decision(decision: Decision, now: datetime) -> Response:
+    budgets = [AdmissionBudget.of(c) for c in decision.checks]
+    if decision.allowed:
+        return JSON(
+            PreRequestAllowed(
+                allowed=True,
+                action=decision.verdict.value if decision.verdict is Verdict.WARN else "allow",
+                warning=decision.message if decision.verdict is Verdict.WARN or decision.degraded else None,
+                model=decision.model,
+                call_id=decision.call_id,
+                estimated_cost_usd=decision.estimated_cost,
+                price_missing=decision.price_missing,
+                enforced=decision.enforced,
+                degraded=decision.degraded,
+                budgets=budgets,
+            ).model_dump()
+        )
+    kind = decision.alert_type.value if decision.alert_type else "budget_service_unavailable"
+    retry_after = _seconds_to_next_month(now) if decision.alert_type is AlertType.BUDGET_EXCEEDED else 60
+    return JSON(
+        PreRequestBlocked(
+            allowed=False,
+            action="block",
+            call_id=decision.call_id,
+            error=PreRequestError(type=kind, code=kind.upper(), message=decision.message or kind),
+            budget=AdmissionBudget.of(decision.budget) if decision.budget else None,
+            estimated_cost_usd=decision.estimated_cost,
+            budgets=budgets,
+        ).model_dump(),
+        status_code=429,
+        headers={"retry-after": str(retry_after)},
+    )
+
+
+# ------------------------------------------------------------------------------------- the Generic Guardrail API
+
+
+class GuardrailRequest(BaseModel):
+    """LiteLLM's GenericGuardrailAPIRequest (all 13 keys optional: older releases send fewer)."""
+
+    model_config = ConfigDict(extra="ignore")
+    input_type: str | None = Field(default=None, max_length=32)
+    litellm_call_id: str | None = Field(default=None, max_length=256)
+    litellm_trace_id: str | None = Field(default=None, max_length=256)
+    structured_messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
+    texts: list[str] | None = Field(default=None, max_length=10_000)
+    request_data: dict[str, Any] | None = None
+    model: str | None = Field(default=None, max_length=256)
+
+    def admission(self) -> Admission:
+        data = self.request_data or {}
+        caller = Caller(
+            key=_text(data.get("user_api_key_hash")),
+            user_id=_identity(_text(data.get("user_api_key_user_id"))),
+            team_id=_text(data.get("user_api_key_team_id")),
+            end_user=_text(data.get("user_api_key_end_user_id")),
+        )
+        messages = [m.model_dump(exclude_none=True) for m in self.structured_messages or []]
+        prompt = None if messages else "\n".join(self.texts or []) or None
+        return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt)
+
+
+class GuardrailResponse(BaseModel):
+    action: str = Field(description="NONE (let it run) or BLOCKED")
+    blocked_reason: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    return value[:256] if isinstance(value, str) and value else None
+
+
+async def guardrail(request: Request) -> Response:
+    require_gateway(request)
+    body = await read_model(request, GuardrailRequest)
+    if body.input_type not in (None, "request"):
+        return JSON({"action": "NONE"})  # a post_call check of the response: nothing to decide here
+    decision = await runtime_of(request).enforcement().admit(body.admission())
+    if decision.allowed:
+        return JSON({"action": "NONE"})
+    kind = decision.alert_type.value if decision.alert_type else "budget_service_unavailable"
+    return JSON(GuardrailResponse(action="BLOCKED", blocked_reason=f"{kind}: {decision.message}").model_dump())
+
+
+# ------------------------------------------------------------------------------------------------ spend ingestion
+
+
+class IngestResponse(BaseModel):
+    received: int
+    recorded: int = Field(description="Spend-log rows written (embedded mode, cost tracking on).")
+    duplicates: int = Field(description="Events already recorded (LiteLLM retried a post).")
+    settled: int = Field(description="Reservations on this instance released at once.")
+
+
+async def _spend_body(request: Request) -> Any:
+    """One StandardLoggingPayload, a JSON list of them, or NDJSON (LiteLLM's three log formats)."""
+    if "ndjson" in request.headers.get("content-type", ""):
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            return [json.loads(line, parse_float=Decimal) for line in raw.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise InvalidInput("body", f"is not valid NDJSON ({exc})") from None
+    return await read_json(request)
+
+
+async def ingest_spend(request: Request) -> Response:
+    require_gateway(request)
+    runtime = runtime_of(request)
+    events = parse_batch(await _spend_body(request), runtime.settings.litellm_master_key)
+    async with runtime.read() as session:
+        tracking = (await get_features(session)).cost_tracking_enabled
+    result = await ingest(
+        runtime.work,
+        runtime.litellm,
+        runtime.enforcement().ledger,
+        events,
+        write_rows=runtime.settings.embedded_mode and tracking,
+    )
+    return JSON(
+        IngestResponse(
+            received=result.received, recorded=result.recorded, duplicates=result.duplicates, settled=result.settled
+        ).model_dump()
+    )

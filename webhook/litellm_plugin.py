@@ -1,0 +1,129 @@
+"""spendplane's plugin for a LiteLLM proxy: budget checks before every call, refused with a true HTTP 429.
+
+Copy this file next to the proxy's config.yaml (`spendplane litellm-plugin -o DIR` writes it there) and add:
+
+    litellm_settings:
+      callbacks: ["spendplane_litellm.proxy_handler_instance"]
+
+Settings (environment of the proxy): SPENDPLANE_URL (default http://127.0.0.1:8086), SPENDPLANE_WEBHOOK_KEY
+(the shared secret; LiteLLM's master key works when spendplane has none), SPENDPLANE_TIMEOUT seconds (default
+2), SPENDPLANE_FAILURE_MODE open|closed (default open): what happens when spendplane does not answer.
+
+It needs only what a LiteLLM proxy already has (httpx, fastapi, litellm); outside a proxy (spendplane's own tests)
+it falls back to Starlette's HTTPException and a plain base class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import httpx
+
+try:  # inside a LiteLLM proxy
+    from fastapi import HTTPException
+    from litellm.integrations.custom_logger import CustomLogger
+except ImportError:  # spendplane's own tests
+    from starlette.exceptions import HTTPException
+
+    CustomLogger = object
+
+log = logging.getLogger("spendplane.litellm")
+
+
+class SpendplaneBudgetHook(CustomLogger):  # type: ignore[misc]  # litellm is only there inside a proxy
+    """LiteLLM calls `async_pre_call_hook` before every request; a refusal becomes the client's HTTP 429."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+        failure_mode: str | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("SPENDPLANE_URL", "http://127.0.0.1:8086")).rstrip("/")
+        self.key = key or os.environ.get("SPENDPLANE_WEBHOOK_KEY") or os.environ.get("LITELLM_MASTER_KEY", "")
+        self.timeout = timeout or float(os.environ.get("SPENDPLANE_TIMEOUT", "2"))
+        self.failure_mode = (failure_mode or os.environ.get("SPENDPLANE_FAILURE_MODE", "open")).lower()
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:  # one pooled client for the proxy's lifetime
+            self._client = httpx.AsyncClient(timeout=self.timeout, headers={"x-api-key": self.key})
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        payload = check_payload(user_api_key_dict, data, call_type)
+        try:
+            response = await self._http().post(f"{self.url}/webhook/pre-request", json=payload)
+        except httpx.HTTPError as exc:
+            return self._unavailable(data, f"{type(exc).__name__}: {exc}")
+        if response.status_code == 429:
+            body = _json(response)
+            error = body.get("error") or {}
+            raise HTTPException(
+                status_code=429,
+                detail={"error": f"{error.get('type', 'budget_exceeded')}: {error.get('message', 'budget exceeded')}"},
+                headers={"retry-after": response.headers.get("retry-after", "60")},
+            )
+        if response.status_code != 200:
+            return self._unavailable(data, f"spendplane answered HTTP {response.status_code}")
+        body = _json(response)
+        routed = body.get("model")
+        if isinstance(routed, str) and routed and routed != data.get("model"):
+            log.info("spendplane routes %s to %s", data.get("model"), routed)
+            data["model"] = routed  # a failover rule is active for the model asked for
+        if body.get("warning"):
+            log.warning("spendplane: %s", body["warning"])
+        return data
+
+    def _unavailable(self, data: dict[str, Any], reason: str) -> dict[str, Any]:
+        if self.failure_mode == "closed":
+            raise HTTPException(
+                status_code=429,
+                detail={"error": f"budget service unavailable: {reason}"},
+                headers={"retry-after": "30"},
+            )
+        log.warning("spendplane unavailable, failing open: %s", reason)
+        return data
+
+
+def check_payload(user_api_key_dict: Any, data: dict[str, Any], call_type: Any) -> dict[str, Any]:
+    """What the pre-request webhook needs, from LiteLLM's UserAPIKeyAuth and request data."""
+    key = getattr(user_api_key_dict, "api_key", None) or getattr(user_api_key_dict, "token", None)
+    max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
+    payload: dict[str, Any] = {
+        "litellm_call_id": data.get("litellm_call_id"),
+        "api_key_hash": key,
+        "user_id": getattr(user_api_key_dict, "user_id", None),
+        "team_id": getattr(user_api_key_dict, "team_id", None),
+        "end_user_id": getattr(user_api_key_dict, "end_user_id", None) or data.get("user"),
+        "model": data.get("model"),
+        "call_type": str(call_type),
+    }
+    if isinstance(data.get("messages"), list):
+        payload["messages"] = data["messages"]
+    elif isinstance(data.get("prompt"), str):
+        payload["prompt"] = data["prompt"]
+    if isinstance(max_tokens, int) and max_tokens > 0:
+        payload["max_tokens"] = max_tokens
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+proxy_handler_instance = SpendplaneBudgetHook()
