@@ -1,5 +1,5 @@
 """The application: `create_app(settings)` assembles GraphQL and the REST shim on one Starlette app whose
-lifespan owns the database engine, the event bus and the instance secrets."""
+lifespan owns the database engine, the event bus, the instance secrets, the jobs and alert delivery."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypedDict
 
 from starlette.applications import Starlette
@@ -20,9 +21,11 @@ from graphql_api.view import GraphQLView
 from models.db import open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
+from resolvers.alerts import alert_events_since
 from resolvers.auth import TokenService, ensure_instance_secrets
 from resolvers.config import Settings
-from resolvers.events import InMemoryEventBus
+from resolvers.delivery import DeliveryWorker
+from resolvers.events import event_bus_for
 from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
@@ -63,9 +66,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = open_database(settings.database_url)
-        bus = InMemoryEventBus()
+        bus = event_bus_for(db, clock=clock, catch_up=partial(alert_events_since, db))
         try:
             await upgrade(db, embedded=settings.embedded_mode)
+            await bus.start()
             async with db.engine.connect() as conn:
                 litellm = await probe_litellm_schema(conn)
             secrets = await ensure_instance_secrets(
@@ -82,11 +86,14 @@ def create_app(
                 clock=clock,
             )
             runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
+            delivery = DeliveryWorker(runtime)
             if settings.jobs_enabled:
                 runtime.jobs.start()
+                await delivery.start()
             try:
                 yield {"runtime": runtime}
             finally:
+                await delivery.stop()
                 await runtime.jobs.stop()
         finally:
             await bus.close()
