@@ -1,5 +1,5 @@
 """The application: `create_app(settings)` assembles GraphQL and the REST shim on one Starlette app whose
-lifespan owns the database engine, the event bus and the instance secrets."""
+lifespan owns the database engine, the event bus, the instance secrets, the jobs and alert delivery."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypedDict
 
 from starlette.applications import Starlette
@@ -21,10 +22,12 @@ from graphql_api.view import GraphQLView
 from models.db import open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
+from resolvers.alerts import alert_events_since
 from resolvers.auth import TokenService, ensure_instance_secrets
 from resolvers.config import Settings
+from resolvers.delivery import DeliveryWorker
 from resolvers.enforcement import Enforcer
-from resolvers.events import InMemoryEventBus
+from resolvers.events import event_bus_for
 from resolvers.jobs import JobRunner
 from resolvers.ledger import Ledger
 from resolvers.periods import utcnow
@@ -69,12 +72,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = open_database(settings.database_url)
-        bus = InMemoryEventBus()
+        bus = event_bus_for(db, clock=clock, catch_up=partial(alert_events_since, db))
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         runtime: Runtime | None = None
+        delivery: DeliveryWorker | None = None
         try:
             await upgrade(db, embedded=settings.embedded_mode)
+            await bus.start()
             async with db.engine.connect() as conn:
                 litellm = await probe_litellm_schema(conn)
             secrets = await ensure_instance_secrets(
@@ -112,11 +117,15 @@ def create_app(
                 asyncio.create_task(runtime.enforcer.watch_changes(stop)),
             ]
             runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
+            delivery = DeliveryWorker(runtime)
             if settings.jobs_enabled:
                 runtime.jobs.start()
+                await delivery.start()
             yield {"runtime": runtime}
         finally:
             stop.set()
+            if delivery is not None:
+                await delivery.stop()
             if runtime is not None and runtime.jobs is not None:
                 await runtime.jobs.stop()
             await asyncio.gather(*background, return_exceptions=True)

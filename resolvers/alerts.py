@@ -4,6 +4,7 @@ background, so nothing is lost and the request path never waits for SMTP or HTTP
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,11 +16,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.alerts import AlertDeliveryRow, AlertRow
-from models.db import insert_or_ignore
+from models.db import Database, insert_or_ignore
 from resolvers.auth import Principal
 from resolvers.errors import InvalidInput
 from resolvers.events import Event
 from resolvers.runtime import Work
+
+log = logging.getLogger(__name__)
 
 ALERT_TOPIC = "alert"
 MAX_LIST = 500
@@ -188,3 +191,22 @@ async def list_alerts(
 async def get_alert(session: AsyncSession, alert_id: str) -> Alert | None:
     row = await session.get(AlertRow, alert_id)
     return None if row is None else Alert.from_row(row)
+
+
+CATCH_UP_LIMIT = 1000
+
+
+async def alert_events_since(db: Database, since: datetime) -> list[Event]:
+    """The alert events stored at or after `since`, oldest first: what a replica missed while its LISTEN
+    connection was down (the bus skips the ones it delivered already)."""
+    query = (
+        select(AlertRow.id)
+        .where(AlertRow.created_at >= since)
+        .order_by(AlertRow.created_at, AlertRow.id)
+        .limit(CATCH_UP_LIMIT)
+    )
+    async with db.reader() as session, session.begin():
+        ids = (await session.scalars(query)).all()
+    if len(ids) == CATCH_UP_LIMIT:
+        log.warning("catching up on alerts since %s: only the first %d are re-published", since, CATCH_UP_LIMIT)
+    return [Event(ALERT_TOPIC, {"id": alert_id}) for alert_id in ids]

@@ -6,8 +6,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
+from enum import StrEnum
 from typing import TypeVar
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import URL
 
 from models.db import normalize_database_url
@@ -46,7 +49,11 @@ class Settings:
     log_level: str = "info"
     #: The guide's ALERT_WEBHOOK_URL: every alert is POSTed there (LiteLLM webhook-event fields).
     alert_webhook_url: str | None = None
-    #: Schedule the periodic jobs (rollups, forecasts, price refresh, ...). Off only for tests and one-off tools.
+    #: Where alert emails go out (None: SMTP_HOST unset, email deliveries are marked unsendable).
+    smtp: SmtpSettings | None = None
+    alert_delivery: AlertDeliverySettings = field(default_factory=lambda: AlertDeliverySettings())
+    #: Schedule the periodic jobs (rollups, forecasts, price refresh, ...) and run alert delivery. Off only for tests
+    #: and one-off tools.
     jobs_enabled: bool = True
     #: Shared secret LiteLLM sends as x-api-key to the webhook, the Guardrail API and spend ingestion.
     webhook_key: str | None = None
@@ -94,6 +101,8 @@ class Settings:
             max_query_aliases=read("SPENDPLANE_MAX_QUERY_ALIASES", _int_between(1, 1000), "20"),
             log_level=read("SPENDPLANE_LOG_LEVEL", _log_level, "info"),
             alert_webhook_url=read.optional("ALERT_WEBHOOK_URL", _http_url),
+            smtp=_smtp_settings(read),
+            alert_delivery=_alert_delivery_settings(read),
             jobs_enabled=read("SPENDPLANE_JOBS", _bool, "true"),
             webhook_key=read.optional("SPENDPLANE_WEBHOOK_KEY", _non_blank),
             default_key_budget=read("DEFAULT_KEY_BUDGET_USD", _usd_or_zero, "100"),
@@ -112,6 +121,85 @@ class Settings:
                 f"{settings.soft_limit_threshold} is above HARD_LIMIT_THRESHOLD {settings.hard_limit_threshold}",
             )
         return settings
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"  # plain connection upgraded with STARTTLS (required, never skipped); port 587
+    SSL = "ssl"  # TLS from the first byte ("SMTPS"); port 465
+    NONE = "none"  # no encryption: a relay on localhost or a private network only; port 25
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    sender: str
+    port: int = 587
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+
+
+@dataclass(frozen=True)
+class AlertDeliverySettings:
+    """Retries of alert emails and webhook posts: attempt n failing waits backoff * 2^(n-1) (at most an hour)."""
+
+    max_attempts: int = 10
+    backoff_seconds: int = 30
+    timeout_seconds: int = 10
+    sweep_seconds: int = 30
+
+
+_SMTP_DEFAULT_PORTS = {SmtpSecurity.STARTTLS: "587", SmtpSecurity.SSL: "465", SmtpSecurity.NONE: "25"}
+
+
+def _smtp_settings(read: _Reader) -> SmtpSettings | None:
+    host = read.optional("SMTP_HOST", _non_blank)
+    if host is None:
+        return None
+    security = read("SMTP_TLS", _smtp_security, "starttls")
+    username = read.optional("SMTP_USERNAME", _non_blank)
+    password = read.optional("SMTP_PASSWORD", _non_blank)
+    if password is not None and username is None:
+        raise ConfigError("SMTP_USERNAME", "must be set when SMTP_PASSWORD is")
+    if username is not None and password is None:
+        raise ConfigError("SMTP_PASSWORD", "must be set when SMTP_USERNAME is")
+    sender = read.optional("SMTP_FROM", _mailbox)
+    if sender is None:
+        raise ConfigError("SMTP_FROM", "must be set when SMTP_HOST is: the sender of alert emails")
+    return SmtpSettings(
+        host=host,
+        sender=sender,
+        port=read("SMTP_PORT", _int_between(1, 65535), _SMTP_DEFAULT_PORTS[security]),
+        username=username,
+        password=password,
+        security=security,
+    )
+
+
+def _alert_delivery_settings(read: _Reader) -> AlertDeliverySettings:
+    return AlertDeliverySettings(
+        max_attempts=read("ALERT_DELIVERY_MAX_ATTEMPTS", _int_between(1, 100), "10"),
+        backoff_seconds=read("ALERT_DELIVERY_BACKOFF_SECONDS", _int_between(1, 3600), "30"),
+        timeout_seconds=read("ALERT_DELIVERY_TIMEOUT_SECONDS", _int_between(1, 300), "10"),
+        sweep_seconds=read("ALERT_DELIVERY_SWEEP_SECONDS", _int_between(1, 3600), "30"),
+    )
+
+
+def _smtp_security(raw: str) -> SmtpSecurity:
+    try:
+        return SmtpSecurity(raw.lower())
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(SmtpSecurity)}") from None
+
+
+def _mailbox(raw: str) -> str:
+    """An address, optionally with a display name: `alerts@example.com` or `Spendplane <alerts@example.com>`."""
+    _name, address = parseaddr(raw)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not an email address ({exc})") from exc
+    return raw
 
 
 class _Reader:

@@ -65,8 +65,10 @@ class Runtime:
             async with session.begin():
                 work = Work(session=session, now=self.clock(), dialect=self.db.dialect)
                 yield work
+                # Other replicas get the events with this transaction (pg_notify), so they exist iff it commits.
+                await self.bus.send_with(session, work.events)
             for event in work.events:
-                await self.bus.publish(event)
+                self.bus.deliver(event)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

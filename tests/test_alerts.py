@@ -9,7 +9,8 @@ from sqlalchemy import select
 from models.alerts import AlertDeliveryRow
 from models.db import Database
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
-from tests.conftest import NOW
+from resolvers.config import Settings
+from tests.conftest import NOW, Clock, started
 from tests.support import Api, add_virtual_key
 
 ALERTS = """query($team: String, $user: String, $type: AlertType, $limit: Int! = 100) {
@@ -41,13 +42,17 @@ def draft(
     )
 
 
-async def test_an_alert_is_raised_once_per_budget_type_and_month(api: Api, db: Database) -> None:
-    runtime = api.runtime()
-    async with runtime.work() as work:
-        first = await raise_alert(
-            work, draft("eng", emails=("lead@example.com",)), webhook_url="http://127.0.0.1:9/hook"
-        )
-        second = await raise_alert(work, draft("eng", emails=("lead@example.com",)))
+async def test_an_alert_is_raised_once_per_budget_type_and_month(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    # Without the delivery worker (jobs off), so the queued deliveries stay as raise_alert wrote them.
+    async with started(settings, clock, jobs_enabled=False) as api:
+        async with api.runtime().work() as work:
+            first = await raise_alert(
+                work, draft("eng", emails=("lead@example.com",)), webhook_url="http://127.0.0.1:9/hook"
+            )
+            second = await raise_alert(work, draft("eng", emails=("lead@example.com",)))
+        found = (await api.data(ALERTS))["alerts"]
     assert first is not None and second is None
     async with db.reader() as session:
         deliveries = (await session.scalars(select(AlertDeliveryRow))).all()
@@ -55,7 +60,6 @@ async def test_an_alert_is_raised_once_per_budget_type_and_month(api: Api, db: D
         ("email", "lead@example.com", "pending"),
         ("webhook", "http://127.0.0.1:9/hook", "pending"),
     ]
-    found = (await api.data(ALERTS))["alerts"]
     assert [(a["type"], a["spend"], a["limit"], a["teamId"]) for a in found] == [
         ("APPROACHING_LIMIT", "85", "100", "eng")
     ]

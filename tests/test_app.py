@@ -17,21 +17,25 @@ async def test_health_reports_database_migrations_and_litellm_tables(api: Api) -
     assert body["litellm"] == {"spend_logs": True, "spend_logs_missing_columns": [], "embedded": True}
 
 
-async def test_health_is_503_when_the_database_is_gone(api: Api) -> None:
-    await api.runtime().db.engine.dispose()
-    runtime = api.runtime()
-    runtime.db.engine.pool._pre_ping = False  # type: ignore[attr-defined]
-    # Point the engine at a port where nothing listens (or a directory SQLite cannot open).
-    from models.db import open_database
+async def test_health_is_503_when_the_database_is_gone(settings: Settings, clock: Clock) -> None:
+    # Jobs off: no background work (alert delivery) may hold a connection of the engine disposed under it.
+    async with started(settings, clock, jobs_enabled=False) as api:
+        await api.runtime().db.engine.dispose()
+        runtime = api.runtime()
+        runtime.db.engine.pool._pre_ping = False  # type: ignore[attr-defined]
+        # Point the engine at a port where nothing listens (or a directory SQLite cannot open).
+        from models.db import open_database
 
-    broken = open_database(
-        "sqlite:////nonexistent-dir/x.db" if runtime.db.dialect == "sqlite" else "postgresql://nobody@127.0.0.1:9/none"
-    )
-    runtime.db = broken
-    try:
-        response = await api.client.get("/health")
-    finally:
-        await broken.dispose()
+        broken = open_database(
+            "sqlite:////nonexistent-dir/x.db"
+            if runtime.db.dialect == "sqlite"
+            else "postgresql://nobody@127.0.0.1:9/none"
+        )
+        runtime.db = broken
+        try:
+            response = await api.client.get("/health")
+        finally:
+            await broken.dispose()
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert response.json()["database"]["reachable"] is False

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from resolvers.config import ConfigError, Settings
+from resolvers.config import ConfigError, Settings, SmtpSecurity, SmtpSettings
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -45,11 +45,19 @@ def test_litellms_database_url_is_accepted_as_written() -> None:
         ("SPENDPLANE_EMBEDDED", "perhaps"),
         ("SPENDPLANE_ALLOWED_ORIGINS", "localhost:5173"),
         ("SPENDPLANE_LOG_LEVEL", "loud"),
+        ("SMTP_PORT", "smtp"),
+        ("SMTP_TLS", "maybe"),
+        ("SMTP_FROM", "not-an-address"),
+        ("ALERT_DELIVERY_MAX_ATTEMPTS", "0"),
+        ("ALERT_DELIVERY_BACKOFF_SECONDS", "soon"),
+        ("ALERT_DELIVERY_TIMEOUT_SECONDS", "-1"),
+        ("ALERT_DELIVERY_SWEEP_SECONDS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
+    mail = {"SMTP_HOST": "mail.example.com", "SMTP_FROM": "alerts@example.com"}  # so SMTP_* are read
     with pytest.raises(ConfigError) as raised:
-        Settings.from_env({variable: value})
+        Settings.from_env({**mail, variable: value})
     assert raised.value.variable == variable
     assert str(raised.value).startswith(f"{variable}:")
 
@@ -86,3 +94,42 @@ def test_values_are_read() -> None:
         True,
     )
     assert settings.allowed_origins == ("http://localhost:5173", "https://dash.example.com")
+
+
+def test_smtp_and_alert_delivery_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "SMTP_HOST": "smtp.example.com",
+            "SMTP_FROM": "Spendplane <alerts@example.com>",
+            "SMTP_USERNAME": "mailer",
+            "SMTP_PASSWORD": "pw",
+            "SMTP_TLS": "ssl",
+            "ALERT_DELIVERY_MAX_ATTEMPTS": "4",
+            "ALERT_DELIVERY_BACKOFF_SECONDS": "5",
+        }
+    )
+    assert settings.smtp == SmtpSettings(
+        host="smtp.example.com",
+        sender="Spendplane <alerts@example.com>",
+        port=465,  # the SMTPS port, as SMTP_TLS=ssl implies
+        username="mailer",
+        password="pw",
+        security=SmtpSecurity.SSL,
+    )
+    assert "pw" not in repr(settings)
+    assert (settings.alert_delivery.max_attempts, settings.alert_delivery.backoff_seconds) == (4, 5)
+    assert Settings.from_env({}).smtp is None  # no SMTP_HOST: email alerts are off
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"SMTP_HOST": "smtp.example.com"}, "SMTP_FROM"),
+        ({"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "a@example.com", "SMTP_PASSWORD": "pw"}, "SMTP_USERNAME"),
+        ({"SMTP_HOST": "smtp.example.com", "SMTP_FROM": "a@example.com", "SMTP_USERNAME": "me"}, "SMTP_PASSWORD"),
+    ],
+)
+def test_incomplete_smtp_settings_name_what_is_missing(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert raised.value.variable == variable
