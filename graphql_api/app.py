@@ -34,7 +34,7 @@ from resolvers.periods import utcnow
 from resolvers.pricing import build_price_book, load_overrides
 from resolvers.runtime import Runtime
 from resolvers.schedule import scheduled_jobs
-from resolvers.spend import period_spend
+from resolvers.spend import spend_by_scope
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
@@ -107,7 +107,7 @@ def create_app(
                 bus=bus,
                 prices=prices,
                 history=runtime.history,
-                ledger=Ledger(db, litellm, period_spend, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+                ledger=Ledger(db, litellm, spend_by_scope, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
                 clock=clock,
                 unit_of_work=runtime.work,
             )
@@ -151,3 +151,8 @@ def create_app(
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
+
+
+def app_from_env() -> Starlette:
+    """For `uvicorn --factory graphql_api.app:app_from_env` (several workers, or an ASGI server of your own)."""
+    return create_app(Settings.from_env())

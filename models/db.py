@@ -48,8 +48,11 @@ def normalize_database_url(raw: str) -> URL:
 
 
 def asyncpg_dsn(url: URL) -> str:
-    """The libpq-style DSN asyncpg.connect() wants (it rejects the ``+asyncpg`` driver suffix)."""
-    return url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    """The libpq-style DSN asyncpg.connect() wants (it rejects the ``+asyncpg`` driver suffix). TLS survives:
+    our `ssl` option goes back to libpq's `sslmode`, which asyncpg reads from the DSN."""
+    ssl = url.query.get("ssl")
+    query = {"sslmode": ssl} if isinstance(ssl, str) else {}
+    return url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
+from aiodataloader import DataLoader
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.budgets import BudgetRow
@@ -38,7 +41,7 @@ from resolvers.errors import InvalidInput
 from resolvers.events import EventBus
 from resolvers.features import FEATURES_TOPIC, get_features
 from resolvers.ledger import Claim, Ledger, Refusal
-from resolvers.periods import month_of
+from resolvers.periods import Period, month_of
 from resolvers.predictor import OutputHistory, Prediction, PredictionRequest, predict
 from resolvers.pricing import PriceBook
 from resolvers.runtime import Work
@@ -101,15 +104,16 @@ class BudgetRule:
     hard_limit_percent: Decimal
     alert_email: str | None
 
-    @property
+    # Rules live as long as their budget and are consulted on every request: derive once.
+    @cached_property
     def scope(self) -> Scope:
         return Scope(ScopeKind(self.entity_type), self.entity_id)
 
-    @property
+    @cached_property
     def hard_cap(self) -> Decimal:
         return self.monthly_limit * self.hard_limit_percent
 
-    @property
+    @cached_property
     def soft_cap(self) -> Decimal:
         return self.monthly_limit * self.soft_limit_percent
 
@@ -138,11 +142,11 @@ class BudgetCheck:
     rule: BudgetRule
     spend: Decimal  # recorded + settled-but-not-yet-logged, this month
 
-    @property
+    @cached_property
     def remaining(self) -> Decimal:
         return max(Decimal(0), self.rule.hard_cap - self.spend)
 
-    @property
+    @cached_property
     def utilization(self) -> Decimal:
         return (self.spend / self.rule.monthly_limit).quantize(Decimal("0.0001"))
 
@@ -176,6 +180,12 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class _Loaders:
+    owners: DataLoader[str, _KeyOwner]
+    spend: DataLoader[Scope, Decimal]
+
+
+@dataclass(frozen=True)
 class _KeyOwner:
     exists: bool
     user_id: str | None
@@ -203,6 +213,9 @@ class Enforcer:
     _raised: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _spend_month: str = ""
+    _loader_set: _Loaders | None = None
+    _claims: dict[tuple[str, datetime, Decimal], Claim] = field(default_factory=dict)
+    _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -325,23 +338,30 @@ class Enforcer:
                 rules = self.rules_for(caller)
                 await self._ensure_spend(rules)
                 decision = await self._judge(base, rules, estimate, reserve)
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        except (TimeoutError, OperationalError, InterfaceError, SQLAlchemyTimeout, OSError) as exc:
             log.warning(
                 "budget check degraded (%s): failing %s", type(exc).__name__, self.settings.enforcement_failure_mode
             )
-            closed = self.settings.enforcement_failure_mode == "closed"
-            return Decision(
-                Verdict.BLOCK if closed else Verdict.ALLOW,
-                request.call_id,
-                request.model,
-                message="the budget service could not reach its database in time; "
-                f"failing {self.settings.enforcement_failure_mode}",
-                estimated_cost=estimate,
-                prediction=prediction,
-                price_missing=price_missing,
-                degraded=True,
-            )
+            return self._degraded(request, estimate, prediction, price_missing)
+        except Exception:  # a defect, not an outage: say so loudly, but the gateway still gets its answer
+            log.exception("budget check failed unexpectedly: failing %s", self.settings.enforcement_failure_mode)
+            return self._degraded(request, estimate, prediction, price_missing)
         return decision
+
+    def _degraded(
+        self, request: Admission, estimate: Decimal, prediction: Prediction | None, price_missing: bool
+    ) -> Decision:
+        mode = self.settings.enforcement_failure_mode
+        return Decision(
+            Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
+            request.call_id,
+            request.model,
+            message=f"the budget service could not decide in time; failing {mode}",
+            estimated_cost=estimate,
+            prediction=prediction,
+            price_missing=price_missing,
+            degraded=True,
+        )
 
     async def _estimate(self, request: Admission) -> tuple[Prediction | None, bool]:
         if request.model is None or request.estimated_cost is not None:
@@ -356,7 +376,8 @@ class Enforcer:
             return None, True  # decide on recorded spend alone, and say the price is missing
 
     async def _judge(self, base: Decision, rules: list[BudgetRule], estimate: Decimal, reserve: bool) -> Decision:
-        month = f"{month_of(self.clock()).start:%Y-%m}"
+        period = month_of(self.clock())
+        month = f"{period.start:%Y-%m}"
         checks = tuple(BudgetCheck(r, self._spend_of(r, month)) for r in rules)
         decision = Decision(**{**base.__dict__, "checks": checks})
         exceeded = next((c for c in checks if c.exceeded), None)
@@ -378,7 +399,9 @@ class Enforcer:
             short = next((c for c in checks if estimate > c.remaining), None)
             refusal: Refusal | None = None
             if short is None and reserve:
-                refusal = await self.ledger.reserve(base.call_id, estimate, [self._claim(c.rule) for c in checks])
+                refusal = await self.ledger.reserve(
+                    base.call_id, estimate, [self._claim(c.rule, period) for c in checks]
+                )
                 short = next((c for c in checks if refusal and c.rule.key == refusal.claim.budget_key), None)
             if short is not None:
                 self._alert(AlertType.REQUEST_EXCEEDS_BUDGET, short)
@@ -404,20 +427,30 @@ class Enforcer:
 
     async def _ensure_spend(self, rules: list[BudgetRule]) -> None:
         """A scope seen for the first time (a new key, a budget created on another replica) is read now, not at
-        the next refresh, so its first request is judged on its real spend."""
-        missing = {r.scope for r in rules if r.scope not in self.spend}
-        if not missing:
-            return
+        the next refresh, so its first request is judged on its real spend. Concurrent first requests share one
+        query (a data loader batches them)."""
+        missing = [r.scope for r in rules if r.scope not in self.spend]
+        if missing:
+            found = await self._loaders().spend.load_many(missing)
+            self.spend = {**self.spend, **dict(zip(missing, found, strict=True))}
+
+    async def _load_spend(self, scopes: list[Scope]) -> list[Decimal]:
         async with self.db.reader() as session:
-            found = await spend_by_scope(session, self.schema, missing, month_of(self.clock()))
-        self.spend = {**self.spend, **found}
+            found = await spend_by_scope(session, self.schema, scopes, month_of(self.clock()))
+        return [found[scope] for scope in scopes]
 
     def _spend_of(self, rule: BudgetRule, month: str) -> Decimal:
         recorded = self.spend.get(rule.scope, Decimal(0)) if month == self._spend_month else Decimal(0)
         return recorded + self.ledger.pending_for(rule.key, month)
 
-    def _claim(self, rule: BudgetRule) -> Claim:
-        return Claim(rule.key, rule.scope, month_of(self.clock()), rule.hard_cap)
+    def _claim(self, rule: BudgetRule, period: Period) -> Claim:
+        key = (rule.key, period.start, rule.hard_cap)
+        claim = self._claims.get(key)
+        if claim is None:
+            if len(self._claims) > KEY_OWNER_CACHE:
+                self._claims.clear()
+            claim = self._claims[key] = Claim(rule.key, rule.scope, period, rule.hard_cap)
+        return claim
 
     def rules_for(self, caller: Caller) -> list[BudgetRule]:
         found: list[BudgetRule] = []
@@ -445,9 +478,16 @@ class Enforcer:
         if key_hash not in self._active_keys:
             self._active_keys[key_hash] = None
             while len(self._active_keys) > KEY_OWNER_CACHE:
-                self._active_keys.popitem(last=False)
+                dropped, _ = self._active_keys.popitem(last=False)
+                self._default_rules.pop(dropped, None)
         else:
             self._active_keys.move_to_end(key_hash)
+        rule = self._default_rules.get(key_hash)
+        if rule is None:
+            rule = self._default_rules[key_hash] = self._new_default_rule(key_hash)
+        return rule
+
+    def _new_default_rule(self, key_hash: str) -> BudgetRule:
         return BudgetRule(
             f"key-default:{key_hash}",
             None,
@@ -478,21 +518,29 @@ class Enforcer:
         cached = self._key_owners.get(key_hash)
         if cached is not None and cached.expires_at >= now:
             return cached
-        row = None
-        if self.schema.has_table(verification_tokens):
-            async with self.db.reader() as session:
-                row = (
-                    await session.execute(
-                        select(verification_tokens.c.user_id, verification_tokens.c.team_id).where(
-                            verification_tokens.c.token == key_hash
-                        )
-                    )
-                ).first()
-        found = _KeyOwner(row is not None, row[0] if row else None, row[1] if row else None, now + KEY_OWNER_TTL)
+        found: _KeyOwner = await self._loaders().owners.load(key_hash)
         self._key_owners[key_hash] = found
         while len(self._key_owners) > KEY_OWNER_CACHE:
             self._key_owners.popitem(last=False)
         return found
+
+    async def _load_owners(self, keys: list[str]) -> list[_KeyOwner]:
+        expires = self.clock() + KEY_OWNER_TTL
+        rows: dict[str, tuple[str | None, str | None]] = {}
+        if self.schema.has_table(verification_tokens):
+            t = verification_tokens.c
+            async with self.db.reader() as session:
+                result = await session.execute(select(t.token, t.user_id, t.team_id).where(t.token.in_(keys)))
+                rows = {token: (user, team) for token, user, team in result.all()}
+        return [_KeyOwner(k in rows, *rows.get(k, (None, None)), expires) for k in keys]
+
+    def _loaders(self) -> _Loaders:
+        if self._loader_set is None:  # created on the running loop, on first use
+            self._loader_set = _Loaders(
+                owners=DataLoader(self._load_owners, cache=False, max_batch_size=500),
+                spend=DataLoader(self._load_spend, cache=False, max_batch_size=500),
+            )
+        return self._loader_set
 
     # ---------------------------------------------------------------------------------------------- alerts
 

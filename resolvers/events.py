@@ -275,11 +275,7 @@ class PgNotifyEventBus:
             self._recent.popitem(last=False)
 
     async def _connect(self) -> None:
-        url = self.db.engine.url
-        ssl = url.query.get("ssl")
-        conn = await asyncpg.connect(
-            asyncpg_dsn(url), ssl=ssl if isinstance(ssl, str) else None, timeout=CONNECT_TIMEOUT_SECONDS
-        )
+        conn = await asyncpg.connect(asyncpg_dsn(self.db.engine.url), timeout=CONNECT_TIMEOUT_SECONDS)
         try:
             self._lost.clear()
             self._conn = conn

@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.db import Database, insert_or_ignore
@@ -42,8 +43,13 @@ GRANT_SHARE = Decimal("0.25")
 TOP_UP_ATTEMPTS = 4
 #: How many open calls one refresh asks the database about (oldest first).
 CHECK_LIMIT = 2000
+#: An idle account hands its free allowance back after this long; near the limit ("tight": less than
+#: TIGHT_SHARE of the cap was left after its last grant) it does so at the first idle refresh, so other
+#: instances can use the last dollars.
+IDLE_RELEASE_AFTER = timedelta(seconds=30)
+TIGHT_SHARE = Decimal("0.2")
 
-SpendOf = Callable[[AsyncSession, LiteLLMSchema, Scope, Period], Awaitable[Decimal]]
+SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period], Awaitable[dict[Scope, Decimal]]]
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,11 @@ class Claim:
     scope: Scope
     period: Period
     cap: Decimal  # the hard limit in USD
+    month: str = ""  # YYYY-MM of the period, filled in once (it keys every lookup)
 
-    @property
-    def month(self) -> str:
-        return f"{self.period.start:%Y-%m}"
+    def __post_init__(self) -> None:
+        if not self.month:
+            object.__setattr__(self, "month", f"{self.period.start:%Y-%m}")
 
 
 @dataclass(frozen=True)
@@ -66,56 +73,52 @@ class Refusal:
     available: Decimal
 
 
-@dataclass
-class Hold:
+@dataclass(eq=False)
+class _GrantRequest:
+    needs: list[tuple[Account, Decimal]]
+    minimum: Decimal
+    future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]]
+
+
+@dataclass(eq=False)
+class Reservation:
+    """One admitted request's hold on every budget it fell under, until its spend is in the logs."""
+
+    call_id: str
     amount: Decimal
     created_at: datetime
-    settled: bool = False
+    accounts: list[Account]
+    settled: bool = False  # the amount is the real cost now, not the estimate
     request_id: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Account:
-    """One budget in one month, as this instance holds it. Totals are kept as holds come and go, so a decision
-    costs the same with ten holds or ten thousand."""
+    """One budget in one month, as this instance holds it. Totals are kept as reservations come and go, so a
+    decision costs the same with ten open requests or ten thousand."""
 
     claim: Claim
     granted: Decimal = Decimal(0)
-    holds: dict[str, Hold] = field(default_factory=dict)
+    held: Decimal = Decimal(0)
+    holds: int = 0
+    #: Real spend this instance knows of that the spend logs may not show yet (settled reservations).
+    settled_pending: Decimal = Decimal(0)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: bool = False  # reserved something since the last reconcile
+    last_used: datetime | None = None
+    tight: bool = False
     #: What requests queued for a top-up need in all: one grant serves the whole queue of a burst.
     demand: Decimal = Decimal(0)
     #: What the database could still grant when it last refused, and until when that answer stands.
     exhausted: Decimal | None = None
     exhausted_until: datetime | None = None
-    held: Decimal = Decimal(0)
-    #: Real spend this instance knows of that the spend logs may not show yet (settled holds).
-    settled_pending: Decimal = Decimal(0)
+    #: What the database holds for this account, and when it was written (to renew the expiry in time).
+    stored: Decimal = Decimal(0)
+    stored_at: datetime | None = None
 
     @property
     def free(self) -> Decimal:
         return self.granted - self.held
-
-    def add(self, call_id: str, hold: Hold) -> None:
-        self.remove(call_id)
-        self.holds[call_id] = hold
-        self.held += hold.amount
-
-    def remove(self, call_id: str) -> None:
-        hold = self.holds.pop(call_id, None)
-        if hold is not None:
-            self.held -= hold.amount
-            if hold.settled:
-                self.settled_pending -= hold.amount
-
-    def settle(self, call_id: str, actual: Decimal, request_id: str | None) -> None:
-        hold = self.holds[call_id]
-        if hold.settled:
-            self.settled_pending -= hold.amount
-        self.held += actual - hold.amount
-        hold.amount, hold.settled, hold.request_id = actual, True, request_id
-        self.settled_pending += actual
 
 
 @dataclass
@@ -127,8 +130,12 @@ class Ledger:
     reservation_ttl: timedelta
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
-    #: Which accounts hold a call, so settling costs the same with one budget or thousands of keys.
-    holders: dict[str, list[Account]] = field(default_factory=dict)
+    #: Open reservations by call id, oldest first (dicts keep insertion order).
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    #: Settled reservations by the spend-log id their row will carry.
+    settled_requests: dict[str, str] = field(default_factory=dict)
+    _grant_queue: list[_GrantRequest] = field(default_factory=list)
+    _granting: asyncio.Task[None] | None = None
 
     def account(self, claim: Claim) -> Account:
         key = (claim.budget_key, claim.month)
@@ -149,6 +156,7 @@ class Ledger:
         """Hold `amount` in every claimed budget, or in none (the refusal names the budget that is short)."""
         if amount <= 0 or not claims:
             return None
+        self.release(call_id)  # a retried call id replaces its earlier reservation
         accounts = [self.account(c) for c in claims]
         for _ in range(TOP_UP_ATTEMPTS):
             short = [a for a in accounts if a.free < amount]
@@ -156,11 +164,7 @@ class Ledger:
             if known_short is not None:
                 return known_short
             if not short:
-                now = self.clock()
-                for account in accounts:  # no await between the check above and these holds
-                    account.add(call_id, Hold(amount, now))
-                    account.active = True
-                self.holders[call_id] = accounts
+                self._hold(call_id, amount, accounts)  # no await between the check above and this
                 return None
             refusal = await self._top_up(short, amount)
             if refusal is not None:
@@ -213,150 +217,243 @@ class Ledger:
     async def _grant(
         self, needs: list[tuple[Account, Decimal]], *, minimum: Decimal
     ) -> tuple[list[tuple[Account, Decimal]], Refusal | None]:
-        """One transaction: for each budget, grant what the queue wants (at least what this request lacks,
-        at most what is left), or refuse when not even this request fits."""
-        now = self.clock()
-        granted: list[tuple[Account, Decimal]] = []
-        async with self.db.sessions() as session, session.begin():
-            for account, wanted in needs:
-                claim = account.claim
-                recorded, others = await self._locked_state(session, claim, now)
-                available = claim.cap - recorded - others - account.granted
-                if available < minimum - account.free:
-                    await session.rollback()
-                    return [], Refusal(claim, max(Decimal(0), available + account.free))
-                extra = min(available, max(wanted, available * GRANT_SHARE))
-                await self._write_allowance(session, claim, account.granted + extra, now)
-                granted.append((account, extra))
-        return granted, None
-
-    async def _locked_state(self, session: AsyncSession, claim: Claim, now: datetime) -> tuple[Decimal, Decimal]:
-        """Lock the budget's ledger row, then read recorded spend and the other instances' live allowances."""
-        await session.execute(
-            insert_or_ignore(self.db.dialect, BudgetLedgerRow.__table__),  # type: ignore[arg-type]
-            {"budget_key": claim.budget_key, "period": claim.month, "recorded": 0, "reconciled_at": now},
+        """Queue this request's top-up for the next grant transaction. Concurrent top-ups (a burst of new keys,
+        say) share one transaction instead of queueing for the database one by one."""
+        future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]] = (
+            asyncio.get_running_loop().create_future()
         )
+        self._grant_queue.append(_GrantRequest(needs, minimum, future))
+        if self._granting is None or self._granting.done():
+            self._granting = asyncio.create_task(self._grant_queued())
+        return await future
+
+    async def _grant_queued(self) -> None:
+        while self._grant_queue:
+            batch, self._grant_queue = self._grant_queue, []
+            try:
+                answers = await self._grant_batch(batch)
+            except BaseException as exc:  # the database failed: every waiting request hears it
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for request, answer in zip(batch, answers, strict=True):
+                if not request.future.done():
+                    request.future.set_result(answer)
+
+    async def _grant_batch(
+        self, batch: list[_GrantRequest]
+    ) -> list[tuple[list[tuple[Account, Decimal]], Refusal | None]]:
+        """One transaction: lock every budget involved (in key order, so instances never deadlock), then per
+        request grant what it and the requests queued behind it want — at least what it lacks, at most what is
+        left — or refuse it when not even that fits."""
+        now = self.clock()
+        accounts = sorted(
+            {id(a): a for r in batch for a, _ in r.needs}.values(), key=lambda a: (a.claim.budget_key, a.claim.month)
+        )
+        answers: list[tuple[list[tuple[Account, Decimal]], Refusal | None]] = []
+        async with self.db.sessions() as session, session.begin():
+            states = await self._locked_states(session, accounts, now)
+            left = {id(a): a.claim.cap - states[id(a)][0] - states[id(a)][1] - a.granted for a in accounts}
+            extras: dict[int, Decimal] = {}
+            for request in batch:
+                refusal = None
+                for account, _ in request.needs:
+                    available = left[id(account)] - extras.get(id(account), Decimal(0))
+                    if _whole_nanos(available) < _whole_nanos(request.minimum - account.free, up=True):
+                        refusal = Refusal(account.claim, max(Decimal(0), available + account.free))
+                        break
+                if refusal is not None:
+                    answers.append(([], refusal))
+                    continue
+                granted = []
+                for account, wanted in request.needs:
+                    available = left[id(account)] - extras.get(id(account), Decimal(0))
+                    extra = _whole_nanos(min(available, max(_whole_nanos(wanted, up=True), available * GRANT_SHARE)))
+                    extras[id(account)] = extras.get(id(account), Decimal(0)) + extra
+                    granted.append((account, extra))
+                answers.append((granted, None))
+            await self._write_allowances(
+                session, [(a, a.granted + extras[id(a)]) for a in accounts if extras.get(id(a), 0) > 0], now
+            )
+        for account in accounts:
+            extra = extras.get(id(account), Decimal(0))
+            if extra > 0:
+                account.stored, account.stored_at = account.granted + extra, now
+                account.tight = left[id(account)] - extra < account.claim.cap * TIGHT_SHARE
+        return answers
+
+    async def _locked_states(
+        self, session: AsyncSession, accounts: list[Account], now: datetime
+    ) -> dict[int, tuple[Decimal, Decimal]]:
+        """Lock the budgets' ledger rows (in key order), then read their recorded spend and the other
+        instances' live allowances: a handful of statements however many budgets the batch touches."""
+        keys = [
+            {"budget_key": a.claim.budget_key, "period": a.claim.month, "recorded": 0, "reconciled_at": now}
+            for a in accounts
+        ]
+        await session.execute(insert_or_ignore(self.db.dialect, BudgetLedgerRow.__table__), keys)  # type: ignore[arg-type]
+        pairs = [(a.claim.budget_key, a.claim.month) for a in accounts]
         await session.execute(
             select(BudgetLedgerRow.budget_key)
-            .where(BudgetLedgerRow.budget_key == claim.budget_key, BudgetLedgerRow.period == claim.month)
+            .where(tuple_(BudgetLedgerRow.budget_key, BudgetLedgerRow.period).in_(pairs))
+            .order_by(BudgetLedgerRow.budget_key, BudgetLedgerRow.period)
             .with_for_update()
         )
-        recorded = await self.spend_of(session, self.schema, claim.scope, claim.period)
-        others = await session.scalar(
-            select(func.coalesce(func.sum(AllowanceRow.granted), 0)).where(
-                AllowanceRow.budget_key == claim.budget_key,
-                AllowanceRow.period == claim.month,
+        recorded: dict[tuple[Scope, str], Decimal] = {}
+        for month in {a.claim.month for a in accounts}:
+            in_month = [a for a in accounts if a.claim.month == month]
+            found = await self.spend_of(
+                session, self.schema, {a.claim.scope for a in in_month}, in_month[0].claim.period
+            )
+            recorded.update({(scope, month): usd for scope, usd in found.items()})
+        totals = await session.execute(
+            select(AllowanceRow.budget_key, AllowanceRow.period, func.sum(AllowanceRow.granted))
+            .where(
+                tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(pairs),
                 AllowanceRow.instance_id != self.instance_id,
                 AllowanceRow.expires_at > now,
             )
+            .group_by(AllowanceRow.budget_key, AllowanceRow.period)
         )
-        await session.execute(
-            update(BudgetLedgerRow)
-            .where(
-                BudgetLedgerRow.budget_key == claim.budget_key,
-                BudgetLedgerRow.period == claim.month,
-            )
-            .values(recorded=recorded, reconciled_at=now)
-        )
-        return recorded, _usd(others)
+        others = {(key, month): total for key, month, total in totals.all()}
+        return {
+            id(a): (recorded[(a.claim.scope, a.claim.month)], _usd(others.get((a.claim.budget_key, a.claim.month))))
+            for a in accounts
+        }
 
-    async def _write_allowance(self, session: AsyncSession, claim: Claim, granted: Decimal, now: datetime) -> None:
-        key = {"budget_key": claim.budget_key, "period": claim.month, "instance_id": self.instance_id}
-        row = await session.get(AllowanceRow, (claim.budget_key, claim.month, self.instance_id))
-        if row is None:
-            session.add(AllowanceRow(**key, granted=granted, expires_at=now + ALLOWANCE_TTL))
-        else:
-            row.granted, row.expires_at = granted, now + ALLOWANCE_TTL
-        await session.flush()
+    async def _write_allowances(
+        self, session: AsyncSession, grants: list[tuple[Account, Decimal]], now: datetime
+    ) -> None:
+        """Upsert this instance's allowance rows (renewing their expiry) in one statement."""
+        if not grants:
+            return
+        rows = [
+            {
+                "budget_key": a.claim.budget_key,
+                "period": a.claim.month,
+                "instance_id": self.instance_id,
+                "granted": granted,
+                "expires_at": now + ALLOWANCE_TTL,
+            }
+            for a, granted in grants
+        ]
+        insert = (postgresql.insert if self.db.is_postgres else sqlite.insert)(AllowanceRow)
+        statement = insert.on_conflict_do_update(
+            index_elements=["budget_key", "period", "instance_id"],
+            set_={"granted": insert.excluded.granted, "expires_at": insert.excluded.expires_at},
+        )
+        await session.execute(statement, rows)
 
     # ---------------------------------------------------------------------------------------------- settling
 
-    def settle(self, call_id: str, actual: Decimal, *, request_id: str | None, failed: bool = False) -> int:
-        """The request's real cost is known: its holds now count that instead of the estimate."""
-        accounts = self.holders.get(call_id, [])
+    def _hold(self, call_id: str, amount: Decimal, accounts: list[Account]) -> None:
+        self.reservations[call_id] = Reservation(call_id, amount, self.clock(), accounts)
+        now = self.clock()
         for account in accounts:
-            if call_id not in account.holds:
-                continue
-            if failed and actual <= 0:
-                account.remove(call_id)
-            else:
-                account.settle(call_id, max(actual, Decimal(0)), request_id)
+            account.held += amount
+            account.holds += 1
+            account.active = True
+            account.last_used = now
+
+    def settle(self, call_id: str, actual: Decimal, *, request_id: str | None, failed: bool = False) -> int:
+        """The request's real cost is known: its reservation now counts that instead of the estimate."""
+        reservation = self.reservations.get(call_id)
+        if reservation is None:
+            return 0
         if failed and actual <= 0:
-            self.holders.pop(call_id, None)
-        return len(accounts)
+            self._drop(reservation)
+            return 1
+        actual = max(actual, Decimal(0))
+        for account in reservation.accounts:
+            account.held += actual - reservation.amount
+            account.settled_pending += actual - (reservation.amount if reservation.settled else Decimal(0))
+        reservation.amount, reservation.settled = actual, True
+        if request_id:
+            reservation.request_id = request_id
+            self.settled_requests[request_id] = call_id
+        return 1
 
     def release(self, call_id: str) -> None:
-        for account in self.holders.pop(call_id, []):
-            account.remove(call_id)
+        reservation = self.reservations.get(call_id)
+        if reservation is not None:
+            self._drop(reservation)
+
+    def _drop(self, reservation: Reservation) -> None:
+        self.reservations.pop(reservation.call_id, None)
+        if reservation.request_id:
+            self.settled_requests.pop(reservation.request_id, None)
+        for account in reservation.accounts:
+            account.held -= reservation.amount
+            account.holds -= 1
+            if reservation.settled:
+                account.settled_pending -= reservation.amount
 
     async def reconcile(self, visible: set[str]) -> None:
-        """Drop holds whose spend is in the logs (`visible`: ids seen in the same snapshot the recorded spend was
-        read from) or that expired, hand back unused allowance, and renew what this instance keeps.
+        """Drop reservations whose spend is in the logs (`visible`: ids seen in the same snapshot the recorded
+        spend was read from) or that expired, hand idle allowance back, and tell the database.
 
-        The local change happens at once, with no await between reading and writing memory (so a concurrent
-        reservation sees either the old or the new state); the database is then told, under each account's
-        lock, the allowance the account holds at that moment. Allowances only ever go down here: always safe."""
+        Memory changes at once, with no await between reading and writing it (a concurrent reservation sees the
+        old state or the new); the database is then told, under each account's lock, what the account holds at
+        that moment. Allowances only ever go down here, which is always safe."""
         now = self.clock()
-        touched: list[Account] = []
+        found = (self.reservations.get(i) or self.reservations.get(self.settled_requests.get(i, "")) for i in visible)
+        done = {r for r in found if r is not None}
+        cutoff = now - self.reservation_ttl
+        for reservation in self.reservations.values():  # oldest first: stop at the first one still young
+            if reservation.created_at >= cutoff:
+                break
+            done.add(reservation)
+        for reservation in done:
+            self._drop(reservation)
+        changed: list[Account] = []
         for key, account in list(self.accounts.items()):
-            for call_id, hold in list(account.holds.items()):
-                if (
-                    call_id in visible
-                    or (hold.request_id is not None and hold.request_id in visible)
-                    or hold.created_at < now - self.reservation_ttl
-                ):
-                    account.remove(call_id)
-                    if not any(call_id in other.holds for other in self.holders.get(call_id, [])):
-                        self.holders.pop(call_id, None)
-            if not account.active and not account.lock.locked():
-                account.granted = account.held  # idle: hand the free part back to the other instances
-            elif account.held > account.granted:
-                account.granted = account.held
+            idle_for = now - (account.last_used or now)
+            if not account.active and not account.lock.locked() and (account.tight or idle_for > IDLE_RELEASE_AFTER):
+                account.granted = _whole_nanos(account.held, up=True)  # idle: hand the free part back
             account.active = False
             account.exhausted = account.exhausted_until = None
-            touched.append(account)
-            if account.granted <= 0 and not account.holds and not account.lock.locked():
+            stale = account.stored_at is None or now - account.stored_at > ALLOWANCE_TTL / 4
+            if account.granted != account.stored or (account.granted > 0 and stale):
+                changed.append(account)
+            elif account.granted <= 0 and account.holds == 0 and not account.lock.locked():
                 del self.accounts[key]
-        if touched:
-            await self._persist(sorted(touched, key=lambda a: (a.claim.budget_key, a.claim.month)), now)
+        if changed:
+            await self._persist(sorted(changed, key=lambda a: (a.claim.budget_key, a.claim.month)), now)
 
     async def _persist(self, accounts: list[Account], now: datetime) -> None:
         for account in accounts:
             await account.lock.acquire()
         try:
             async with self.db.sessions() as session, session.begin():
-                for account in accounts:
-                    claim = account.claim
-                    if account.granted > 0:
-                        await self._write_allowance(session, claim, account.granted, now)  # renews the expiry too
-                    else:
-                        await session.execute(
-                            delete(AllowanceRow).where(
-                                AllowanceRow.budget_key == claim.budget_key,
-                                AllowanceRow.period == claim.month,
-                                AllowanceRow.instance_id == self.instance_id,
-                            )
+                await self._write_allowances(session, [(a, a.granted) for a in accounts if a.granted > 0], now)
+                gone = [(a.claim.budget_key, a.claim.month) for a in accounts if a.granted <= 0]
+                if gone:
+                    await session.execute(
+                        delete(AllowanceRow).where(
+                            tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(gone),
+                            AllowanceRow.instance_id == self.instance_id,
                         )
+                    )
                 await session.execute(delete(AllowanceRow).where(AllowanceRow.expires_at < now - timedelta(days=1)))
+            for account in accounts:
+                account.stored, account.stored_at = account.granted, now
         finally:
             for account in accounts:
                 account.lock.release()
 
     def open_calls(self, limit: int = CHECK_LIMIT) -> tuple[list[str], list[str]]:
-        """Calls worth asking the database about: the request ids of settled holds, and the oldest unsettled
-        holds' call ids (at most `limit` per round, so a backlog costs bounded work each refresh)."""
-        settled: list[str] = []
-        unsettled: list[tuple[datetime, str]] = []
-        for call_id, accounts in self.holders.items():
-            hold = next((a.holds[call_id] for a in accounts if call_id in a.holds), None)
-            if hold is None:
-                continue
-            if hold.settled and hold.request_id:
-                settled.append(hold.request_id)
-            else:
-                unsettled.append((hold.created_at, call_id))
-        unsettled.sort()
-        return [c for _, c in unsettled[:limit]], settled[:limit]
+        """Calls worth asking the database about: the oldest unsettled reservations' call ids (at most `limit`
+        a round, so a backlog costs bounded work per refresh), and the spend-log ids of settled ones."""
+        unsettled: list[str] = []
+        for call_id, reservation in self.reservations.items():
+            if len(unsettled) >= limit:
+                break
+            if not reservation.settled:
+                unsettled.append(call_id)
+        return unsettled, list(self.settled_requests)[:limit]
 
     async def visible_ids(self, session: AsyncSession) -> set[str]:
         """Which of our holds' requests already have their spend-log row (by request id, or by LiteLLM's call
@@ -380,6 +477,11 @@ class Ledger:
         async with self.db.sessions() as session, session.begin():
             await session.execute(delete(AllowanceRow).where(AllowanceRow.instance_id == self.instance_id))
         self.accounts.clear()
+
+
+def _whole_nanos(value: Decimal, *, up: bool = False) -> Decimal:
+    """Allowances are stored in nano-USD: round what is asked for up, what is granted down (never over)."""
+    return value.quantize(Decimal("0.000000001"), rounding=ROUND_CEILING if up else ROUND_FLOOR)
 
 
 def _usd(value: object) -> Decimal:

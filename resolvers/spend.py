@@ -90,8 +90,3 @@ async def spend_by_scope(
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-async def period_spend(session: AsyncSession, schema: LiteLLMSchema, scope: Scope, period: Period) -> Decimal:
-    """One scope's spend in a period (the ledger reads it inside its locked transaction)."""
-    return (await spend_by_scope(session, schema, [scope], period))[scope]

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import tiktoken
@@ -92,8 +92,25 @@ def encoding_for(model: str) -> tuple[tiktoken.Encoding, str]:
 
 def count_text(model: str, text: str) -> TokenCount:
     encoding, method = encoding_for(model)
+    return TokenCount(_length(encoding, text), method, _public_name(encoding.name))
+
+
+#: System prompts, roles and few-shot examples repeat from request to request: short texts are counted once.
+_CACHED_TEXT = 4096
+
+
+@lru_cache(maxsize=8192)
+def _cached_length(encoding_name: str, text: str) -> int:
+    encoding = _encoding(encoding_name.removesuffix("_offline"))
+    assert encoding is not None
+    return len(encoding.encode_ordinary(text))
+
+
+def _length(encoding: tiktoken.Encoding, text: str) -> int:
     # encode_ordinary: text that merely contains "<|endoftext|>" is counted as text, never refused.
-    return TokenCount(len(encoding.encode_ordinary(text)), method, _public_name(encoding.name))
+    if len(text) <= _CACHED_TEXT:
+        return _cached_length(encoding.name, text)
+    return len(encoding.encode_ordinary(text))
 
 
 def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> TokenCount:
@@ -104,7 +121,7 @@ def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> TokenCount
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
             texts, images = _parts_of(value)
-            total += sum(len(encoding.encode_ordinary(text)) for text in texts) + images * IMAGE_TOKENS
+            total += sum(_length(encoding, text) for text in texts) + images * IMAGE_TOKENS
             if images:
                 method = "approximate"
             if key == "name":

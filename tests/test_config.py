@@ -133,3 +133,10 @@ def test_incomplete_smtp_settings_name_what_is_missing(env: dict[str, str], vari
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert raised.value.variable == variable
+
+
+def test_the_listener_connection_keeps_tls() -> None:
+    from models.db import asyncpg_dsn
+
+    url = Settings.from_env({"DATABASE_URL": "postgresql://u:p@db/litellm?sslmode=verify-full"}).database_url
+    assert asyncpg_dsn(url) == "postgresql://u:p@db/litellm?sslmode=verify-full"

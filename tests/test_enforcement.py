@@ -306,3 +306,11 @@ async def test_spend_arriving_releases_the_reservation(api: Api, db: Database) -
     assert status == 200  # 52 spent, the 30 hold released: 48 left
     budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
     assert Decimal(budget["currentSpend"]) == 52
+
+
+async def test_estimates_finer_than_a_nano_dollar_are_reserved_and_never_degrade(api: Api, db: Database) -> None:
+    await create(api, entityId="eng")
+    for i in range(3):
+        status, body = await ask(api, team_id="eng", estimated_cost="0.0000000001234567", litellm_call_id=f"tiny-{i}")
+        assert (status, body["degraded"]) == (200, False)
+    await api.runtime().enforcement().refresh()  # an idle account hands back allowance rounded to nano-USD

@@ -7,7 +7,6 @@ always answers 200 with NONE or BLOCKED, because any other status reaches LiteLL
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -19,13 +18,12 @@ from starlette.responses import Response
 
 from resolvers.alerts import AlertType
 from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verdict
-from resolvers.errors import InvalidInput
 from resolvers.features import get_features
 from resolvers.ingestion import ingest, parse_batch
 from resolvers.periods import month_of
 from webhook.machines import require_gateway
 from webhook.predictor import ChatMessage
-from webhook.rest import JSON, read_json, read_model, runtime_of
+from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
 
 
 class PreRequest(BaseModel):
@@ -89,20 +87,6 @@ class AdmissionBudget(BaseModel):
     remaining: Decimal
     utilization: Decimal
 
-    @classmethod
-    def of(cls, check: BudgetCheck) -> AdmissionBudget:
-        rule = check.rule
-        return cls(
-            id=rule.budget_id,
-            name=rule.name,
-            entity_type=rule.entity_type,
-            entity_id=rule.entity_id,
-            spend=check.spend,
-            limit=rule.hard_cap,
-            remaining=check.remaining,
-            utilization=check.utilization,
-        )
-
 
 class PreRequestAllowed(BaseModel):
     allowed: bool
@@ -146,37 +130,53 @@ async def pre_request(request: Request) -> Response:
 
 
 def render_decision(decision: Decision, now: datetime) -> Response:
-    budgets = [AdmissionBudget.of(c) for c in decision.checks]
+    """The webhook's answer. Built as plain dicts on this hot path; the pydantic models above document the same
+    shapes in the OpenAPI document (and the schemathesis suite checks the answers against them)."""
+    budgets = [_budget(c) for c in decision.checks]
     if decision.allowed:
         return JSON(
-            PreRequestAllowed(
-                allowed=True,
-                action=decision.verdict.value if decision.verdict is Verdict.WARN else "allow",
-                warning=decision.message if decision.verdict is Verdict.WARN or decision.degraded else None,
-                model=decision.model,
-                call_id=decision.call_id,
-                estimated_cost_usd=decision.estimated_cost,
-                price_missing=decision.price_missing,
-                enforced=decision.enforced,
-                degraded=decision.degraded,
-                budgets=budgets,
-            ).model_dump()
+            {
+                "allowed": True,
+                "action": "warn" if decision.verdict is Verdict.WARN else "allow",
+                "warning": decision.message if decision.verdict is Verdict.WARN or decision.degraded else None,
+                "model": decision.model,
+                "call_id": decision.call_id,
+                "estimated_cost_usd": decision.estimated_cost,
+                "price_missing": decision.price_missing,
+                "enforced": decision.enforced,
+                "degraded": decision.degraded,
+                "budgets": budgets,
+            }
         )
     kind = decision.alert_type.value if decision.alert_type else "budget_service_unavailable"
     retry_after = _seconds_to_next_month(now) if decision.alert_type is AlertType.BUDGET_EXCEEDED else 60
     return JSON(
-        PreRequestBlocked(
-            allowed=False,
-            action="block",
-            call_id=decision.call_id,
-            error=PreRequestError(type=kind, code=kind.upper(), message=decision.message or kind),
-            budget=AdmissionBudget.of(decision.budget) if decision.budget else None,
-            estimated_cost_usd=decision.estimated_cost,
-            budgets=budgets,
-        ).model_dump(),
+        {
+            "allowed": False,
+            "action": "block",
+            "call_id": decision.call_id,
+            "error": {"type": kind, "code": kind.upper(), "message": decision.message or kind},
+            "budget": _budget(decision.budget) if decision.budget else None,
+            "estimated_cost_usd": decision.estimated_cost,
+            "budgets": budgets,
+        },
         status_code=429,
         headers={"retry-after": str(retry_after)},
     )
+
+
+def _budget(check: BudgetCheck) -> dict[str, Any]:
+    rule = check.rule
+    return {
+        "id": rule.budget_id,
+        "name": rule.name,
+        "entity_type": rule.entity_type,
+        "entity_id": rule.entity_id,
+        "spend": check.spend,
+        "limit": rule.hard_cap,
+        "remaining": check.remaining,
+        "utilization": check.utilization,
+    }
 
 
 # ------------------------------------------------------------------------------------- the Generic Guardrail API
@@ -242,10 +242,7 @@ async def _spend_body(request: Request) -> Any:
     """One StandardLoggingPayload, a JSON list of them, or NDJSON (LiteLLM's three log formats)."""
     if "ndjson" in request.headers.get("content-type", ""):
         raw = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            return [json.loads(line, parse_float=Decimal) for line in raw.splitlines() if line.strip()]
-        except ValueError as exc:
-            raise InvalidInput("body", f"is not valid NDJSON ({exc})") from None
+        return [parse_json(line) for line in raw.splitlines() if line.strip()]
     return await read_json(request)
 
 
