@@ -216,6 +216,8 @@ class Enforcer:
     _loader_set: _Loaders | None = None
     _claims: dict[tuple[str, datetime, Decimal], Claim] = field(default_factory=dict)
     _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
+    #: Active failover routes, primary model -> fallback model (kept up to date by SLA monitoring).
+    routes: dict[str, str] = field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -326,7 +328,7 @@ class Enforcer:
         base = Decision(
             Verdict.ALLOW,
             request.call_id,
-            request.model,
+            self.route(request.model),
             estimated_cost=estimate,
             prediction=prediction,
             price_missing=price_missing,
@@ -362,6 +364,10 @@ class Enforcer:
             price_missing=price_missing,
             degraded=True,
         )
+
+    def route(self, model: str | None) -> str | None:
+        """The model to call: the one asked for, or its fallback while a failover rule is active for it."""
+        return self.routes.get(model, model) if model is not None else None
 
     async def _estimate(self, request: Admission) -> tuple[Prediction | None, bool]:
         if request.model is None or request.estimated_cost is not None:
