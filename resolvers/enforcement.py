@@ -319,7 +319,8 @@ class Enforcer:
         return await self._decide(request, reserve=False)
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
-        prediction, price_missing = await self._estimate(request)
+        model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
+        prediction, price_missing = await self._estimate(request, model)
         estimate = (
             request.estimated_cost
             if request.estimated_cost is not None
@@ -328,7 +329,7 @@ class Enforcer:
         base = Decision(
             Verdict.ALLOW,
             request.call_id,
-            self.route(request.model),
+            model,
             estimated_cost=estimate,
             prediction=prediction,
             price_missing=price_missing,
@@ -369,14 +370,14 @@ class Enforcer:
         """The model to call: the one asked for, or its fallback while a failover rule is active for it."""
         return self.routes.get(model, model) if model is not None else None
 
-    async def _estimate(self, request: Admission) -> tuple[Prediction | None, bool]:
-        if request.model is None or request.estimated_cost is not None:
+    async def _estimate(self, request: Admission, model: str | None) -> tuple[Prediction | None, bool]:
+        if model is None or request.estimated_cost is not None:
             return None, False
         try:
             return await predict(
                 self.prices,
                 self.history,
-                PredictionRequest(request.model, request.messages, request.prompt, request.max_tokens),
+                PredictionRequest(model, request.messages, request.prompt, request.max_tokens),
             ), False
         except InvalidInput:
             return None, True  # decide on recorded spend alone, and say the price is missing
