@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import alerts, budgets, instance, jobs, ledger, pricing
+from models import alerts, budgets, instance, jobs, ledger, pricing, sla
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -25,4 +25,5 @@ __all__ = [
     "litellm_metadata",
     "metadata",
     "pricing",
+    "sla",
 ]
