@@ -7,6 +7,8 @@ from resolvers.enforcement import prune_settlements
 from resolvers.jobs import Job
 from resolvers.predictor import refresh_output_history
 from resolvers.pricing import refresh_price_map, reload_overrides
+from resolvers.sla.collector import JOB_NAME as SLA_HEALTH_JOB
+from resolvers.sla.collector import collect_health
 
 
 def scheduled_jobs(settings: Settings) -> list[Job]:
@@ -18,4 +20,6 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
         Job("price-overrides", "* * * * *", reload_overrides, per_replica=True),
         Job("output-lengths", "23 * * * *", refresh_output_history, at_start=True, per_replica=True),
         Job("prune-settlements", "*/10 * * * *", prune_settlements),
+        # SLA monitoring: at start-up too, so a restarted service has current health (and failover) at once.
+        Job(SLA_HEALTH_JOB, settings.sla.collector_cron, collect_health, at_start=True),
     ]
