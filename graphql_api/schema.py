@@ -23,21 +23,22 @@ from graphql_api.me import MeQueries
 from graphql_api.pricing import PricingMutations, PricingQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
+from graphql_api.sla import SlaMutations, SlaQueries, SlaSubscriptions
 from resolvers.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")
-class Query(BudgetQueries, AlertQueries, PricingQueries, SettingsQueries, MeQueries):
+class Query(BudgetQueries, AlertQueries, PricingQueries, SettingsQueries, MeQueries, SlaQueries):
     pass
 
 
 @strawberry.type(description="Change budgets and settings (admin role).")
-class Mutation(BudgetMutations, PricingMutations, SettingsMutations):
+class Mutation(BudgetMutations, PricingMutations, SettingsMutations, SlaMutations):
     pass
 
 
 @strawberry.type(description="Live updates over graphql-transport-ws; send the token in connection_init.")
-class Subscription(BudgetSubscriptions, AlertSubscriptions):
+class Subscription(BudgetSubscriptions, AlertSubscriptions, SlaSubscriptions):
     pass
 
 
