@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -180,6 +181,14 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class BudgetFit:
+    remaining: Decimal | None  # what the tightest budget still allows
+    within: bool
+    warning: str | None
+    decision: Decision
+
+
+@dataclass(frozen=True)
 class _Loaders:
     owners: DataLoader[str, _KeyOwner]
     spend: DataLoader[Scope, Decimal]
@@ -317,6 +326,17 @@ class Enforcer:
     async def check(self, request: Admission) -> Decision:
         """The same decision without reserving anything (budget checks, the predictor's within_budget)."""
         return await self._decide(request, reserve=False)
+
+    async def fits(self, caller: Caller, model: str | None, cost: Decimal) -> BudgetFit:
+        """Would a request of this cost fit the caller's budgets now? (The predictor's within_budget.)"""
+        decision = await self.check(Admission(caller, model, f"check-{uuid.uuid4()}", estimated_cost=cost))
+        tightest = min(decision.checks, key=lambda c: c.remaining, default=None)
+        return BudgetFit(
+            remaining=tightest.remaining if tightest else None,
+            within=decision.allowed,
+            warning=decision.message if decision.verdict is not Verdict.ALLOW else None,
+            decision=decision,
+        )
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
