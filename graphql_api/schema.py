@@ -20,18 +20,19 @@ from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
 from graphql_api.errors import RequireToken, classify
 from graphql_api.me import MeQueries
+from graphql_api.reports import ReportMutations, ReportQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
 from resolvers.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")
-class Query(BudgetQueries, AlertQueries, SettingsQueries, MeQueries):
+class Query(BudgetQueries, AlertQueries, SettingsQueries, MeQueries, ReportQueries):
     pass
 
 
 @strawberry.type(description="Change budgets and settings (admin role).")
-class Mutation(BudgetMutations, SettingsMutations):
+class Mutation(BudgetMutations, SettingsMutations, ReportMutations):
     pass
 
 

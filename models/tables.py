@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import alerts, budgets, instance, jobs
+from models import alerts, budgets, chargeback, forecasts, instance, jobs, rollups
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -15,4 +15,15 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     return True
 
 
-__all__ = ["alerts", "budgets", "include_name", "instance", "jobs", "litellm_metadata", "metadata"]
+__all__ = [
+    "alerts",
+    "budgets",
+    "chargeback",
+    "forecasts",
+    "include_name",
+    "instance",
+    "jobs",
+    "litellm_metadata",
+    "metadata",
+    "rollups",
+]

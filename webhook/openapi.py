@@ -37,6 +37,8 @@ class Endpoint:
     status: int = 200
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400,)
+    #: Media types of a file download (streamed, with Content-Disposition) instead of a JSON response.
+    download: tuple[str, ...] = ()
 
 
 _ERROR_SCHEMA = {
@@ -100,6 +102,11 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             ref = _schema_ref(e.response, components)
             ok["content"] = {
                 "application/json": {"schema": {"type": "array", "items": ref} if e.response_is_list else ref}
+            }
+        elif e.download:
+            ok["content"] = {
+                media: {"schema": {"type": "object"} if media == "application/json" else {"type": "string"}}
+                for media in e.download
             }
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}

@@ -6,11 +6,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import alerts, auth, budgets, health
+from webhook import alerts, auth, budgets, health, reports
 from webhook.http import JSON
 from webhook.openapi import Endpoint, QueryParam, build_openapi
 
 _BUDGET_ERRORS = (400, 401, 403, 404)
+_REPORT_ERRORS = (400, 401, 403, 503)
+_PERIOD_QUERY = (
+    QueryParam("period", "daily, weekly, monthly (default) or custom"),
+    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)"),
+    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)"),
+    QueryParam("team_id", "only this team (a viewer always gets its own team)"),
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -98,6 +105,62 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=budgets.BudgetOut,
         errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/reports/cost",
+        reports.cost_report,
+        "Cost report by period with breakdowns by model, user and team",
+        "reports",
+        auth="jwt",
+        response=reports.CostReportOut,
+        errors=_REPORT_ERRORS,
+        query=(
+            *_PERIOD_QUERY,
+            QueryParam("user_id", "only this user"),
+            QueryParam("model", "only this model or model group"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/reports/trend",
+        reports.cost_trend,
+        "Daily cost series over the last `days` days, its direction and change in percent",
+        "reports",
+        auth="jwt",
+        response=reports.CostTrendOut,
+        errors=_REPORT_ERRORS,
+        query=(
+            QueryParam("days", "days of history, today included (default 30)", schema={"type": "integer"}),
+            QueryParam("model", "only this model or model group"),
+            QueryParam("team_id", "only this team"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/reports/export",
+        reports.export,
+        "Export cost data as a CSV, JSON or FOCUS 1.2 file (streamed)",
+        "reports",
+        auth="jwt",
+        errors=_REPORT_ERRORS,
+        download=("text/csv", "application/json"),
+        query=(
+            QueryParam("format", "csv (default), json or focus"),
+            *_PERIOD_QUERY,
+            QueryParam("user_id", "only this user"),
+            QueryParam("model", "only this model or model group"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/reports/summary",
+        reports.summary,
+        "Dashboard summary: today, this week, this month, top five models this month",
+        "reports",
+        auth="jwt",
+        response=reports.DashboardSummaryOut,
+        errors=_REPORT_ERRORS,
     ),
 )
 
