@@ -228,12 +228,12 @@ class RollupStatusType:
 
     @classmethod
     def from_status(cls, status: RollupStatus) -> RollupStatusType:
-        return cls(built_through=status.built_through, days_rebuilt=status.days_rebuilt, rows_written=status.rows_written)
+        return cls(
+            built_through=status.built_through, days_rebuilt=status.days_rebuilt, rows_written=status.rows_written
+        )
 
 
-def _window(
-    info: Info, period: ReportPeriod, start_date: date | None, end_date: date | None
-) -> reports.ReportWindow:
+def _window(info: Info, period: ReportPeriod, start_date: date | None, end_date: date | None) -> reports.ReportWindow:
     runtime = info.context.runtime
     return reports.report_window(
         period.value, start_date, end_date, today=runtime.clock().date(), max_days=runtime.settings.report_max_days
@@ -327,4 +327,3 @@ class ReportMutations:
             runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days, since=since
         )
         return RollupStatusType.from_status(status)
-

@@ -209,7 +209,9 @@ class DashboardSummary:
     top_models: list[BreakdownRow]
 
 
-async def dashboard_summary(session: AsyncSession, source: SpendSource, now: datetime, filters: Filters) -> DashboardSummary:
+async def dashboard_summary(
+    session: AsyncSession, source: SpendSource, now: datetime, filters: Filters
+) -> DashboardSummary:
     """Today, this ISO week, this calendar month, and the month's five most expensive models: one read by day
     and model from the earlier of the week's and the month's first day."""
     today = now.date()
@@ -235,4 +237,3 @@ async def dashboard_summary(session: AsyncSession, source: SpendSource, now: dat
         month.cost,
         breakdown(models, month.spend_nanos)[:TOP_MODELS],
     )
-

@@ -39,7 +39,9 @@ log = logging.getLogger("spendplane.rollups")
 
 STATE = "daily"
 _T: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
-_EMPTY: ColumnElement[str] = literal_column("''")  # inline, never a bind: asyncpg would bind it twice in SELECT and GROUP BY
+_EMPTY: ColumnElement[str] = literal_column(
+    "''"
+)  # inline, never a bind: asyncpg would bind it twice in SELECT and GROUP BY
 
 
 class Dim(StrEnum):
@@ -176,7 +178,9 @@ def _statements(
 def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
     key = tuple(as_date(v) if d is Dim.DAY else v for d, v in zip(by, row, strict=False))
     requests, failures, input_tokens, output_tokens, spend = row[len(by) :]
-    totals = Totals(int(requests or 0), int(failures or 0), int(input_tokens or 0), int(output_tokens or 0), int(spend or 0))
+    totals = Totals(
+        int(requests or 0), int(failures or 0), int(input_tokens or 0), int(output_tokens or 0), int(spend or 0)
+    )
     return key, totals
 
 
@@ -285,7 +289,12 @@ async def rollup_spend_by_scope(
     days = DayRange(period.start.date(), period.end.date())
     if _midnight(days.start) != period.start or _midnight(days.end) != period.end:
         raise ValueError("the rollup answers whole UTC days only")
-    dims = {ScopeKind.USER: Dim.USER, ScopeKind.TEAM: Dim.TEAM, ScopeKind.KEY: Dim.KEY, ScopeKind.END_USER: Dim.END_USER}
+    dims = {
+        ScopeKind.USER: Dim.USER,
+        ScopeKind.TEAM: Dim.TEAM,
+        ScopeKind.KEY: Dim.KEY,
+        ScopeKind.END_USER: Dim.END_USER,
+    }
     result: dict[Scope, Decimal] = {}
     wanted = list(scopes)
     kinds = {s.kind for s in wanted}
@@ -399,9 +408,7 @@ async def _raw_counts(session: AsyncSession, schema: LiteLLMSchema, days: DayRan
 
 async def _rolled_counts(session: AsyncSession, days: DayRange) -> dict[date, int]:
     rows = await session.execute(
-        select(_T.c.day, func.sum(_T.c.requests))
-        .where(_T.c.day >= days.start, _T.c.day < days.end)
-        .group_by(_T.c.day)
+        select(_T.c.day, func.sum(_T.c.requests)).where(_T.c.day >= days.start, _T.c.day < days.end).group_by(_T.c.day)
     )
     return {as_date(d): int(n) for d, n in rows}
 
@@ -417,13 +424,20 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         .where(*_raw_filters(schema, DayRange(day, day + timedelta(days=1)), Filters()))
         .group_by(*[literal_column(label.name) for label in dims])
     )
-    columns = ["day", *[d.value for d in ROLLUP_GRAIN], "requests", "failures", "input_tokens", "output_tokens", "spend"]
+    columns = [
+        "day",
+        *[d.value for d in ROLLUP_GRAIN],
+        "requests",
+        "failures",
+        "input_tokens",
+        "output_tokens",
+        "spend",
+    ]
     async with db.sessions() as session, session.begin():
         await session.get(RollupStateRow, STATE, with_for_update=True)
         await session.execute(delete(_T).where(_T.c.day == day))
         result = await session.execute(insert(_T).from_select(columns, source))
-        written = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return written
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _midnight(day: date) -> datetime:
@@ -437,7 +451,6 @@ def as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
-
 
 
 async def rollup_job(runtime: Runtime, tick: datetime) -> str:

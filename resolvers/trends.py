@@ -87,9 +87,7 @@ async def cost_trend(
 
     recent_nanos, earlier_nanos = nanos(recent), nanos(earlier)
     direction, change = direction_of(recent_nanos, earlier_nanos)
-    points = [
-        TrendPoint(d, daily.get(d, Totals()).cost, daily.get(d, Totals()).requests) for d in series.days()
-    ]
+    points = [TrendPoint(d, daily.get(d, Totals()).cost, daily.get(d, Totals()).requests) for d in series.days()]
     return CostTrend(
         days=days,
         direction=direction,

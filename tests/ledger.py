@@ -37,7 +37,7 @@ class Ledger:
     def nanos(self, key: Any) -> Decimal:
         return Decimal(sum(round(s * 10**9) for s in self.spend[key])) / 10**9
 
-    def keys(self) -> set[Any]:
+    def groups(self) -> set[Any]:
         return set(self.requests)
 
 

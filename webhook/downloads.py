@@ -10,7 +10,9 @@ from starlette.responses import StreamingResponse
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def download(chunks: AsyncIterator[bytes], *, filename: str, media_type: str, headers: dict[str, str] | None = None) -> StreamingResponse:
+def download(
+    chunks: AsyncIterator[bytes], *, filename: str, media_type: str, headers: dict[str, str] | None = None
+) -> StreamingResponse:
     safe = _UNSAFE.sub("_", filename)[:200] or "download"
     return StreamingResponse(
         chunks,
