@@ -18,6 +18,7 @@ from strawberry.types.execution import ExecutionContext
 
 from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
+from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import RequireToken, classify
 from graphql_api.me import MeQueries
 from graphql_api.reports import ReportMutations, ReportQueries
@@ -27,12 +28,12 @@ from resolvers.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")
-class Query(BudgetQueries, AlertQueries, SettingsQueries, MeQueries, ReportQueries):
+class Query(BudgetQueries, AlertQueries, SettingsQueries, MeQueries, ReportQueries, ChargebackQueries):
     pass
 
 
 @strawberry.type(description="Change budgets and settings (admin role).")
-class Mutation(BudgetMutations, SettingsMutations, ReportMutations):
+class Mutation(BudgetMutations, SettingsMutations, ReportMutations, ChargebackMutations):
     pass
 
 

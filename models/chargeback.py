@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -68,6 +68,9 @@ class ChargebackLineRow(Base):
     allocation_target: Mapped[str | None] = mapped_column(String(128))
     percent: Mapped[Decimal] = mapped_column(Ratio)
     cost: Mapped[Decimal] = mapped_column(Money)
+    #: Part of the team's posting dimension (cost center, else project, else department): what is charged and
+    #: exported to SAP. Lines of the other dimensions report the same spend another way.
+    posted: Mapped[bool] = mapped_column(Boolean)
     rule_id: Mapped[str | None] = mapped_column(String(36))
     rule_name: Mapped[str | None] = mapped_column(String(200))
     adjusts_period: Mapped[str | None] = mapped_column(String(7))

@@ -6,12 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import alerts, auth, budgets, health, reports
+from webhook import alerts, auth, budgets, chargeback, health, reports
 from webhook.http import JSON
 from webhook.openapi import Endpoint, QueryParam, build_openapi
 
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
+_CHARGEBACK_ERRORS = (400, 401, 403, 404)
 _PERIOD_QUERY = (
     QueryParam("period", "daily, weekly, monthly (default) or custom"),
     QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)"),
@@ -161,6 +162,108 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=reports.DashboardSummaryOut,
         errors=_REPORT_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/cost-allocation/rules",
+        chargeback.list_rules,
+        "List allocation rules (a viewer sees its own team's)",
+        "chargeback",
+        auth="jwt",
+        response=chargeback.RuleOut,
+        response_is_list=True,
+        errors=_CHARGEBACK_ERRORS,
+        query=(QueryParam("team_id", "only this team's rules"),),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        chargeback.create_rule,
+        "Create an allocation rule (admin)",
+        "chargeback",
+        auth="jwt",
+        body=chargeback.RuleCreate,
+        response=chargeback.RuleOut,
+        status=201,
+        errors=_CHARGEBACK_ERRORS,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/cost-allocation/rules/{rule_id}",
+        chargeback.update_rule,
+        "Change an allocation rule (admin)",
+        "chargeback",
+        auth="jwt",
+        body=chargeback.RuleUpdate,
+        response=chargeback.RuleOut,
+        errors=_CHARGEBACK_ERRORS,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/cost-allocation/rules/{rule_id}",
+        chargeback.delete_rule,
+        "Delete an allocation rule (admin)",
+        "chargeback",
+        auth="jwt",
+        response=chargeback.RuleOut,
+        errors=_CHARGEBACK_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/chargeback/reports/generate",
+        chargeback.generate_report,
+        "Generate (or regenerate) a month's draft chargeback statement (admin)",
+        "chargeback",
+        auth="jwt",
+        body=chargeback.GenerateRequest,
+        response=chargeback.ReportOut,
+        errors=(*_CHARGEBACK_ERRORS, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/chargeback/reports",
+        chargeback.list_reports,
+        "List chargeback statements, newest month first (admin)",
+        "chargeback",
+        auth="jwt",
+        response=chargeback.ReportOut,
+        response_is_list=True,
+        errors=_CHARGEBACK_ERRORS,
+        query=(QueryParam("period", "only this month, YYYY-MM"),),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/chargeback/reports/{report_id}",
+        chargeback.get_report,
+        "One chargeback statement (admin)",
+        "chargeback",
+        auth="jwt",
+        response=chargeback.ReportOut,
+        errors=_CHARGEBACK_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/chargeback/reports/{report_id}/finalize",
+        chargeback.finalize_report,
+        "Freeze a draft statement once its month is over (admin)",
+        "chargeback",
+        auth="jwt",
+        response=chargeback.ReportOut,
+        errors=_CHARGEBACK_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/chargeback/reports/{report_id}/export",
+        chargeback.export_report,
+        "Download a finalized statement as CSV, JSON or SAP (FI journal or CO reposting); marks it exported",
+        "chargeback",
+        auth="jwt",
+        errors=_CHARGEBACK_ERRORS,
+        download=("text/csv", "application/json"),
+        query=(
+            QueryParam("format", "csv (default), json or sap"),
+            QueryParam("layout", "with format=sap: fi (FI journal, default) or co (CO reposting)"),
+        ),
     ),
 )
 

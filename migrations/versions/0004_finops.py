@@ -99,6 +99,7 @@ def upgrade() -> None:
     sa.Column('allocation_target', sa.String(length=128), nullable=True),
     sa.Column('percent', sa.Integer(), nullable=False),
     sa.Column('cost', sa.BigInteger(), nullable=False),
+    sa.Column('posted', sa.Boolean(), nullable=False),
     sa.Column('rule_id', sa.String(length=36), nullable=True),
     sa.Column('rule_name', sa.String(length=200), nullable=True),
     sa.Column('adjusts_period', sa.String(length=7), nullable=True),
