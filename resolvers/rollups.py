@@ -12,13 +12,14 @@ the rest (the open day, or closed days the job has not reached yet), and merges 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, Date, Table, case, delete, func, insert, literal, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from resolvers.runtime import Runtime
 
 log = logging.getLogger("spendplane.rollups")
+
+T = TypeVar("T")
 
 STATE = "daily"
 _T: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
@@ -336,31 +339,50 @@ async def refresh_rollups(
     that date on that still has raw logs (on demand, e.g. after changing LiteLLM data by hand)."""
     require_spend_logs(schema)
     today = now.astimezone(UTC).date()
-    async with db.sessions() as session, session.begin():
-        await session.execute(
-            insert_or_ignore(db.dialect, RollupStateRow.__table__),  # type: ignore[arg-type]
-            {"name": STATE, "built_through": None, "updated_at": now, "days_rebuilt": 0},
-        )
+    await finish_on_cancel(_ensure_state(db, now))
     async with db.reader() as session, session.begin():
         built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
         dirty = await _dirty_days(session, schema, today, built, recheck_days, since)
 
     rows_written = 0
     for day in dirty:
-        rows_written += await _rebuild_day(db, schema, day, now)
-    async with db.sessions() as session, session.begin():
-        state = await session.get(RollupStateRow, STATE, with_for_update=True)
-        assert state is not None
-        # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
-        has_logs = built is not None or bool(dirty)
-        if has_logs and (state.built_through is None or state.built_through < today):
-            state.built_through = today
-        state.updated_at = now
-        state.days_rebuilt = len(dirty)
-        built = state.built_through
+        rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
+    # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
+    has_logs = built is not None or bool(dirty)
+    built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
     status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
     log.info("rollups: %s", status.summary)
     return status
+
+
+async def finish_on_cancel(work: Awaitable[T]) -> T:
+    """Run one write transaction to its end even if the caller is cancelled (a job stopped at shutdown), then let
+    the cancellation through: an abandoned SQLite write transaction would hold the database lock."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+async def _ensure_state(db: Database, now: datetime) -> None:
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            insert_or_ignore(db.dialect, RollupStateRow.__table__),  # type: ignore[arg-type]
+            {"name": STATE, "built_through": None, "updated_at": now, "days_rebuilt": 0},
+        )
+
+
+async def _advance(db: Database, today: date, now: datetime, days_rebuilt: int, *, has_logs: bool) -> date | None:
+    async with db.sessions() as session, session.begin():
+        state = await session.get(RollupStateRow, STATE, with_for_update=True)
+        assert state is not None
+        if has_logs and (state.built_through is None or state.built_through < today):
+            state.built_through = today
+        state.updated_at = now
+        state.days_rebuilt = days_rebuilt
+        return state.built_through
 
 
 async def _dirty_days(

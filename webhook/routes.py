@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import alerts, auth, budgets, chargeback, health, reports
+from webhook import alerts, auth, budgets, chargeback, forecasts, health, reports
 from webhook.http import JSON
 from webhook.openapi import Endpoint, QueryParam, build_openapi
 
@@ -162,6 +162,29 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=reports.DashboardSummaryOut,
         errors=_REPORT_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/reports/forecast",
+        forecasts.list_forecasts,
+        "This month's and next month's forecasts per team and for the platform",
+        "forecasts",
+        auth="jwt",
+        response=forecasts.ForecastOut,
+        response_is_list=True,
+        errors=(400, 401, 403),
+        query=(QueryParam("team_id", "only this team (a viewer always gets its own team)"),),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/reports/forecast/generate",
+        forecasts.generate,
+        "Forecast every team and the platform now (admin)",
+        "forecasts",
+        auth="jwt",
+        response=forecasts.ForecastOut,
+        response_is_list=True,
+        errors=(401, 403, 503),
     ),
     Endpoint(
         "GET",
