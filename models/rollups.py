@@ -45,6 +45,45 @@ class CostTrackingDailyRow(Base):
     spend: Mapped[Decimal] = mapped_column(Money)
 
 
+class CostSummaryDailyRow(Base):
+    """The rollup without key and end user (day x model group x model x provider x user x team): what cost
+    reports, trends, the summary, exports and forecasts group by, so they read a fraction of the rows. Rebuilt
+    from `CostTrackingDailyRow` in the same transaction, day by day."""
+
+    __tablename__ = "spendplane_cost_summary_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    spend: Mapped[Decimal] = mapped_column(Money)
+
+
+class CostSummaryMonthlyRow(Base):
+    """The summary per calendar month (`month` = its first day): the sum of the month's summary days, all of them
+    below the watermark. A report over whole months reads one row per group and month instead of one per day."""
+
+    __tablename__ = "spendplane_cost_summary_monthly"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    spend: Mapped[Decimal] = mapped_column(Money)
+
+
 class RollupStateRow(Base):
     """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
 

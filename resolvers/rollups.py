@@ -21,14 +21,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import BigInteger, Date, Table, case, delete, func, insert, literal, or_, select, type_coerce
+from sqlalchemy import BigInteger, Date, Table, case, delete, func, insert, literal, or_, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
 
 from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
-from models.rollups import CostTrackingDailyRow, RollupStateRow, utc_day
+from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
 from models.types import nanos_to_usd
 from resolvers.periods import Period
 from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_nanos
@@ -42,6 +42,10 @@ T = TypeVar("T")
 
 STATE = "daily"
 _T: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
+_S: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
+_M: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
+#: PostgreSQL's default 4 MB makes a month's grouping spill to a sort on disk; with this it stays a hash.
+REPORT_WORK_MEM = "32MB"
 _EMPTY: ColumnElement[str] = literal_column(
     "''"
 )  # inline, never a bind: asyncpg would bind it twice in SELECT and GROUP BY
@@ -61,6 +65,8 @@ class Dim(StrEnum):
 
 
 ROLLUP_GRAIN = (Dim.MODEL_GROUP, Dim.MODEL, Dim.PROVIDER, Dim.KEY, Dim.USER, Dim.TEAM, Dim.END_USER)
+#: The summary table's grain: everything but key and end user (what reports group and filter by).
+SUMMARY_GRAIN = (Dim.MODEL_GROUP, Dim.MODEL, Dim.PROVIDER, Dim.USER, Dim.TEAM)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ async def aggregate(
 ) -> dict[Key, Totals]:
     """Totals over `days` grouped by `by`, from the rollup and the raw logs, merged exactly."""
     result: dict[Key, Totals] = {}
+    await _tune(session)
     for statement in _statements(source, days, by, filters):
         for row in await session.execute(statement):
             key, totals = _split_row(row, by)
@@ -160,10 +167,16 @@ async def stream_aggregate(
     """Like `aggregate`, but ordered by `by` (DAY first when present) and streamed over a server-side cursor,
     so exports never hold the whole result. Rows for one key come once (the rollup and raw parts cover
     disjoint days), provided `by` includes DAY."""
+    await _tune(session)
     for statement in _statements(source, days, by, filters, ordered=True):
         result = await session.stream(statement.execution_options(yield_per=2000))
         async for row in result:
             yield _split_row(row, by)
+
+
+async def _tune(session: AsyncSession) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
 
 
 def _statements(
@@ -172,7 +185,13 @@ def _statements(
     rolled, raw = source.split(days)
     statements = []
     if rolled is not None:
-        statements.append(_rollup_select(rolled, by, filters, ordered))
+        ranges = [rolled]
+        if not ordered and all(d in SUMMARY_GRAIN for d in by):
+            assert source.built_through is not None
+            months, ranges = _whole_months(rolled, source.built_through)
+            if months is not None:
+                statements.append(_monthly_select(months, by, filters))
+        statements += [_rollup_select(r, by, filters, ordered) for r in ranges]
     if raw is not None:
         statements.append(_raw_select(source.schema, raw, by, filters, ordered))
     return statements
@@ -188,26 +207,66 @@ def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
 
 
 def _rollup_select(days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool) -> Select[Any]:
-    columns = [_T.c[d.value] for d in by]
+    # Filters only ever use summary columns; the key and end-user dimensions need the full rollup.
+    table = _S if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else _T
+    columns = [table.c[d.value] for d in by]
     statement = (
-        select(
-            *columns,
-            func.sum(_T.c.requests),
-            func.sum(_T.c.failures),
-            func.sum(_T.c.input_tokens),
-            func.sum(_T.c.output_tokens),
-            func.sum(type_coerce(_T.c.spend, BigInteger)),
-        )
-        .where(_T.c.day >= days.start, _T.c.day < days.end)
+        select(*columns, *_rollup_measures(table))
+        .where(table.c.day >= days.start, table.c.day < days.end)
         .group_by(*columns)
     )
-    if filters.team_id is not None:
-        statement = statement.where(_T.c.team_id == filters.team_id)
-    if filters.user_id is not None:
-        statement = statement.where(_T.c.user_id == filters.user_id)
-    if filters.model is not None:
-        statement = statement.where(or_(_T.c.model == filters.model, _T.c.model_group == filters.model))
+    statement = _filtered(statement, table, filters)
     return statement.order_by(*columns) if ordered and columns else statement
+
+
+def _whole_months(rolled: DayRange, built_through: date) -> tuple[DayRange | None, list[DayRange]]:
+    """Split the rolled-up part of a range into the calendar months it covers whole (from their 1st to their end,
+    or to the watermark, which is all the monthly summary holds) and the days around them."""
+    first = rolled.start if rolled.start.day == 1 else _next_month(rolled.start)
+    last = first
+    while _next_month(last) <= rolled.end or (last < rolled.end == built_through):
+        last = _next_month(last)
+    if last == first:
+        return None, [rolled]
+    months = DayRange(first, last)
+    around = [DayRange(rolled.start, first)] if rolled.start < first else []
+    if last < rolled.end:
+        around.append(DayRange(last, rolled.end))
+    return months, around
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _monthly_select(months: DayRange, by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    columns = [_M.c[d.value] for d in by]
+    statement = (
+        select(*columns, *_rollup_measures(_M))
+        .where(_M.c.month >= months.start, _M.c.month < months.end)
+        .group_by(*columns)
+    )
+    return _filtered(statement, _M, filters)
+
+
+def _filtered(statement: Select[Any], table: Table, filters: Filters) -> Select[Any]:
+    if filters.team_id is not None:
+        statement = statement.where(table.c.team_id == filters.team_id)
+    if filters.user_id is not None:
+        statement = statement.where(table.c.user_id == filters.user_id)
+    if filters.model is not None:
+        statement = statement.where(or_(table.c.model == filters.model, table.c.model_group == filters.model))
+    return statement
+
+
+def _rollup_measures(table: Table) -> list[ColumnElement[Any]]:
+    return [
+        func.sum(table.c.requests),
+        func.sum(table.c.failures),
+        func.sum(table.c.input_tokens),
+        func.sum(table.c.output_tokens),
+        func.sum(type_coerce(table.c.spend, BigInteger)),
+    ]
 
 
 def raw_dimension(schema: LiteLLMSchema, dim: Dim) -> ColumnElement[Any]:
@@ -347,6 +406,8 @@ async def refresh_rollups(
     rows_written = 0
     for day in dirty:
         rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
+    if dirty and db.is_postgres:
+        await _analyze(db)
     # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
     has_logs = built is not None or bool(dirty)
     built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
@@ -364,6 +425,14 @@ async def finish_on_cancel(work: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         await asyncio.wait([task])
         raise
+
+
+async def _analyze(db: Database) -> None:
+    """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
+    an empty table."""
+    async with db.engine.connect() as conn:
+        await conn.execute(text(f"ANALYZE {_T.name}, {_S.name}, {_M.name}"))
+        await conn.commit()
 
 
 async def _ensure_state(db: Database, now: datetime) -> None:
@@ -436,8 +505,9 @@ async def _rolled_counts(session: AsyncSession, days: DayRange) -> dict[date, in
 
 
 async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: datetime) -> int:
-    """Replace one day's rollup rows with a fresh aggregate of its raw logs, in one transaction, serialised with
-    any other rebuild by the state row's lock (PostgreSQL) or the write lock (SQLite)."""
+    """Replace one day's rollup rows (and its summary rows, and its month's) with a fresh aggregate of its raw
+    logs, in one transaction, serialised with any other rebuild by the state row's lock (PostgreSQL) or the write lock
+    (SQLite)."""
     # Labels differ from every LiteLLM column name: PostgreSQL resolves GROUP BY names to input columns first.
     dims = [raw_dimension(schema, d).label(f"d_{d.value}") for d in ROLLUP_GRAIN]
     measures = _raw_measures(schema)
@@ -446,19 +516,38 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         .where(*_raw_filters(schema, DayRange(day, day + timedelta(days=1)), Filters()))
         .group_by(*[literal_column(label.name) for label in dims])
     )
-    columns = [
-        "day",
-        *[d.value for d in ROLLUP_GRAIN],
-        "requests",
-        "failures",
-        "input_tokens",
-        "output_tokens",
-        "spend",
-    ]
+    measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
+    summary_dims = [_T.c[d.value] for d in SUMMARY_GRAIN]
+    summary = (
+        select(_T.c.day, *summary_dims, *_rollup_measures(_T)).where(_T.c.day == day).group_by(_T.c.day, *summary_dims)
+    )
+    month = DayRange(day.replace(day=1), _next_month(day))
+    monthly = (
+        select(
+            literal(month.start, Date).label("m_month"), *[_S.c[d.value] for d in SUMMARY_GRAIN], *_rollup_measures(_S)
+        )
+        .where(_S.c.day >= month.start, _S.c.day < month.end)
+        .group_by(*[_S.c[d.value] for d in SUMMARY_GRAIN])
+    )
     async with db.sessions() as session, session.begin():
-        await session.get(RollupStateRow, STATE, with_for_update=True)
+        state = await session.get(RollupStateRow, STATE, with_for_update=True)
+        assert state is not None
         await session.execute(delete(_T).where(_T.c.day == day))
-        result = await session.execute(insert(_T).from_select(columns, source))
+        await session.execute(delete(_S).where(_S.c.day == day))
+        await session.execute(delete(_M).where(_M.c.month == month.start))
+        result = await session.execute(
+            insert(_T).from_select(["day", *[d.value for d in ROLLUP_GRAIN], *measures_names], source)
+        )
+        await session.execute(
+            insert(_S).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)
+        )
+        await session.execute(
+            insert(_M).from_select(["month", *[d.value for d in SUMMARY_GRAIN], *measures_names], monthly)
+        )
+        # Days are rebuilt oldest first and the watermark follows them, so every summarised day (and so every
+        # monthly row) is always below it: a report never counts a day from the rollup and the raw logs.
+        if state.built_through is None or state.built_through <= day:
+            state.built_through = day + timedelta(days=1)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -189,3 +189,19 @@ async def test_the_summary_matches_the_raw_logs(api: Api, db: Database, clock: C
     top = sorted(month.groups(), key=lambda k: -math.fsum(month.spend[k]))[:5]
     assert [r["key"] for r in summary["topModels"]] == top
     assert date.fromisoformat(summary["date"]) == TODAY
+
+
+async def test_any_custom_window_matches_the_raw_logs_whole_months_or_not(api: Api, db: Database) -> None:
+    await demo(db, rows=3000, days=75)
+    await refresh(api)
+    for start, end in (
+        ("2026-10-05", "2026-11-10"),  # partial months on both sides
+        ("2026-10-01", "2026-10-31"),  # one whole month
+        ("2026-09-20", "2026-11-15"),  # whole October, November to the open day
+        ("2026-11-01", "2026-11-03"),  # the start of a month the rollup holds more of
+        ("2026-09-01", "2026-11-14"),  # whole months up to the watermark
+    ):
+        found = await report(api, "CUSTOM", start=start, end=end)
+        ledger = await raw_ledger(db, date.fromisoformat(start), date.fromisoformat(end), "team_id")
+        assert found["totalRequests"] == sum(ledger.requests.values()), (start, end)
+        _check_rows(found["breakdownByTeam"], ledger, found["totalCost"])

@@ -9,9 +9,12 @@ from sqlalchemy import delete, func, select, text
 
 from models.db import Database
 from models.litellm import spend_logs
-from models.rollups import CostTrackingDailyRow
+from models.rollups import CostSummaryDailyRow, CostTrackingDailyRow
 from resolvers.config import Settings
+from resolvers.periods import month_of
+from resolvers.rollups import rollup_spend_by_scope
 from resolvers.schedule import scheduled_jobs
+from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, Clock
 from tests.ledger import demo, raw_ledger, refresh
 from tests.support import Api, SpendLog, add_spend
@@ -120,3 +123,38 @@ async def test_the_refresh_is_a_scheduled_job(settings: Settings) -> None:
     assert jobs["rollups"].schedule == "*/10 * * * *" and not jobs["rollups"].at_start
     tick = jobs["rollups"].last_tick(datetime.combine(TODAY, time(12, 3), tzinfo=NOW.tzinfo))
     assert tick == datetime.combine(TODAY, time(12, 0), tzinfo=NOW.tzinfo)
+
+
+async def test_the_summary_table_holds_the_same_figures_without_key_and_end_user(api: Api, db: Database) -> None:
+    await demo(db, rows=1500, days=20)
+    await refresh(api)
+    fine, summary = CostTrackingDailyRow, CostSummaryDailyRow
+    async with db.reader() as session:
+        by_fine = (
+            await session.execute(
+                select(fine.day, fine.team_id, func.sum(fine.requests), func.sum(fine.input_tokens), func.count())
+                .group_by(fine.day, fine.team_id)
+                .order_by(fine.day, fine.team_id)
+            )
+        ).all()
+        by_summary = (
+            await session.execute(
+                select(summary.day, summary.team_id, func.sum(summary.requests), func.sum(summary.input_tokens))
+                .group_by(summary.day, summary.team_id)
+                .order_by(summary.day, summary.team_id)
+            )
+        ).all()
+        spend = [await session.scalar(select(func.sum(t.spend))) for t in (fine, summary)]
+    assert [tuple(r[:4]) for r in by_fine] == [tuple(r) for r in by_summary]
+    assert spend[0] == spend[1] and sum(r[4] for r in by_fine) > len(by_summary)  # fewer rows, same money
+
+
+async def test_budgets_can_read_the_same_spend_from_the_rollup(api: Api, db: Database) -> None:
+    await demo(db, rows=1500, days=40)
+    await refresh(api)
+    runtime = api.runtime()
+    scopes = [Scope.global_(), Scope(ScopeKind.TEAM, "engineering"), Scope(ScopeKind.USER, "user-001")]
+    async with db.reader() as session:
+        from_logs = await spend_by_scope(session, runtime.litellm, scopes, month_of(NOW))
+        from_rollup = await rollup_spend_by_scope(session, runtime.litellm, scopes, month_of(NOW))
+    assert from_rollup == from_logs and from_logs[Scope.global_()] > 0

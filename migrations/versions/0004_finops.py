@@ -1,5 +1,6 @@
-"""FinOps: the daily rollup (cost_tracking_daily) and its watermark, allocation rules, chargeback statements
-and their lines, forecasts; plus the guide's `cost_tracking_daily` view (spend in USD) over the rollup.
+"""FinOps: the daily rollup (cost_tracking_daily), its daily and monthly summaries without key and end user, and
+its watermark; allocation rules, chargeback statements and their lines, forecasts; plus the guide's
+`cost_tracking_daily` view (spend in USD) over the rollup.
 
 Revision ID: 0004
 Revises: 0002
@@ -67,6 +68,34 @@ def upgrade() -> None:
     sa.Column('spend', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('day', 'model_group', 'model', 'provider', 'api_key', 'user_id', 'team_id', 'end_user', name=op.f('pk_spendplane_cost_tracking_daily'))
     )
+    op.create_table('spendplane_cost_summary_daily',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('model_group', sa.String(length=256), nullable=False),
+    sa.Column('model', sa.String(length=256), nullable=False),
+    sa.Column('provider', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=256), nullable=False),
+    sa.Column('team_id', sa.String(length=256), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.Column('failures', sa.BigInteger(), nullable=False),
+    sa.Column('input_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('spend', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'model_group', 'model', 'provider', 'user_id', 'team_id', name=op.f('pk_spendplane_cost_summary_daily'))
+    )
+    op.create_table('spendplane_cost_summary_monthly',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('model_group', sa.String(length=256), nullable=False),
+    sa.Column('model', sa.String(length=256), nullable=False),
+    sa.Column('provider', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=256), nullable=False),
+    sa.Column('team_id', sa.String(length=256), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.Column('failures', sa.BigInteger(), nullable=False),
+    sa.Column('input_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('spend', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('month', 'model_group', 'model', 'provider', 'user_id', 'team_id', name=op.f('pk_spendplane_cost_summary_monthly'))
+    )
     op.create_table('spendplane_forecasts',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('scope', sa.String(length=256), nullable=False),
@@ -127,6 +156,8 @@ def downgrade() -> None:
     op.drop_table('spendplane_chargeback_lines')
     op.drop_table('spendplane_rollup_state')
     op.drop_table('spendplane_forecasts')
+    op.drop_table('spendplane_cost_summary_daily')
+    op.drop_table('spendplane_cost_summary_monthly')
     op.drop_table('spendplane_cost_tracking_daily')
     op.drop_table('spendplane_chargeback_reports')
     op.drop_table('spendplane_allocation_rules')
