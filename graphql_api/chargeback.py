@@ -15,7 +15,8 @@ from resolvers.chargeback import rules, statements
 from resolvers.chargeback.files import ChargebackFormat, statement_file
 from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChanges, RuleDraft
 from resolvers.chargeback.sap import SapLayout
-from resolvers.chargeback.statements import LineKind, Statement, StatementLine, StatementStatus
+from resolvers.chargeback.splitting import LineKind, StatementLine
+from resolvers.chargeback.statements import Statement, StatementStatus
 from resolvers.errors import InvalidInput
 from resolvers.reports import report_source
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from resolvers import validation
 from resolvers.auth import Principal
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.rollups import DayRange, Dim, Filters, SpendSource, Totals, aggregate, spend_source
@@ -114,7 +115,9 @@ def scoped_filters(
     principal: Principal, *, team_id: str | None = None, user_id: str | None = None, model: str | None = None
 ) -> Filters:
     """The filters a caller's report really uses (see the module docstring)."""
-    team_id, user_id, model = team_id or None, user_id or None, model or None
+    team_id = validation.identifier("team_id", team_id)
+    user_id = validation.identifier("user_id", user_id)
+    model = validation.identifier("model", model)
     if principal.is_admin:
         return Filters(team_id, user_id, model)
     if principal.team_id:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from models.db import Database
-from resolvers.chargeback.statements import apportion
+from resolvers.chargeback.splitting import apportion
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 

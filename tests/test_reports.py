@@ -205,3 +205,16 @@ async def test_any_custom_window_matches_the_raw_logs_whole_months_or_not(api: A
         ledger = await raw_ledger(db, date.fromisoformat(start), date.fromisoformat(end), "team_id")
         assert found["totalRequests"] == sum(ledger.requests.values()), (start, end)
         _check_rows(found["breakdownByTeam"], ledger, found["totalCost"])
+
+
+async def test_filters_with_control_characters_are_refused_not_a_server_error(api: Api) -> None:
+    for params, field in (
+        ({"team_id": "a\x00b"}, "team_id"),
+        ({"model": "\x00"}, "model"),
+        ({"user_id": "x\ny"}, "user_id"),
+    ):
+        response = await api.client.get("/api/v1/reports/cost", params=params, headers=api.bearer())
+        assert response.status_code == 400 and response.json()["error"]["field"] == field
+    rules = await api.client.get("/api/v1/cost-allocation/rules", params={"team_id": "\x00"}, headers=api.bearer())
+    forecasts = await api.client.get("/api/v1/reports/forecast", params={"team_id": "\x00"}, headers=api.bearer())
+    assert rules.status_code == forecasts.status_code == 400

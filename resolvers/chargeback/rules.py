@@ -103,6 +103,7 @@ class AllocationRule:
 
 async def list_rules(session: AsyncSession, principal: Principal, team_id: str | None = None) -> list[AllocationRule]:
     """Admins see every rule; a viewer sees its own team's."""
+    team_id = validation.identifier("team_id", team_id)
     if not principal.is_admin:
         if team_id is not None and team_id != principal.team_id:
             raise Forbidden("this token may only read its own team's allocation rules")
@@ -126,16 +127,16 @@ async def all_rules(session: AsyncSession) -> list[AllocationRule]:
 
 async def create_rule(work: Work, principal: Principal, draft: RuleDraft) -> AllocationRule:
     require_admin(principal, "creating an allocation rule")
-    team = validation.text("team_id", draft.team_id, max_length=256) or ""
+    team = _required("team_id", draft.team_id, 256)
     kind = allocation_type(draft.allocation_type)
-    target = validation.text("allocation_target", draft.allocation_target, max_length=128) or ""
+    target = _required("allocation_target", draft.allocation_target, 128)
     percent = _percent(draft.allocation_percent)
     await _lock(work)
     await _refuse_duplicate(work.session, team, kind, target, exclude=None)
     await _check_total(work.session, team, kind, percent, exclude=None)
     row = AllocationRuleRow(
         id=str(uuid.uuid4()),
-        name=validation.text("name", draft.name, max_length=200, required=False) or f"{team} to {target}",
+        name=validation.identifier("name", draft.name, max_length=200) or f"{team} to {target}",
         team_id=team,
         allocation_type=kind.value,
         allocation_target=target,
@@ -162,11 +163,11 @@ async def update_rule(work: Work, principal: Principal, rule_id: str, changes: R
         await _check_total(work.session, row.team_id, kind, percent, exclude=row.id)
         row.allocation_percent = percent
     if changes.allocation_target is not None:
-        target = validation.text("allocation_target", changes.allocation_target, max_length=128) or ""
+        target = _required("allocation_target", changes.allocation_target, 128)
         await _refuse_duplicate(work.session, row.team_id, kind, target, exclude=row.id)
         row.allocation_target = target
     if changes.name is not None:
-        row.name = validation.text("name", changes.name, max_length=200) or row.name
+        row.name = _required("name", changes.name, 200)
     if changes.metadata is not None:
         row.details = _metadata(changes.metadata)
     row.updated_at = work.now
@@ -181,6 +182,13 @@ async def delete_rule(work: Work, principal: Principal, rule_id: str) -> Allocat
     await work.session.delete(row)
     await work.session.flush()
     return rule
+
+
+def _required(field: str, value: str | None, max_length: int) -> str:
+    found = validation.identifier(field, value, max_length=max_length)
+    if found is None:
+        raise InvalidInput(field, "is required and may not be blank")
+    return found
 
 
 def allocation_type(value: str) -> AllocationType:

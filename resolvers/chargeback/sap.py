@@ -27,7 +27,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
 from resolvers.chargeback.rules import SAP_KEYS, AllocationType
-from resolvers.chargeback.statements import LineKind, Statement, StatementLine
+from resolvers.chargeback.splitting import LineKind, StatementLine
+from resolvers.chargeback.statements import Statement
 from resolvers.config import SAP_DATE_FORMATS, SapSettings
 from resolvers.errors import InvalidInput
 

@@ -9,10 +9,10 @@ DRAFT -> FINALIZED -> EXPORTED.
   `current_total` / `difference` against the logs as they are now.
 - Exporting (CSV, JSON, SAP) is allowed from FINALIZED on and moves the statement to EXPORTED; a draft is refused.
 
-Each team's spend is split per allocation type: its rules' percents, and the remainder as an UNALLOCATED line.
-A team without rules is wholly unallocated. The split is exact (largest remainders over integer nano-USD). Only
-one allocation type per team is *posted* (charged and sent to SAP): cost center, else project, else department;
-the other types report the same spend another way.
+Each team's spend is split per allocation type (see `splitting`): its rules' percents, and the remainder as an
+UNALLOCATED line; a team without rules is wholly unallocated. Only one allocation type per team is *posted*
+(charged and sent to SAP): cost center, else project, else department; the other types report the same spend
+another way.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.chargeback import ChargebackLineRow, ChargebackReportRow
 from models.types import nanos_to_usd, usd_to_nanos
 from resolvers.auth import Principal, require_admin
-from resolvers.chargeback.rules import HUNDRED, POSTING_ORDER, AllocationRule, AllocationType, all_rules, by_id
+from resolvers.chargeback.rules import POSTING_ORDER, AllocationRule, AllocationType, all_rules, by_id
+from resolvers.chargeback.splitting import LineKind, StatementLine, team_lines
 from resolvers.errors import InvalidInput
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups
@@ -51,47 +51,6 @@ class StatementStatus(StrEnum):
     DRAFT = "draft"
     FINALIZED = "finalized"
     EXPORTED = "exported"
-
-
-class LineKind(StrEnum):
-    ALLOCATION = "allocation"
-    UNALLOCATED = "unallocated"
-    ADJUSTMENT = "adjustment"
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    kind: LineKind
-    team_id: str | None
-    allocation_type: AllocationType | None
-    allocation_target: str | None  # None: the unallocated part
-    percent: Decimal
-    cost_nanos: int
-    posted: bool
-    rule_id: str | None = None
-    rule_name: str | None = None
-    adjusts_period: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cost(self) -> Decimal:
-        return nanos_to_usd(self.cost_nanos)
-
-    @classmethod
-    def from_row(cls, row: ChargebackLineRow) -> StatementLine:
-        return cls(
-            kind=LineKind(row.kind),
-            team_id=row.team_id,
-            allocation_type=AllocationType(row.allocation_type) if row.allocation_type else None,
-            allocation_target=row.allocation_target,
-            percent=row.percent,
-            cost_nanos=usd_to_nanos(row.cost),
-            posted=row.posted,
-            rule_id=row.rule_id,
-            rule_name=row.rule_name,
-            adjusts_period=row.adjusts_period,
-            metadata=dict(row.details or {}),
-        )
 
 
 @dataclass(frozen=True)
@@ -174,66 +133,6 @@ def parse_period(value: str, today: date) -> DayRange:
 
 def period_name(days: DayRange) -> str:
     return f"{days.start:%Y-%m}"
-
-
-# ---------------------------------------------------------------------------------------------- splitting
-
-
-def apportion(total: int, percents: Sequence[Decimal]) -> list[int]:
-    """Split `total` (nano-USD) by percents that add up to 100, exactly: floors, then the leftover units to the
-    largest remainders (earlier lines first on ties)."""
-    sign, magnitude = (-1, -total) if total < 0 else (1, total)
-    exact = [Fraction(magnitude) * Fraction(p) / 100 for p in percents]
-    parts = [int(e) for e in exact]
-    leftover = magnitude - sum(parts)
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
-    for i in order[:leftover]:
-        parts[i] += 1
-    return [sign * p for p in parts]
-
-
-def team_lines(
-    team: str | None, nanos: int, rules: Sequence[AllocationRule], *, adjusts: str | None = None
-) -> list[StatementLine]:
-    """A team's spend (or a late-spend delta, when `adjusts` names the month) split by its rules."""
-    kinds = [k for k in POSTING_ORDER if any(r.allocation_type is k for r in rules)]
-    line_kind = LineKind.ADJUSTMENT if adjusts else None
-    if not kinds:
-        return [
-            StatementLine(
-                line_kind or LineKind.UNALLOCATED, team, None, None, HUNDRED, nanos, True, adjusts_period=adjusts
-            )
-        ]
-    lines = []
-    for kind in kinds:
-        own = [r for r in rules if r.allocation_type is kind]
-        left = HUNDRED - sum((r.allocation_percent for r in own), Decimal(0))
-        percents = [r.allocation_percent for r in own] + ([left] if left > 0 else [])
-        parts = apportion(nanos, percents)
-        posted = kind is kinds[0]
-        for rule, part in zip(own, parts, strict=False):
-            lines.append(
-                StatementLine(
-                    line_kind or LineKind.ALLOCATION,
-                    team,
-                    kind,
-                    rule.allocation_target,
-                    rule.allocation_percent,
-                    part,
-                    posted,
-                    rule.id,
-                    rule.name,
-                    adjusts,
-                    dict(rule.metadata),
-                )
-            )
-        if left > 0:
-            lines.append(
-                StatementLine(
-                    line_kind or LineKind.UNALLOCATED, team, kind, None, left, parts[-1], posted, adjusts_period=adjusts
-                )
-            )
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.budgets import BudgetRow
 from models.forecasts import ForecastRow
 from models.types import nanos_to_usd
+from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import Principal, require_admin
 from resolvers.budgets import Budget
@@ -273,6 +274,7 @@ async def list_forecasts(
     session: AsyncSession, principal: Principal, today: date, team_id: str | None = None
 ) -> list[Forecast]:
     """This month's and later forecasts. Admins: all scopes, or one team's. A viewer: its own team's only."""
+    team_id = validation.identifier("team_id", team_id)
     if not principal.is_admin:
         if team_id is not None and team_id != principal.team_id:
             raise Forbidden("this token may only read its own team's forecasts")

@@ -1,54 +1,37 @@
-"""The daily rollup of LiteLLM_SpendLogs (`cost_tracking_daily`) and the one way every report reads spend.
-
-Maintenance: every closed UTC day below the watermark (`built_through`) is rolled up. A run rolls up the days the
-watermark has not reached yet, and re-counts the closed days of the last `SPENDPLANE_ROLLUP_RECHECK_DAYS`: a day
-whose raw row count is now larger than its rollup's (late-arriving spend logs) is rebuilt. A rebuild replaces the
-whole day (delete + INSERT … SELECT in one transaction), so re-runs never double count. A day whose raw logs have
-shrunk (LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
-
-Reading: `aggregate` answers a day range from the rollup for days below the watermark and from the raw logs for
-the rest (the open day, or closed days the job has not reached yet), and merges them exactly (integer nano-USD).
+"""Reading spend: the one way every report gets its figures. `aggregate` answers a day range from the rollup for
+days below the watermark and from the raw logs for the rest (the open day, or closed days the job has not reached
+yet) and merges them exactly (integer nano-USD). Queries that need neither key nor end user read the summaries:
+the monthly one for calendar months covered whole, the daily one for the days around them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from sqlalchemy import BigInteger, Date, Table, case, delete, func, insert, literal, or_, select, text, type_coerce
+from sqlalchemy import BigInteger, Table, case, func, or_, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
 
-from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
 from models.types import nanos_to_usd
 from resolvers.periods import Period
 from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_nanos
 
-if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
-
-log = logging.getLogger("spendplane.rollups")
-
-T = TypeVar("T")
-
 STATE = "daily"
-_T: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
-_S: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
-_M: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
+FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
+SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
+MONTHLY: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
 #: PostgreSQL's default 4 MB makes a month's grouping spill to a sort on disk; with this it stays a hash.
 REPORT_WORK_MEM = "32MB"
-_EMPTY: ColumnElement[str] = literal_column(
-    "''"
-)  # inline, never a bind: asyncpg would bind it twice in SELECT and GROUP BY
+#: Inline, never a bind: asyncpg would bind it twice, in SELECT and in GROUP BY.
+_EMPTY: ColumnElement[str] = literal_column("''")
 
 
 class Dim(StrEnum):
@@ -109,7 +92,7 @@ class DayRange:
 
     @property
     def period(self) -> Period:
-        return Period(_midnight(self.start), _midnight(self.end))
+        return Period(midnight(self.start), midnight(self.end))
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
@@ -208,10 +191,10 @@ def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
 
 def _rollup_select(days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool) -> Select[Any]:
     # Filters only ever use summary columns; the key and end-user dimensions need the full rollup.
-    table = _S if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else _T
+    table = SUMMARY if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else FINE
     columns = [table.c[d.value] for d in by]
     statement = (
-        select(*columns, *_rollup_measures(table))
+        select(*columns, *rollup_measures(table))
         .where(table.c.day >= days.start, table.c.day < days.end)
         .group_by(*columns)
     )
@@ -222,10 +205,10 @@ def _rollup_select(days: DayRange, by: Sequence[Dim], filters: Filters, ordered:
 def _whole_months(rolled: DayRange, built_through: date) -> tuple[DayRange | None, list[DayRange]]:
     """Split the rolled-up part of a range into the calendar months it covers whole (from their 1st to their end,
     or to the watermark, which is all the monthly summary holds) and the days around them."""
-    first = rolled.start if rolled.start.day == 1 else _next_month(rolled.start)
+    first = rolled.start if rolled.start.day == 1 else next_month(rolled.start)
     last = first
-    while _next_month(last) <= rolled.end or (last < rolled.end == built_through):
-        last = _next_month(last)
+    while next_month(last) <= rolled.end or (last < rolled.end == built_through):
+        last = next_month(last)
     if last == first:
         return None, [rolled]
     months = DayRange(first, last)
@@ -235,18 +218,18 @@ def _whole_months(rolled: DayRange, built_through: date) -> tuple[DayRange | Non
     return months, around
 
 
-def _next_month(day: date) -> date:
+def next_month(day: date) -> date:
     return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 def _monthly_select(months: DayRange, by: Sequence[Dim], filters: Filters) -> Select[Any]:
-    columns = [_M.c[d.value] for d in by]
+    columns = [MONTHLY.c[d.value] for d in by]
     statement = (
-        select(*columns, *_rollup_measures(_M))
-        .where(_M.c.month >= months.start, _M.c.month < months.end)
+        select(*columns, *rollup_measures(MONTHLY))
+        .where(MONTHLY.c.month >= months.start, MONTHLY.c.month < months.end)
         .group_by(*columns)
     )
-    return _filtered(statement, _M, filters)
+    return _filtered(statement, MONTHLY, filters)
 
 
 def _filtered(statement: Select[Any], table: Table, filters: Filters) -> Select[Any]:
@@ -259,7 +242,7 @@ def _filtered(statement: Select[Any], table: Table, filters: Filters) -> Select[
     return statement
 
 
-def _rollup_measures(table: Table) -> list[ColumnElement[Any]]:
+def rollup_measures(table: Table) -> list[ColumnElement[Any]]:
     return [
         func.sum(table.c.requests),
         func.sum(table.c.failures),
@@ -301,7 +284,7 @@ def _failed(schema: LiteLLMSchema) -> ColumnElement[bool] | None:
     return None
 
 
-def _raw_measures(schema: LiteLLMSchema) -> list[ColumnElement[Any]]:
+def raw_measures(schema: LiteLLMSchema) -> list[ColumnElement[Any]]:
     failed = _failed(schema)
     return [
         func.count(),
@@ -312,7 +295,7 @@ def _raw_measures(schema: LiteLLMSchema) -> list[ColumnElement[Any]]:
     ]
 
 
-def _raw_filters(schema: LiteLLMSchema, days: DayRange, filters: Filters) -> list[ColumnElement[bool]]:
+def raw_filters(schema: LiteLLMSchema, days: DayRange, filters: Filters) -> list[ColumnElement[bool]]:
     s = spend_logs.c
     period = days.period
     where = [s.start_time >= period.start, s.start_time < period.end]
@@ -329,7 +312,7 @@ def _raw_select(
     schema: LiteLLMSchema, days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool
 ) -> Select[Any]:
     labels = [raw_dimension(schema, d).label(f"d_{d.value}") for d in by]
-    statement = select(*labels, *_raw_measures(schema)).where(*_raw_filters(schema, days, filters))
+    statement = select(*labels, *raw_measures(schema)).where(*raw_filters(schema, days, filters))
     if labels:
         # Grouping by the labels (not the expressions again) keeps every expression bound once.
         names: list[ColumnElement[Any]] = [literal_column(label.name) for label in labels]
@@ -349,7 +332,7 @@ async def rollup_spend_by_scope(
     query per scope kind over days, not requests). Budgets may switch to it; spend.py is left as it is."""
     source = await spend_source(session, schema)
     days = DayRange(period.start.date(), period.end.date())
-    if _midnight(days.start) != period.start or _midnight(days.end) != period.end:
+    if midnight(days.start) != period.start or midnight(days.end) != period.end:
         raise ValueError("the rollup answers whole UTC days only")
     dims = {
         ScopeKind.USER: Dim.USER,
@@ -370,188 +353,7 @@ async def rollup_spend_by_scope(
     return {s: result.get(s, Decimal(0)) for s in wanted}
 
 
-# ---------------------------------------------------------------------------------------------- maintenance
-
-
-@dataclass(frozen=True)
-class RollupStatus:
-    built_through: date | None
-    days_rebuilt: int = 0
-    rows_written: int = 0
-    rebuilt: tuple[date, ...] = field(default_factory=tuple)
-
-    @property
-    def summary(self) -> str:
-        through = self.built_through.isoformat() if self.built_through else "nothing"
-        return f"rolled up through {through}; rebuilt {self.days_rebuilt} days ({self.rows_written} rollup rows)"
-
-
-async def rollup_status(session: AsyncSession) -> RollupStatus:
-    built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
-    return RollupStatus(built)
-
-
-async def refresh_rollups(
-    db: Database, schema: LiteLLMSchema, now: datetime, *, recheck_days: int, since: date | None = None
-) -> RollupStatus:
-    """Bring the rollup up to date (see the module docstring). `since` forces a rebuild of every closed day from
-    that date on that still has raw logs (on demand, e.g. after changing LiteLLM data by hand)."""
-    require_spend_logs(schema)
-    today = now.astimezone(UTC).date()
-    await finish_on_cancel(_ensure_state(db, now))
-    async with db.reader() as session, session.begin():
-        built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
-        dirty = await _dirty_days(session, schema, today, built, recheck_days, since)
-
-    rows_written = 0
-    for day in dirty:
-        rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
-    if dirty and db.is_postgres:
-        await _analyze(db)
-    # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
-    has_logs = built is not None or bool(dirty)
-    built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
-    status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
-    log.info("rollups: %s", status.summary)
-    return status
-
-
-async def finish_on_cancel(work: Awaitable[T]) -> T:
-    """Run one write transaction to its end even if the caller is cancelled (a job stopped at shutdown), then let
-    the cancellation through: an abandoned SQLite write transaction would hold the database lock."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
-async def _analyze(db: Database) -> None:
-    """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
-    an empty table."""
-    async with db.engine.connect() as conn:
-        await conn.execute(text(f"ANALYZE {_T.name}, {_S.name}, {_M.name}"))
-        await conn.commit()
-
-
-async def _ensure_state(db: Database, now: datetime) -> None:
-    async with db.sessions() as session, session.begin():
-        await session.execute(
-            insert_or_ignore(db.dialect, RollupStateRow.__table__),  # type: ignore[arg-type]
-            {"name": STATE, "built_through": None, "updated_at": now, "days_rebuilt": 0},
-        )
-
-
-async def _advance(db: Database, today: date, now: datetime, days_rebuilt: int, *, has_logs: bool) -> date | None:
-    async with db.sessions() as session, session.begin():
-        state = await session.get(RollupStateRow, STATE, with_for_update=True)
-        assert state is not None
-        if has_logs and (state.built_through is None or state.built_through < today):
-            state.built_through = today
-        state.updated_at = now
-        state.days_rebuilt = days_rebuilt
-        return state.built_through
-
-
-async def _dirty_days(
-    session: AsyncSession,
-    schema: LiteLLMSchema,
-    today: date,
-    built: date | None,
-    recheck_days: int,
-    since: date | None,
-) -> list[date]:
-    recheck_from = today - timedelta(days=recheck_days)
-    if built is None:
-        first = await session.scalar(select(func.min(spend_logs.c.start_time)))
-        if first is None:
-            return []
-        built = as_date(first)
-        recheck_from = built
-    check_from = min(recheck_from, built, since or built)
-    if check_from >= today:
-        return []
-    raw = await _raw_counts(session, schema, DayRange(check_from, today))
-    rolled = await _rolled_counts(session, DayRange(check_from, today))
-    dirty = set()
-    for day in DayRange(check_from, today).days():
-        raw_count, rolled_count = raw.get(day, 0), rolled.get(day, 0)
-        if day >= built and (raw_count or rolled_count):
-            dirty.add(day)  # never rolled up (or left over from an older watermark)
-        elif raw_count > rolled_count and day >= recheck_from:
-            dirty.add(day)  # late spend logs arrived
-        elif since is not None and day >= since and raw_count:
-            dirty.add(day)  # forced
-    return sorted(dirty)
-
-
-async def _raw_counts(session: AsyncSession, schema: LiteLLMSchema, days: DayRange) -> dict[date, int]:
-    day = utc_day(spend_logs.c.start_time).label("d")
-    period = days.period
-    rows = await session.execute(
-        select(day, func.count())
-        .where(spend_logs.c.start_time >= period.start, spend_logs.c.start_time < period.end)
-        .group_by(literal_column("d"))
-    )
-    return {as_date(d): int(n) for d, n in rows}
-
-
-async def _rolled_counts(session: AsyncSession, days: DayRange) -> dict[date, int]:
-    rows = await session.execute(
-        select(_T.c.day, func.sum(_T.c.requests)).where(_T.c.day >= days.start, _T.c.day < days.end).group_by(_T.c.day)
-    )
-    return {as_date(d): int(n) for d, n in rows}
-
-
-async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: datetime) -> int:
-    """Replace one day's rollup rows (and its summary rows, and its month's) with a fresh aggregate of its raw
-    logs, in one transaction, serialised with any other rebuild by the state row's lock (PostgreSQL) or the write lock
-    (SQLite)."""
-    # Labels differ from every LiteLLM column name: PostgreSQL resolves GROUP BY names to input columns first.
-    dims = [raw_dimension(schema, d).label(f"d_{d.value}") for d in ROLLUP_GRAIN]
-    measures = _raw_measures(schema)
-    source = (
-        select(literal(day, Date).label("d_day"), *dims, *measures)
-        .where(*_raw_filters(schema, DayRange(day, day + timedelta(days=1)), Filters()))
-        .group_by(*[literal_column(label.name) for label in dims])
-    )
-    measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
-    summary_dims = [_T.c[d.value] for d in SUMMARY_GRAIN]
-    summary = (
-        select(_T.c.day, *summary_dims, *_rollup_measures(_T)).where(_T.c.day == day).group_by(_T.c.day, *summary_dims)
-    )
-    month = DayRange(day.replace(day=1), _next_month(day))
-    monthly = (
-        select(
-            literal(month.start, Date).label("m_month"), *[_S.c[d.value] for d in SUMMARY_GRAIN], *_rollup_measures(_S)
-        )
-        .where(_S.c.day >= month.start, _S.c.day < month.end)
-        .group_by(*[_S.c[d.value] for d in SUMMARY_GRAIN])
-    )
-    async with db.sessions() as session, session.begin():
-        state = await session.get(RollupStateRow, STATE, with_for_update=True)
-        assert state is not None
-        await session.execute(delete(_T).where(_T.c.day == day))
-        await session.execute(delete(_S).where(_S.c.day == day))
-        await session.execute(delete(_M).where(_M.c.month == month.start))
-        result = await session.execute(
-            insert(_T).from_select(["day", *[d.value for d in ROLLUP_GRAIN], *measures_names], source)
-        )
-        await session.execute(
-            insert(_S).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)
-        )
-        await session.execute(
-            insert(_M).from_select(["month", *[d.value for d in SUMMARY_GRAIN], *measures_names], monthly)
-        )
-        # Days are rebuilt oldest first and the watermark follows them, so every summarised day (and so every
-        # monthly row) is always below it: a report never counts a day from the rollup and the raw logs.
-        if state.built_through is None or state.built_through <= day:
-            state.built_through = day + timedelta(days=1)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
@@ -562,11 +364,3 @@ def as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
-
-
-async def rollup_job(runtime: Runtime, tick: datetime) -> str:
-    """The periodic refresh (SPENDPLANE_ROLLUP_SCHEDULE, and once at start)."""
-    status = await refresh_rollups(
-        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
-    )
-    return status.summary
