@@ -261,6 +261,7 @@ async def test_csv_json_and_sap_exports(api: Api, db: Database) -> None:
         ("1000", "CC-5678", "0000620000", "30.00"),
         ("1000", "DEP-OPS", "0000620000", "30.00"),
     ]
+    assert [r["SGTXT"] for r in fi if r["SHKZG"] == "S"][1:] == ["AI usage engineering 30%", "AI usage ops 100%"]
     credits = [(r["KOSTL"], r["ITEMNO_ACC"]) for r in fi if r["SHKZG"] == "H"]
     assert credits == [("0000100000", "0000000002"), ("0000100000", "0000000003")]
     assert response.headers["x-control-total"] == "120.00" and response.headers["x-documents"] == "2"

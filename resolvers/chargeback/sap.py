@@ -93,7 +93,7 @@ class Posting:
 
     @property
     def text(self) -> str:
-        what = f"AI usage {self.line.team_id or 'no team'} {self.line.percent.normalize()}%"
+        what = f"AI usage {self.line.team_id or 'no team'} {format(self.line.percent.normalize(), 'f')}%"
         if self.line.kind is LineKind.ADJUSTMENT:
             what += f" late {self.line.adjusts_period}"
         return what[:50]
