@@ -21,7 +21,31 @@ from models.types import Money, UTCDateTime
 VIEW_NAME = "cost_tracking_daily"
 
 
-class CostTrackingDailyRow(Base):
+def _key(length: int) -> Mapped[str]:
+    return mapped_column(String(length), primary_key=True)
+
+
+class _Measures:
+    """What every rollup table sums: requests (failed ones included), failures, tokens and exact spend."""
+
+    requests: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    failures: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    spend: Mapped[Decimal] = mapped_column(Money, sort_order=10)
+
+
+class _SummaryGrain(_Measures):
+    """Model group x model x provider x user x team (missing ones stored as '', so the primary key holds them)."""
+
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+
+
+class CostTrackingDailyRow(_Measures, Base):
     """One UTC day x model group x model x provider x key x user x team x end user.
 
     Missing dimensions are stored as '' (not NULL) so the composite primary key can hold them. Rows exist only
@@ -31,57 +55,31 @@ class CostTrackingDailyRow(Base):
     __tablename__ = "spendplane_cost_tracking_daily"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    model_group: Mapped[str] = mapped_column(String(256), primary_key=True)
-    model: Mapped[str] = mapped_column(String(256), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
-    api_key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    team_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    end_user: Mapped[str] = mapped_column(String(256), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    failures: Mapped[int] = mapped_column(BigInteger)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    spend: Mapped[Decimal] = mapped_column(Money)
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    api_key: Mapped[str] = _key(128)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+    end_user: Mapped[str] = _key(256)
 
 
-class CostSummaryDailyRow(Base):
-    """The rollup without key and end user (day x model group x model x provider x user x team): what cost
-    reports, trends, the summary, exports and forecasts group by, so they read a fraction of the rows. Rebuilt
-    from `CostTrackingDailyRow` in the same transaction, day by day."""
+class CostSummaryDailyRow(_SummaryGrain, Base):
+    """The rollup without key and end user: what cost reports, trends, the summary, exports and forecasts group
+    by, so they read a fraction of the rows. Rebuilt from `CostTrackingDailyRow` in the same transaction."""
 
     __tablename__ = "spendplane_cost_summary_daily"
 
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    model_group: Mapped[str] = mapped_column(String(256), primary_key=True)
-    model: Mapped[str] = mapped_column(String(256), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    team_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    failures: Mapped[int] = mapped_column(BigInteger)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    spend: Mapped[Decimal] = mapped_column(Money)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
 
 
-class CostSummaryMonthlyRow(Base):
+class CostSummaryMonthlyRow(_SummaryGrain, Base):
     """The summary per calendar month (`month` = its first day): the sum of the month's summary days, all of them
     below the watermark. A report over whole months reads one row per group and month instead of one per day."""
 
     __tablename__ = "spendplane_cost_summary_monthly"
 
-    month: Mapped[date] = mapped_column(Date, primary_key=True)
-    model_group: Mapped[str] = mapped_column(String(256), primary_key=True)
-    model: Mapped[str] = mapped_column(String(256), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    team_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    failures: Mapped[int] = mapped_column(BigInteger)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    spend: Mapped[Decimal] = mapped_column(Money)
+    month: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
 
 
 class RollupStateRow(Base):

@@ -50,18 +50,8 @@ class RuleOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def render(cls, rule: AllocationRule) -> dict[str, Any]:
-        return cls(
-            id=rule.id,
-            name=rule.name,
-            team_id=rule.team_id,
-            allocation_type=rule.allocation_type.value,
-            allocation_target=rule.allocation_target,
-            allocation_percent=rule.allocation_percent,
-            metadata=rule.metadata,
-            created_at=rule.created_at,
-            updated_at=rule.updated_at,
-        ).model_dump()
+    def render(cls, found: AllocationRule) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class GenerateRequest(BaseModel):
@@ -105,42 +95,8 @@ class ReportOut(BaseModel):
     lines: list[LineOut]
 
     @classmethod
-    def render(cls, s: Statement) -> dict[str, Any]:
-        return cls(
-            id=s.id,
-            period=s.period,
-            status=s.status.value,
-            total_cost=s.total_cost,
-            allocated_cost=s.allocated_cost,
-            unallocated_cost=s.unallocated_cost,
-            adjustment_cost=s.adjustment_cost,
-            revision=s.revision,
-            generated_at=s.generated_at,
-            finalized_at=s.finalized_at,
-            exported_at=s.exported_at,
-            by_type=[
-                TypeSummaryOut(
-                    allocation_type=t.allocation_type.value, allocated=t.allocated, unallocated=t.unallocated
-                )
-                for t in s.by_type
-            ],
-            lines=[
-                LineOut(
-                    kind=x.kind.value,
-                    team_id=x.team_id,
-                    allocation_type=x.allocation_type.value if x.allocation_type else None,
-                    allocation_target=x.allocation_target,
-                    percent=x.percent,
-                    cost=x.cost,
-                    posted=x.posted,
-                    adjusts_period=x.adjusts_period,
-                    rule_id=x.rule_id,
-                    rule_name=x.rule_name,
-                    metadata=x.metadata,
-                )
-                for x in s.lines
-            ],
-        ).model_dump()
+    def render(cls, found: Statement) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 async def list_rules(request: Request) -> Response:

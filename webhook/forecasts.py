@@ -29,20 +29,8 @@ class ForecastOut(BaseModel):
     backtest: dict[str, Any]
 
     @classmethod
-    def render(cls, f: Forecast) -> dict[str, Any]:
-        return cls(
-            team_id=f.team_id,
-            period=f.period,
-            horizon=f.horizon.value,
-            forecasted_cost=f.forecasted_cost,
-            confidence_low=f.confidence_low,
-            confidence_high=f.confidence_high,
-            confidence_level=f.confidence_level,
-            actual_to_date=f.actual_to_date,
-            method=f.method.value,
-            generated_at=f.generated_at,
-            backtest=f.backtest,
-        ).model_dump()
+    def render(cls, found: Forecast) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 async def list_forecasts(request: Request) -> Response:

@@ -29,16 +29,8 @@ class BreakdownRowOut(BaseModel):
     share: Decimal
 
     @classmethod
-    def render(cls, row: BreakdownRow) -> dict[str, Any]:
-        return cls(
-            key=row.key,
-            cost=row.cost,
-            requests=row.requests,
-            failed_requests=row.failed_requests,
-            input_tokens=row.input_tokens,
-            output_tokens=row.output_tokens,
-            share=row.share,
-        ).model_dump()
+    def render(cls, found: BreakdownRow) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class CostReportOut(BaseModel):

@@ -20,6 +20,24 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _summary_table(name: str, period: str) -> None:
+    """The daily and the monthly summary differ only in their first column (a day, or a month's first day)."""
+    op.create_table(name,
+    sa.Column(period, sa.Date(), nullable=False),
+    sa.Column('model_group', sa.String(length=256), nullable=False),
+    sa.Column('model', sa.String(length=256), nullable=False),
+    sa.Column('provider', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=256), nullable=False),
+    sa.Column('team_id', sa.String(length=256), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.Column('failures', sa.BigInteger(), nullable=False),
+    sa.Column('input_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('spend', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint(period, 'model_group', 'model', 'provider', 'user_id', 'team_id', name=op.f(f'pk_{name}'))
+    )
+
+
 def upgrade() -> None:
     op.create_table('spendplane_allocation_rules',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -68,34 +86,8 @@ def upgrade() -> None:
     sa.Column('spend', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('day', 'model_group', 'model', 'provider', 'api_key', 'user_id', 'team_id', 'end_user', name=op.f('pk_spendplane_cost_tracking_daily'))
     )
-    op.create_table('spendplane_cost_summary_daily',
-    sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('model_group', sa.String(length=256), nullable=False),
-    sa.Column('model', sa.String(length=256), nullable=False),
-    sa.Column('provider', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.String(length=256), nullable=False),
-    sa.Column('team_id', sa.String(length=256), nullable=False),
-    sa.Column('requests', sa.BigInteger(), nullable=False),
-    sa.Column('failures', sa.BigInteger(), nullable=False),
-    sa.Column('input_tokens', sa.BigInteger(), nullable=False),
-    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
-    sa.Column('spend', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'model_group', 'model', 'provider', 'user_id', 'team_id', name=op.f('pk_spendplane_cost_summary_daily'))
-    )
-    op.create_table('spendplane_cost_summary_monthly',
-    sa.Column('month', sa.Date(), nullable=False),
-    sa.Column('model_group', sa.String(length=256), nullable=False),
-    sa.Column('model', sa.String(length=256), nullable=False),
-    sa.Column('provider', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.String(length=256), nullable=False),
-    sa.Column('team_id', sa.String(length=256), nullable=False),
-    sa.Column('requests', sa.BigInteger(), nullable=False),
-    sa.Column('failures', sa.BigInteger(), nullable=False),
-    sa.Column('input_tokens', sa.BigInteger(), nullable=False),
-    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
-    sa.Column('spend', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('month', 'model_group', 'model', 'provider', 'user_id', 'team_id', name=op.f('pk_spendplane_cost_summary_monthly'))
-    )
+    _summary_table('spendplane_cost_summary_daily', 'day')
+    _summary_table('spendplane_cost_summary_monthly', 'month')
     op.create_table('spendplane_forecasts',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('scope', sa.String(length=256), nullable=False),
