@@ -7,11 +7,13 @@ import csv
 import io
 import json
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from models.db import Database
 from resolvers.focus import MANDATORY_COLUMNS
+from resolvers.reports import ReportPeriod
 from tests.conftest import NOW
 from tests.ledger import demo, refresh
 from tests.support import Api, SpendLog, add_spend
@@ -106,3 +108,23 @@ async def test_bad_export_requests_are_refused_before_anything_streams(api: Api)
         response = await api.client.get("/api/v1/reports/export", params=params, headers=api.bearer())
         assert response.status_code == 400 and response.json()["error"]["field"] == field
     assert (await api.client.get("/api/v1/reports/export")).status_code == 401
+
+
+async def test_a_large_export_is_produced_in_chunks_from_a_cursor_not_as_one_file(api: Api, db: Database) -> None:
+    from resolvers.exports import CHUNK_ROWS, CostExport, CostExportFormat
+    from resolvers.reports import ReportWindow, report_source
+    from resolvers.rollups import Filters
+
+    await demo(db, rows=6000, days=30)
+    await refresh(api)
+    runtime = api.runtime()
+    window = ReportWindow(ReportPeriod.CUSTOM, NOW.date().replace(day=1) - timedelta(days=20), NOW.date())
+    for fmt in CostExportFormat:
+        async with runtime.read() as session:
+            source = await report_source(session, runtime)
+            chunks = [c async for c in CostExport(fmt, window, Filters()).chunks(session, source)]
+        row = b'"date": ' if fmt is CostExportFormat.JSON else b"\n"
+        per_chunk = [c.count(row) for c in chunks]
+        # Bounded pieces, never the whole file at once (FOCUS has fewer rows here: days x models x 2).
+        assert fmt is CostExportFormat.FOCUS or sum(per_chunk) > 2 * CHUNK_ROWS, fmt
+        assert max(per_chunk) <= CHUNK_ROWS + 1 and len(chunks) >= sum(per_chunk) // CHUNK_ROWS, fmt
