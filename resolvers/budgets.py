@@ -170,6 +170,7 @@ async def list_budgets(
     query = select(BudgetRow).order_by(BudgetRow.entity_type, BudgetRow.entity_id, BudgetRow.name)
     if entity_type is not None:
         query = query.where(BudgetRow.entity_type == _entity_type(entity_type).value)
+    entity_id = validation.identifier("entity_id", entity_id)
     if entity_id is not None:
         query = query.where(BudgetRow.entity_id == entity_id)
     budgets = [Budget.from_row(row) for row in (await session.scalars(query)).all()]

@@ -20,6 +20,8 @@ def text(field: str, value: str | None, *, max_length: int, required: bool = Tru
         return None
     if len(cleaned) > max_length:
         raise InvalidInput(field, f"is longer than {max_length} characters")
+    if "\x00" in cleaned:  # PostgreSQL cannot store NUL in text
+        raise InvalidInput(field, "may not contain NUL characters")
     return cleaned
 
 
