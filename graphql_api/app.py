@@ -33,9 +33,9 @@ from resolvers.jobs import JobRunner
 from resolvers.ledger import Ledger
 from resolvers.periods import utcnow
 from resolvers.pricing import build_price_book, load_overrides
+from resolvers.rollups import spend_to_date
 from resolvers.runtime import Runtime
 from resolvers.schedule import scheduled_jobs
-from resolvers.spend import spend_by_scope
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
@@ -108,7 +108,7 @@ def create_app(
                 bus=bus,
                 prices=prices,
                 history=runtime.history,
-                ledger=Ledger(db, litellm, spend_by_scope, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+                ledger=Ledger(db, litellm, spend_to_date, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
                 clock=clock,
                 unit_of_work=runtime.work,
             )

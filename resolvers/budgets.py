@@ -26,8 +26,9 @@ from resolvers.config import Settings
 from resolvers.errors import Forbidden, InvalidInput, NotFound
 from resolvers.events import Event
 from resolvers.periods import Period, month_of
+from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind, spend_by_scope
+from resolvers.spend import Scope, ScopeKind
 
 
 class EntityType(StrEnum):
@@ -189,7 +190,7 @@ async def budget_states(
 ) -> list[BudgetState]:
     """Each budget with its spend this calendar month: one spend query per entity type, not per budget."""
     period = month_of(now)
-    spend = await spend_by_scope(session, schema, [b.scope for b in budgets], period)
+    spend = await spend_to_date(session, schema, [b.scope for b in budgets], period, now)
     return [BudgetState(b, period, spend[b.scope]) for b in budgets]
 
 

@@ -45,8 +45,9 @@ from resolvers.ledger import Claim, Ledger, Refusal
 from resolvers.periods import Period, month_of
 from resolvers.predictor import OutputHistory, Prediction, PredictionRequest, predict
 from resolvers.pricing import PriceBook
+from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind, spend_by_scope
+from resolvers.spend import Scope, ScopeKind
 
 log = logging.getLogger("spendplane.enforcement")
 
@@ -258,7 +259,7 @@ class Enforcer:
         async with self.db.reader() as session:
             if self.db.is_postgres:
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            found = await spend_by_scope(session, self.schema, scopes, period) if scopes else {}
+            found = await spend_to_date(session, self.schema, scopes, period, self.clock()) if scopes else {}
             visible = await self.ledger.visible_ids(session)
         self.spend = found
         self._spend_month = f"{period.start:%Y-%m}"
@@ -463,7 +464,8 @@ class Enforcer:
 
     async def _load_spend(self, scopes: list[Scope]) -> list[Decimal]:
         async with self.db.reader() as session:
-            found = await spend_by_scope(session, self.schema, scopes, month_of(self.clock()))
+            now = self.clock()
+            found = await spend_to_date(session, self.schema, scopes, month_of(now), now)
         return [found[scope] for scope in scopes]
 
     def _spend_of(self, rule: BudgetRule, month: str) -> Decimal:

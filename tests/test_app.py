@@ -114,8 +114,9 @@ async def test_nul_characters_are_refused_not_a_500(api: Api) -> None:
         response = await api.client.get(path, params=params, headers=api.bearer())
         assert response.status_code == 400, (path, response.text)
         assert response.json()["error"]["code"] == "BAD_USER_INPUT"
-    webhook = await api.client.post("/webhook/pre-request", json={"team_id": "eng\x00"},
-                                    headers={"x-api-key": "sk-master-test"})
+    webhook = await api.client.post(
+        "/webhook/pre-request", json={"team_id": "eng\x00"}, headers={"x-api-key": "sk-master-test"}
+    )
     assert (webhook.status_code, webhook.json()["error"]["field"]) == (400, "team_id")
     error = await api.error('{ budgets(entityId: "x\\u0000") { id } }')
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "entityId"}

@@ -25,6 +25,7 @@ from resolvers.rollups.reading import (
     raw_dimension,
     rollup_spend_by_scope,
     spend_source,
+    spend_to_date,
     stream_aggregate,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "rollup_spend_by_scope",
     "rollup_status",
     "spend_source",
+    "spend_to_date",
     "stream_aggregate",
 ]

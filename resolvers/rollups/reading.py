@@ -22,7 +22,7 @@ from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
 from models.types import nanos_to_usd
 from resolvers.periods import Period
-from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_nanos
+from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_by_scope, spend_nanos
 
 STATE = "daily"
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
@@ -351,6 +351,31 @@ async def rollup_spend_by_scope(
         for (key,), totals in grouped.items():
             result[Scope(kind, key)] = totals.cost
     return {s: result.get(s, Decimal(0)) for s in wanted}
+
+
+#: Days read from the raw logs at the end of a budget period: LiteLLM writes spend logs in batches, so a request
+#: from just before midnight can land after the rollup closed its day; two raw days cover that with a margin.
+RAW_TAIL_DAYS = 2
+
+
+async def spend_to_date(
+    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period, now: datetime
+) -> dict[Scope, Decimal]:
+    """Spend per scope in a budget period: the rollup for its days older than RAW_TAIL_DAYS, the raw logs for the
+    rest. What budgets show and what enforcement grants against; its cost follows days, not requests."""
+    wanted = list(scopes)
+    tail_start = max(period.start, midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1)))
+    tail_start = min(tail_start, period.end)
+    result = dict.fromkeys(wanted, Decimal(0))
+    if tail_start > period.start:
+        closed = await rollup_spend_by_scope(session, schema, wanted, Period(period.start, tail_start))
+        for scope, usd in closed.items():
+            result[scope] += usd
+    if tail_start < period.end:
+        recent = await spend_by_scope(session, schema, wanted, Period(tail_start, period.end))
+        for scope, usd in recent.items():
+            result[scope] += usd
+    return result
 
 
 def midnight(day: date) -> datetime:
