@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import strawberry
@@ -10,7 +9,7 @@ from strawberry.scalars import JSON
 
 from graphql_api.context import Info
 from resolvers import pricing
-from resolvers.enforcement import Admission, Caller
+from resolvers.enforcement import Caller
 from resolvers.errors import NotFound
 from resolvers.predictor import PredictionRequest, predict
 from resolvers.pricing import ModelPrice
@@ -115,16 +114,10 @@ class PricingQueries:
         ]
         request = PredictionRequest(input.model, messages, input.prompt, input.max_tokens)
         p = await predict(runtime.prices, runtime.history, request)
-        remaining = within = warning = None
+        fit = None
         if principal.key_hash is not None:
             caller = Caller(principal.key_hash, principal.user_id, principal.team_id)
-            decision = await runtime.enforcement().check(
-                Admission(caller, input.model, str(uuid.uuid4()), estimated_cost=p.total_cost)
-            )
-            tightest = min(decision.checks, key=lambda c: c.remaining, default=None)
-            remaining = tightest.remaining if tightest else None
-            within = decision.allowed
-            warning = decision.message if decision.verdict.value != "allow" else None
+            fit = await runtime.enforcement().fits(caller, input.model, p.total_cost)
         return CostPredictionView(
             model=p.model,
             resolved_model=p.resolved_model,
@@ -141,9 +134,9 @@ class PricingQueries:
             estimate_method=p.method,
             verbosity_profile=p.profile,
             history_requests=p.history_requests,
-            budget_remaining=remaining,
-            within_budget=within,
-            warning=warning,
+            budget_remaining=fit.remaining if fit else None,
+            within_budget=fit.within if fit else None,
+            warning=fit.warning if fit else None,
         )
 
 

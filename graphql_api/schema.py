@@ -18,9 +18,12 @@ from strawberry.types.execution import ExecutionContext
 
 from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
+from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import RequireToken, classify
+from graphql_api.forecasts import ForecastMutations, ForecastQueries
 from graphql_api.me import MeQueries
 from graphql_api.pricing import PricingMutations, PricingQueries
+from graphql_api.reports import ReportMutations, ReportQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
 from graphql_api.sla import SlaMutations, SlaQueries, SlaSubscriptions
@@ -28,12 +31,30 @@ from resolvers.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")
-class Query(BudgetQueries, AlertQueries, PricingQueries, SettingsQueries, MeQueries, SlaQueries):
+class Query(
+    BudgetQueries,
+    AlertQueries,
+    PricingQueries,
+    SettingsQueries,
+    MeQueries,
+    ReportQueries,
+    ChargebackQueries,
+    ForecastQueries,
+    SlaQueries,
+):
     pass
 
 
 @strawberry.type(description="Change budgets and settings (admin role).")
-class Mutation(BudgetMutations, PricingMutations, SettingsMutations, SlaMutations):
+class Mutation(
+    BudgetMutations,
+    PricingMutations,
+    SettingsMutations,
+    ReportMutations,
+    ChargebackMutations,
+    ForecastMutations,
+    SlaMutations,
+):
     pass
 
 

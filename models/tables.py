@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import alerts, budgets, instance, jobs, ledger, pricing, sla
+from models import alerts, budgets, chargeback, forecasts, instance, jobs, ledger, pricing, rollups, sla
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -18,6 +18,8 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 __all__ = [
     "alerts",
     "budgets",
+    "chargeback",
+    "forecasts",
     "include_name",
     "instance",
     "jobs",
@@ -25,5 +27,6 @@ __all__ = [
     "litellm_metadata",
     "metadata",
     "pricing",
+    "rollups",
     "sla",
 ]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.db import Database, insert_or_ignore
+from resolvers import validation
 from resolvers.auth import Principal
 from resolvers.errors import InvalidInput
 from resolvers.events import Event
@@ -172,6 +173,8 @@ async def list_alerts(
     """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own team and user."""
     if not 1 <= limit <= MAX_LIST:
         raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+    team_id = validation.identifier("team_id", team_id)
+    user_id = validation.identifier("user_id", user_id)
     query = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
     if team_id is not None:
         query = query.where(AlertRow.team_id == team_id)

@@ -26,8 +26,9 @@ from resolvers.config import Settings
 from resolvers.errors import Forbidden, InvalidInput, NotFound
 from resolvers.events import Event
 from resolvers.periods import Period, month_of
+from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind, spend_by_scope
+from resolvers.spend import Scope, ScopeKind
 
 
 class EntityType(StrEnum):
@@ -170,6 +171,7 @@ async def list_budgets(
     query = select(BudgetRow).order_by(BudgetRow.entity_type, BudgetRow.entity_id, BudgetRow.name)
     if entity_type is not None:
         query = query.where(BudgetRow.entity_type == _entity_type(entity_type).value)
+    entity_id = validation.identifier("entity_id", entity_id)
     if entity_id is not None:
         query = query.where(BudgetRow.entity_id == entity_id)
     budgets = [Budget.from_row(row) for row in (await session.scalars(query)).all()]
@@ -188,7 +190,7 @@ async def budget_states(
 ) -> list[BudgetState]:
     """Each budget with its spend this calendar month: one spend query per entity type, not per budget."""
     period = month_of(now)
-    spend = await spend_by_scope(session, schema, [b.scope for b in budgets], period)
+    spend = await spend_to_date(session, schema, [b.scope for b in budgets], period, now)
     return [BudgetState(b, period, spend[b.scope]) for b in budgets]
 
 

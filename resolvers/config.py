@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parseaddr
 from enum import StrEnum
@@ -27,6 +28,20 @@ class ConfigError(ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
+
+
+@dataclass(frozen=True)
+class SapSettings:
+    """Defaults for the SAP chargeback exports; an allocation rule's metadata overrides them per line."""
+
+    company_code: str = "1000"  # BUKRS
+    controlling_area: str = "1000"  # KOKRS
+    gl_account: str = "0000620000"  # HKONT, the AI-services expense account
+    cost_element: str = "0000620000"  # KSTAR for CO reposting
+    #: The central AI/IT cost center that pays the provider bills: credited (FI) or the sender (CO).
+    sender_cost_center: str = "0000100000"
+    document_type: str = "SA"  # BLART
+    date_format: str = "DD.MM.YYYY"
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,15 @@ class Settings:
     litellm_config_path: str | None = None
     #: Self-hosted models and their prices per million tokens, e.g. "llama-3.1-70b, ollama/*, mymodel=0.2/0.6".
     self_hosted_models: tuple[tuple[str, Decimal, Decimal], ...] = ()
+    #: Longest range a cost report, trend or export may cover, in days.
+    report_max_days: int = 366
+    #: Closed days this far back are re-counted on each rollup run, so late spend logs are rolled up.
+    rollup_recheck_days: int = 62
+    rollup_schedule: str = "*/10 * * * *"
+    forecast_schedule: str = "30 2 * * *"
+    #: Diagnostics and benchmarks: answer reports from the raw logs only, never the rollup.
+    reports_from_raw: bool = False
+    sap: SapSettings = field(default_factory=SapSettings)
     #: SLA monitoring: the health collector, auto-resolution of violations, snapshot retention.
     sla: SlaSettings = field(default_factory=lambda: SlaSettings())
 
@@ -116,6 +140,20 @@ class Settings:
             price_map_cache=read("LITELLM_PRICE_MAP_CACHE", _non_blank, "./spendplane-price-map.json"),
             litellm_config_path=read.optional("LITELLM_CONFIG_PATH", _existing_file),
             self_hosted_models=read("SELF_HOSTED_MODELS", _self_hosted, ""),
+            report_max_days=read("SPENDPLANE_REPORT_MAX_DAYS", _int_between(7, 3660), "366"),
+            rollup_recheck_days=read("SPENDPLANE_ROLLUP_RECHECK_DAYS", _int_between(1, 3660), "62"),
+            rollup_schedule=read("SPENDPLANE_ROLLUP_SCHEDULE", _cron, "*/10 * * * *"),
+            forecast_schedule=read("SPENDPLANE_FORECAST_SCHEDULE", _cron, "30 2 * * *"),
+            reports_from_raw=read("SPENDPLANE_REPORTS_FROM_RAW", _bool, "false"),
+            sap=SapSettings(
+                company_code=read("SPENDPLANE_SAP_COMPANY_CODE", _sap_code(4), "1000"),
+                controlling_area=read("SPENDPLANE_SAP_CONTROLLING_AREA", _sap_code(4), "1000"),
+                gl_account=read("SPENDPLANE_SAP_GL_ACCOUNT", _sap_code(10), "0000620000"),
+                cost_element=read("SPENDPLANE_SAP_COST_ELEMENT", _sap_code(10), "0000620000"),
+                sender_cost_center=read("SPENDPLANE_SAP_SENDER_COST_CENTER", _sap_code(10), "0000100000"),
+                document_type=read("SPENDPLANE_SAP_DOCUMENT_TYPE", _sap_code(2), "SA"),
+                date_format=read("SPENDPLANE_SAP_DATE_FORMAT", _sap_date_format, "DD.MM.YYYY"),
+            ),
             sla=_sla_settings(read),
         )
         if settings.soft_limit_threshold > settings.hard_limit_threshold:
@@ -385,3 +423,32 @@ def _log_level(raw: str) -> str:
     if raw.lower() not in {"critical", "error", "warning", "info", "debug"}:
         raise ValueError("must be one of critical, error, warning, info, debug")
     return raw.lower()
+
+
+def _cron(raw: str) -> str:
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(raw, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"is not a five-field cron expression (UTC): {exc}") from None
+    return raw
+
+
+#: SAP user settings decide the date format an upload expects; these are the common ones.
+SAP_DATE_FORMATS = {"DD.MM.YYYY": "%d.%m.%Y", "MM/DD/YYYY": "%m/%d/%Y", "YYYY-MM-DD": "%Y-%m-%d", "YYYYMMDD": "%Y%m%d"}
+
+
+def _sap_date_format(raw: str) -> str:
+    if raw.upper() not in SAP_DATE_FORMATS:
+        raise ValueError(f"must be one of {', '.join(SAP_DATE_FORMATS)}")
+    return raw.upper()
+
+
+def _sap_code(length: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if len(raw) > length or not raw.isalnum():
+            raise ValueError(f"must be 1 to {length} letters or digits (kept as text, leading zeros included)")
+        return raw.upper()
+
+    return parse

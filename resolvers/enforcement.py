@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -44,8 +45,9 @@ from resolvers.ledger import Claim, Ledger, Refusal
 from resolvers.periods import Period, month_of
 from resolvers.predictor import OutputHistory, Prediction, PredictionRequest, predict
 from resolvers.pricing import PriceBook
+from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind, spend_by_scope
+from resolvers.spend import Scope, ScopeKind
 
 log = logging.getLogger("spendplane.enforcement")
 
@@ -180,6 +182,14 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class BudgetFit:
+    remaining: Decimal | None  # what the tightest budget still allows
+    within: bool
+    warning: str | None
+    decision: Decision
+
+
+@dataclass(frozen=True)
 class _Loaders:
     owners: DataLoader[str, _KeyOwner]
     spend: DataLoader[Scope, Decimal]
@@ -249,7 +259,7 @@ class Enforcer:
         async with self.db.reader() as session:
             if self.db.is_postgres:
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            found = await spend_by_scope(session, self.schema, scopes, period) if scopes else {}
+            found = await spend_to_date(session, self.schema, scopes, period, self.clock()) if scopes else {}
             visible = await self.ledger.visible_ids(session)
         self.spend = found
         self._spend_month = f"{period.start:%Y-%m}"
@@ -317,6 +327,17 @@ class Enforcer:
     async def check(self, request: Admission) -> Decision:
         """The same decision without reserving anything (budget checks, the predictor's within_budget)."""
         return await self._decide(request, reserve=False)
+
+    async def fits(self, caller: Caller, model: str | None, cost: Decimal) -> BudgetFit:
+        """Would a request of this cost fit the caller's budgets now? (The predictor's within_budget.)"""
+        decision = await self.check(Admission(caller, model, f"check-{uuid.uuid4()}", estimated_cost=cost))
+        tightest = min(decision.checks, key=lambda c: c.remaining, default=None)
+        return BudgetFit(
+            remaining=tightest.remaining if tightest else None,
+            within=decision.allowed,
+            warning=decision.message if decision.verdict is not Verdict.ALLOW else None,
+            decision=decision,
+        )
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
@@ -443,7 +464,8 @@ class Enforcer:
 
     async def _load_spend(self, scopes: list[Scope]) -> list[Decimal]:
         async with self.db.reader() as session:
-            found = await spend_by_scope(session, self.schema, scopes, month_of(self.clock()))
+            now = self.clock()
+            found = await spend_to_date(session, self.schema, scopes, month_of(now), now)
         return [found[scope] for scope in scopes]
 
     def _spend_of(self, rule: BudgetRule, month: str) -> Decimal:

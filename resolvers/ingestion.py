@@ -173,15 +173,16 @@ def _key_hash(raw: Any, master_key: str | None) -> str:
 
 
 def _str(value: Any) -> str:
-    return str(value)[:512] if value is not None else ""
+    # NUL cannot be stored in PostgreSQL text: LiteLLM never means it, so it is dropped rather than refused.
+    return str(value)[:512].replace("\x00", "") if value is not None else ""
 
 
 def _text(item: Mapping[str, Any], name: str, where: str) -> str | None:
     value = item.get(name)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 256:
-        raise InvalidInput(f"{where}.{name}", "must be a string of at most 256 characters")
+    if not isinstance(value, str) or len(value) > 256 or "\x00" in value:
+        raise InvalidInput(f"{where}.{name}", "must be a string of at most 256 characters, without NUL")
     return value
 
 

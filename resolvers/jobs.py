@@ -33,6 +33,7 @@ log = logging.getLogger("spendplane.jobs")
 JobFunction = Callable[["Runtime", datetime], Awaitable[str | None]]
 
 KEEP_RUNS = timedelta(days=30)
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class JobRunner:
         for cron in self._crons:
             cron.stop()
         self._crons.clear()
+        # Let running jobs finish their transaction first: a write cancelled half-way can leave SQLite locked
+        # until the connection is collected. Only what is still running after the grace period is cancelled.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -49,7 +49,7 @@ CHECK_LIMIT = 2000
 IDLE_RELEASE_AFTER = timedelta(seconds=30)
 TIGHT_SHARE = Decimal("0.2")
 
-SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period], Awaitable[dict[Scope, Decimal]]]
+SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period, datetime], Awaitable[dict[Scope, Decimal]]]
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ class Ledger:
         for month in {a.claim.month for a in accounts}:
             in_month = [a for a in accounts if a.claim.month == month]
             found = await self.spend_of(
-                session, self.schema, {a.claim.scope for a in in_month}, in_month[0].claim.period
+                session, self.schema, {a.claim.scope for a in in_month}, in_month[0].claim.period, now
             )
             recorded.update({(scope, month): usd for scope, usd in found.items()})
         totals = await session.execute(

@@ -20,6 +20,8 @@ def text(field: str, value: str | None, *, max_length: int, required: bool = Tru
         return None
     if len(cleaned) > max_length:
         raise InvalidInput(field, f"is longer than {max_length} characters")
+    if "\x00" in cleaned:  # PostgreSQL cannot store NUL in text
+        raise InvalidInput(field, "may not contain NUL characters")
     return cleaned
 
 
@@ -52,6 +54,19 @@ def email(field: str, value: str | None) -> str | None:
         return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InvalidInput(field, f"is not a valid email address ({exc})") from exc
+
+
+def identifier(field: str, value: str | None, *, max_length: int = 256) -> str | None:
+    """An optional id or filter (team, user, model, target): blank is None; control characters, which PostgreSQL
+    cannot even store (NUL), are refused."""
+    cleaned = (value or "").strip()
+    if not cleaned:
+        return None
+    if len(cleaned) > max_length:
+        raise InvalidInput(field, f"is longer than {max_length} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise InvalidInput(field, "may not contain control characters")
+    return cleaned
 
 
 def http_url(field: str, value: str | None) -> str | None:

@@ -140,3 +140,26 @@ def test_the_listener_connection_keeps_tls() -> None:
 
     url = Settings.from_env({"DATABASE_URL": "postgresql://u:p@db/litellm?sslmode=verify-full"}).database_url
     assert asyncpg_dsn(url) == "postgresql://u:p@db/litellm?sslmode=verify-full"
+
+
+def test_finops_settings_have_defaults_and_name_the_variable_when_wrong() -> None:
+    settings = Settings.from_env({"SPENDPLANE_SAP_COMPANY_CODE": "0100", "SPENDPLANE_SAP_DATE_FORMAT": "yyyymmdd"})
+    assert (settings.report_max_days, settings.rollup_recheck_days) == (366, 62)
+    assert (settings.rollup_schedule, settings.forecast_schedule) == ("*/10 * * * *", "30 2 * * *")
+    assert (settings.sap.company_code, settings.sap.date_format, settings.sap.gl_account) == (
+        "0100",
+        "YYYYMMDD",
+        "0000620000",
+    )
+    for variable, value in (
+        ("SPENDPLANE_REPORT_MAX_DAYS", "3"),
+        ("SPENDPLANE_ROLLUP_RECHECK_DAYS", "soon"),
+        ("SPENDPLANE_ROLLUP_SCHEDULE", "@hourly"),
+        ("SPENDPLANE_FORECAST_SCHEDULE", "61 * * * *"),
+        ("SPENDPLANE_SAP_COMPANY_CODE", "12345"),
+        ("SPENDPLANE_SAP_GL_ACCOUNT", "62-00"),
+        ("SPENDPLANE_SAP_DATE_FORMAT", "DD/MM/YY"),
+        ("SPENDPLANE_REPORTS_FROM_RAW", "maybe"),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})

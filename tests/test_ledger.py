@@ -12,6 +12,7 @@ from models.ledger import AllowanceRow
 from models.litellm import LiteLLMSchema, probe_litellm_schema
 from resolvers.ledger import IDLE_RELEASE_AFTER, Claim, Ledger
 from resolvers.periods import month_of
+from resolvers.rollups import spend_to_date
 from resolvers.spend import Scope, spend_by_scope
 from tests.conftest import NOW, Clock
 
@@ -29,7 +30,7 @@ def claim(cap: str = "10") -> Claim:
 
 async def ledgers(db: Database, clock: Clock, n: int = 2) -> list[Ledger]:
     schema = await _schema(db)
-    return [Ledger(db, schema, spend_by_scope, clock, TTL, instance_id=f"instance-{i}") for i in range(n)]
+    return [Ledger(db, schema, spend_to_date, clock, TTL, instance_id=f"instance-{i}") for i in range(n)]
 
 
 async def test_an_idle_instance_hands_its_free_allowance_back(db: Database, clock: Clock) -> None:
@@ -92,3 +93,49 @@ async def test_recorded_spend_counts_against_every_grant(db: Database, clock: Cl
     refused = await ledger.reserve("x", Decimal(1), [claim()])
     assert refused is not None and refused.available == Decimal("0.5")
     assert await ledger.reserve("y", Decimal("0.5"), [claim()]) is None
+
+
+async def test_budget_spend_reads_the_rollup_for_old_days_and_the_logs_for_the_last_two(db: Database) -> None:
+    """What budgets show and enforcement grants against equals the raw month, whether or not the rollup is
+    built, and a late row in the last two days counts at once (the rollup has not seen it)."""
+    from resolvers.rollups import refresh_rollups
+    from resolvers.spend import ScopeKind
+    from tests.support import SpendLog, add_spend
+
+    await add_spend(
+        db,
+        *[
+            SpendLog(
+                1.25 + i,
+                NOW - timedelta(days=i, hours=1),
+                team_id=f"t{i % 3}",
+                user=f"u{i % 2}",
+                api_key=f"{i % 4:064x}",
+            )
+            for i in range(12)
+        ],
+    )
+    schema = await _schema(db)
+    scopes = [
+        Scope.global_(),
+        Scope(ScopeKind.TEAM, "t1"),
+        Scope(ScopeKind.USER, "u0"),
+        Scope(ScopeKind.KEY, f"{3:064x}"),
+        Scope(ScopeKind.TEAM, "nobody"),
+    ]
+    period = month_of(NOW)
+
+    async def both() -> tuple[dict[Scope, Decimal], dict[Scope, Decimal]]:
+        async with db.reader() as session:
+            return (
+                await spend_to_date(session, schema, scopes, period, NOW),
+                await spend_by_scope(session, schema, scopes, period),
+            )
+
+    rolled, raw = await both()
+    assert rolled == raw
+    await refresh_rollups(db, schema, NOW, recheck_days=62)
+    await add_spend(db, SpendLog(100, NOW - timedelta(hours=30), team_id="t1"))  # late, in yesterday
+    rolled, raw = await both()
+    assert rolled == raw
+    assert rolled[Scope(ScopeKind.TEAM, "t1")] > 100

@@ -23,7 +23,7 @@ from resolvers.ingestion import ingest, parse_batch
 from resolvers.periods import month_of
 from webhook.machines import require_gateway
 from webhook.predictor import ChatMessage
-from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
+from webhook.rest import JSON, Text, parse_json, read_json, read_model, runtime_of
 
 
 class PreRequest(BaseModel):
@@ -31,18 +31,18 @@ class PreRequest(BaseModel):
     request with no identity falls under the global budget only."""
 
     model_config = ConfigDict(extra="ignore")
-    litellm_call_id: str | None = Field(default=None, max_length=256)
-    call_id: str | None = Field(default=None, max_length=256)
-    request_id: str | None = Field(default=None, max_length=256)
-    api_key: str | None = Field(default=None, max_length=1024, description="The raw key or its sha256.")
-    api_key_hash: str | None = Field(default=None, max_length=256)
-    user_api_key_hash: str | None = Field(default=None, max_length=256)
-    user_id: str | None = Field(default=None, max_length=256)
-    user: str | None = Field(default=None, max_length=256)
-    team_id: str | None = Field(default=None, max_length=256)
-    end_user_id: str | None = Field(default=None, max_length=256)
-    end_user: str | None = Field(default=None, max_length=256)
-    model: str | None = Field(default=None, max_length=256)
+    litellm_call_id: Text | None = Field(default=None, max_length=256)
+    call_id: Text | None = Field(default=None, max_length=256)
+    request_id: Text | None = Field(default=None, max_length=256)
+    api_key: Text | None = Field(default=None, max_length=1024, description="The raw key or its sha256.")
+    api_key_hash: Text | None = Field(default=None, max_length=256)
+    user_api_key_hash: Text | None = Field(default=None, max_length=256)
+    user_id: Text | None = Field(default=None, max_length=256)
+    user: Text | None = Field(default=None, max_length=256)
+    team_id: Text | None = Field(default=None, max_length=256)
+    end_user_id: Text | None = Field(default=None, max_length=256)
+    end_user: Text | None = Field(default=None, max_length=256)
+    model: Text | None = Field(default=None, max_length=256)
     messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
     prompt: str | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -186,13 +186,13 @@ class GuardrailRequest(BaseModel):
     """LiteLLM's GenericGuardrailAPIRequest (all 13 keys optional: older releases send fewer)."""
 
     model_config = ConfigDict(extra="ignore")
-    input_type: str | None = Field(default=None, max_length=32)
-    litellm_call_id: str | None = Field(default=None, max_length=256)
-    litellm_trace_id: str | None = Field(default=None, max_length=256)
+    input_type: Text | None = Field(default=None, max_length=32)
+    litellm_call_id: Text | None = Field(default=None, max_length=256)
+    litellm_trace_id: Text | None = Field(default=None, max_length=256)
     structured_messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
     texts: list[str] | None = Field(default=None, max_length=10_000)
     request_data: dict[str, Any] | None = None
-    model: str | None = Field(default=None, max_length=256)
+    model: Text | None = Field(default=None, max_length=256)
 
     def admission(self) -> Admission:
         data = self.request_data or {}
@@ -213,7 +213,7 @@ class GuardrailResponse(BaseModel):
 
 
 def _text(value: Any) -> str | None:
-    return value[:256] if isinstance(value, str) and value else None
+    return value[:256].replace("\x00", "") or None if isinstance(value, str) and value else None
 
 
 async def guardrail(request: Request) -> Response:

@@ -40,6 +40,8 @@ class Endpoint:
     #: Other documented answers with a body of their own (e.g. the webhook's 429 naming the budget).
     other_responses: tuple[tuple[int, type[BaseModel]], ...] = ()
     headers: tuple[QueryParam, ...] = ()
+    #: Media types of a file download (streamed, with Content-Disposition) instead of a JSON response.
+    download: tuple[str, ...] = ()
 
 
 _ERROR_SCHEMA = {
@@ -107,6 +109,11 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             ref = _schema_ref(e.response, components)
             ok["content"] = {
                 "application/json": {"schema": {"type": "array", "items": ref} if e.response_is_list else ref}
+            }
+        elif e.download:
+            ok["content"] = {
+                media: {"schema": {"type": "object"} if media == "application/json" else {"type": "string"}}
+                for media in e.download
             }
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision
+from resolvers.enforcement import BudgetFit, Caller
 from resolvers.errors import InvalidInput, NotFound, Unauthenticated
 from resolvers.predictor import Prediction, PredictionRequest, predict
 from resolvers.pricing import ModelPrice
@@ -67,37 +66,25 @@ class PredictResponse(BaseModel):
     history_requests: int | None = Field(description="How many recent requests the learned estimate rests on.")
 
 
-def _most_constraining(decision: Decision) -> BudgetCheck | None:
-    return min(decision.checks, key=lambda c: c.remaining, default=None) if decision.checks else None
-
-
-async def _key_decision(runtime: Runtime, raw_key: str, model: str | None, cost: Decimal) -> Decision:
+async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
     caller = Caller(key=raw_key.strip())
-    key_hash = caller.key_hash
-    enforcer = runtime.enforcement()
-    if key_hash is None or not (await enforcer.key_owner(key_hash)).exists:
+    if caller.key_hash is None or not (await runtime.enforcement().key_owner(caller.key_hash)).exists:
         raise Unauthenticated("the api key is not a LiteLLM key this gateway knows")
-    return await enforcer.check(Admission(caller, model, str(uuid.uuid4()), estimated_cost=cost))
+    return caller
 
 
 async def predict_cost(request: Request) -> Response:
     body = await read_model(request, PredictRequest)
     runtime = runtime_of(request)
     prediction = await predict(runtime.prices, runtime.history, body.to_domain())
-    remaining = within = warning = None
+    fit = None
     api_key = request.headers.get("x-api-key")
     if api_key:
-        decision = await _key_decision(runtime, api_key, body.model, prediction.total_cost)
-        tightest = _most_constraining(decision)
-        remaining = tightest.remaining if tightest else None
-        within = decision.allowed
-        warning = decision.message if decision.verdict.value != "allow" else None
-    return JSON(render_prediction(prediction, remaining, within, warning))
+        fit = await runtime.enforcement().fits(await _known_key(runtime, api_key), body.model, prediction.total_cost)
+    return JSON(render_prediction(prediction, fit))
 
 
-def render_prediction(
-    p: Prediction, remaining: Decimal | None, within: bool | None, warning: str | None
-) -> dict[str, Any]:
+def render_prediction(p: Prediction, fit: BudgetFit | None) -> dict[str, Any]:
     return PredictResponse(
         model=p.model,
         input_tokens=p.input_tokens,
@@ -105,9 +92,9 @@ def render_prediction(
         input_cost_usd=p.input_cost,
         estimated_output_cost_usd=p.output_cost,
         total_estimated_cost_usd=p.total_cost,
-        budget_remaining_usd=remaining,
-        within_budget=within,
-        warning=warning,
+        budget_remaining_usd=fit.remaining if fit else None,
+        within_budget=fit.within if fit else None,
+        warning=fit.warning if fit else None,
         resolved_model=p.resolved_model,
         provider=p.provider,
         price_source=p.price_source,
@@ -138,16 +125,18 @@ class BudgetCheckResponse(BaseModel):
 async def check_budget(request: Request) -> Response:
     body = await read_model(request, BudgetCheckRequest)
     runtime = runtime_of(request)
-    decision = await _key_decision(runtime, body.api_key, body.model, body.estimated_cost)
-    own = next((c for c in decision.checks if c.rule.entity_type == "key"), None) or _most_constraining(decision)
-    message = decision.message if decision.verdict.value != "allow" else None
+    fit = await runtime.enforcement().fits(await _known_key(runtime, body.api_key), body.model, body.estimated_cost)
+    checks = fit.decision.checks
+    own = next((c for c in checks if c.rule.entity_type == "key"), None) or min(
+        checks, key=lambda c: c.remaining, default=None
+    )
     return JSON(
         BudgetCheckResponse(
-            allowed=decision.allowed,
+            allowed=fit.within,
             budget_limit=own.rule.monthly_limit if own else None,
             current_spend=own.spend if own else None,
             remaining=own.remaining if own else None,
-            message=message,
+            message=fit.warning,
         ).model_dump()
     )
 

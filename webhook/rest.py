@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +19,16 @@ from resolvers.runtime import Runtime
 log = logging.getLogger("spendplane.rest")
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("may not contain NUL characters")
+    return value
+
+
+#: A string field of a REST body: PostgreSQL cannot store NUL, so it is refused at the door (a 400).
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _default(value: Any) -> Any:

@@ -2,11 +2,8 @@
 transitions
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-29
-
-Re-chain when merging: the reports branch adds revision 0004 (also on 0003); once it is merged, this revision's
-down_revision must become '0004'.
 """
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from alembic import op
 
 
 revision: str = '0005'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,264 @@
+"""Benchmark: a monthly costReport (totals and all three breakdowns) through GraphQL, from the daily rollup and
+from a raw scan of LiteLLM_SpendLogs, in the same run, on a dedicated benchmark database (never the tests').
+
+    .venv/bin/python bench/reports.py --dialect postgresql --rows 5000000
+    .venv/bin/python bench/reports.py --dialect sqlite --rows 1000000
+
+Builds the spend logs in bulk inside the database (PostgreSQL: INSERT ... SELECT generate_series; SQLite: a
+recursive CTE, MATERIALIZED so each row's random draws are made once), 90 days ending at 2026-11-15 12:00 UTC,
+500 users in 20 teams, 50 models from 5 providers, two keys per user, end users on one team, 2% failures.
+Then it rolls the rollup up (timed), and times, through the GraphQL endpoint of an in-process app (httpx +
+ASGI, lifespan on), two reports: MONTHLY (November to date: 14
+closed days from the rollup + the open day from the raw logs) and CUSTOM October (31 closed days). The raw
+variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true. It prints a markdown table and drops the
+database afterwards (--keep keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select, text
+
+from graphql_api.app import create_app
+from models.db import asyncpg_dsn, normalize_database_url, open_database
+from models.litellm import probe_litellm_schema
+from models.migrate import upgrade
+from models.rollups import CostTrackingDailyRow
+from resolvers.config import Settings
+from resolvers.rollups import refresh_rollups
+
+NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+START = "2026-08-17 12:00:00"  # NOW - 90 days
+MASTER_KEY = "sk-bench-master"
+PG_ADMIN = os.environ.get("SPENDPLANE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ROW = "key cost requests inputTokens outputTokens share"
+QUERY = f"""query($period: ReportPeriod!, $start: Date, $end: Date) {{
+  costReport(period: $period, startDate: $start, endDate: $end) {{
+    startDate endDate totalCost totalRequests totalInputTokens totalOutputTokens
+    breakdownByModel {{ {ROW} }} breakdownByUser {{ {ROW} }} breakdownByTeam {{ {ROW} }} }} }}"""
+REPORTS = {
+    "monthly (Nov 1-15, open day raw)": {"period": "MONTHLY"},
+    "custom October (31 closed days)": {"period": "CUSTOM", "start": "2026-10-01", "end": "2026-10-31"},
+}
+
+PG_FILL = """
+INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens,
+  completion_tokens, "startTime", "endTime", model, model_group, custom_llm_provider, "user", team_id, end_user,
+  status, metadata)
+SELECT 'bench-' || i, 'acompletion', md5('key-' || u || '-' || k),
+  CASE WHEN failed THEN 0 ELSE (pt * 0.5 + ct * 1.5) / 1e6 * (1 + m % 10) END,
+  pt + ct, pt, CASE WHEN failed THEN 0 ELSE ct END, st, st + interval '2 seconds',
+  'model-' || lpad(m::text, 2, '0'),
+  CASE WHEN m % 3 = 0 THEN 'alias-' || (m % 6) ELSE 'model-' || lpad(m::text, 2, '0') END,
+  (ARRAY['openai', 'anthropic', 'vertex_ai', 'deepseek', 'bedrock'])[1 + m % 5],
+  'user-' || lpad(u::text, 3, '0'), 'team-' || lpad((u % 20)::text, 2, '0'),
+  CASE WHEN u % 20 = 3 THEN 'cust-' || (i % 10) END,
+  CASE WHEN failed THEN 'failure' ELSE 'success' END, '{}'::jsonb
+FROM (SELECT i, timestamp '2026-08-17 12:00:00' + (i::float8 / $1) * interval '90 days' AS st, u,
+             (u * 7 + floor(random() ^ 2 * 5)::int) % 50 AS m, (random() < 0.2)::int AS k,
+             10 + floor(random() * 2000)::int AS pt, 1 + floor(random() * 800)::int AS ct, random() < 0.02 AS failed
+      FROM (SELECT i, floor(random() ^ 2 * 500)::int AS u FROM generate_series(1, $1::int) i) g) s
+"""
+
+SQLITE_FILL = """
+WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :n),
+g AS MATERIALIZED (SELECT i, (abs(random()) % 1000000) / 1000000.0 AS r1, (abs(random()) % 1000000) / 1000000.0 AS r2,
+             abs(random()) % 5 AS k5, 10 + abs(random()) % 2000 AS pt, 1 + abs(random()) % 800 AS ct,
+             (abs(random()) % 100) < 2 AS failed FROM seq),
+s AS MATERIALIZED (SELECT i, CAST(r1 * r1 * 500 AS INTEGER) AS u, pt, ct, failed, k5 < 1 AS k,
+             strftime('%Y-%m-%d %H:%M:%S', :start, '+' || CAST(i * 7776000 / :n AS INTEGER) || ' seconds')
+               || '.000000' AS st, r2 FROM g)
+INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens,
+  completion_tokens, "startTime", "endTime", model, model_group, custom_llm_provider, "user", team_id, end_user,
+  status, metadata)
+SELECT 'bench-' || i, 'acompletion', 'key-' || u || '-' || k,
+  CASE WHEN failed THEN 0 ELSE (pt * 0.5 + ct * 1.5) / 1e6 * (1 + m % 10) END,
+  pt + ct, pt, CASE WHEN failed THEN 0 ELSE ct END, st, st,
+  'model-' || printf('%02d', m), CASE WHEN m % 3 = 0 THEN 'alias-' || (m % 6) ELSE 'model-' || printf('%02d', m) END,
+  CASE m % 5 WHEN 0 THEN 'openai' WHEN 1 THEN 'anthropic' WHEN 2 THEN 'vertex_ai' WHEN 3 THEN 'deepseek'
+    ELSE 'bedrock' END,
+  'user-' || printf('%03d', u), 'team-' || printf('%02d', u % 20),
+  CASE WHEN u % 20 = 3 THEN 'cust-' || (i % 10) END,
+  CASE WHEN failed THEN 'failure' ELSE 'success' END, '{}'
+FROM (SELECT *, (u * 7 + CAST(r2 * r2 * 5 AS INTEGER)) % 50 AS m FROM s)
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def create_database(dialect: str, rows: int) -> tuple[str, str]:
+    """A fresh benchmark database: (url, name)."""
+    if dialect == "sqlite":
+        path = Path(tempfile.gettempdir()) / f"spendplane_bench_{rows}.db"
+        for leftover in path.parent.glob(path.name + "*"):
+            leftover.unlink()
+        return f"sqlite:///{path}", str(path)
+    name = f"spendplane_bench_{rows}"
+    conn = await asyncpg.connect(asyncpg_dsn(normalize_database_url(PG_ADMIN)))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return normalize_database_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
+
+
+async def drop_database(dialect: str, name: str) -> None:
+    if dialect == "sqlite":
+        for leftover in Path(name).parent.glob(Path(name).name + "*"):
+            leftover.unlink()
+        return
+    conn = await asyncpg.connect(asyncpg_dsn(normalize_database_url(PG_ADMIN)))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def fill(dialect: str, url: str, rows: int) -> float:
+    started = time.perf_counter()
+    if dialect == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        with conn:
+            conn.execute(SQLITE_FILL, {"n": rows, "start": START})
+        conn.execute("ANALYZE")
+        conn.close()
+    else:
+        conn = await asyncpg.connect(asyncpg_dsn(normalize_database_url(url)))
+        try:
+            await conn.execute(PG_FILL, rows)
+            await conn.execute('VACUUM ANALYZE "LiteLLM_SpendLogs"')
+        finally:
+            await conn.close()
+    return time.perf_counter() - started
+
+
+async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[float]]:
+    app = create_app(settings, clock=lambda: NOW)
+    timings: dict[str, list[float]] = {}
+    async with LifespanManager(app) as running:
+        transport = httpx.ASGITransport(app=running.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            login = await client.post("/auth/login", json={"api_key": MASTER_KEY})
+            headers = {"authorization": f"Bearer {login.json()['access_token']}"}
+            for label, variables in REPORTS.items():
+                found = []
+                for n in range(repetitions + 1):
+                    started = time.perf_counter()
+                    response = await client.post(
+                        "/graphql", json={"query": QUERY, "variables": variables}, headers=headers
+                    )
+                    elapsed = (time.perf_counter() - started) * 1000
+                    body = response.json()
+                    assert "errors" not in body, body
+                    if n:  # the first run warms caches and is not counted
+                        found.append(elapsed)
+                timings[label] = found
+                timings[label + " total"] = [float(body["data"]["costReport"]["totalCost"])]
+    return timings
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dialect", choices=["postgresql", "sqlite"], required=True)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repetitions", type=int, default=15)
+    parser.add_argument("--raw-repetitions", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    args = parser.parse_args()
+
+    url, name = await create_database(args.dialect, args.rows)
+    try:
+        db = open_database(url)
+        await upgrade(db, embedded=True)
+        fill_seconds = await fill(args.dialect, url, args.rows)
+        async with db.engine.connect() as conn:
+            schema = await probe_litellm_schema(conn)
+        started = time.perf_counter()
+        status = await refresh_rollups(db, schema, NOW, recheck_days=62)
+        build_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        await refresh_rollups(db, schema, NOW, recheck_days=62)
+        recheck_seconds = time.perf_counter() - started
+        async with db.reader() as session:
+            rollup_rows = int(await session.scalar(select(func.count()).select_from(CostTrackingDailyRow)) or 0)
+            october = int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(CostTrackingDailyRow)
+                    .where(text("day >= '2026-10-01' AND day < '2026-11-01'"))
+                )
+                or 0
+            )
+        await db.dispose()
+        base = Settings(
+            database_url=normalize_database_url(url), litellm_master_key=MASTER_KEY, embedded=True, jobs_enabled=False
+        )
+        rolled = await time_reports(base, args.repetitions)
+        raw = await time_reports(replace(base, reports_from_raw=True), args.raw_repetitions)
+    finally:
+        if not args.keep:
+            await drop_database(args.dialect, name)
+
+    result: dict[str, Any] = {
+        "dialect": args.dialect,
+        "rows": args.rows,
+        "fill_seconds": round(fill_seconds, 1),
+        "rollup_build_seconds": round(build_seconds, 1),
+        "rollup_days": status.days_rebuilt,
+        "rollup_rows": rollup_rows,
+        "october_rollup_rows": october,
+        "recheck_seconds": round(recheck_seconds, 2),
+        "reports": {},
+    }
+    print(
+        f"\n{args.dialect}, {args.rows:,} spend logs: filled in {fill_seconds:.1f} s; rollup built in "
+        f"{build_seconds:.1f} s ({status.days_rebuilt} days, {rollup_rows:,} rows; October {october:,}); "
+        f"a no-change refresh (62-day recount) {recheck_seconds * 1000:.0f} ms\n"
+    )
+    print("| report | rollup median / p95 (ms) | raw scan median / p95 (ms) | raw / rollup |")
+    print("|---|---|---|---|")
+    for label in REPORTS:
+        r, w = rolled[label], raw[label]
+        assert rolled[label + " total"] == raw[label + " total"], "rollup and raw totals differ"
+        median_r, median_w = statistics.median(r), statistics.median(w)
+        result["reports"][label] = {
+            "rollup_ms": [round(x, 1) for x in r],
+            "raw_ms": [round(x, 1) for x in w],
+            "total_cost": rolled[label + " total"][0],
+        }
+        print(
+            f"| {label} | {median_r:.1f} / {percentile(r, 0.95):.1f} | {median_w:.0f} / {percentile(w, 0.95):.0f} "
+            f"| {median_w / median_r:.1f}x |"
+        )
+    save(result, f"reports_{args.dialect}_{args.rows}.json")
+
+
+def save(result: dict[str, Any], name: str) -> None:
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,99 @@
+"""Forecasts in GraphQL: the `forecasts` query and the `generateForecasts` mutation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_api.context import Info
+from resolvers import forecasts
+from resolvers.forecasts import Forecast, ForecastHorizon
+from resolvers.forecasts.methods import ForecastMethod
+
+strawberry.enum(
+    ForecastMethod,
+    name="ForecastMethod",
+    description="WEIGHTED_MOVING_AVERAGE (the guide's: last three months, weights 3-2-1) or EXPONENTIAL_SMOOTHING "
+    "(Holt-Winters with weekly seasonality), chosen per scope by a rolling-origin backtest.",
+)
+strawberry.enum(ForecastHorizon, name="ForecastHorizon", description="This month's end, or next month's total.")
+
+
+@strawberry.type(name="BacktestScore", description="How a method did in the scope's rolling-origin backtest.")
+class BacktestScoreType:
+    method: ForecastMethod
+    mase: float | None = strawberry.field(
+        description="Mean absolute scaled error vs seasonal naive (m=7); < 1 beats it."
+    )
+    coverage: float | None = strawberry.field(description="Share of origins whose actual fell in the 80% interval.")
+    origins: int
+    error: str | None
+
+
+@strawberry.type(name="Forecast", description="A scope's forecast spend for a month with an 80% interval.")
+class ForecastType:
+    team_id: str | None = strawberry.field(description="null = the whole platform.")
+    period: str = strawberry.field(description="YYYY-MM.")
+    horizon: ForecastHorizon
+    forecasted_cost: Decimal = strawberry.field(description="USD for the whole month (this month: actual + forecast).")
+    confidence_low: Decimal = strawberry.field(description="10th percentile of simulated month totals.")
+    confidence_high: Decimal = strawberry.field(description="90th percentile of simulated month totals.")
+    confidence_level: Decimal
+    actual_to_date: Decimal = strawberry.field(description="This month: spend of its closed days so far.")
+    method: ForecastMethod
+    generated_at: datetime
+    backtest_reason: str
+    backtest: list[BacktestScoreType]
+    details: JSON
+
+    @classmethod
+    def from_forecast(cls, f: Forecast) -> ForecastType:
+        scores = f.backtest.get("scores", [])
+        return cls(
+            team_id=f.team_id,
+            period=f.period,
+            horizon=f.horizon,
+            forecasted_cost=f.forecasted_cost,
+            confidence_low=f.confidence_low,
+            confidence_high=f.confidence_high,
+            confidence_level=f.confidence_level,
+            actual_to_date=f.actual_to_date,
+            method=f.method,
+            generated_at=f.generated_at,
+            backtest_reason=str(f.backtest.get("reason", "")),
+            backtest=[
+                BacktestScoreType(
+                    method=ForecastMethod(s["method"]),
+                    mase=s.get("mase"),
+                    coverage=s.get("coverage"),
+                    origins=int(s.get("origins", 0)),
+                    error=s.get("error"),
+                )
+                for s in scores
+            ],
+            details=JSON(f.backtest),
+        )
+
+
+@strawberry.type
+class ForecastQueries:
+    @strawberry.field(description="This month's and next month's forecasts (a viewer sees its own team's only).")
+    async def forecasts(self, info: Info, team_id: str | None = None) -> list[ForecastType]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.read() as session:
+            found = await forecasts.list_forecasts(session, principal, runtime.clock().date(), team_id or None)
+        return [ForecastType.from_forecast(f) for f in found]
+
+
+@strawberry.type
+class ForecastMutations:
+    @strawberry.mutation(
+        description="Forecast every team and the platform now (admin); raises projected_limit_exceeded alerts."
+    )
+    async def generate_forecasts(self, info: Info) -> list[ForecastType]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        found = await forecasts.generate_forecasts(runtime, principal)
+        return [ForecastType.from_forecast(f) for f in found]

@@ -1,0 +1,118 @@
+"""The daily spend rollup (the guide's `cost_tracking_daily`) and its watermark, plus the UTC-day bucket
+expression every query that groups LiteLLM's timestamps by day uses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, Integer, String
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from models.base import Base
+from models.types import Money, UTCDateTime
+
+#: The guide's name; a view of that name shows the rollup with spend in USD (see migration 0004).
+VIEW_NAME = "cost_tracking_daily"
+
+
+def _key(length: int) -> Mapped[str]:
+    return mapped_column(String(length), primary_key=True)
+
+
+class _Measures:
+    """What every rollup table sums: requests (failed ones included), failures, tokens and exact spend."""
+
+    requests: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    failures: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, sort_order=10)
+    spend: Mapped[Decimal] = mapped_column(Money, sort_order=10)
+
+
+class _SummaryGrain(_Measures):
+    """Model group x model x provider x user x team (missing ones stored as '', so the primary key holds them)."""
+
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+
+
+class CostTrackingDailyRow(_Measures, Base):
+    """One UTC day x model group x model x provider x key x user x team x end user.
+
+    Missing dimensions are stored as '' (not NULL) so the composite primary key can hold them. Rows exist only
+    for closed days below the watermark; the open day is always read from the raw logs.
+    """
+
+    __tablename__ = "spendplane_cost_tracking_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    api_key: Mapped[str] = _key(128)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+    end_user: Mapped[str] = _key(256)
+
+
+class CostSummaryDailyRow(_SummaryGrain, Base):
+    """The rollup without key and end user: what cost reports, trends, the summary, exports and forecasts group
+    by, so they read a fraction of the rows. Rebuilt from `CostTrackingDailyRow` in the same transaction."""
+
+    __tablename__ = "spendplane_cost_summary_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
+
+
+class CostSummaryMonthlyRow(_SummaryGrain, Base):
+    """The summary per calendar month (`month` = its first day): the sum of the month's summary days, all of them
+    below the watermark. A report over whole months reads one row per group and month instead of one per day."""
+
+    __tablename__ = "spendplane_cost_summary_monthly"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
+
+
+class RollupStateRow(Base):
+    """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
+
+    __tablename__ = "spendplane_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    built_through: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    days_rebuilt: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class utc_day(FunctionElement[date]):
+    """The UTC calendar day of a naive-UTC timestamp (LiteLLM's columns), as a DATE on both databases.
+
+    No bound parameters, so grouping by it twice never trips asyncpg's duplicate-bind problem.
+    """
+
+    type = Date()
+    inherit_cache = True
+    name = "utc_day"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+def day_of(column: ColumnElement[Any]) -> utc_day:
+    return utc_day(column)

@@ -1,0 +1,241 @@
+"""Maintaining the rollup. Every closed UTC day below the watermark (`built_through`) is rolled up. A run rolls
+up the days the watermark has not reached yet (oldest first, the watermark following), and re-counts the closed
+days of the last SPENDPLANE_ROLLUP_RECHECK_DAYS: a day whose raw row count is now larger than its rollup's
+(late-arriving spend logs) is rebuilt. A rebuild replaces the whole day, and its summary and month rows, in one
+transaction (delete + INSERT ... SELECT), so re-runs never double count. A day whose raw logs have shrunk
+(LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import Date, delete, func, insert, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import literal_column
+
+from models.db import Database, insert_or_ignore
+from models.litellm import LiteLLMSchema, spend_logs
+from models.rollups import RollupStateRow, utc_day
+from resolvers.rollups.reading import (
+    FINE,
+    MONTHLY,
+    ROLLUP_GRAIN,
+    STATE,
+    SUMMARY,
+    SUMMARY_GRAIN,
+    DayRange,
+    Filters,
+    as_date,
+    next_month,
+    raw_dimension,
+    raw_filters,
+    raw_measures,
+    rollup_measures,
+)
+from resolvers.spend import require_spend_logs
+
+if TYPE_CHECKING:
+    from resolvers.runtime import Runtime
+
+log = logging.getLogger("spendplane.rollups")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RollupStatus:
+    built_through: date | None
+    days_rebuilt: int = 0
+    rows_written: int = 0
+    rebuilt: tuple[date, ...] = field(default_factory=tuple)
+
+    @property
+    def summary(self) -> str:
+        through = self.built_through.isoformat() if self.built_through else "nothing"
+        return f"rolled up through {through}; rebuilt {self.days_rebuilt} days ({self.rows_written} rollup rows)"
+
+
+async def rollup_status(session: AsyncSession) -> RollupStatus:
+    built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
+    return RollupStatus(built)
+
+
+async def refresh_rollups(
+    db: Database, schema: LiteLLMSchema, now: datetime, *, recheck_days: int, since: date | None = None
+) -> RollupStatus:
+    """Bring the rollup up to date (see the module docstring). `since` forces a rebuild of every closed day from
+    that date on that still has raw logs (on demand, e.g. after changing LiteLLM data by hand)."""
+    require_spend_logs(schema)
+    today = now.astimezone(UTC).date()
+    await finish_on_cancel(_ensure_state(db, now))
+    async with db.reader() as session, session.begin():
+        built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
+        dirty = await _dirty_days(session, schema, today, built, recheck_days, since)
+
+    rows_written = 0
+    for day in dirty:
+        rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
+    if dirty and db.is_postgres:
+        await _analyze(db)
+    # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
+    has_logs = built is not None or bool(dirty)
+    built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
+    status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
+    log.info("rollups: %s", status.summary)
+    return status
+
+
+async def finish_on_cancel(work: Awaitable[T]) -> T:
+    """Run one write transaction to its end even if the caller is cancelled (a job stopped at shutdown), then let
+    the cancellation through: an abandoned SQLite write transaction would hold the database lock."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+async def _analyze(db: Database) -> None:
+    """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
+    an empty table."""
+    async with db.engine.connect() as conn:
+        await conn.execute(text(f"ANALYZE {FINE.name}, {SUMMARY.name}, {MONTHLY.name}"))
+        await conn.commit()
+
+
+async def _ensure_state(db: Database, now: datetime) -> None:
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            insert_or_ignore(db.dialect, RollupStateRow.__table__),  # type: ignore[arg-type]
+            {"name": STATE, "built_through": None, "updated_at": now, "days_rebuilt": 0},
+        )
+
+
+async def _advance(db: Database, today: date, now: datetime, days_rebuilt: int, *, has_logs: bool) -> date | None:
+    async with db.sessions() as session, session.begin():
+        state = await session.get(RollupStateRow, STATE, with_for_update=True)
+        assert state is not None
+        if has_logs and (state.built_through is None or state.built_through < today):
+            state.built_through = today
+        state.updated_at = now
+        state.days_rebuilt = days_rebuilt
+        return state.built_through
+
+
+async def _dirty_days(
+    session: AsyncSession,
+    schema: LiteLLMSchema,
+    today: date,
+    built: date | None,
+    recheck_days: int,
+    since: date | None,
+) -> list[date]:
+    recheck_from = today - timedelta(days=recheck_days)
+    if built is None:
+        first = await session.scalar(select(func.min(spend_logs.c.start_time)))
+        if first is None:
+            return []
+        built = as_date(first)
+        recheck_from = built
+    check_from = min(recheck_from, built, since or built)
+    if check_from >= today:
+        return []
+    raw = await _raw_counts(session, schema, DayRange(check_from, today))
+    rolled = await _rolled_counts(session, DayRange(check_from, today))
+    dirty = set()
+    for day in DayRange(check_from, today).days():
+        raw_count, rolled_count = raw.get(day, 0), rolled.get(day, 0)
+        if day >= built and (raw_count or rolled_count):
+            dirty.add(day)  # never rolled up (or left over from an older watermark)
+        elif raw_count > rolled_count and day >= recheck_from:
+            dirty.add(day)  # late spend logs arrived
+        elif since is not None and day >= since and raw_count:
+            dirty.add(day)  # forced
+    return sorted(dirty)
+
+
+async def _raw_counts(session: AsyncSession, schema: LiteLLMSchema, days: DayRange) -> dict[date, int]:
+    day = utc_day(spend_logs.c.start_time).label("d")
+    period = days.period
+    rows = await session.execute(
+        select(day, func.count())
+        .where(spend_logs.c.start_time >= period.start, spend_logs.c.start_time < period.end)
+        .group_by(literal_column("d"))
+    )
+    return {as_date(d): int(n) for d, n in rows}
+
+
+async def _rolled_counts(session: AsyncSession, days: DayRange) -> dict[date, int]:
+    rows = await session.execute(
+        select(FINE.c.day, func.sum(FINE.c.requests))
+        .where(FINE.c.day >= days.start, FINE.c.day < days.end)
+        .group_by(FINE.c.day)
+    )
+    return {as_date(d): int(n) for d, n in rows}
+
+
+async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: datetime) -> int:
+    """Replace one day's rollup rows (and its summary rows, and its month's) with a fresh aggregate of its raw
+    logs, in one transaction, serialised with any other rebuild by the state row's lock (PostgreSQL) or the write lock
+    (SQLite)."""
+    # Labels differ from every LiteLLM column name: PostgreSQL resolves GROUP BY names to input columns first.
+    dims = [raw_dimension(schema, d).label(f"d_{d.value}") for d in ROLLUP_GRAIN]
+    measures = raw_measures(schema)
+    source = (
+        select(literal(day, Date).label("d_day"), *dims, *measures)
+        .where(*raw_filters(schema, DayRange(day, day + timedelta(days=1)), Filters()))
+        .group_by(*[literal_column(label.name) for label in dims])
+    )
+    measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
+    summary_dims = [FINE.c[d.value] for d in SUMMARY_GRAIN]
+    summary = (
+        select(FINE.c.day, *summary_dims, *rollup_measures(FINE))
+        .where(FINE.c.day == day)
+        .group_by(FINE.c.day, *summary_dims)
+    )
+    month = DayRange(day.replace(day=1), next_month(day))
+    month_dims = [SUMMARY.c[d.value] for d in SUMMARY_GRAIN]
+    monthly = (
+        select(
+            literal(month.start, Date).label("m_month"),
+            *[SUMMARY.c[d.value] for d in SUMMARY_GRAIN],
+            *rollup_measures(SUMMARY),
+        )
+        .where(SUMMARY.c.day >= month.start, SUMMARY.c.day < month.end)
+        .group_by(*month_dims)
+    )
+    async with db.sessions() as session, session.begin():
+        state = await session.get(RollupStateRow, STATE, with_for_update=True)
+        assert state is not None
+        await session.execute(delete(FINE).where(FINE.c.day == day))
+        await session.execute(delete(SUMMARY).where(SUMMARY.c.day == day))
+        await session.execute(delete(MONTHLY).where(MONTHLY.c.month == month.start))
+        result = await session.execute(
+            insert(FINE).from_select(["day", *[d.value for d in ROLLUP_GRAIN], *measures_names], source)
+        )
+        await session.execute(
+            insert(SUMMARY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)
+        )
+        await session.execute(
+            insert(MONTHLY).from_select(["month", *[d.value for d in SUMMARY_GRAIN], *measures_names], monthly)
+        )
+        # Days are rebuilt oldest first and the watermark follows them, so every summarised day (and so every
+        # monthly row) is always below it: a report never counts a day from the rollup and the raw logs.
+        if state.built_through is None or state.built_through <= day:
+            state.built_through = day + timedelta(days=1)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def rollup_job(runtime: Runtime, tick: datetime) -> str:
+    """The periodic refresh (SPENDPLANE_ROLLUP_SCHEDULE, and once at start)."""
+    status = await refresh_rollups(
+        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
+    )
+    return status.summary

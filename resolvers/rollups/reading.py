@@ -1,0 +1,391 @@
+"""Reading spend: the one way every report gets its figures. `aggregate` answers a day range from the rollup for
+days below the watermark and from the raw logs for the rest (the open day, or closed days the job has not reached
+yet) and merges them exactly (integer nano-USD). Queries that need neither key nor end user read the summaries:
+the monthly one for calendar months covered whole, the daily one for the days around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Table, case, func, or_, select, text, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement, literal_column
+
+from models.litellm import LiteLLMSchema, spend_logs
+from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
+from models.types import nanos_to_usd
+from resolvers.periods import Period
+from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_by_scope, spend_nanos
+
+STATE = "daily"
+FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
+SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
+MONTHLY: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
+#: PostgreSQL's default 4 MB makes a month's grouping spill to a sort on disk; with this it stays a hash.
+REPORT_WORK_MEM = "32MB"
+#: Inline, never a bind: asyncpg would bind it twice, in SELECT and in GROUP BY.
+_EMPTY: ColumnElement[str] = literal_column("''")
+
+
+class Dim(StrEnum):
+    """A dimension of the rollup; reports group by any of them."""
+
+    DAY = "day"
+    MODEL_GROUP = "model_group"
+    MODEL = "model"
+    PROVIDER = "provider"
+    KEY = "api_key"
+    USER = "user_id"
+    TEAM = "team_id"
+    END_USER = "end_user"
+
+
+ROLLUP_GRAIN = (Dim.MODEL_GROUP, Dim.MODEL, Dim.PROVIDER, Dim.KEY, Dim.USER, Dim.TEAM, Dim.END_USER)
+#: The summary table's grain: everything but key and end user (what reports group and filter by).
+SUMMARY_GRAIN = (Dim.MODEL_GROUP, Dim.MODEL, Dim.PROVIDER, Dim.USER, Dim.TEAM)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a report is restricted to. `model` matches the called model or the requested model group (alias)."""
+
+    team_id: str | None = None
+    user_id: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class Totals:
+    """Exact sums: counts and tokens as ints, spend as integer nano-USD."""
+
+    requests: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spend_nanos: int = 0
+
+    def add(self, other: Totals) -> None:
+        self.requests += other.requests
+        self.failures += other.failures
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.spend_nanos += other.spend_nanos
+
+    @property
+    def cost(self) -> Decimal:
+        return nanos_to_usd(self.spend_nanos)
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """UTC days [start, end)."""
+
+    start: date
+    end: date
+
+    @property
+    def period(self) -> Period:
+        return Period(midnight(self.start), midnight(self.end))
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+
+@dataclass(frozen=True)
+class SpendSource:
+    """Where a read gets its figures: the rollup below `built_through`, the raw logs from there on."""
+
+    schema: LiteLLMSchema
+    built_through: date | None
+    raw_only: bool = False
+
+    def split(self, days: DayRange) -> tuple[DayRange | None, DayRange | None]:
+        edge = None if self.raw_only else self.built_through
+        if edge is None or edge <= days.start:
+            return None, days
+        if edge >= days.end:
+            return days, None
+        return DayRange(days.start, edge), DayRange(edge, days.end)
+
+
+Key = tuple[Any, ...]
+
+
+async def spend_source(session: AsyncSession, schema: LiteLLMSchema, *, raw_only: bool = False) -> SpendSource:
+    require_spend_logs(schema)
+    built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
+    return SpendSource(schema, built, raw_only)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+async def aggregate(
+    session: AsyncSession, source: SpendSource, days: DayRange, by: Sequence[Dim], filters: Filters = Filters()
+) -> dict[Key, Totals]:
+    """Totals over `days` grouped by `by`, from the rollup and the raw logs, merged exactly."""
+    result: dict[Key, Totals] = {}
+    await _tune(session)
+    for statement in _statements(source, days, by, filters):
+        for row in await session.execute(statement):
+            key, totals = _split_row(row, by)
+            found = result.get(key)
+            if found is None:
+                result[key] = totals
+            else:
+                found.add(totals)
+    return result
+
+
+async def stream_aggregate(
+    session: AsyncSession, source: SpendSource, days: DayRange, by: Sequence[Dim], filters: Filters = Filters()
+) -> AsyncIterator[tuple[Key, Totals]]:
+    """Like `aggregate`, but ordered by `by` (DAY first when present) and streamed over a server-side cursor,
+    so exports never hold the whole result. Rows for one key come once (the rollup and raw parts cover
+    disjoint days), provided `by` includes DAY."""
+    await _tune(session)
+    for statement in _statements(source, days, by, filters, ordered=True):
+        result = await session.stream(statement.execution_options(yield_per=2000))
+        async for row in result:
+            yield _split_row(row, by)
+
+
+async def _tune(session: AsyncSession) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+
+
+def _statements(
+    source: SpendSource, days: DayRange, by: Sequence[Dim], filters: Filters, *, ordered: bool = False
+) -> list[Select[Any]]:
+    rolled, raw = source.split(days)
+    statements = []
+    if rolled is not None:
+        ranges = [rolled]
+        if not ordered and all(d in SUMMARY_GRAIN for d in by):
+            assert source.built_through is not None
+            months, ranges = _whole_months(rolled, source.built_through)
+            if months is not None:
+                statements.append(_monthly_select(months, by, filters))
+        statements += [_rollup_select(r, by, filters, ordered) for r in ranges]
+    if raw is not None:
+        statements.append(_raw_select(source.schema, raw, by, filters, ordered))
+    return statements
+
+
+def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
+    key = tuple(as_date(v) if d is Dim.DAY else v for d, v in zip(by, row, strict=False))
+    requests, failures, input_tokens, output_tokens, spend = row[len(by) :]
+    totals = Totals(
+        int(requests or 0), int(failures or 0), int(input_tokens or 0), int(output_tokens or 0), int(spend or 0)
+    )
+    return key, totals
+
+
+def _rollup_select(days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool) -> Select[Any]:
+    # Filters only ever use summary columns; the key and end-user dimensions need the full rollup.
+    table = SUMMARY if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else FINE
+    columns = [table.c[d.value] for d in by]
+    statement = (
+        select(*columns, *rollup_measures(table))
+        .where(table.c.day >= days.start, table.c.day < days.end)
+        .group_by(*columns)
+    )
+    statement = _filtered(statement, table, filters)
+    return statement.order_by(*columns) if ordered and columns else statement
+
+
+def _whole_months(rolled: DayRange, built_through: date) -> tuple[DayRange | None, list[DayRange]]:
+    """Split the rolled-up part of a range into the calendar months it covers whole (from their 1st to their end,
+    or to the watermark, which is all the monthly summary holds) and the days around them."""
+    first = rolled.start if rolled.start.day == 1 else next_month(rolled.start)
+    last = first
+    while next_month(last) <= rolled.end or (last < rolled.end == built_through):
+        last = next_month(last)
+    if last == first:
+        return None, [rolled]
+    months = DayRange(first, last)
+    around = [DayRange(rolled.start, first)] if rolled.start < first else []
+    if last < rolled.end:
+        around.append(DayRange(last, rolled.end))
+    return months, around
+
+
+def next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _monthly_select(months: DayRange, by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    columns = [MONTHLY.c[d.value] for d in by]
+    statement = (
+        select(*columns, *rollup_measures(MONTHLY))
+        .where(MONTHLY.c.month >= months.start, MONTHLY.c.month < months.end)
+        .group_by(*columns)
+    )
+    return _filtered(statement, MONTHLY, filters)
+
+
+def _filtered(statement: Select[Any], table: Table, filters: Filters) -> Select[Any]:
+    if filters.team_id is not None:
+        statement = statement.where(table.c.team_id == filters.team_id)
+    if filters.user_id is not None:
+        statement = statement.where(table.c.user_id == filters.user_id)
+    if filters.model is not None:
+        statement = statement.where(or_(table.c.model == filters.model, table.c.model_group == filters.model))
+    return statement
+
+
+def rollup_measures(table: Table) -> list[ColumnElement[Any]]:
+    return [
+        func.sum(table.c.requests),
+        func.sum(table.c.failures),
+        func.sum(table.c.input_tokens),
+        func.sum(table.c.output_tokens),
+        func.sum(type_coerce(table.c.spend, BigInteger)),
+    ]
+
+
+def raw_dimension(schema: LiteLLMSchema, dim: Dim) -> ColumnElement[Any]:
+    """How a dimension reads from LiteLLM_SpendLogs, with fallbacks for columns older releases lack."""
+    s = spend_logs.c
+    if dim is Dim.DAY:
+        return utc_day(s.start_time)
+    if dim is Dim.MODEL_GROUP:
+        if not schema.has(spend_logs, "model_group"):
+            return func.coalesce(s.model, _EMPTY)
+        return func.coalesce(func.nullif(s.model_group, _EMPTY), s.model, _EMPTY)
+    column = {
+        Dim.MODEL: "model",
+        Dim.PROVIDER: "custom_llm_provider",
+        Dim.KEY: "api_key",
+        Dim.USER: "user",
+        Dim.TEAM: "team_id",
+        Dim.END_USER: "end_user",
+    }[dim]
+    if not schema.has(spend_logs, column):
+        return _EMPTY
+    return func.coalesce(s[column], _EMPTY)
+
+
+def _failed(schema: LiteLLMSchema) -> ColumnElement[bool] | None:
+    """LiteLLM marks failures with status 'failure' (NULL = success); older releases only in metadata."""
+    if schema.has(spend_logs, "status"):
+        return spend_logs.c.status == "failure"
+    if schema.has(spend_logs, "metadata"):
+        status: ColumnElement[bool] = spend_logs.c["metadata"]["status"].as_string() == "failure"
+        return status
+    return None
+
+
+def raw_measures(schema: LiteLLMSchema) -> list[ColumnElement[Any]]:
+    failed = _failed(schema)
+    return [
+        func.count(),
+        func.sum(case((failed, 1), else_=0)) if failed is not None else literal_column("0"),
+        func.coalesce(func.sum(spend_logs.c.prompt_tokens), 0),
+        func.coalesce(func.sum(spend_logs.c.completion_tokens), 0),
+        spend_nanos(),
+    ]
+
+
+def raw_filters(schema: LiteLLMSchema, days: DayRange, filters: Filters) -> list[ColumnElement[bool]]:
+    s = spend_logs.c
+    period = days.period
+    where = [s.start_time >= period.start, s.start_time < period.end]
+    if filters.team_id is not None:
+        where.append(raw_dimension(schema, Dim.TEAM) == filters.team_id)
+    if filters.user_id is not None:
+        where.append(raw_dimension(schema, Dim.USER) == filters.user_id)
+    if filters.model is not None:
+        where.append(or_(s.model == filters.model, raw_dimension(schema, Dim.MODEL_GROUP) == filters.model))
+    return where
+
+
+def _raw_select(
+    schema: LiteLLMSchema, days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool
+) -> Select[Any]:
+    labels = [raw_dimension(schema, d).label(f"d_{d.value}") for d in by]
+    statement = select(*labels, *raw_measures(schema)).where(*raw_filters(schema, days, filters))
+    if labels:
+        # Grouping by the labels (not the expressions again) keeps every expression bound once.
+        names: list[ColumnElement[Any]] = [literal_column(label.name) for label in labels]
+        statement = statement.group_by(*names)
+        if ordered:
+            statement = statement.order_by(*names)
+    return statement
+
+
+# ---------------------------------------------------------------------------------------------- budgets
+
+
+async def rollup_spend_by_scope(
+    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period
+) -> dict[Scope, Decimal]:
+    """The same answer as `resolvers.spend.spend_by_scope` for whole-day periods, from the rollup (one grouped
+    query per scope kind over days, not requests). Budgets may switch to it; spend.py is left as it is."""
+    source = await spend_source(session, schema)
+    days = DayRange(period.start.date(), period.end.date())
+    if midnight(days.start) != period.start or midnight(days.end) != period.end:
+        raise ValueError("the rollup answers whole UTC days only")
+    dims = {
+        ScopeKind.USER: Dim.USER,
+        ScopeKind.TEAM: Dim.TEAM,
+        ScopeKind.KEY: Dim.KEY,
+        ScopeKind.END_USER: Dim.END_USER,
+    }
+    result: dict[Scope, Decimal] = {}
+    wanted = list(scopes)
+    kinds = {s.kind for s in wanted}
+    if ScopeKind.GLOBAL in kinds:
+        total = await aggregate(session, source, days, ())
+        result[Scope.global_()] = sum((t.cost for t in total.values()), Decimal(0))
+    for kind in kinds - {ScopeKind.GLOBAL}:
+        grouped = await aggregate(session, source, days, (dims[kind],))
+        for (key,), totals in grouped.items():
+            result[Scope(kind, key)] = totals.cost
+    return {s: result.get(s, Decimal(0)) for s in wanted}
+
+
+#: Days read from the raw logs at the end of a budget period: LiteLLM writes spend logs in batches, so a request
+#: from just before midnight can land after the rollup closed its day; two raw days cover that with a margin.
+RAW_TAIL_DAYS = 2
+
+
+async def spend_to_date(
+    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period, now: datetime
+) -> dict[Scope, Decimal]:
+    """Spend per scope in a budget period: the rollup for its days older than RAW_TAIL_DAYS, the raw logs for the
+    rest. What budgets show and what enforcement grants against; its cost follows days, not requests."""
+    wanted = list(scopes)
+    tail_start = max(period.start, midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1)))
+    tail_start = min(tail_start, period.end)
+    result = dict.fromkeys(wanted, Decimal(0))
+    if tail_start > period.start:
+        closed = await rollup_spend_by_scope(session, schema, wanted, Period(period.start, tail_start))
+        for scope, usd in closed.items():
+            result[scope] += usd
+    if tail_start < period.end:
+        recent = await spend_by_scope(session, schema, wanted, Period(tail_start, period.end))
+        for scope, usd in recent.items():
+            result[scope] += usd
+    return result
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def as_date(value: Any) -> date:
+    """A DATE as the drivers return it (a date, or ISO text from SQLite expressions) as a date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
