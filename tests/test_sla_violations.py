@@ -254,3 +254,16 @@ def test_model_patterns_are_globs_over_the_whole_model_name() -> None:
     assert compile_glob("[]]x").fullmatch("]x")
     with pytest.raises(InvalidInput, match="never closed"):
         compile_glob("gpt-[4o")
+
+
+async def test_nul_characters_are_refused_never_sent_to_the_database(sla_api: Api) -> None:
+    api = sla_api
+    body = {"name": "bad\x00name", "target_error_rate": 0.01}
+    created = await api.client.post("/api/v1/sla/definitions", json=body, headers=api.bearer())
+    assert (created.status_code, created.json()["error"]["field"]) == (400, "name")
+    resolved = await api.client.post("/api/v1/sla/violations/%00/resolve", headers=api.bearer())
+    assert resolved.status_code == 404
+    history = await api.client.get("/api/v1/sla/health/history", params={"model": "x\x00"}, headers=api.bearer())
+    assert (history.status_code, history.json()["error"]["field"]) == (400, "model")
+    error = await api.error(CREATE, {"input": {**GPT4O_SLA, "modelPattern": "gpt\x00*"}})
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "modelPattern"}

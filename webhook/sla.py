@@ -16,7 +16,7 @@ from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition
 from resolvers.sla.health import Health
 from resolvers.sla.violations import SlaViolation
-from webhook.rest import JSON, caller, read_model, runtime_of
+from webhook.rest import JSON, Text, caller, read_model, runtime_of
 
 _Latency = Field(default=None, allow_inf_nan=False, description="milliseconds above 0")
 _Rate = Field(default=None, allow_inf_nan=False, description="a fraction from 0 to 1")
@@ -24,9 +24,9 @@ _Rate = Field(default=None, allow_inf_nan=False, description="a fraction from 0 
 
 class SlaDefinitionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=200)
-    provider: str | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
-    model_pattern: str = Field(default="*", max_length=200, description="a glob, e.g. gpt-4o*")
+    name: Text = Field(max_length=200)
+    provider: Text | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
+    model_pattern: Text = Field(default="*", max_length=200, description="a glob, e.g. gpt-4o*")
     target_p50_ms: float | None = _Latency
     target_p95_ms: float | None = _Latency
     target_p99_ms: float | None = _Latency
@@ -34,17 +34,17 @@ class SlaDefinitionCreate(BaseModel):
     target_error_rate: float | None = _Rate
     target_availability: float | None = _Rate
     evaluation_window_minutes: int = Field(default=60, description="at least the collector interval, at most 1440")
-    alert_emails: list[str] = Field(default_factory=list, max_length=20)
-    alert_webhook_url: str | None = Field(default=None, max_length=2000)
+    alert_emails: list[Text] = Field(default_factory=list, max_length=20)
+    alert_webhook_url: Text | None = Field(default=None, max_length=2000)
 
 
 class SlaDefinitionUpdate(BaseModel):
     """Only the fields sent change; null clears an optional one."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=64)
-    model_pattern: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
+    provider: Text | None = Field(default=None, max_length=64)
+    model_pattern: Text | None = Field(default=None, max_length=200)
     target_p50_ms: float | None = _Latency
     target_p95_ms: float | None = _Latency
     target_p99_ms: float | None = _Latency
@@ -52,8 +52,8 @@ class SlaDefinitionUpdate(BaseModel):
     target_error_rate: float | None = _Rate
     target_availability: float | None = _Rate
     evaluation_window_minutes: int | None = None
-    alert_emails: list[str] | None = Field(default=None, max_length=20)
-    alert_webhook_url: str | None = Field(default=None, max_length=2000)
+    alert_emails: list[Text] | None = Field(default=None, max_length=20)
+    alert_webhook_url: Text | None = Field(default=None, max_length=2000)
 
 
 class SlaDefinitionOut(BaseModel):
@@ -182,9 +182,9 @@ class SlaViolationOut(BaseModel):
 
 class FailoverRuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    primary_model: str = Field(max_length=256)
-    fallback_model: str = Field(max_length=256)
-    trigger_condition: str = Field(max_length=32, description="error_rate, latency_p95, ttft_p95 or availability")
+    primary_model: Text = Field(max_length=256)
+    fallback_model: Text = Field(max_length=256)
+    trigger_condition: Text = Field(max_length=32, description="error_rate, latency_p95, ttft_p95 or availability")
     trigger_threshold: float = Field(allow_inf_nan=False, description="a fraction for rates, ms for latencies")
     cooldown_minutes: int = 15
     evaluation_window_minutes: int = 15
@@ -194,9 +194,9 @@ class FailoverRuleUpdate(BaseModel):
     """Only the fields sent change."""
 
     model_config = ConfigDict(extra="forbid")
-    primary_model: str | None = Field(default=None, max_length=256)
-    fallback_model: str | None = Field(default=None, max_length=256)
-    trigger_condition: str | None = Field(default=None, max_length=32)
+    primary_model: Text | None = Field(default=None, max_length=256)
+    fallback_model: Text | None = Field(default=None, max_length=256)
+    trigger_condition: Text | None = Field(default=None, max_length=32)
     trigger_threshold: float | None = Field(default=None, allow_inf_nan=False)
     cooldown_minutes: int | None = None
     evaluation_window_minutes: int | None = None

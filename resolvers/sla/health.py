@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.db import insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.sla import HealthRunRow, ProviderHealthRow, elapsed_us
+from resolvers import validation
 from resolvers.errors import InvalidInput
 from resolvers.periods import Period
 from resolvers.spend import require_spend_logs
@@ -407,6 +408,8 @@ async def health_history(
     """Every run's figures whose window ended in the last `hours`, oldest first (for charts)."""
     if not 1 <= hours <= MAX_HISTORY_HOURS:
         raise InvalidInput("hours", f"must be from 1 to {MAX_HISTORY_HOURS}")
+    provider = validation.identifier("provider", provider, max_length=64)
+    model = validation.identifier("model", model)
     row = ProviderHealthRow
     query = select(row).where(row.window_end > now - timedelta(hours=hours), row.window_end <= now)
     if provider is not None:

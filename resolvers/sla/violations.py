@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.db import insert_or_ignore
 from models.sla import SlaViolationRow
+from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.auth import Principal, require_admin
 from resolvers.config import SlaSettings
@@ -121,7 +122,7 @@ async def list_violations(session: AsyncSession, *, active_only: bool = False, l
 
 
 async def get_violation(session: AsyncSession, violation_id: str) -> SlaViolation:
-    row = await session.get(SlaViolationRow, violation_id)
+    row = await session.get(SlaViolationRow, violation_id) if validation.is_uuid(violation_id) else None
     if row is None:
         raise NotFound(f"no SLA violation with id {violation_id!r}")
     return SlaViolation.from_row(row)
@@ -134,7 +135,8 @@ async def resolve_violation(work: Work, principal: Principal, violation_id: str)
     """Resolve by hand (admin). Resolving one already resolved changes nothing. If the breach goes on, the next
     run opens a new violation (and alerts again)."""
     require_admin(principal, "resolving an SLA violation")
-    row = await work.session.get(SlaViolationRow, violation_id, with_for_update=True)
+    found = validation.is_uuid(violation_id)
+    row = await work.session.get(SlaViolationRow, violation_id, with_for_update=True) if found else None
     if row is None:
         raise NotFound(f"no SLA violation with id {violation_id!r}")
     if row.resolved_at is None:
