@@ -14,7 +14,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from graphql_api.context import Info
 from resolvers.errors import NotFound, Unauthenticated
 from resolvers.periods import utcnow
-from resolvers.sla import definitions, failover, health, violations
+from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, Transition, TriggerCondition
 from resolvers.sla.health import Health, Metric
@@ -399,6 +399,18 @@ class SlaMutations:
         async with runtime.work() as work:
             deleted = await definitions.delete_definition(work, principal, str(id))
         return SlaDefinitionView.from_domain(deleted)
+
+    @strawberry.mutation(
+        description="Run the health collector now (admin) instead of waiting for its next tick (every "
+        "SLA_COLLECTOR_INTERVAL_MINUTES): health, violations and failover rules are judged at once. Returns the "
+        "health it measured (or, if a run was already under way, the latest)."
+    )
+    async def collect_provider_health(self, info: Info) -> list[ProviderHealthView]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        await collector.collect_now(runtime, principal)
+        async with runtime.read() as session:
+            found = await health.current_health(session)
+        return [ProviderHealthView.from_domain(h) for h in found]
 
     @strawberry.mutation(description="Resolve a violation by hand (admin).")
     async def resolve_sla_violation(self, info: Info, id: strawberry.ID) -> SlaViolationView:

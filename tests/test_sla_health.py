@@ -15,7 +15,7 @@ from models.litellm import LiteLLMSchema, spend_logs
 from resolvers.periods import Period
 from resolvers.sla.health import measure, nearest_rank
 from tests.conftest import NOW
-from tests.support import Api
+from tests.support import Api, add_virtual_key
 
 HOUR = Period(NOW - timedelta(hours=1), NOW)
 
@@ -233,3 +233,18 @@ async def test_a_run_that_sees_no_traffic_leaves_no_stale_current_health(sla_api
     assert len((await api.data("{ providerHealth { model } }"))["providerHealth"]) == 1
     await collect(api, NOW + timedelta(hours=2))  # the traffic has left the window
     assert (await api.data("{ providerHealth { model } }"))["providerHealth"] == []
+
+
+async def test_an_admin_runs_the_collector_on_demand(sla_api: Api, db: Database) -> None:
+    api = sla_api
+    await add_calls(db, traffic(NOW - timedelta(minutes=30), 12, failures=3))
+    found = (await api.data("mutation { collectProviderHealth { provider model requests failures } }"))[
+        "collectProviderHealth"
+    ]
+    assert found == [{"provider": "openai", "model": "gpt-4o", "requests": 12, "failures": 3}]
+    rest = await api.client.post("/api/v1/sla/health/collect", headers=api.bearer())
+    assert (rest.status_code, [h["requests"] for h in rest.json()]) == (200, [12])
+    await add_virtual_key(db, "sk-viewer", user_id="carol", team_id="eng")
+    viewer = await api.login("sk-viewer")
+    error = await api.error("mutation { collectProviderHealth { model } }", token=viewer)
+    assert error["extensions"]["code"] == "FORBIDDEN"

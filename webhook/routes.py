@@ -428,6 +428,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             errors=_SLA_ERRORS,
         ),
         Endpoint(
+            "POST",
+            "/api/v1/sla/health/collect",
+            sla.collect_health,
+            "Run the health collector now (admin) and answer the health it measured",
+            "sla",
+            auth="jwt",
+            response=sla.ProviderHealthOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
             "GET",
             "/api/v1/sla/health/history",
             sla.health_history,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.errors import InvalidInput
-from resolvers.sla import definitions, failover, health, violations
+from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition
 from resolvers.sla.health import Health
@@ -332,6 +332,14 @@ async def delete_definition(request: Request) -> Response:
 
 async def current_health(request: Request) -> Response:
     runtime, _ = runtime_of(request), caller(request)
+    async with runtime.read() as session:
+        found = await health.current_health(session)
+    return JSON([ProviderHealthOut.render(h) for h in found])
+
+
+async def collect_health(request: Request) -> Response:
+    runtime, principal = runtime_of(request), caller(request)
+    await collector.collect_now(runtime, principal)
     async with runtime.read() as session:
         found = await health.current_health(session)
     return JSON([ProviderHealthOut.render(h) for h in found])

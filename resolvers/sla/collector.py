@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.litellm import LiteLLMSchema
+from resolvers.auth import Principal, require_admin
+from resolvers.errors import Unavailable
+from resolvers.jobs import Outcome
 from resolvers.periods import Period
+from resolvers.rollups import finish_on_cancel
 from resolvers.sla import failover, violations
 from resolvers.sla.definitions import SlaDefinition, list_definitions
 from resolvers.sla.failover import FailoverRule, Transition, list_rules, resolve_routes
@@ -43,9 +47,23 @@ class _Plan:
 
 async def collect_health(runtime: Runtime, tick: datetime) -> str:
     """The job: `tick` (the scheduled minute, or now for a start-up run) ends every window."""
-    settings = runtime.settings
     async with runtime.read() as session:
-        plan = await _measure(session, runtime.litellm, tick, settings.sla.health_window_minutes)
+        plan = await _measure(session, runtime.litellm, tick, runtime.settings.sla.health_window_minutes)
+    # The writes finish even if the job is cancelled at shutdown: an abandoned SQLite write would hold its lock.
+    return await finish_on_cancel(_record(runtime, plan, tick))
+
+
+async def collect_now(runtime: Runtime, principal: Principal) -> Outcome:
+    """Run the collector now (admin), through the job runner: never beside a run of this process, and on
+    PostgreSQL never beside another replica's (that replica's run is then the answer)."""
+    require_admin(principal, "running the health collector")
+    if runtime.jobs is None:
+        raise Unavailable("the job runner is not set up (the app lifespan does it)")
+    return await runtime.jobs.run(JOB_NAME, claim=False)
+
+
+async def _record(runtime: Runtime, plan: _Plan, tick: datetime) -> str:
+    settings = runtime.settings
     async with runtime.work() as work:
         stored = await store_run(work.session, work.dialect, plan.window, work.now, plan.health)
         opened = resolved = activated = deactivated = 0
@@ -65,8 +83,7 @@ async def collect_health(runtime: Runtime, tick: datetime) -> str:
         for rule, primary, candidates in sorted(plan.rules, key=lambda judged: len(judged[2])):
             routes = resolve_routes({**active, rule.primary_model: rule.fallback_model})
             target = routes.get(rule.primary_model, rule.fallback_model)
-            fallback = candidates.get(target)
-            change = await failover.judge(work, rule.id, primary, fallback, now=tick, settings=settings)
+            change = await failover.judge(work, rule.id, primary, candidates.get(target), now=tick, settings=settings)
             if change is Transition.ACTIVATED:
                 activated += 1
                 active[rule.primary_model] = rule.fallback_model
