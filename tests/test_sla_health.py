@@ -128,7 +128,7 @@ async def test_percentiles_are_nearest_rank_to_the_microsecond_on_both_databases
             nearest_rank(latencies, p) for p in (0.5, 0.95, 0.99)
         )
         assert (health.ttft_p50_us, health.ttft_p95_us) == (nearest_rank(ttfts, 0.5), nearest_rank(ttfts, 0.95))
-        assert health.streaming == len(streamed)
+        assert health.streaming_requests == len(streamed)
         assert health.latency_p95_ms == health.latency_p95_us / 1000
 
 

@@ -74,14 +74,8 @@ class SlaDefinitionOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def render(cls, d: SlaDefinition) -> dict[str, Any]:
-        return cls(
-            **{name: getattr(d, name) for name in definitions.DRAFT_FIELDS if name != "alert_emails"},
-            alert_emails=list(d.alert_emails),
-            id=d.id,
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-        ).model_dump()
+    def render(cls, found: SlaDefinition) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class ProviderHealthOut(BaseModel):
@@ -106,28 +100,8 @@ class ProviderHealthOut(BaseModel):
     ttft_p95_ms: float | None
 
     @classmethod
-    def render(cls, h: Health) -> dict[str, Any]:
-        return cls(
-            provider=h.provider,
-            model=h.model,
-            window_start=h.window.start,
-            window_end=h.window.end,
-            requests=h.requests,
-            successes=h.successes,
-            failures=h.failures,
-            client_errors=h.client_errors,
-            rate_limited=h.rate_limited,
-            streaming_requests=h.streaming,
-            valid_requests=h.valid_requests,
-            good_requests=h.good_requests,
-            error_rate=h.error_rate,
-            availability=h.availability,
-            latency_p50_ms=h.latency_p50_ms,
-            latency_p95_ms=h.latency_p95_ms,
-            latency_p99_ms=h.latency_p99_ms,
-            ttft_p50_ms=h.ttft_p50_ms,
-            ttft_p95_ms=h.ttft_p95_ms,
-        ).model_dump()
+    def render(cls, found: Health) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class SlaViolationOut(BaseModel):
@@ -154,30 +128,8 @@ class SlaViolationOut(BaseModel):
     alert_id: str | None
 
     @classmethod
-    def render(cls, v: SlaViolation) -> dict[str, Any]:
-        return cls(
-            id=v.id,
-            definition_id=v.definition_id,
-            definition_name=v.definition_name,
-            provider=v.provider,
-            model_pattern=v.model_pattern,
-            metric=v.metric.value,
-            target_value=v.target,
-            measured_value=v.measured,
-            last_measured_value=v.last_measured,
-            requests=v.requests,
-            window_minutes=v.window_minutes,
-            window_start=v.window_start,
-            window_end=v.window_end,
-            opened_at=v.opened_at,
-            last_breached_at=v.last_breached_at,
-            healthy_windows=v.healthy_windows,
-            active=v.active,
-            resolved_at=v.resolved_at,
-            resolution=v.resolution.value if v.resolution else None,
-            resolved_by=v.resolved_by,
-            alert_id=v.alert_id,
-        ).model_dump()
+    def render(cls, found: SlaViolation) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class FailoverRuleCreate(BaseModel):
@@ -214,18 +166,8 @@ class FailoverTransitionOut(BaseModel):
     at: datetime
 
     @classmethod
-    def render(cls, t: FailoverTransition) -> dict[str, Any]:
-        return cls(
-            id=t.id,
-            kind=t.kind.value,
-            primary_model=t.primary_model,
-            fallback_model=t.fallback_model,
-            trigger_condition=t.trigger_condition.value,
-            threshold=t.threshold,
-            measured_value=t.measured,
-            reason=t.reason,
-            at=t.at,
-        ).model_dump()
+    def render(cls, found: FailoverTransition) -> dict[str, Any]:
+        return cls.model_validate(found, from_attributes=True).model_dump()
 
 
 class FailoverRuleOut(BaseModel):
@@ -243,27 +185,13 @@ class FailoverRuleOut(BaseModel):
     note: str | None
     created_at: datetime
     updated_at: datetime
-    transitions: list[FailoverTransitionOut] = Field(description="the latest transitions, newest first")
+    transitions: list[FailoverTransitionOut] = Field(default=[], description="the latest transitions, newest first")
 
     @classmethod
-    def render(cls, r: FailoverRule, transitions: list[FailoverTransition]) -> dict[str, Any]:
-        return cls(
-            id=r.id,
-            primary_model=r.primary_model,
-            fallback_model=r.fallback_model,
-            trigger_condition=r.trigger_condition.value,
-            trigger_threshold=r.trigger_threshold,
-            cooldown_minutes=r.cooldown_minutes,
-            evaluation_window_minutes=r.evaluation_window_minutes,
-            active=r.active,
-            activated_at=r.activated_at,
-            last_measured_value=r.last_measured,
-            last_evaluated_at=r.last_evaluated_at,
-            note=r.note,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            transitions=[FailoverTransitionOut.model_validate(FailoverTransitionOut.render(t)) for t in transitions],
-        ).model_dump()
+    def render(cls, rule: FailoverRule, transitions: list[FailoverTransition]) -> dict[str, Any]:
+        found = cls.model_validate(rule, from_attributes=True)
+        found.transitions = [FailoverTransitionOut.model_validate(t, from_attributes=True) for t in transitions]
+        return found.model_dump()
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -98,7 +98,7 @@ class FailoverRule:
     evaluation_window_minutes: int
     active: bool
     activated_at: datetime | None
-    last_measured: float | None
+    last_measured_value: float | None
     last_evaluated_at: datetime | None
     note: str | None
     created_at: datetime
@@ -126,7 +126,7 @@ class FailoverRule:
             evaluation_window_minutes=row.evaluation_window_minutes,
             active=row.active,
             activated_at=row.activated_at,
-            last_measured=row.last_measured,
+            last_measured_value=row.last_measured,
             last_evaluated_at=row.last_evaluated_at,
             note=row.note,
             created_at=row.created_at,
@@ -143,7 +143,7 @@ class FailoverTransition:
     fallback_model: str
     trigger_condition: TriggerCondition
     threshold: float
-    measured: float | None
+    measured_value: float | None
     reason: str
     at: datetime
     alert_id: str | None
@@ -158,7 +158,7 @@ class FailoverTransition:
             fallback_model=row.fallback_model,
             trigger_condition=TriggerCondition(row.trigger_condition),
             threshold=row.threshold,
-            measured=row.measured,
+            measured_value=row.measured,
             reason=row.reason,
             at=row.at,
             alert_id=row.alert_id,

@@ -100,12 +100,24 @@ class Health:
     failures: int
     client_errors: int
     rate_limited: int
-    streaming: int
+    streaming_requests: int
     latency_p50_us: int | None = None
     latency_p95_us: int | None = None
     latency_p99_us: int | None = None
     ttft_p50_us: int | None = None
     ttft_p95_us: int | None = None
+
+    @property
+    def window_start(self) -> datetime:
+        return self.window.start
+
+    @property
+    def window_end(self) -> datetime:
+        return self.window.end
+
+    @property
+    def window_minutes(self) -> int:
+        return int((self.window.end - self.window.start).total_seconds() // 60)
 
     @property
     def successes(self) -> int:
@@ -164,7 +176,7 @@ class Health:
         if metric is Metric.AVAILABILITY:
             return self.valid_requests
         if metric is Metric.TTFT_P95:
-            return self.streaming
+            return self.streaming_requests
         return self.successes
 
     @classmethod
@@ -177,7 +189,7 @@ class Health:
             failures=row.failures,
             client_errors=row.client_errors,
             rate_limited=row.rate_limited,
-            streaming=row.streaming,
+            streaming_requests=row.streaming,
             latency_p50_us=row.latency_p50_us,
             latency_p95_us=row.latency_p95_us,
             latency_p99_us=row.latency_p99_us,
@@ -309,7 +321,7 @@ async def measure(
                 failures=int(row["failures"]),
                 client_errors=int(row["client_errors"]),
                 rate_limited=int(row["rate_limited"]),
-                streaming=int(row["streaming"]),
+                streaming_requests=int(row["streaming"]),
                 latency_p50_us=latency[0],
                 latency_p95_us=latency[1],
                 latency_p99_us=latency[2],
@@ -372,7 +384,7 @@ async def store_run(
                     "failures": h.failures,
                     "client_errors": h.client_errors,
                     "rate_limited": h.rate_limited,
-                    "streaming": h.streaming,
+                    "streaming": h.streaming_requests,
                     "latency_p50_us": h.latency_p50_us,
                     "latency_p95_us": h.latency_p95_us,
                     "latency_p99_us": h.latency_p99_us,

@@ -52,9 +52,9 @@ class SlaViolation:
     provider: str | None
     model_pattern: str
     metric: Metric
-    target: float
-    measured: float
-    last_measured: float
+    target_value: float
+    measured_value: float
+    last_measured_value: float
     requests: int
     window_minutes: int
     window_start: datetime
@@ -80,9 +80,9 @@ class SlaViolation:
             provider=row.provider,
             model_pattern=row.model_pattern,
             metric=Metric(row.metric),
-            target=row.target,
-            measured=row.measured,
-            last_measured=row.last_measured,
+            target_value=row.target,
+            measured_value=row.measured,
+            last_measured_value=row.last_measured,
             requests=row.requests,
             window_minutes=row.window_minutes,
             window_start=row.window_start,
