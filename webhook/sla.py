@@ -16,6 +16,7 @@ from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition
 from resolvers.sla.health import Health
 from resolvers.sla.violations import SlaViolation
+from webhook.downloads import query_int
 from webhook.rest import JSON, Text, caller, read_model, runtime_of
 
 _Latency = Field(default=None, allow_inf_nan=False, description="milliseconds above 0")
@@ -194,16 +195,6 @@ class FailoverRuleOut(BaseModel):
         return found.model_dump()
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(name, "must be an integer") from None
-
-
 def _bool_param(request: Request, name: str) -> bool:
     raw = (request.query_params.get(name) or "false").lower()
     if raw not in {"true", "false", "1", "0"}:
@@ -266,16 +257,13 @@ async def current_health(request: Request) -> Response:
 
 
 async def collect_health(request: Request) -> Response:
-    runtime, principal = runtime_of(request), caller(request)
-    await collector.collect_now(runtime, principal)
-    async with runtime.read() as session:
-        found = await health.current_health(session)
-    return JSON([ProviderHealthOut.render(h) for h in found])
+    await collector.collect_now(runtime_of(request), caller(request))
+    return await current_health(request)
 
 
 async def health_history(request: Request) -> Response:
     runtime, _ = runtime_of(request), caller(request)
-    hours = _int_param(request, "hours", 24)
+    hours = query_int(request.query_params.get("hours"), "hours", 24)
     params = request.query_params
     async with runtime.read() as session:
         found = await health.health_history(
@@ -290,7 +278,7 @@ async def health_history(request: Request) -> Response:
 async def list_violations(request: Request) -> Response:
     runtime, _ = runtime_of(request), caller(request)
     active_only = _bool_param(request, "active_only")
-    limit = _int_param(request, "limit", 100)
+    limit = query_int(request.query_params.get("limit"), "limit", 100)
     async with runtime.read() as session:
         found = await violations.list_violations(session, active_only=active_only, limit=limit)
     return JSON([SlaViolationOut.render(v) for v in found])
