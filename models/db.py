@@ -61,7 +61,7 @@ class Database:
 
     ``sessions`` opens read-write transactions; on SQLite they start with ``BEGIN IMMEDIATE`` so a
     read-then-write transaction waits for the lock (busy_timeout) instead of failing with SQLITE_BUSY.
-    ``reader`` opens plain deferred transactions for queries that never write.
+    ``reader`` opens transactions for queries that never write, each reading one snapshot.
     """
 
     engine: AsyncEngine
@@ -88,7 +88,14 @@ def open_database(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
-    reader_engine = engine.execution_options(sqlite_begin="DEFERRED")
+    # A reader sees one snapshot for its whole transaction: SQLite's deferred BEGIN gives that, PostgreSQL needs
+    # REPEATABLE READ (read-only, it never fails) — a report reading the rollup's watermark, then the rollup,
+    # then the raw logs must not see a rebuild commit in between and count a day twice.
+    reader_engine = (
+        engine.execution_options(isolation_level="REPEATABLE READ")
+        if engine.dialect.name == "postgresql"
+        else engine.execution_options(sqlite_begin="DEFERRED")
+    )
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),

@@ -42,7 +42,7 @@ class SettlementRow(Base):
 
     __tablename__ = "spendplane_settlements"
 
-    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     request_id: Mapped[str | None] = mapped_column(String(256))
     actual: Mapped[Decimal] = mapped_column(Money)
     failed: Mapped[bool] = mapped_column(Boolean)

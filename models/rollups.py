@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Integer, String
+from sqlalchemy import BigInteger, Date, Index, Integer, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -53,6 +53,11 @@ class CostTrackingDailyRow(_Measures, Base):
     """
 
     __tablename__ = "spendplane_cost_tracking_daily"
+    # Budgets per key and per end user read a month of rows for a few ids, not the whole month.
+    __table_args__ = (
+        Index("ix_spendplane_cost_tracking_daily_api_key_day", "api_key", "day"),
+        Index("ix_spendplane_cost_tracking_daily_end_user_day", "end_user", "day"),
+    )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     model_group: Mapped[str] = _key(256)

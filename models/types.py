@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer
@@ -27,6 +27,11 @@ def usd_to_nanos(value: Decimal) -> int:
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{value} has more than {MONEY_PLACES} decimal places")
     return int(scaled)
+
+
+def whole_nanos(value: Decimal, *, up: bool = False) -> Decimal:
+    """`value` in whole nano-USD, rounded down (or up): a limit times a percent can have more places than money."""
+    return value.quantize(_NANO, rounding=ROUND_CEILING if up else ROUND_FLOOR)
 
 
 def nanos_to_usd(nanos: int) -> Decimal:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.budgets import BudgetRow
 from models.litellm import LiteLLMSchema
+from models.types import whole_nanos
 from resolvers import validation
 from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.config import Settings
@@ -96,11 +97,11 @@ class Budget:
 
     @property
     def hard_limit(self) -> Decimal:
-        return self.monthly_limit * self.hard_limit_percent
+        return whole_nanos(self.monthly_limit * self.hard_limit_percent)
 
     @property
     def soft_limit(self) -> Decimal:
-        return self.monthly_limit * self.soft_limit_percent
+        return whole_nanos(self.monthly_limit * self.soft_limit_percent)
 
     @classmethod
     def from_row(cls, row: BudgetRow) -> Budget:

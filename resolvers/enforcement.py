@@ -34,6 +34,7 @@ from models.budgets import BudgetRow
 from models.db import Database
 from models.ledger import SettlementRow
 from models.litellm import LiteLLMSchema, verification_tokens
+from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import hash_key
 from resolvers.budgets import Budget, EntityType
@@ -113,11 +114,11 @@ class BudgetRule:
 
     @cached_property
     def hard_cap(self) -> Decimal:
-        return self.monthly_limit * self.hard_limit_percent
+        return whole_nanos(self.monthly_limit * self.hard_limit_percent)
 
     @cached_property
     def soft_cap(self) -> Decimal:
-        return self.monthly_limit * self.soft_limit_percent
+        return whole_nanos(self.monthly_limit * self.soft_limit_percent)
 
     @classmethod
     def from_budget(cls, budget: Budget) -> BudgetRule:
@@ -256,9 +257,7 @@ class Enforcer:
         period = month_of(self.clock())
         scopes = {rule.scope for rule in self.rules.values()}
         scopes |= {Scope(ScopeKind.KEY, key) for key in self._active_keys}
-        async with self.db.reader() as session:
-            if self.db.is_postgres:
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        async with self.db.reader() as session:  # one snapshot (see models.db)
             found = await spend_to_date(session, self.schema, scopes, period, self.clock()) if scopes else {}
             visible = await self.ledger.visible_ids(session)
         self.spend = found
@@ -341,23 +340,24 @@ class Enforcer:
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
-        prediction, price_missing = await self._estimate(request, model)
-        estimate = (
-            request.estimated_cost
-            if request.estimated_cost is not None
-            else (prediction.total_cost if prediction else Decimal(0))
-        )
-        base = Decision(
-            Verdict.ALLOW,
-            request.call_id,
-            model,
-            estimated_cost=estimate,
-            prediction=prediction,
-            price_missing=price_missing,
-            enforced=self.enforcement_enabled,
-        )
+        prediction: Prediction | None = None
+        price_missing = False
+        estimate = request.estimated_cost if request.estimated_cost is not None else Decimal(0)
         try:
+            # Counting a huge prompt's tokens takes time too (in a worker thread): it is inside the deadline.
             async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
+                prediction, price_missing = await self._estimate(request, model)
+                if prediction is not None and request.estimated_cost is None:
+                    estimate = prediction.total_cost
+                base = Decision(
+                    Verdict.ALLOW,
+                    request.call_id,
+                    model,
+                    estimated_cost=estimate,
+                    prediction=prediction,
+                    price_missing=price_missing,
+                    enforced=self.enforcement_enabled,
+                )
                 caller = await self._resolve(request.caller)
                 rules = self.rules_for(caller)
                 await self._ensure_spend(rules)

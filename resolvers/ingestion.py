@@ -22,9 +22,12 @@ from resolvers.enforcement import MASTER_KEY_MARKER, record_settlement
 from resolvers.errors import InvalidInput
 from resolvers.ledger import Ledger
 from resolvers.runtime import Work
+from resolvers.validation import clipped_id
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_BATCH = 5_000
+#: LiteLLM's integer columns (total_tokens, request_duration_ms) are 32-bit.
+MAX_INT32 = 2**31 - 1
 _KEEP_METADATA = (
     "user_api_key_alias",
     "user_api_key_team_alias",
@@ -76,10 +79,10 @@ def parse_event(item: Any, master_key: str | None, where: str = "body") -> Spend
         raise InvalidInput(where, "a spend event must be a JSON object (LiteLLM's StandardLoggingPayload)")
     raw_meta = item.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-    request_id = _text(item, "id", where) or _text(item, "litellm_call_id", where)
+    request_id = clipped_id(item.get("id")) or clipped_id(item.get("litellm_call_id"))
     if not request_id:
         raise InvalidInput(f"{where}.id", "is required (the request id LiteLLM logs)")
-    call_id = _text(item, "litellm_call_id", where) or request_id
+    call_id = clipped_id(item.get("litellm_call_id")) or request_id
     start = _time(item, "startTime", where, required=True)
     end = _time(item, "endTime", where, required=True)
     assert start is not None
@@ -94,18 +97,19 @@ def parse_event(item: Any, master_key: str | None, where: str = "body") -> Spend
     kept_meta["status"] = status
     if error:
         kept_meta["error_information"] = {k: v for k, v in error.items() if k != "traceback"}
+    kept_meta = _storable(kept_meta)
     tags = item.get("request_tags")
     row = {
         "request_id": request_id,
         "call_type": str(item.get("call_type") or "acompletion")[:64],
         "api_key": _key_hash(meta.get("user_api_key_hash"), master_key),
         "spend": cost_float,
-        "total_tokens": _count(item, "total_tokens", where) or prompt + completion,
+        "total_tokens": _count(item, "total_tokens", where) or min(prompt + completion, MAX_INT32),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "start_time": start,
         "end_time": end,
-        "request_duration_ms": max(0, int((end - start).total_seconds() * 1000)),
+        "request_duration_ms": min(MAX_INT32, max(0, int((end - start).total_seconds() * 1000))),
         "completion_start_time": first_token,
         "model": _str(item.get("model")),
         "model_id": _str(item.get("model_id")),
@@ -116,7 +120,7 @@ def parse_event(item: Any, master_key: str | None, where: str = "body") -> Spend
         "metadata": kept_meta,
         "cache_hit": "True" if item.get("cache_hit") is True else "False",
         "cache_key": _str(item.get("cache_key")),
-        "request_tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "request_tags": [_str(t) for t in tags] if isinstance(tags, list) else [],
         "team_id": _str(meta.get("user_api_key_team_id")) or None,
         "organization_id": _str(meta.get("user_api_key_org_id")) or None,
         "end_user": _str(item.get("end_user")) or _str(meta.get("user_api_key_end_user_id")) or None,
@@ -177,12 +181,14 @@ def _str(value: Any) -> str:
     return str(value)[:512].replace("\x00", "") if value is not None else ""
 
 
-def _text(item: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = item.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 256 or "\x00" in value:
-        raise InvalidInput(f"{where}.{name}", "must be a string of at most 256 characters, without NUL")
+def _storable(value: Any) -> Any:
+    """JSON as PostgreSQL's jsonb can hold it: NUL dropped from every string, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
     return value
 
 

@@ -6,10 +6,11 @@ allowance never exceeds the hard limit. Requests reserve (*hold*) their estimate
 memory; only when it runs short does the instance ask for more. Near the limit grants shrink to what a request
 needs, so the last dollars are handed out one request at a time.
 
-A hold settles when the request's real spend arrives (matched by call id) and leaves the allowance once its
-spend-log row is visible, so spend is never counted neither as hold nor as recorded — only sometimes as both,
-which errs on the safe side. Holds expire after RESERVATION_TTL_SECONDS; an instance's allowances expire unless
-renewed, so a crashed instance frees its share.
+A hold settles when the request's real spend arrives (matched by call id). Once its spend-log row is visible the
+hold ends and takes its share of the allowance with it (the recorded spend counts that money from then on), so
+spend is never counted as neither hold nor recorded — only sometimes as both, which errs on the safe side. A hold
+that ends without spend (released, failed, expired) leaves its share free for the next request. Holds expire after
+RESERVATION_TTL_SECONDS; an instance's allowances expire unless renewed, so a crashed instance frees its share.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.db import Database, insert_or_ignore
 from models.ledger import AllowanceRow, BudgetLedgerRow
 from models.litellm import LiteLLMSchema, spend_logs
+from models.types import whole_nanos
 from resolvers.periods import Period
 from resolvers.spend import Scope
 
@@ -262,7 +264,7 @@ class Ledger:
                 refusal = None
                 for account, _ in request.needs:
                     available = left[id(account)] - extras.get(id(account), Decimal(0))
-                    if _whole_nanos(available) < _whole_nanos(request.minimum - account.free, up=True):
+                    if whole_nanos(available) < whole_nanos(request.minimum - account.free, up=True):
                         refusal = Refusal(account.claim, max(Decimal(0), available + account.free))
                         break
                 if refusal is not None:
@@ -271,7 +273,7 @@ class Ledger:
                 granted = []
                 for account, wanted in request.needs:
                     available = left[id(account)] - extras.get(id(account), Decimal(0))
-                    extra = _whole_nanos(min(available, max(_whole_nanos(wanted, up=True), available * GRANT_SHARE)))
+                    extra = whole_nanos(min(available, max(whole_nanos(wanted, up=True), available * GRANT_SHARE)))
                     extras[id(account)] = extras.get(id(account), Decimal(0)) + extra
                     granted.append((account, extra))
                 answers.append((granted, None))
@@ -381,7 +383,9 @@ class Ledger:
         if reservation is not None:
             self._drop(reservation)
 
-    def _drop(self, reservation: Reservation) -> None:
+    def _drop(self, reservation: Reservation, *, recorded: bool = False) -> None:
+        """End a hold. `recorded`: its spend is in the logs now, so the allowance it used is spent, not free
+        again (recorded spend counts it from here on); otherwise (released, failed, expired) it is free again."""
         self.reservations.pop(reservation.call_id, None)
         if reservation.request_id:
             self.settled_requests.pop(reservation.request_id, None)
@@ -390,6 +394,8 @@ class Ledger:
             account.holds -= 1
             if reservation.settled:
                 account.settled_pending -= reservation.amount
+            if recorded:
+                account.granted = max(Decimal(0), account.granted - reservation.amount)
 
     async def reconcile(self, visible: set[str]) -> None:
         """Drop reservations whose spend is in the logs (`visible`: ids seen in the same snapshot the recorded
@@ -400,19 +406,23 @@ class Ledger:
         that moment. Allowances only ever go down here, which is always safe."""
         now = self.clock()
         found = (self.reservations.get(i) or self.reservations.get(self.settled_requests.get(i, "")) for i in visible)
-        done = {r for r in found if r is not None}
+        recorded = {r for r in found if r is not None}
         cutoff = now - self.reservation_ttl
+        expired = []
         for reservation in self.reservations.values():  # oldest first: stop at the first one still young
             if reservation.created_at >= cutoff:
                 break
-            done.add(reservation)
-        for reservation in done:
+            if reservation not in recorded:
+                expired.append(reservation)
+        for reservation in recorded:
+            self._drop(reservation, recorded=True)
+        for reservation in expired:
             self._drop(reservation)
         changed: list[Account] = []
         for key, account in list(self.accounts.items()):
             idle_for = now - (account.last_used or now)
             if not account.active and not account.lock.locked() and (account.tight or idle_for > IDLE_RELEASE_AFTER):
-                account.granted = _whole_nanos(account.held, up=True)  # idle: hand the free part back
+                account.granted = whole_nanos(account.held, up=True)  # idle: hand the free part back
             account.active = False
             account.exhausted = account.exhausted_until = None
             stale = account.stored_at is None or now - account.stored_at > ALLOWANCE_TTL / 4
@@ -477,11 +487,6 @@ class Ledger:
         async with self.db.sessions() as session, session.begin():
             await session.execute(delete(AllowanceRow).where(AllowanceRow.instance_id == self.instance_id))
         self.accounts.clear()
-
-
-def _whole_nanos(value: Decimal, *, up: bool = False) -> Decimal:
-    """Allowances are stored in nano-USD: round what is asked for up, what is granted down (never over)."""
-    return value.quantize(Decimal("0.000000001"), rounding=ROUND_CEILING if up else ROUND_FLOOR)
 
 
 def _usd(value: object) -> Decimal:

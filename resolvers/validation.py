@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -67,6 +69,33 @@ def identifier(field: str, value: str | None, *, max_length: int = 256) -> str |
     if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
         raise InvalidInput(field, "may not contain control characters")
     return cleaned
+
+
+# What gateways send on behalf of their clients (user names, call ids, prompts) is never refused: a client must
+# not be able to switch budget checks off by sending something odd. It is made storable instead.
+
+#: The longest id spendplane stores (budgets' entity ids, call ids, rollup dimensions).
+MAX_ID = 256
+
+
+def clipped(value: Any, limit: int = MAX_ID) -> str | None:
+    """A client-supplied name as spendplane keeps it: text (numbers become text), without NUL, at most `limit`
+    characters; None for nothing or anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        return None
+    return str(value).replace("\x00", "")[:limit] or None
+
+
+def clipped_id(value: Any) -> str | None:
+    """A client-supplied request id, kept unique: an id longer than MAX_ID keeps its start and gains a digest of
+    the whole, so two long ids never collide (the webhook and spend ingestion shorten the same id the same way)."""
+    text = clipped(value, limit=1 << 30)
+    if text is None or len(text) <= MAX_ID:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{text[: MAX_ID - len(digest) - 1]}~{digest}"
 
 
 def http_url(field: str, value: str | None) -> str | None:

@@ -180,9 +180,9 @@ async def test_a_configured_webhook_key_replaces_the_master_key(settings: Settin
     assert (ok.status_code, master.status_code) == (200, 401)
 
 
-@pytest.mark.parametrize(
-    "body", [b"{", b"[]", b'{"max_tokens": -1}', b'{"estimated_cost": "abc"}', b'{"messages": "hi"}', b'{"model": 5}']
-)
+# Only what the gateway itself writes can be malformed; what clients control is clipped
+# (test_whatever_a_client_sends_is_checked_never_refused).
+@pytest.mark.parametrize("body", [b"{", b"[]", b'{"estimated_cost": "abc"}', b'{"estimated_cost": -1}'])
 async def test_malformed_webhook_requests_are_400(api: Api, body: bytes) -> None:
     response = await api.client.post(
         "/webhook/pre-request", content=body, headers={**GATEWAY, "content-type": "application/json"}
@@ -248,13 +248,13 @@ async def _fifty_left(api: Api, db: Database) -> None:
     await spend_to(db, api, "eng", 50)
 
 
-async def _burst(apis: list[Api], n: int) -> list[int]:
+async def _burst(apis: list[Api], n: int, prefix: str = "c") -> list[int]:
     async def one(i: int) -> int:
         api = apis[i % len(apis)]
         response = await api.client.post(
             "/webhook/pre-request",
             headers=GATEWAY,
-            json=pre_request(team_id="eng", estimated_cost="1", litellm_call_id=f"c{i}"),
+            json=pre_request(team_id="eng", estimated_cost="1", litellm_call_id=f"{prefix}{i}"),
         )
         return response.status_code
 
@@ -288,6 +288,74 @@ async def test_two_instances_sharing_postgresql_admit_at_most_50(
         statuses = await _burst([one, two], 200)
     assert statuses.count(200) <= 50, statuses
     assert statuses.count(200) >= 40, statuses
+
+
+ODD = {
+    "user": "u" * 300,
+    "end_user_id": "e\x00" * 200,
+    "max_tokens": 10**12,
+    "prompt": ["a", "b"],
+    "litellm_call_id": "c" * 300,
+    "messages": [
+        {"content": "no role"},
+        {"role": "r" * 100, "name": "n" * 400, "content": [{"type": "text", "text": "x\x00"}]},
+        "not a message",
+    ],
+}
+
+
+async def test_whatever_a_client_sends_is_checked_never_refused(api: Api, db: Database) -> None:
+    """A 400 would let a client fail the check open (or, through the Guardrail API, into a 500): what clients
+    control is clipped to what spendplane keeps, and the budget still decides."""
+    await create(api, entityId="eng")
+    await spend_to(db, api, "eng", 100)
+    status, body = await ask(api, team_id="eng", **ODD)
+    assert (status, body["error"]["type"]) == (429, "budget_exceeded")
+    status, body = await ask(api, team_id="ops", **ODD)
+    assert (status, len(body["call_id"]), body["price_missing"]) == (200, 256, False)
+    sample = json.loads((FIXTURES / "guardrail_request_custom_auth_headers.json").read_text())["body"]
+    sample["request_data"]["user_api_key_team_id"] = "eng"
+    sample.update(structured_messages=ODD["messages"], texts=["t", 3], litellm_call_id="g" * 300)
+    response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
+    assert (response.status_code, response.json()["action"]) == (200, "BLOCKED")
+
+
+async def test_a_hard_limit_with_more_places_than_money_still_blocks_and_alerts(api: Api, db: Database) -> None:
+    # 100.123456789 x 0.333333 = 33.3744522218...: the cap is kept in whole nano-USD, rounded down.
+    await create(api, entityId="eng", monthlyLimit="100.123456789", softLimitPercent="0.3", hardLimitPercent="0.333333")
+    await spend_to(db, api, "eng", 33.4)
+    status, body = await ask(api, team_id="eng")
+    assert (status, body["budget"]["limit"]) == (429, 33.374452221)
+    await settle_background(api)
+    (alert,) = await alerts_of(db, "budget_exceeded")
+    assert alert.limit_usd == Decimal("33.374452221")
+
+
+async def test_spend_that_lands_uses_up_the_allowance_it_was_held_from(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """Burst, spend recorded, burst again: the second burst gets only what the first left (no allowance is
+    handed out twice once the spend it held is in the logs)."""
+    # No background refresh: an idle account would hand its allowance back between the steps, which steady
+    # traffic never lets happen.
+    async with started(settings, clock, **PATIENT, spend_refresh_seconds=3600) as api:
+        await create(api, entityId="eng", monthlyLimit="100")
+        first = await _burst([api], 85)
+        assert first.count(200) == 85
+        sample = json.loads((FIXTURES / "spend_post_success.json").read_text())["body"]
+        sample["metadata"]["user_api_key_team_id"] = "eng"
+        when = {"startTime": (NOW - timedelta(minutes=1)).timestamp(), "endTime": NOW.timestamp()}
+        events = [
+            {**sample, **when, "litellm_call_id": f"c{i}", "id": f"chatcmpl-c{i}", "response_cost": 1.0}
+            for i in range(85)
+        ]
+        posted = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
+        assert posted.json()["recorded"] == 85
+        await api.runtime().enforcement().refresh()
+        second = await _burst([api], 85, prefix="again")
+        budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
+    assert 10 <= second.count(200) <= 15, second
+    assert Decimal(budget["currentSpend"]) == 85
 
 
 async def test_spend_arriving_releases_the_reservation(api: Api, db: Database) -> None:

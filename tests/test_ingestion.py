@@ -122,3 +122,32 @@ async def test_with_cost_tracking_off_no_spend_is_recorded(api: Api, db: Databas
     )
     assert response.json()["recorded"] == 0
     assert await rows(db) == []
+
+
+async def test_odd_but_real_payloads_are_stored_not_refused(api: Api, db: Database) -> None:
+    """What clients control (tags, metadata, ids) and what long requests produce (durations past 24 days, token
+    sums past 32 bits) is made storable on both databases, never a 500 that loses the batch."""
+    long_call = "c" * 300
+    event = sample("spend_post_success.json")
+    event.update(
+        id="r" * 300,
+        litellm_call_id=long_call,
+        request_tags=["ok", "nul\x00tag", 7],
+        prompt_tokens=2_000_000_000,
+        completion_tokens=2_000_000_000,
+        startTime=event["endTime"] - 30 * 86400,
+    )
+    event.pop("total_tokens", None)
+    event["metadata"]["spend_logs_metadata"] = {"note\x00": "a\x00b", "nested": ["x\x00"]}
+    twin = {**sample("spend_post_success.json"), "id": "r" * 299 + "s", "litellm_call_id": "c" * 299 + "d"}
+    response = await api.client.post("/spend/litellm", json=[event, twin], headers=GATEWAY)
+    assert response.status_code == 200, response.text
+    assert response.json()["recorded"] == 2  # ids that share 255 characters stay apart
+    row = next(r for r in await rows(db) if r["prompt_tokens"] > 10)
+    assert len(row["request_id"]) == 256 and len(row["litellm_call_id"]) == 256
+    assert row["request_tags"] == ["ok", "nultag", "7"]
+    assert row["metadata"]["spend_logs_metadata"] == {"note": "ab", "nested": ["x"]}
+    assert (row["total_tokens"], row["request_duration_ms"]) == (2**31 - 1, 2**31 - 1)
+    async with db.reader() as session:
+        calls = set((await session.scalars(select(SettlementRow.call_id))).all())
+    assert len(calls) == 2 and all(len(c) == 256 for c in calls)

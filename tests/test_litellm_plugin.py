@@ -73,6 +73,30 @@ async def test_the_plugin_allows_and_refuses_with_a_true_429(settings: Settings,
     assert int(refused.value.headers["retry-after"]) > 0
 
 
+async def test_a_request_too_big_to_check_is_refused_not_waved_through(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """Fail-open is for spendplane being down, not for a payload it cannot read: a client must not be able to
+    switch budgets off by sending more than the webhook takes."""
+    from graphql_api.app import MAX_BODY_BYTES
+
+    await _team_budget(db, 100)
+    async with served(create_app(settings, clock=clock), lifespan=True) as url:
+        hook = SpendplaneBudgetHook(url=url, key=MASTER_KEY, timeout=30, failure_mode="open")
+        huge = request_data(messages=[{"role": "user", "content": "x" * (MAX_BODY_BYTES + 1)}])
+        odd = request_data(user="u" * 5000, max_tokens=10**12)  # clipped by the webhook, so checked as usual
+        try:
+            with pytest.raises(HTTPException) as too_big:
+                await hook.async_pre_call_hook(TEAM_KEY, None, huge, "acompletion")
+            with pytest.raises(HTTPException) as over_budget:
+                await hook.async_pre_call_hook(TEAM_KEY, None, odd, "acompletion")
+        finally:
+            await hook.aclose()
+    assert too_big.value.status_code == 413
+    assert too_big.value.detail["error"].startswith("budget check impossible")
+    assert over_budget.value.status_code == 429
+
+
 @pytest.mark.parametrize(("mode", "refuses"), [("open", False), ("closed", True)])
 async def test_when_spendplane_is_down_the_plugins_failure_mode_decides(mode: str, refuses: bool) -> None:
     hook = SpendplaneBudgetHook(url="http://127.0.0.1:9", key="k", timeout=0.5, failure_mode=mode)

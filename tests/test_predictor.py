@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from models.db import Database
+from resolvers.auth import hash_key
 from resolvers.predictor import refresh_output_history
 from resolvers.tokens import count_messages
 from tests.conftest import NOW
@@ -163,9 +164,17 @@ async def test_bad_predict_requests_are_4xx_naming_the_problem(api: Api, body: o
     assert response.json()["error"]["field"].split(".")[0] == field
 
 
-async def test_budget_check_refuses_unknown_keys_and_bad_amounts(api: Api) -> None:
+async def test_budget_check_refuses_unknown_keys_and_bad_amounts(api: Api, db: Database) -> None:
     unknown = await api.client.post("/budget/check", json={"api_key": "sk-nope", "estimated_cost": 1})
     assert unknown.status_code == 401
+    await add_virtual_key(db, "sk-known", user_id=None, team_id="eng")
+    known = await api.client.post("/budget/check", json={"api_key": "sk-known", "estimated_cost": 1})
+    assert known.status_code == 200
+    as_hash = {"api_key": hash_key("sk-known"), "estimated_cost": 1}  # a hash proves nothing: spend logs show it
+    assert (await api.client.post("/budget/check", json=as_hash)).status_code == 401
+    body = {"model": "gpt-4", "messages": [{"role": "user", "content": "Hello"}]}
+    predicted = await api.client.post("/predict", json=body, headers={"x-api-key": hash_key("sk-known")})
+    assert predicted.status_code == 401
     for cost in (-1, "lots", None):
         bad = await api.client.post("/budget/check", json={"api_key": "sk-nope", "estimated_cost": cost})
         assert (bad.status_code, bad.json()["error"]["field"]) == (400, "estimated_cost")

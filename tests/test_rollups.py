@@ -158,3 +158,25 @@ async def test_budgets_can_read_the_same_spend_from_the_rollup(api: Api, db: Dat
         from_logs = await spend_by_scope(session, runtime.litellm, scopes, month_of(NOW))
         from_rollup = await rollup_spend_by_scope(session, runtime.litellm, scopes, month_of(NOW))
     assert from_rollup == from_logs and from_logs[Scope.global_()] > 0
+
+
+async def test_names_longer_than_the_rollup_keeps_are_clipped_the_same_in_raw_and_rolled_reads(
+    api: Api, db: Database
+) -> None:
+    """LiteLLM's text columns are unbounded: a 300-character user or team must not stop the rollup (PostgreSQL
+    refuses values longer than the column), and raw and rolled-up reads must group it the same way."""
+    long_team, long_user = "t" * 300, "u" * 300
+    three_days_ago = NOW - timedelta(days=3)
+    await add_spend(
+        db,
+        SpendLog(2, three_days_ago, team_id=long_team, user=long_user, end_user="e" * 400, model="m" * 300),
+        SpendLog(3, NOW, team_id=long_team, user=long_user),
+    )
+    query = "{ costReport(period: MONTHLY) { breakdownByTeam { key cost } breakdownByUser { key cost } } }"
+    raw = await api.data(query)
+    status = await refresh(api)
+    assert status.built_through == TODAY
+    rolled = await api.data(query)
+    assert raw == rolled
+    assert rolled["costReport"]["breakdownByTeam"] == [{"key": "t" * 256, "cost": "5"}]
+    assert rolled["costReport"]["breakdownByUser"] == [{"key": "u" * 256, "cost": "5"}]

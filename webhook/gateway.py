@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,33 +21,67 @@ from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verd
 from resolvers.features import get_features
 from resolvers.ingestion import ingest, parse_batch
 from resolvers.periods import month_of
+from resolvers.validation import clipped, clipped_id
 from webhook.machines import require_gateway
-from webhook.predictor import ChatMessage
-from webhook.rest import JSON, Text, parse_json, read_json, read_model, runtime_of
+from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
+
+
+def _prompt(value: Any) -> str | None:
+    # OpenAI's completions take a string or a list of strings (token arrays are not text: left uncounted).
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return None
+
+
+def _max_tokens(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return min(value, 10_000_000)
+
+
+def _messages(value: Any) -> list[dict[str, Any]] | None:
+    return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else None
+
+
+def _texts(value: Any) -> list[str] | None:
+    return [t for t in value if isinstance(t, str)] if isinstance(value, list) else None
+
+
+# What a client controls reaches these models through the gateway, so nothing in it is refused (a 400 would let a
+# client fail the check open): names are clipped, odd values left out. Only the gateway's own fields are strict.
+Name = Annotated[str | None, BeforeValidator(clipped)]
+CallId = Annotated[str | None, BeforeValidator(clipped_id)]
+KeyText = Annotated[str | None, BeforeValidator(lambda v: clipped(v, limit=1024))]
+Prompt = Annotated[str | None, BeforeValidator(_prompt)]
+MaxTokens = Annotated[int | None, BeforeValidator(_max_tokens)]
+Messages = Annotated[list[dict[str, Any]] | None, BeforeValidator(_messages)]
+Texts = Annotated[list[str] | None, BeforeValidator(_texts)]
 
 
 class PreRequest(BaseModel):
     """LiteLLM's pre-call data, as spendplane's plugin (or any gateway) sends it. Every field is optional: a
-    request with no identity falls under the global budget only."""
+    request with no identity falls under the global budget only. Client-supplied values are clipped, never
+    refused (ids and names to 256 characters, max_tokens to 10 million)."""
 
     model_config = ConfigDict(extra="ignore")
-    litellm_call_id: Text | None = Field(default=None, max_length=256)
-    call_id: Text | None = Field(default=None, max_length=256)
-    request_id: Text | None = Field(default=None, max_length=256)
-    api_key: Text | None = Field(default=None, max_length=1024, description="The raw key or its sha256.")
-    api_key_hash: Text | None = Field(default=None, max_length=256)
-    user_api_key_hash: Text | None = Field(default=None, max_length=256)
-    user_id: Text | None = Field(default=None, max_length=256)
-    user: Text | None = Field(default=None, max_length=256)
-    team_id: Text | None = Field(default=None, max_length=256)
-    end_user_id: Text | None = Field(default=None, max_length=256)
-    end_user: Text | None = Field(default=None, max_length=256)
-    model: Text | None = Field(default=None, max_length=256)
-    messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
-    prompt: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    litellm_call_id: CallId = None
+    call_id: CallId = None
+    request_id: CallId = None
+    api_key: KeyText = Field(default=None, description="The raw key or its sha256.")
+    api_key_hash: Name = None
+    user_api_key_hash: Name = None
+    user_id: Name = None
+    user: Name = None
+    team_id: Name = None
+    end_user_id: Name = None
+    end_user: Name = None
+    model: Name = None
+    messages: Messages = Field(default=None, description="OpenAI chat messages, as the client sent them.")
+    prompt: Prompt = None
+    max_tokens: MaxTokens = None
     estimated_cost: Decimal | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
-    tags: list[str] | None = None
 
     def admission(self) -> Admission:
         caller = Caller(
@@ -56,12 +90,11 @@ class PreRequest(BaseModel):
             team_id=self.team_id,
             end_user=self.end_user_id or self.end_user,
         )
-        messages = [m.model_dump(exclude_none=True) for m in self.messages or []]
         return Admission(
             caller,
             self.model,
             self.litellm_call_id or self.call_id or self.request_id or _new_id(),
-            messages,
+            self.messages or [],
             self.prompt,
             self.max_tokens,
             self.estimated_cost,
@@ -183,26 +216,27 @@ def _budget(check: BudgetCheck) -> dict[str, Any]:
 
 
 class GuardrailRequest(BaseModel):
-    """LiteLLM's GenericGuardrailAPIRequest (all 13 keys optional: older releases send fewer)."""
+    """LiteLLM's GenericGuardrailAPIRequest (all 13 keys optional: older releases send fewer). Lenient like the
+    webhook: any answer but 200 reaches LiteLLM's client as an HTTP 500."""
 
     model_config = ConfigDict(extra="ignore")
-    input_type: Text | None = Field(default=None, max_length=32)
-    litellm_call_id: Text | None = Field(default=None, max_length=256)
-    litellm_trace_id: Text | None = Field(default=None, max_length=256)
-    structured_messages: list[ChatMessage] | None = Field(default=None, max_length=10_000)
-    texts: list[str] | None = Field(default=None, max_length=10_000)
+    input_type: Name = None
+    litellm_call_id: CallId = None
+    litellm_trace_id: CallId = None
+    structured_messages: Messages = None
+    texts: Texts = None
     request_data: dict[str, Any] | None = None
-    model: Text | None = Field(default=None, max_length=256)
+    model: Name = None
 
     def admission(self) -> Admission:
         data = self.request_data or {}
         caller = Caller(
-            key=_text(data.get("user_api_key_hash")),
-            user_id=_identity(_text(data.get("user_api_key_user_id"))),
-            team_id=_text(data.get("user_api_key_team_id")),
-            end_user=_text(data.get("user_api_key_end_user_id")),
+            key=clipped(data.get("user_api_key_hash")),
+            user_id=_identity(clipped(data.get("user_api_key_user_id"))),
+            team_id=clipped(data.get("user_api_key_team_id")),
+            end_user=clipped(data.get("user_api_key_end_user_id")),
         )
-        messages = [m.model_dump(exclude_none=True) for m in self.structured_messages or []]
+        messages = self.structured_messages or []
         prompt = None if messages else "\n".join(self.texts or []) or None
         return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt)
 
@@ -210,10 +244,6 @@ class GuardrailRequest(BaseModel):
 class GuardrailResponse(BaseModel):
     action: str = Field(description="NONE (let it run) or BLOCKED")
     blocked_reason: str | None = None
-
-
-def _text(value: Any) -> str | None:
-    return value[:256].replace("\x00", "") or None if isinstance(value, str) and value else None
 
 
 async def guardrail(request: Request) -> Response:

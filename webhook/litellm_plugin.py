@@ -7,7 +7,9 @@ Copy this file next to the proxy's config.yaml (`spendplane litellm-plugin -o DI
 
 Settings (environment of the proxy): SPENDPLANE_URL (default http://127.0.0.1:8086), SPENDPLANE_WEBHOOK_KEY
 (the shared secret; LiteLLM's master key works when spendplane has none), SPENDPLANE_TIMEOUT seconds (default
-2), SPENDPLANE_FAILURE_MODE open|closed (default open): what happens when spendplane does not answer.
+2), SPENDPLANE_FAILURE_MODE open|closed (default open): what happens when spendplane does not answer (or answers
+401/403/404/5xx). A request spendplane cannot read at all (400/413/422: only a body over its size limit, since it
+clips what clients send) is refused whatever the mode, so no client can switch budgets off.
 
 It needs only what a LiteLLM proxy already has (httpx, fastapi, litellm); outside a proxy (spendplane's own tests)
 it falls back to Starlette's HTTPException and a plain base class.
@@ -74,7 +76,16 @@ class SpendplaneBudgetHook(CustomLogger):  # type: ignore[misc]  # litellm is on
                 detail={"error": f"{error.get('type', 'budget_exceeded')}: {error.get('message', 'budget exceeded')}"},
                 headers={"retry-after": response.headers.get("retry-after", "60")},
             )
-        if response.status_code != 200:
+        if response.status_code in (400, 413, 422):
+            # The request itself could not be checked (spendplane clips what clients send, so this is a payload
+            # no budget check can read, such as one over its size limit): letting it through unchecked would let
+            # a client switch budgets off, so it is refused.
+            error = _json(response).get("error") or {}
+            raise HTTPException(
+                status_code=413 if response.status_code == 413 else 400,
+                detail={"error": f"budget check impossible: {error.get('message', 'the request cannot be read')}"},
+            )
+        if response.status_code != 200:  # 401/403/404: misconfigured; 5xx: down. The failure mode decides.
             return self._unavailable(data, f"spendplane answered HTTP {response.status_code}")
         body = _json(response)
         routed = body.get("model")

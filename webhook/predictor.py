@@ -67,8 +67,12 @@ class PredictResponse(BaseModel):
 
 
 async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
+    """The caller proves it holds a LiteLLM key by sending the key itself: a sha256 (what spend logs and
+    LiteLLM's tables show) is refused, or anyone who saw a hash could read that key's budget."""
     caller = Caller(key=raw_key.strip())
-    if caller.key_hash is None or not (await runtime.enforcement().key_owner(caller.key_hash)).exists:
+    if caller.key_hash is None or caller.key_hash == caller.key:
+        raise Unauthenticated("send the LiteLLM key itself (sk-...), not its hash")
+    if not (await runtime.enforcement().key_owner(caller.key_hash)).exists:
         raise Unauthenticated("the api key is not a LiteLLM key this gateway knows")
     return caller
 
@@ -109,7 +113,7 @@ def render_prediction(p: Prediction, fit: BudgetFit | None) -> dict[str, Any]:
 
 class BudgetCheckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    api_key: str = Field(min_length=1, max_length=1024, description="A LiteLLM virtual key (sk-...) or its sha256.")
+    api_key: str = Field(min_length=1, max_length=1024, description="A LiteLLM virtual key (sk-...).")
     estimated_cost: Decimal = Field(ge=0, le=1_000_000, allow_inf_nan=False)
     model: str | None = Field(default=None, max_length=256)
 

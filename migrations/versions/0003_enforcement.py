@@ -44,7 +44,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('model', name=op.f('pk_spendplane_model_prices'))
     )
     op.create_table('spendplane_settlements',
-    sa.Column('call_id', sa.String(length=128), nullable=False),
+    sa.Column('call_id', sa.String(length=256), nullable=False),
     sa.Column('request_id', sa.String(length=256), nullable=True),
     sa.Column('actual', sa.BigInteger(), nullable=False),
     sa.Column('failed', sa.Boolean(), nullable=False),

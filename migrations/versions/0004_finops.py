@@ -86,6 +86,9 @@ def upgrade() -> None:
     sa.Column('spend', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('day', 'model_group', 'model', 'provider', 'api_key', 'user_id', 'team_id', 'end_user', name=op.f('pk_spendplane_cost_tracking_daily'))
     )
+    # Budgets per key and per end user read a month of these rows for a few ids, not the whole month.
+    op.create_index('ix_spendplane_cost_tracking_daily_api_key_day', 'spendplane_cost_tracking_daily', ['api_key', 'day'])
+    op.create_index('ix_spendplane_cost_tracking_daily_end_user_day', 'spendplane_cost_tracking_daily', ['end_user', 'day'])
     _summary_table('spendplane_cost_summary_daily', 'day')
     _summary_table('spendplane_cost_summary_monthly', 'month')
     op.create_table('spendplane_forecasts',
