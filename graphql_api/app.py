@@ -36,6 +36,7 @@ from resolvers.pricing import build_price_book, load_overrides
 from resolvers.rollups import spend_to_date
 from resolvers.runtime import Runtime
 from resolvers.schedule import scheduled_jobs
+from resolvers.sla.failover import follow_routes, reload_routes
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
@@ -113,9 +114,11 @@ def create_app(
                 unit_of_work=runtime.work,
             )
             await runtime.enforcer.load()
+            await reload_routes(runtime)  # active failover rules route from the first request on
             background += [
                 asyncio.create_task(runtime.enforcer.run_background(stop)),
                 asyncio.create_task(runtime.enforcer.watch_changes(stop)),
+                asyncio.create_task(follow_routes(runtime, stop)),
             ]
             runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
             delivery = DeliveryWorker(runtime)

@@ -26,6 +26,7 @@ from graphql_api.pricing import PricingMutations, PricingQueries
 from graphql_api.reports import ReportMutations, ReportQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
+from graphql_api.sla import SlaMutations, SlaQueries, SlaSubscriptions
 from resolvers.config import Settings
 
 
@@ -39,19 +40,26 @@ class Query(
     ReportQueries,
     ChargebackQueries,
     ForecastQueries,
+    SlaQueries,
 ):
     pass
 
 
 @strawberry.type(description="Change budgets and settings (admin role).")
 class Mutation(
-    BudgetMutations, PricingMutations, SettingsMutations, ReportMutations, ChargebackMutations, ForecastMutations
+    BudgetMutations,
+    PricingMutations,
+    SettingsMutations,
+    ReportMutations,
+    ChargebackMutations,
+    ForecastMutations,
+    SlaMutations,
 ):
     pass
 
 
 @strawberry.type(description="Live updates over graphql-transport-ws; send the token in connection_init.")
-class Subscription(BudgetSubscriptions, AlertSubscriptions):
+class Subscription(BudgetSubscriptions, AlertSubscriptions, SlaSubscriptions):
     pass
 
 

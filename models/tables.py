@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import alerts, budgets, chargeback, forecasts, instance, jobs, ledger, pricing, rollups
+from models import alerts, budgets, chargeback, forecasts, instance, jobs, ledger, pricing, rollups, sla
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -28,4 +28,5 @@ __all__ = [
     "metadata",
     "pricing",
     "rollups",
+    "sla",
 ]

@@ -17,12 +17,16 @@ from typing import Any
 
 from resolvers.alerts import Alert, AlertType
 from resolvers.periods import Period, month_of
+from resolvers.sla.health import Metric
 
 TITLES = {
     AlertType.APPROACHING_LIMIT: "Approaching budget limit",
     AlertType.REQUEST_EXCEEDS_BUDGET: "Request exceeds remaining budget",
     AlertType.BUDGET_EXCEEDED: "Budget exceeded",
     AlertType.PROJECTED_LIMIT_EXCEEDED: "Projected to exceed budget",
+    AlertType.SLA_VIOLATION: "SLA violated",
+    AlertType.FAILOVER_ACTIVATED: "Failover activated",
+    AlertType.FAILOVER_DEACTIVATED: "Failover deactivated",
 }
 
 #: Our alert type → LiteLLM's `event` and the words its `event_message` uses. A request blocked because its
@@ -33,7 +37,36 @@ LITELLM_EVENTS = {
     AlertType.BUDGET_EXCEEDED: ("budget_crossed", "Budget Crossed"),
     AlertType.REQUEST_EXCEEDS_BUDGET: ("threshold_crossed", "Request Exceeds Remaining Budget"),
     AlertType.PROJECTED_LIMIT_EXCEEDED: ("projected_limit_exceeded", "Projected Limit Exceeded"),
+    # SLA monitoring. LiteLLM's webhook events are about budgets only; an SLA violation takes the name of LiteLLM's
+    # own alert type for it (`outage_alerts`; `llm_too_slow` for latency targets, see `_sla_event`). Failover has
+    # no LiteLLM twin and keeps its own names.
+    AlertType.SLA_VIOLATION: ("outage_alerts", "SLA Violated"),
+    AlertType.FAILOVER_ACTIVATED: ("failover_activated", "Failover Activated"),
+    AlertType.FAILOVER_DEACTIVATED: ("failover_deactivated", "Failover Deactivated"),
 }
+
+SLA_TYPES = frozenset({AlertType.SLA_VIOLATION, AlertType.FAILOVER_ACTIVATED, AlertType.FAILOVER_DEACTIVATED})
+#: What an SLA or failover alert's details carry into its webhook JSON (beside spendplane's common fields).
+SLA_FIELDS = (
+    "violation_id",
+    "definition_id",
+    "definition_name",
+    "provider",
+    "model_pattern",
+    "metric",
+    "measured",
+    "target",
+    "requests",
+    "window_minutes",
+    "rule_id",
+    "transition_id",
+    "primary_model",
+    "fallback_model",
+    "trigger_condition",
+    "threshold",
+    "cooldown_minutes",
+    "reason",
+)
 
 #: Our entity type → LiteLLM's `event_group` (Litellm_EntityType) and its label in `event_message`.
 EVENT_GROUPS = {
@@ -65,6 +98,8 @@ class AlertNotice:
     @property
     def entity(self) -> str:
         alert = self.alert
+        if alert.type in SLA_TYPES:
+            return _sla_subject(alert)
         if alert.entity_type in (None, "global"):
             return "the whole platform"
         alias = alert.details.get("key_alias") if alert.entity_type == "key" else None
@@ -87,7 +122,11 @@ def email_message(notice: AlertNotice, *, sender: str, recipient: str, message_i
     subject = f"[spendplane] {notice.title}: {notice.entity}"
     if alert.spend is not None and alert.limit is not None:
         subject += f" ({usd(alert.spend)} of {usd(alert.limit)})"
-    rows = [("Spend", _spend_line(alert))]
+    if alert.type in SLA_TYPES:
+        subject += _sla_figure(alert)
+        rows = _sla_rows(alert)
+    else:
+        rows = [("Spend", _spend_line(alert))]
     if notice.soft_limit is not None:
         rows.append(("Warns at", usd(notice.soft_limit)))
     if alert.budget_id is not None:
@@ -131,8 +170,12 @@ def webhook_event(notice: AlertNotice) -> dict[str, Any]:
     alert, details = notice.alert, notice.alert.details
     event, event_words = LITELLM_EVENTS.get(alert.type, (alert.type.value, notice.title))
     group, group_label = EVENT_GROUPS.get(alert.entity_type or "global", ("proxy", "Proxy"))
+    event_message = f"{group_label} Budget: {event_words}"
+    if alert.type in SLA_TYPES:
+        event = _sla_event(alert, event)
+        group, event_message = "proxy", f"{event_words}: {notice.entity}"
     period = notice.period
-    return {
+    body = {
         # LiteLLM's WebhookEvent, field for field.
         "spend": float(alert.spend) if alert.spend is not None else 0.0,
         "max_budget": float(alert.limit) if alert.limit is not None else None,
@@ -150,7 +193,7 @@ def webhook_event(notice: AlertNotice) -> dict[str, Any]:
         "event_group": group,
         "alert_emails": list(notice.emails) or None,
         "event": event,
-        "event_message": f"{group_label} Budget: {event_words}",
+        "event_message": event_message,
         # spendplane's own.
         "source": "spendplane",
         "alert_id": alert.id,
@@ -165,6 +208,9 @@ def webhook_event(notice: AlertNotice) -> dict[str, Any]:
         "message": alert.message,
         "created_at": alert.created_at.isoformat(),
     }
+    if alert.type in SLA_TYPES:
+        body.update({name: details.get(name) for name in SLA_FIELDS})
+    return body
 
 
 def usd(amount: Decimal) -> str:
@@ -196,3 +242,67 @@ def _float_or_none(value: object) -> float | None:
         except ValueError:
             return None
     return None
+
+
+# ------------------------------------------------------------------------------------------------- SLA monitoring
+
+
+def _sla_subject(alert: Alert) -> str:
+    details = alert.details
+    if alert.type is AlertType.SLA_VIOLATION:
+        scope = f"{details.get('provider') or 'any provider'}, {details.get('model_pattern')}"
+        return f"SLA '{details.get('definition_name')}' ({scope})"
+    return f"{details.get('primary_model')} → {details.get('fallback_model')}"
+
+
+def _sla_event(alert: Alert, event: str) -> str:
+    metric = _metric(alert.details.get("metric"))
+    if alert.type is AlertType.SLA_VIOLATION and metric is not None and not metric.is_rate:
+        return "llm_too_slow"
+    return event
+
+
+def _metric(name: object) -> Metric | None:
+    try:
+        return Metric(str(name))
+    except ValueError:
+        return None
+
+
+def _sla_measure(value: object, metric: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "no requests"
+    known = _metric(metric)
+    return known.describe(float(value)) if known is not None else str(value)
+
+
+def _sla_figure(alert: Alert) -> str:
+    details = alert.details
+    metric = details.get("metric") or details.get("trigger_condition")
+    limit = details.get("target", details.get("threshold"))
+    return f" ({metric} {_sla_measure(details.get('measured'), metric)}, limit {_sla_measure(limit, metric)})"
+
+
+def _sla_rows(alert: Alert) -> list[tuple[str, str]]:
+    details = alert.details
+    if alert.type is AlertType.SLA_VIOLATION:
+        metric = details.get("metric")
+        return [
+            ("Metric", str(metric)),
+            ("Measured", _sla_measure(details.get("measured"), metric)),
+            ("Target", _sla_measure(details.get("target"), metric)),
+            ("Requests", str(details.get("requests"))),
+            ("Window", f"the last {details.get('window_minutes')} min"),
+            ("Definition", f"{details.get('definition_name')} ({details.get('definition_id')})"),
+            ("Violation", str(details.get("violation_id"))),
+        ]
+    condition = details.get("trigger_condition")
+    return [
+        ("Routes", f"{details.get('primary_model')} → {details.get('fallback_model')}"),
+        ("Trigger", str(condition)),
+        ("Measured", _sla_measure(details.get("measured"), condition)),
+        ("Threshold", _sla_measure(details.get("threshold"), condition)),
+        ("Cooldown", f"{details.get('cooldown_minutes')} min"),
+        ("Reason", str(details.get("reason"))),
+        ("Rule", str(details.get("rule_id"))),
+    ]

@@ -30,12 +30,16 @@ MAX_LIST = 500
 
 
 class AlertType(StrEnum):
-    """The guide's budget alert types, plus the forecast's and (later) SLA monitoring's."""
+    """The guide's budget alert types, plus the forecast's and SLA monitoring's."""
 
     APPROACHING_LIMIT = "approaching_limit"
     REQUEST_EXCEEDS_BUDGET = "request_exceeds_budget"
     BUDGET_EXCEEDED = "budget_exceeded"
     PROJECTED_LIMIT_EXCEEDED = "projected_limit_exceeded"
+    # SLA monitoring: a target breached (one alert per violation); a failover rule turned on or off.
+    SLA_VIOLATION = "sla_violation"
+    FAILOVER_ACTIVATED = "failover_activated"
+    FAILOVER_DEACTIVATED = "failover_deactivated"
 
 
 class Severity(StrEnum):

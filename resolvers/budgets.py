@@ -313,15 +313,7 @@ def _duplicate(entity_type: EntityType, entity_id: str | None) -> InvalidInput:
 
 
 async def _row(session: AsyncSession, budget_id: str) -> BudgetRow:
-    row = await session.get(BudgetRow, budget_id) if _is_uuid(budget_id) else None
+    row = await session.get(BudgetRow, budget_id) if validation.is_uuid(budget_id) else None
     if row is None:
         raise NotFound(f"no budget with id {budget_id!r}")
     return row
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -97,6 +97,8 @@ class Settings:
     #: Diagnostics and benchmarks: answer reports from the raw logs only, never the rollup.
     reports_from_raw: bool = False
     sap: SapSettings = field(default_factory=SapSettings)
+    #: SLA monitoring: the health collector, auto-resolution of violations, snapshot retention.
+    sla: SlaSettings = field(default_factory=lambda: SlaSettings())
 
     @property
     def embedded_mode(self) -> bool:
@@ -152,6 +154,7 @@ class Settings:
                 document_type=read("SPENDPLANE_SAP_DOCUMENT_TYPE", _sap_code(2), "SA"),
                 date_format=read("SPENDPLANE_SAP_DATE_FORMAT", _sap_date_format, "DD.MM.YYYY"),
             ),
+            sla=_sla_settings(read),
         )
         if settings.soft_limit_threshold > settings.hard_limit_threshold:
             raise ConfigError(
@@ -221,6 +224,49 @@ def _alert_delivery_settings(read: _Reader) -> AlertDeliverySettings:
         timeout_seconds=read("ALERT_DELIVERY_TIMEOUT_SECONDS", _int_between(1, 300), "10"),
         sweep_seconds=read("ALERT_DELIVERY_SWEEP_SECONDS", _int_between(1, 3600), "30"),
     )
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """The health collector runs every `collector_interval_minutes` (a divisor of 60, so its ticks fall on the same
+    minutes every hour) over the last `health_window_minutes`; a violation resolves itself after
+    `healthy_windows_to_resolve` healthy runs in a row; snapshots are kept `health_retention_days`. A metric is
+    judged only on at least `min_requests` requests (a handful of calls says little about a provider)."""
+
+    collector_interval_minutes: int = 5
+    health_window_minutes: int = 60
+    healthy_windows_to_resolve: int = 3
+    health_retention_days: int = 30
+    min_requests: int = 20
+
+    @property
+    def collector_cron(self) -> str:
+        if self.collector_interval_minutes == 60:
+            return "0 * * * *"
+        return f"*/{self.collector_interval_minutes} * * * *"
+
+
+def _sla_settings(read: _Reader) -> SlaSettings:
+    interval = read("SLA_COLLECTOR_INTERVAL_MINUTES", _minutes_dividing_an_hour, "5")
+    window = read("SLA_HEALTH_WINDOW_MINUTES", _int_between(1, 1440), "60")
+    if window < interval:
+        raise ConfigError(
+            "SLA_HEALTH_WINDOW_MINUTES", f"{window} is shorter than SLA_COLLECTOR_INTERVAL_MINUTES {interval}"
+        )
+    return SlaSettings(
+        collector_interval_minutes=interval,
+        health_window_minutes=window,
+        healthy_windows_to_resolve=read("SLA_HEALTHY_WINDOWS_TO_RESOLVE", _int_between(1, 1000), "3"),
+        health_retention_days=read("SLA_HEALTH_RETENTION_DAYS", _int_between(1, 3650), "30"),
+        min_requests=read("SLA_MIN_REQUESTS", _int_between(1, 1_000_000), "20"),
+    )
+
+
+def _minutes_dividing_an_hour(raw: str) -> int:
+    value = int(raw)
+    if value < 1 or 60 % value:
+        raise ValueError("must be a number of minutes that divides 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+    return value
 
 
 def _smtp_security(raw: str) -> SmtpSecurity:

@@ -379,7 +379,7 @@ class Enforcer:
         return Decision(
             Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
             request.call_id,
-            request.model,
+            self.route(request.model),  # routes live in memory: a failover holds while the database is away
             message=f"the budget service could not decide in time; failing {mode}",
             estimated_cost=estimate,
             prediction=prediction,

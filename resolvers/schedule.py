@@ -9,6 +9,8 @@ from resolvers.jobs import Job
 from resolvers.predictor import refresh_output_history
 from resolvers.pricing import refresh_price_map, reload_overrides
 from resolvers.rollups import rollup_job
+from resolvers.sla.collector import JOB_NAME as SLA_HEALTH_JOB
+from resolvers.sla.collector import collect_health
 
 
 def scheduled_jobs(settings: Settings) -> list[Job]:
@@ -23,4 +25,6 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
         # Not at start: until the first tick, reports read the raw logs past the watermark and stay exact.
         Job("rollups", settings.rollup_schedule, rollup_job),
         Job("forecasts", settings.forecast_schedule, forecast_job),
+        # SLA monitoring: at start-up too, so a restarted service has current health (and failover) at once.
+        Job(SLA_HEALTH_JOB, settings.sla.collector_cron, collect_health, at_start=True),
     ]

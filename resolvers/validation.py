@@ -96,3 +96,30 @@ def clipped_id(value: Any) -> str | None:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"{text[: MAX_ID - len(digest) - 1]}~{digest}"
+
+
+def http_url(field: str, value: str | None) -> str | None:
+    """An http(s) URL with a host (where alerts are POSTed), or None when blank."""
+    from urllib.parse import urlsplit
+
+    cleaned = text(field, value, max_length=2000, required=False)
+    if cleaned is None:
+        return None
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise InvalidInput(field, "must be an http(s) URL such as https://hooks.example.com/spendplane")
+    return cleaned
+
+
+def is_uuid(value: str) -> bool:
+    """Ids are UUIDs: anything else cannot name a row (and is answered "not found" without a query)."""
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -170,3 +170,11 @@ class started:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def sla_api(settings: Settings, clock: Clock) -> AsyncIterator[Api]:
+    """SLA monitoring: the app with its periodic jobs off, so each test runs the health collector itself at the
+    ticks it chooses (and sends alert deliveries when it wants them)."""
+    async with started(settings, clock, jobs_enabled=False) as running:
+        yield running

@@ -123,7 +123,9 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 "description": model.__doc__ or model.__name__,
                 "content": {"application/json": {"schema": _schema_ref(model, components)}},
             }
-        for status in e.errors:
+        # A body past the app's size limit is refused with 413 on any route that reads one.
+        too_large = (413,) if e.method in {"POST", "PUT", "PATCH"} and 413 not in e.errors else ()
+        for status in (*e.errors, *too_large):
             operation["responses"][str(status)] = {
                 "description": "Error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

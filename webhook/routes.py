@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports
+from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
 from webhook.openapi import Endpoint, QueryParam, build_openapi
 from webhook.rest import JSON
 
@@ -21,6 +21,8 @@ _PERIOD_QUERY = (
 )
 
 _GATEWAY_ERRORS = (400, 401)
+
+_SLA_ERRORS = (400, 401, 403, 404)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -159,7 +161,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         query=(
             QueryParam("team_id", "only this team's alerts"),
             QueryParam("user_id", "only this user's alerts"),
-            QueryParam("type", "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded"),
+            QueryParam(
+                "type",
+                "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded, "
+                "sla_violation, failover_activated, failover_deactivated",
+            ),
             QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
         ),
     ),
@@ -352,6 +358,191 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         query=(
             QueryParam("format", "csv (default), json or sap"),
             QueryParam("layout", "with format=sap: fi (FI journal, default) or co (CO reposting)"),
+        ),
+    ),
+    *(
+        # ------------------------------------------------------------------------------ SLA monitoring
+        Endpoint(
+            "GET",
+            "/api/v1/sla/definitions",
+            sla.list_definitions,
+            "List the SLA definitions",
+            "sla",
+            auth="jwt",
+            response=sla.SlaDefinitionOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/sla/definitions",
+            sla.create_definition,
+            "Create an SLA definition (admin)",
+            "sla",
+            auth="jwt",
+            body=sla.SlaDefinitionCreate,
+            response=sla.SlaDefinitionOut,
+            status=201,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/definitions/{definition_id}",
+            sla.get_definition,
+            "One SLA definition",
+            "sla",
+            auth="jwt",
+            response=sla.SlaDefinitionOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "PUT",
+            "/api/v1/sla/definitions/{definition_id}",
+            sla.update_definition,
+            "Change an SLA definition (admin)",
+            "sla",
+            auth="jwt",
+            body=sla.SlaDefinitionUpdate,
+            response=sla.SlaDefinitionOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/v1/sla/definitions/{definition_id}",
+            sla.delete_definition,
+            "Delete an SLA definition (admin); its violations are kept",
+            "sla",
+            auth="jwt",
+            response=sla.SlaDefinitionOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/health",
+            sla.current_health,
+            "Each provider and model at the latest health-collector run",
+            "sla",
+            auth="jwt",
+            response=sla.ProviderHealthOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/sla/health/collect",
+            sla.collect_health,
+            "Run the health collector now (admin) and answer the health it measured",
+            "sla",
+            auth="jwt",
+            response=sla.ProviderHealthOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/health/history",
+            sla.health_history,
+            "Every collector run's figures of the last hours, oldest first (for charts)",
+            "sla",
+            auth="jwt",
+            response=sla.ProviderHealthOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+            query=(
+                QueryParam("hours", "how far back (1-720, default 24)", schema={"type": "integer"}),
+                QueryParam("provider", "only this provider"),
+                QueryParam("model", "only this model"),
+            ),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/violations",
+            sla.list_violations,
+            "SLA violations, newest first",
+            "sla",
+            auth="jwt",
+            response=sla.SlaViolationOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+            query=(
+                QueryParam("active_only", "true: only open violations", schema={"type": "boolean"}),
+                QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+            ),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/violations/active",
+            sla.active_violations,
+            "The open SLA violations",
+            "sla",
+            auth="jwt",
+            response=sla.SlaViolationOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/sla/violations/{violation_id}/resolve",
+            sla.resolve_violation,
+            "Resolve an SLA violation by hand (admin)",
+            "sla",
+            auth="jwt",
+            response=sla.SlaViolationOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/failover-rules",
+            sla.list_rules,
+            "List the failover rules, with whether each routes now",
+            "sla",
+            auth="jwt",
+            response=sla.FailoverRuleOut,
+            response_is_list=True,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/sla/failover-rules",
+            sla.create_rule,
+            "Create a failover rule (admin)",
+            "sla",
+            auth="jwt",
+            body=sla.FailoverRuleCreate,
+            response=sla.FailoverRuleOut,
+            status=201,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/sla/failover-rules/{rule_id}",
+            sla.get_rule,
+            "One failover rule with its latest transitions",
+            "sla",
+            auth="jwt",
+            response=sla.FailoverRuleOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "PUT",
+            "/api/v1/sla/failover-rules/{rule_id}",
+            sla.update_rule,
+            "Change a failover rule (admin)",
+            "sla",
+            auth="jwt",
+            body=sla.FailoverRuleUpdate,
+            response=sla.FailoverRuleOut,
+            errors=_SLA_ERRORS,
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/v1/sla/failover-rules/{rule_id}",
+            sla.delete_rule,
+            "Delete a failover rule (admin)",
+            "sla",
+            auth="jwt",
+            response=sla.FailoverRuleOut,
+            errors=_SLA_ERRORS,
         ),
     ),
 )
