@@ -119,6 +119,22 @@ async def test_a_rule_routes_around_a_failing_primary_until_it_recovers_and_the_
     assert [t["kind"] for t in rest.json()["transitions"]] == ["deactivated", "activated"]
 
 
+async def test_a_rule_watches_the_requests_for_its_model_whatever_deployment_served_them(
+    sla_api: Api, db: Database
+) -> None:
+    """Clients ask for gpt-4o; LiteLLM logs the deployment it called (openai/gpt-4o-2024-08-06) as `model` and the
+    name asked for as `model_group`. The rule routes gpt-4o, so gpt-4o's requests are what it must watch."""
+    await create_rule(sla_api)
+    rows = traffic(NOW - timedelta(minutes=10), 40, failures=20, code="503", spacing=timedelta(seconds=7))
+    for row in rows:
+        row["model"] = "openai/gpt-4o-2024-08-06"
+    await add_calls(db, rows)
+    await collect(sla_api, NOW)
+    (state,) = await rules(sla_api)
+    assert (state["active"], state["lastMeasuredValue"]) == (True, 0.5)
+    await routes_become(sla_api, {"gpt-4o": "claude-sonnet-4.5"})
+
+
 async def test_the_litellm_plugin_calls_the_fallback_while_the_rule_is_active(sla_api: Api, db: Database) -> None:
     api = sla_api
     await create_rule(api)

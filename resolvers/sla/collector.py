@@ -123,15 +123,23 @@ async def _measure(session: AsyncSession, schema: LiteLLMSchema, end: datetime, 
         parts = [h for h in groups[m] if d.covers(h.provider, h.model)]
         judged_definitions.append((d, await combined(m, parts, d.provider, (d.provider or "*", d.model_pattern))))
     edges = {r.primary_model: r.fallback_model for r in rules}
+    asked: dict[tuple[int, str], Health | None] = {}
+
+    async def requested(minutes: int, model: str) -> Health | None:
+        """Health of the requests for `model` as clients name it (the deployment LiteLLM logs as `model` may be
+        called otherwise, e.g. openai/gpt-4o-2024-08-06 for gpt-4o): what a rule routes is what it watches."""
+        if (minutes, model) not in asked:
+            found = await measure(session, schema, windows[minutes], requested=model, grouped=False, label=("*", model))
+            asked[(minutes, model)] = found[0] if found else None
+        return asked[(minutes, model)]
+
     judged_rules = []
     for rule in rules:
         m = rule.evaluation_window_minutes
         chain = [rule.fallback_model]
         while chain[-1] in edges and edges[chain[-1]] not in (rule.primary_model, *chain):
             chain.append(edges[chain[-1]])
-        figures = {}
-        for model in (rule.primary_model, *chain):
-            figures[model] = await combined(m, [h for h in groups[m] if h.model == model], None, ("*", model))
+        figures = {model: await requested(m, model) for model in (rule.primary_model, *chain)}
         primary = figures.pop(rule.primary_model)
         judged_rules.append((rule, primary, figures))
     return _Plan(windows[health_minutes], groups[health_minutes], judged_definitions, judged_rules)

@@ -28,7 +28,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, delete, false, func, literal_column, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -266,11 +278,14 @@ async def measure(
     *,
     provider: str | None = None,
     models: Collection[str] | None = None,
+    requested: str | None = None,
     grouped: bool = True,
     label: tuple[str, str] = ("*", "*"),
 ) -> list[Health]:
     """Health per provider and model over `window` (or, `grouped=False`, one figure for the whole selection, named
-    `label`), optionally only one provider's rows and only some models. Reads only the window's rows."""
+    `label`), optionally only one provider's rows, only some models (the `model` column: the deployment called),
+    or only the requests for `requested` — the name clients ask for (LiteLLM's `model_group`, or `model` where
+    they are the same), which is what failover rules route. Reads only the window's rows."""
     require_spend_logs(schema)
     c = spend_logs.c
     classes = _classes(schema)
@@ -281,6 +296,9 @@ async def measure(
         if not models:
             return []
         where.append(c.model.in_(sorted(models)))
+    if requested is not None:
+        by_group = schema.has(spend_logs, "model_group")
+        where.append(or_(c.model == requested, c.model_group == requested) if by_group else c.model == requested)
     keys: list[ColumnElement[Any]] = [c.custom_llm_provider, c.model] if grouped else []
     counts: list[ColumnElement[Any]] = [
         func.count().label("requests"),
