@@ -101,10 +101,11 @@ async def _record(runtime: Runtime, plan: _Plan, tick: datetime) -> str:
 async def _measure(session: AsyncSession, schema: LiteLLMSchema, end: datetime, health_minutes: int) -> _Plan:
     definitions = await list_definitions(session)
     rules = await list_rules(session)
-    minutes = {health_minutes} | {d.evaluation_window_minutes for d in definitions}
-    minutes |= {r.evaluation_window_minutes for r in rules}
+    # Per provider and deployment: the health window and the definitions' windows (rules read by name, below).
+    grouped = {health_minutes} | {d.evaluation_window_minutes for d in definitions}
+    minutes = grouped | {r.evaluation_window_minutes for r in rules}
     windows = {m: Period(end - timedelta(minutes=m), end) for m in minutes}
-    groups = {m: await measure(session, schema, window) for m, window in windows.items()}
+    groups = {m: await measure(session, schema, windows[m]) for m in sorted(grouped)}
 
     async def combined(
         minutes: int, parts: list[Health], provider: str | None, label: tuple[str, str]
@@ -123,23 +124,26 @@ async def _measure(session: AsyncSession, schema: LiteLLMSchema, end: datetime, 
         parts = [h for h in groups[m] if d.covers(h.provider, h.model)]
         judged_definitions.append((d, await combined(m, parts, d.provider, (d.provider or "*", d.model_pattern))))
     edges = {r.primary_model: r.fallback_model for r in rules}
-    asked: dict[tuple[int, str], Health | None] = {}
-
-    async def requested(minutes: int, model: str) -> Health | None:
-        """Health of the requests for `model` as clients name it (the deployment LiteLLM logs as `model` may be
-        called otherwise, e.g. openai/gpt-4o-2024-08-06 for gpt-4o): what a rule routes is what it watches."""
-        if (minutes, model) not in asked:
-            found = await measure(session, schema, windows[minutes], requested=model, grouped=False, label=("*", model))
-            asked[(minutes, model)] = found[0] if found else None
-        return asked[(minutes, model)]
-
-    judged_rules = []
+    chains: dict[str, list[str]] = {}
     for rule in rules:
-        m = rule.evaluation_window_minutes
         chain = [rule.fallback_model]
         while chain[-1] in edges and edges[chain[-1]] not in (rule.primary_model, *chain):
             chain.append(edges[chain[-1]])
-        figures = {model: await requested(m, model) for model in (rule.primary_model, *chain)}
+        chains[rule.id] = chain
+    # What a rule routes is what clients ask for, so that is what it watches: the requests for its models by the
+    # name asked (LiteLLM logs the deployment it called, e.g. openai/gpt-4o-2024-08-06 for gpt-4o, as `model`).
+    # One query per rule window for every model the rules name.
+    named: dict[int, set[str]] = {}
+    for rule in rules:
+        named.setdefault(rule.evaluation_window_minutes, set()).update((rule.primary_model, *chains[rule.id]))
+    asked = {
+        m: {h.model: h for h in await measure(session, schema, windows[m], requested=models)}
+        for m, models in named.items()
+    }
+    judged_rules = []
+    for rule in rules:
+        seen = asked[rule.evaluation_window_minutes]
+        figures: dict[str, Health | None] = {model: seen.get(model) for model in (rule.primary_model, *chains[rule.id])}
         primary = figures.pop(rule.primary_model)
         judged_rules.append((rule, primary, figures))
     return _Plan(windows[health_minutes], groups[health_minutes], judged_definitions, judged_rules)

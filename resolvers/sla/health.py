@@ -37,7 +37,6 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
-    or_,
     select,
     type_coerce,
 )
@@ -278,14 +277,14 @@ async def measure(
     *,
     provider: str | None = None,
     models: Collection[str] | None = None,
-    requested: str | None = None,
+    requested: Collection[str] | None = None,
     grouped: bool = True,
     label: tuple[str, str] = ("*", "*"),
 ) -> list[Health]:
     """Health per provider and model over `window` (or, `grouped=False`, one figure for the whole selection, named
-    `label`), optionally only one provider's rows, only some models (the `model` column: the deployment called),
-    or only the requests for `requested` — the name clients ask for (LiteLLM's `model_group`, or `model` where
-    they are the same), which is what failover rules route. Reads only the window's rows."""
+    `label`), optionally only one provider's rows and only some models (the `model` column: the deployment
+    called). With `requested`: per name clients asked for instead (LiteLLM's `model_group`, else `model`), across
+    providers, for those names only — what failover rules route. Reads only the window's rows."""
     require_spend_logs(schema)
     c = spend_logs.c
     classes = _classes(schema)
@@ -296,10 +295,13 @@ async def measure(
         if not models:
             return []
         where.append(c.model.in_(sorted(models)))
-    if requested is not None:
-        by_group = schema.has(spend_logs, "model_group")
-        where.append(or_(c.model == requested, c.model_group == requested) if by_group else c.model == requested)
     keys: list[ColumnElement[Any]] = [c.custom_llm_provider, c.model] if grouped else []
+    if requested is not None:
+        if not requested:
+            return []
+        name = requested_name(schema)
+        where.append(name.in_(sorted(requested)))
+        keys = [name.label("requested")]
     counts: list[ColumnElement[Any]] = [
         func.count().label("requests"),
         _count_if(classes.failed).label("failures"),
@@ -314,22 +316,28 @@ async def measure(
             _percentiles(TTFT_FRACTIONS, classes.ttft, classes.streaming).label("ttft"),
         ]
     query = select(*keys, *counts).where(*where)
-    if grouped:
+    if keys:
         query = query.group_by(*keys).order_by(*keys)
     rows = (await session.execute(query)).mappings().all()
     found: list[Health] = []
-    latencies: dict[tuple[str, str], tuple[int | None, ...]] = {}
-    ttfts: dict[tuple[str, str], tuple[int | None, ...]] = {}
+    latencies: dict[tuple[str, ...], tuple[int | None, ...]] = {}
+    ttfts: dict[tuple[str, ...], tuple[int | None, ...]] = {}
     if not postgres:
         latencies = await _ranked(session, keys, classes.latency, [*where, ~classes.failed], LATENCY_FRACTIONS)
         ttfts = await _ranked(session, keys, classes.ttft, [*where, classes.streaming], TTFT_FRACTIONS)
     for row in rows:
         if row["requests"] == 0:
             continue  # an ungrouped selection with no rows still answers one row of zeros
-        key = (row["custom_llm_provider"], row["model"]) if grouped else ("", "")
+        key: tuple[str, ...] = (
+            (row["requested"],)
+            if requested is not None
+            else (row["custom_llm_provider"], row["model"])
+            if grouped
+            else ("", "")
+        )
         latency = tuple(row["latency"] or (None,) * 3) if postgres else latencies.get(key, (None,) * 3)
         ttft = tuple(row["ttft"] or (None,) * 2) if postgres else ttfts.get(key, (None,) * 2)
-        provider_name, model_name = key if grouped else label
+        provider_name, model_name = ("*", key[0]) if requested is not None else key if grouped else label
         found.append(
             Health(
                 provider=provider_name,
@@ -350,19 +358,29 @@ async def measure(
     return found
 
 
+def requested_name(schema: LiteLLMSchema) -> ColumnElement[str]:
+    """The model name a request was made for: LiteLLM's `model_group` (the public name or alias the client asked
+    for), else `model` (older releases, or rows without a group)."""
+    c = spend_logs.c
+    if not schema.has(spend_logs, "model_group"):
+        return c.model
+    # Inline '' (no bind): the expression appears in SELECT and GROUP BY, and asyncpg would bind it twice.
+    return func.coalesce(func.nullif(c.model_group, literal_column("''")), c.model)
+
+
 async def _ranked(
     session: AsyncSession,
     keys: Sequence[ColumnElement[Any]],
     value: ColumnElement[int],
     where: list[ColumnElement[bool]],
     fractions: Sequence[float],
-) -> dict[tuple[str, str], tuple[int | None, ...]]:
+) -> dict[tuple[str, ...], tuple[int | None, ...]]:
     """SQLite: the window's values in order, per group, and the nearest ranks picked here."""
     rows = await session.execute(select(*keys, value).where(*where).order_by(*keys, value))
-    found: dict[tuple[str, str], tuple[int | None, ...]] = {}
+    found: dict[tuple[str, ...], tuple[int | None, ...]] = {}
     for key, group in itertools.groupby(rows, key=lambda r: tuple(r[:-1])):
         ordered = [int(r[-1]) for r in group if r[-1] is not None]
-        name = (str(key[0]), str(key[1])) if keys else ("", "")
+        name = tuple(str(k) for k in key) if keys else ("", "")
         found[name] = tuple(nearest_rank(ordered, f) for f in fractions)
     return found
 

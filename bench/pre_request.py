@@ -1,7 +1,7 @@
 """Benchmark: the pre-request webhook against a bare Starlette endpoint that parses the same JSON, in one run.
 
-    .venv/bin/python bench/webhook.py                  # SQLite and PostgreSQL, 32 and 64 connections
-    .venv/bin/python bench/webhook.py --db sqlite --duration 5
+    .venv/bin/python bench/pre_request.py                  # SQLite and PostgreSQL, 32 and 64 connections
+    .venv/bin/python bench/pre_request.py --db sqlite --duration 5
 
 For each database it builds a fresh database (21 budgets, 300 LiteLLM keys, 50,000 spend-log rows), starts
 spendplane with uvicorn (1 worker, uvloop, httptools) and the bare app beside it, and drives both with wrk
@@ -360,7 +360,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("bench/webhook.py needs wrk: apt-get install wrk")
+        sys.exit("bench/pre_request.py needs wrk: apt-get install wrk")
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     runs = [run for kind in kinds for run in bench_database(kind, args.duration)]
     print(table(runs))
