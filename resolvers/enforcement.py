@@ -48,7 +48,7 @@ from resolvers.predictor import OutputHistory, Prediction, PredictionRequest, pr
 from resolvers.pricing import PriceBook
 from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind
+from resolvers.spend import Scope, ScopeKind, chunks
 
 log = logging.getLogger("spendplane.enforcement")
 
@@ -305,7 +305,7 @@ class Enforcer:
         if not waiting:
             return
         async with self.db.reader() as session:
-            for chunk in _chunks(sorted(waiting), 500):
+            for chunk in chunks(sorted(waiting)):
                 rows = (await session.scalars(select(SettlementRow).where(SettlementRow.call_id.in_(chunk)))).all()
                 for row in rows:
                     self.ledger.settle(row.call_id, row.actual, request_id=row.request_id, failed=row.failed)
@@ -639,10 +639,6 @@ def _usd(value: Decimal) -> str:
     if abs(value) >= Decimal("0.01") or value == 0:
         return f"{value.quantize(Decimal('0.01'))} USD"
     return f"{value.quantize(Decimal('0.000001')).normalize():f} USD"
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 async def record_settlement(

@@ -32,7 +32,7 @@ from models.ledger import AllowanceRow, BudgetLedgerRow
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import whole_nanos
 from resolvers.periods import Period
-from resolvers.spend import Scope
+from resolvers.spend import Scope, chunks
 
 log = logging.getLogger("spendplane.ledger")
 
@@ -474,10 +474,10 @@ class Ledger:
         t = spend_logs.c
         by_call = self.schema.has(spend_logs, "litellm_call_id")
         found: set[str] = set()
-        for chunk in _chunks(sorted(set(request_ids) | (set() if by_call else set(unsettled))), 500):
+        for chunk in chunks(sorted(set(request_ids) | (set() if by_call else set(unsettled)))):
             found.update((await session.scalars(select(t.request_id).where(t.request_id.in_(chunk)))).all())
         if by_call:
-            for chunk in _chunks(sorted(unsettled), 500):
+            for chunk in chunks(sorted(unsettled)):
                 rows = await session.scalars(select(t.litellm_call_id).where(t.litellm_call_id.in_(chunk)))
                 found.update(r for r in rows.all() if r)
         return found
@@ -492,8 +492,3 @@ class Ledger:
 def _usd(value: object) -> Decimal:
     # SUM over a Money column comes back through Money's result processor (Decimal), or as 0 when empty.
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

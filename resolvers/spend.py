@@ -78,7 +78,7 @@ async def spend_by_scope(
         result[Scope.global_()] = nanos_to_usd(int(total))
     for kind, ids in wanted.items():
         column = spend_logs.c[_SCOPE_COLUMN[kind]]
-        for chunk in _chunks(sorted(ids), 500):
+        for chunk in chunks(sorted(ids)):
             rows = await session.execute(
                 select(column, spend_nanos()).where(*in_period, column.in_(chunk)).group_by(column)
             )
@@ -87,6 +87,11 @@ async def spend_by_scope(
     return result
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+#: Ids per `IN (...)` list: well below both databases' bind-parameter limits.
+IN_CHUNK = 500
+
+
+def chunks(items: list[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
+    """`items` in lists of at most `size`, for IN clauses over any number of ids."""
     for i in range(0, len(items), size):
         yield items[i : i + size]

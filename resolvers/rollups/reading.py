@@ -22,7 +22,7 @@ from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
 from models.types import nanos_to_usd
 from resolvers.periods import Period
-from resolvers.spend import Scope, ScopeKind, require_spend_logs, spend_by_scope, spend_nanos
+from resolvers.spend import Scope, ScopeKind, chunks, require_spend_logs, spend_by_scope, spend_nanos
 
 STATE = "daily"
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
@@ -362,8 +362,8 @@ async def rollup_spend_by_scope(
         result[Scope.global_()] = sum((t.cost for t in total.values()), Decimal(0))
     for kind in kinds - {ScopeKind.GLOBAL}:
         ids = sorted({s.id for s in wanted if s.kind is kind and s.id is not None})
-        for start in range(0, len(ids), 500):
-            among = Filters(among=(dims[kind], tuple(ids[start : start + 500])))
+        for chunk in chunks(ids):
+            among = Filters(among=(dims[kind], tuple(chunk)))
             grouped = await aggregate(session, source, days, (dims[kind],), among)
             for (key,), totals in grouped.items():
                 result[Scope(kind, key)] = totals.cost
