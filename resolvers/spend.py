@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -85,6 +85,18 @@ async def spend_by_scope(
             for key, nanos in rows:
                 result[Scope(kind, key)] = nanos_to_usd(int(nanos))
     return result
+
+
+def requested_model(schema: LiteLLMSchema) -> ColumnElement[str]:
+    """The model name a request was made for: LiteLLM's `model_group` (the public name or alias the client asked
+    for), else `model` (older releases, or rows without a group); '' when neither. What reports group models by
+    and failover rules watch."""
+    c = spend_logs.c
+    # Inline '' (no bind): the expression appears in SELECT and GROUP BY, and asyncpg would bind it twice.
+    empty: ColumnElement[str] = literal_column("''")
+    if not schema.has(spend_logs, "model_group"):
+        return func.coalesce(c.model, empty)
+    return func.coalesce(func.nullif(c.model_group, empty), c.model, empty)
 
 
 #: Ids per `IN (...)` list: well below both databases' bind-parameter limits.

@@ -22,7 +22,15 @@ from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
 from models.types import nanos_to_usd
 from resolvers.periods import Period
-from resolvers.spend import Scope, ScopeKind, chunks, require_spend_logs, spend_by_scope, spend_nanos
+from resolvers.spend import (
+    Scope,
+    ScopeKind,
+    chunks,
+    requested_model,
+    require_spend_logs,
+    spend_by_scope,
+    spend_nanos,
+)
 
 STATE = "daily"
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
@@ -269,9 +277,7 @@ def raw_dimension(schema: LiteLLMSchema, dim: Dim) -> ColumnElement[Any]:
 def _raw_value(schema: LiteLLMSchema, dim: Dim) -> ColumnElement[Any]:
     s = spend_logs.c
     if dim is Dim.MODEL_GROUP:
-        if not schema.has(spend_logs, "model_group"):
-            return func.coalesce(s.model, _EMPTY)
-        return func.coalesce(func.nullif(s.model_group, _EMPTY), s.model, _EMPTY)
+        return requested_model(schema)
     column = {
         Dim.MODEL: "model",
         Dim.PROVIDER: "custom_llm_provider",

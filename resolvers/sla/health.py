@@ -49,7 +49,7 @@ from models.sla import HealthRunRow, ProviderHealthRow, elapsed_us
 from resolvers import validation
 from resolvers.errors import InvalidInput
 from resolvers.periods import Period
-from resolvers.spend import require_spend_logs
+from resolvers.spend import requested_model, require_spend_logs
 
 #: Failures that are the caller's fault, not the provider's (their requests are not valid for availability).
 CLIENT_ERROR_CODES = ("400", "401", "403", "404", "422")
@@ -299,7 +299,7 @@ async def measure(
     if requested is not None:
         if not requested:
             return []
-        name = requested_name(schema)
+        name = requested_model(schema)
         where.append(name.in_(sorted(requested)))
         keys = [name.label("requested")]
     counts: list[ColumnElement[Any]] = [
@@ -356,16 +356,6 @@ async def measure(
             )
         )
     return found
-
-
-def requested_name(schema: LiteLLMSchema) -> ColumnElement[str]:
-    """The model name a request was made for: LiteLLM's `model_group` (the public name or alias the client asked
-    for), else `model` (older releases, or rows without a group)."""
-    c = spend_logs.c
-    if not schema.has(spend_logs, "model_group"):
-        return c.model
-    # Inline '' (no bind): the expression appears in SELECT and GROUP BY, and asyncpg would bind it twice.
-    return func.coalesce(func.nullif(c.model_group, literal_column("''")), c.model)
 
 
 async def _ranked(
