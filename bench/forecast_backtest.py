@@ -27,7 +27,7 @@ SHORT = {"weighted_moving_average": "WMA", "exponential_smoothing": "ETS"}
 
 
 def cell(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def row(scope: str, score: Score, ships: bool) -> str:

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import Info
+from graphql_api.forecasts import BudgetForecastType, budget_forecast
 from resolvers import budgets
 from resolvers.budgets import KEEP, BudgetChanges, BudgetDraft, BudgetState, BudgetStatus, EntityType
 from resolvers.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -44,6 +45,12 @@ class BudgetType:
     period_end: datetime = strawberry.field(description="Start of the next calendar month (UTC), exclusive.")
     created_at: datetime
     updated_at: datetime
+    state: strawberry.Private[BudgetState | None] = None
+
+    @strawberry.field(description="Projected spend at the period's end and when the soft and hard limits are reached.")
+    async def forecast(self, info: Info) -> BudgetForecastType:
+        assert self.state is not None  # from_state sets it
+        return await budget_forecast(info, self.state)
 
     @classmethod
     def from_state(cls, state: BudgetState) -> BudgetType:
@@ -65,6 +72,7 @@ class BudgetType:
             period_end=state.period.end,
             created_at=b.created_at,
             updated_at=b.updated_at,
+            state=state,
         )
 
 

@@ -99,6 +99,12 @@ class Settings:
     sap: SapSettings = field(default_factory=SapSettings)
     #: SLA monitoring: the health collector, auto-resolution of violations, snapshot retention.
     sla: SlaSettings = field(default_factory=lambda: SlaSettings())
+    # Spend anomalies (resolvers/anomalies): when the scan runs, how unusual (robust z) and how large (USD of
+    # excess) spend must be to count, and who gets the alert emails besides the scope's budget alert emails.
+    anomaly_schedule: str = "5 * * * *"
+    anomaly_threshold: float = 5.0
+    anomaly_min_usd: Decimal = Decimal(1)
+    anomaly_alert_emails: tuple[str, ...] = ()
 
     @property
     def embedded_mode(self) -> bool:
@@ -155,6 +161,10 @@ class Settings:
                 date_format=read("SPENDPLANE_SAP_DATE_FORMAT", _sap_date_format, "DD.MM.YYYY"),
             ),
             sla=_sla_settings(read),
+            anomaly_schedule=read("SPENDPLANE_ANOMALY_SCHEDULE", _cron, "5 * * * *"),
+            anomaly_threshold=read("SPENDPLANE_ANOMALY_THRESHOLD", _anomaly_threshold, "5"),
+            anomaly_min_usd=read("SPENDPLANE_ANOMALY_MIN_USD", _usd_or_zero, "1"),
+            anomaly_alert_emails=read("SPENDPLANE_ANOMALY_ALERT_EMAILS", _anomaly_emails, ""),
         )
         if settings.soft_limit_threshold > settings.hard_limit_threshold:
             raise ConfigError(
@@ -260,6 +270,17 @@ def _sla_settings(read: _Reader) -> SlaSettings:
         health_retention_days=read("SLA_HEALTH_RETENTION_DAYS", _int_between(1, 3650), "30"),
         min_requests=read("SLA_MIN_REQUESTS", _int_between(1, 1_000_000), "20"),
     )
+
+
+def _anomaly_threshold(raw: str) -> float:
+    value = float(raw)
+    if not 2.0 <= value <= 100.0:
+        raise ValueError("must be a robust z-score from 2 to 100")
+    return value
+
+
+def _anomaly_emails(raw: str) -> tuple[str, ...]:
+    return tuple(_mailbox(part.strip()) for part in raw.split(",") if part.strip())
 
 
 def _minutes_dividing_an_hour(raw: str) -> int:

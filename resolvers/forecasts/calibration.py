@@ -2,11 +2,14 @@
 
 What is calibrated is a *window total*: the spend of days [offset, offset + length) after the last known day (the
 rest of this month, next month, or the first h days for an exhaustion date). At every backtest origin each method's
-error on a window is scored as a share of the scope's recent spend:
+error on a window is scored in units of the scope's own day-to-day noise:
 
-    score = |actual total - forecast total| / (scale x length),   scale = mean daily spend of the 56 days before
+    score = |actual total - forecast total| / (scale x length)
 
-which makes scores comparable across windows, scopes and levels of spend (so they can be pooled). The interval
+where scale is the seasonal naive forecast's mean absolute daily error over the 56 training days before the
+origin (the scaled errors of Hyndman & Koehler 2006, MASE's denominator; their mean spend where that is 0). That
+makes scores comparable across windows, scopes and levels of spend, so they can be pooled: a noisy scope's large
+errors do not widen a steady scope's interval. The interval
 of a new forecast is `forecast total +- q x scale x length`, where q is the split-conformal quantile of the
 scores: the ceil((n + 1) x 0.8)-th smallest of n (Vovk et al. 2005; Lei et al. 2018), so 80% needs at least
 four scores. Spend cannot be negative: the lower end is clipped at 0.
@@ -29,12 +32,12 @@ from enum import StrEnum
 
 import numpy as np
 
-from resolvers.forecasts.methods import Series
+from resolvers.forecasts.methods import Series, seasonal_naive_mae
 
 LEVEL = 0.8
 #: ceil((n + 1) x 0.8) <= n from n = 4 on: fewer scores cannot give a finite 80% quantile.
 MIN_SCORES = 4
-#: Days of training history whose mean daily spend scales the errors.
+#: Days of training history whose day-to-day noise scales the errors.
 SCALE_DAYS = 56
 
 
@@ -83,7 +86,12 @@ class Run:
 
 
 def scale_of(history: Series) -> float:
+    """The scope's recent day-to-day noise: the seasonal naive forecast's mean absolute error over the last 56
+    days (MASE's scale, Hyndman & Koehler 2006), or their mean spend where that is 0 (a constant series)."""
     recent = history[-SCALE_DAYS:]
+    naive = seasonal_naive_mae(recent)
+    if math.isfinite(naive) and naive > 0:
+        return naive
     return float(recent.mean()) if len(recent) else 0.0
 
 
