@@ -32,8 +32,16 @@ class BacktestScoreType:
     mase: float | None = strawberry.field(
         description="Mean absolute scaled error vs seasonal naive (m=7); < 1 beats it."
     )
-    coverage: float | None = strawberry.field(description="Share of origins whose actual fell in the 80% interval.")
-    origins: int
+    coverage: float | None = strawberry.field(
+        description="Share of calibrated origins whose actual 28-day total fell in the calibrated 80% interval."
+    )
+    width: float | None = strawberry.field(description="Mean interval width over the mean actual total.")
+    origins: int = strawberry.field(description="Backtest origins (a week apart) MASE is averaged over.")
+    coverage_origins: int = strawberry.field(
+        description="Origins with enough errors known before them to calibrate an interval (coverage is over these)."
+    )
+    calibration: str | None = strawberry.field(description="scope, pooled or mixed: whose errors calibrated them.")
+    raw_coverage: float | None = strawberry.field(description="Coverage of the method's own uncalibrated interval.")
     error: str | None
 
 
@@ -43,8 +51,12 @@ class ForecastType:
     period: str = strawberry.field(description="YYYY-MM.")
     horizon: ForecastHorizon
     forecasted_cost: Decimal = strawberry.field(description="USD for the whole month (this month: actual + forecast).")
-    confidence_low: Decimal = strawberry.field(description="10th percentile of simulated month totals.")
-    confidence_high: Decimal = strawberry.field(description="90th percentile of simulated month totals.")
+    confidence_low: Decimal = strawberry.field(description="Low end of the calibrated 80% interval.")
+    confidence_high: Decimal = strawberry.field(description="High end of the calibrated 80% interval.")
+    calibration: str = strawberry.field(
+        description="scope (the scope's own backtest errors), pooled (every scope's: its history is short) or none "
+        "(too few errors anywhere: the method's own sample-path interval, uncalibrated)."
+    )
     confidence_level: Decimal
     actual_to_date: Decimal = strawberry.field(description="This month: spend of its closed days so far.")
     method: ForecastMethod
@@ -64,6 +76,7 @@ class ForecastType:
             confidence_low=f.confidence_low,
             confidence_high=f.confidence_high,
             confidence_level=f.confidence_level,
+            calibration=str(f.backtest.get("calibration", "none")),
             actual_to_date=f.actual_to_date,
             method=f.method,
             generated_at=f.generated_at,
@@ -73,7 +86,11 @@ class ForecastType:
                     method=ForecastMethod(s["method"]),
                     mase=s.get("mase"),
                     coverage=s.get("coverage"),
+                    width=s.get("width"),
                     origins=int(s.get("origins", 0)),
+                    coverage_origins=int(s.get("coverage_origins", 0)),
+                    calibration=s.get("calibration"),
+                    raw_coverage=s.get("raw_coverage"),
                     error=s.get("error"),
                 )
                 for s in scores

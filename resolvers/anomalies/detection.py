@@ -12,7 +12,13 @@ on the history *before* the evaluated bucket, so an anomaly never hides in its o
 - Daily: the 56 days before the evaluated day, decomposed with a weekly cycle (period 7); expected is the trend
   at the end plus the seasonal component of the same weekday.
 
-The surprise is a robust z-score: (actual - expected) / scale, where scale is 1.4826 x the median absolute
+Spend is count-like (requests times their cost), so its noise grows with its level: a busy afternoon varies by
+more dollars than a quiet night. The decomposition therefore works on the square root of spend (Box-Cox with
+lambda = 1/2, the variance-stabilising transform of counts), where the noise is about as large at night as in the
+day; expected spend is the decomposition's expectation squared back into USD.
+
+The surprise is a robust z-score on that scale: (sqrt(actual) - sqrt(expected)) / scale, where scale is 1.4826 x
+the median absolute
 deviation of the decomposition's residuals (the MAD, consistent with a standard deviation for Gaussian noise),
 floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, but above 0 for sparse series
 whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity) and the
@@ -20,7 +26,8 @@ excess is at least the minimum in USD. Only spend above the expected is an anoma
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
-same weekday), and the one with the largest increase, with its share of the scope's whole excess.
+same weekday), and the one with the largest increase (the finest of those within 5% of it: a key before a user,
+a model, a team), with its share of the scope's whole excess.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class Granularity(StrEnum):
 
 @dataclass(frozen=True)
 class Expectation:
-    """Expected spend per bucket of the evaluated period (24 hours, or one day) and the residuals' robust scale."""
+    """Expected spend (USD) per bucket of the evaluated period (24 hours, or one day) and the robust scale of the
+    residuals (on the square-root scale the decomposition works on)."""
 
     expected: Series
     scale: float
@@ -97,18 +105,18 @@ def hourly_expectation(day: date, hours: Mapping[date, Series]) -> Expectation |
     values = np.concatenate([hours.get(d, np.zeros(24)) for d in days])
     if not values.any():
         return None
-    trend, seasonal, residuals = _decompose(values, 24)
+    trend, seasonal, residuals = _decompose(np.sqrt(np.clip(values, 0.0, None)), 24)
     expected = np.clip(trend[-1] + seasonal[-24:], 0.0, None)
-    return Expectation(expected, robust_scale(residuals))
+    return Expectation(expected**2, robust_scale(residuals))
 
 
 def daily_expectation(history: Series) -> Expectation | None:
     """`history`: daily amounts of the DAILY_HISTORY_DAYS days before the evaluated day, oldest first."""
     if len(history) < MIN_DAILY_DAYS or not history.any():
         return None
-    trend, seasonal, residuals = _decompose(history, 7)
+    trend, seasonal, residuals = _decompose(np.sqrt(np.clip(history, 0.0, None)), 7)
     expected = max(0.0, float(trend[-1] + seasonal[-7]))
-    return Expectation(np.array([expected]), robust_scale(residuals))
+    return Expectation(np.array([expected**2]), robust_scale(residuals))
 
 
 @dataclass(frozen=True)
@@ -123,11 +131,13 @@ class Verdict:
 
 
 def judge(actual: float, expected: float, scale: float, threshold: float, min_usd: float) -> Verdict | None:
-    """An anomaly when the robust z reaches `threshold` and the excess is at least `min_usd`; else None."""
+    """An anomaly when the robust z (on the square-root scale) reaches `threshold` and the excess is at least
+    `min_usd`; else None."""
     excess = actual - expected
     if excess < min_usd or excess <= 0:
         return None
-    score = excess / scale if scale > 0 else float("inf")
+    rise = float(np.sqrt(actual) - np.sqrt(max(expected, 0.0)))
+    score = rise / scale if scale > 0 else float("inf")
     if score < threshold:
         return None
     return Verdict(actual, expected, min(score, 1e6))
@@ -141,16 +151,21 @@ class Driver:
     share: float
 
 
+#: When several sub-scopes explain about as much (within DRIVER_TIE), the finest is named: a key belongs to one
+#: user and one team, so "this key" says more than "this team".
+DRIVER_PREFERENCE = ("key", "user", "model", "team")
+DRIVER_TIE = 0.95
+
+
 def driver(
     excess: float, now: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float]
 ) -> Driver | None:
     """The sub-scope (kind, id) whose spend rose most over its baseline, and its share of the scope's excess."""
-    best: tuple[float, tuple[str, str]] | None = None
-    for key in set(now) | set(baseline):
-        rise = now.get(key, 0.0) - baseline.get(key, 0.0)
-        if best is None or rise > best[0] or (rise == best[0] and key < best[1]):
-            best = (rise, key)
-    if best is None or best[0] <= 0:
+    rises = {key: now.get(key, 0.0) - baseline.get(key, 0.0) for key in set(now) | set(baseline)}
+    if not rises or max(rises.values()) <= 0:
         return None
-    rise, (kind, ident) = best
+    top = max(rises.values())
+    close = [key for key, rise in rises.items() if rise >= DRIVER_TIE * top]
+    kind, ident = min(close, key=lambda k: (DRIVER_PREFERENCE.index(k[0]), -rises[k], k[1]))
+    rise = rises[(kind, ident)]
     return Driver(kind, ident, rise, min(1.0, rise / excess) if excess > 0 else 1.0)
