@@ -3,8 +3,8 @@
     .venv/bin/python bench/anomalies.py --seed 3
 
 A synthetic organisation (4 teams, 16 users, their keys, 5 models) spends by the hour for 86 days: business-hours
-traffic on weekdays, less at the weekend, Poisson requests with lognormal costs. Into its last 30 days the seed
-injects anomalies on keys: single-hour spikes, level shifts (three times the key's usual rate for 8-24 hours)
+traffic on weekdays, less at the weekend, Poisson requests each with its own lognormal cost. Into its last 30 days
+the seed injects anomalies on keys: single-hour spikes, level shifts (three times the key's usual rate for 8-24 hours)
 and a leaked key spending at night (its daytime peak rate, 01:00-05:00 UTC, three nights running). The detector
 the job runs (`resolvers.anomalies.scan`, default sensitivity) evaluates every hour and every day of those 30 days
 with only the history before each.
@@ -90,8 +90,11 @@ def traffic(rng: np.random.Generator, keys: list[Key]) -> dict[tuple[str, str], 
     for key in keys:
         for m, model in enumerate(MODELS):
             requests = rng.poisson(key.rate * key.mix[m] * shape)
-            # The sum of n lognormal request costs, drawn per hour (mean cost x n, with lognormal spread).
-            spend = np.where(requests > 0, requests * key.cost * rng.lognormal(-0.08, 0.4, hours), 0.0)
+            # Each request costs its own lognormal draw (sigma 0.8, mean key.cost); an hour is the sum of its
+            # requests' costs, as in real traffic and in demo-data.
+            at = np.repeat(np.arange(hours), requests)
+            costs = rng.lognormal(math.log(key.cost) - 0.32, 0.8, len(at))
+            spend = np.bincount(at, weights=costs, minlength=hours).astype(np.float64)
             out[(key.id, model)] = spend
     return out
 

@@ -201,12 +201,14 @@ def decide(wma: Score, ets: Score) -> Choice:
     low, high = COVERAGE_RANGE
     if ets.error is not None and ets.origins >= MIN_ORIGINS:
         return Choice(default, scores, f"weighted moving average: exponential smoothing failed ({ets.error})")
-    judged = min(wma.origins, wma.coverage_origins, ets.origins, ets.coverage_origins)
-    if judged < MIN_ORIGINS or None in (wma.mase, ets.mase, ets.coverage):
+    origins = min(wma.origins, ets.origins)
+    calibrated = min(wma.coverage_origins, ets.coverage_origins)
+    if min(origins, calibrated) < MIN_ORIGINS or None in (wma.mase, ets.mase, ets.coverage):
         return Choice(
             default,
             scores,
-            f"weighted moving average: history too short to judge ({judged} backtest origins; {MIN_ORIGINS} needed)",
+            f"weighted moving average: history too short to judge ({origins} backtest origins, {calibrated} "
+            f"with a calibrated interval; {MIN_ORIGINS} needed)",
         )
     assert wma.mase is not None
     assert ets.mase is not None
