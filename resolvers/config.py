@@ -61,6 +61,9 @@ class Settings:
     max_query_depth: int = 12
     max_query_tokens: int = 2000
     max_query_aliases: int = 20
+    #: Live subscriptions one WebSocket connection, and one token holder across connections, may have open.
+    max_subscriptions_per_connection: int = 25
+    max_subscriptions_per_principal: int = 50
     log_level: str = "info"
     #: The guide's ALERT_WEBHOOK_URL: every alert is POSTed there (LiteLLM webhook-event fields).
     alert_webhook_url: str | None = None
@@ -70,6 +73,9 @@ class Settings:
     #: Schedule the periodic jobs (rollups, forecasts, price refresh, ...) and run alert delivery. Off only for tests
     #: and one-off tools.
     jobs_enabled: bool = True
+    #: Refuse to serve an embedded (SQLite) database another process serves. Off only in tests that run two
+    #: app instances on one SQLite file in one process on purpose.
+    embedded_lock: bool = True
     #: Shared secret LiteLLM sends as x-api-key to the webhook, the Guardrail API and spend ingestion.
     webhook_key: str | None = None
     #: The guide's per-key default budget for keys without their own (USD per month; 0 turns it off).
@@ -79,6 +85,9 @@ class Settings:
     enforcement_timeout_ms: int = 1000
     #: An admitted request's hold on budget is released when its spend arrives, or after this long.
     reservation_ttl_seconds: int = 900
+    #: What a request for a model with no known price holds: None (the default, "auto") the dearest price of a
+    #: known model of its provider, else of any model; or a fixed (input, output) price per million tokens.
+    unpriced_model_price: tuple[Decimal, Decimal] | None = None
     #: How often each instance re-reads recorded spend for its in-memory budget states.
     spend_refresh_seconds: float = 2.0
     #: LiteLLM's published price map (URL, file path or file:// URL); None: baseline prices only.
@@ -90,6 +99,8 @@ class Settings:
     self_hosted_models: tuple[tuple[str, Decimal, Decimal], ...] = ()
     #: Longest range a cost report, trend or export may cover, in days.
     report_max_days: int = 366
+    #: The organisation's IANA time zone: the default of new budgets' windows (and of reports).
+    time_zone: str = "UTC"
     #: Closed days this far back are re-counted on each rollup run, so late spend logs are rolled up.
     rollup_recheck_days: int = 62
     rollup_schedule: str = "*/10 * * * *"
@@ -125,6 +136,12 @@ class Settings:
             max_query_depth=read("SPENDPLANE_MAX_QUERY_DEPTH", _int_between(2, 100), "12"),
             max_query_tokens=read("SPENDPLANE_MAX_QUERY_TOKENS", _int_between(50, 100_000), "2000"),
             max_query_aliases=read("SPENDPLANE_MAX_QUERY_ALIASES", _int_between(1, 1000), "20"),
+            max_subscriptions_per_connection=read(
+                "SPENDPLANE_MAX_SUBSCRIPTIONS_PER_CONNECTION", _int_between(1, 1000), "25"
+            ),
+            max_subscriptions_per_principal=read(
+                "SPENDPLANE_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", _int_between(1, 10_000), "50"
+            ),
             log_level=read("SPENDPLANE_LOG_LEVEL", _log_level, "info"),
             alert_webhook_url=read.optional("ALERT_WEBHOOK_URL", _http_url),
             smtp=_smtp_settings(read),
@@ -141,6 +158,8 @@ class Settings:
             litellm_config_path=read.optional("LITELLM_CONFIG_PATH", _existing_file),
             self_hosted_models=read("SELF_HOSTED_MODELS", _self_hosted, ""),
             report_max_days=read("SPENDPLANE_REPORT_MAX_DAYS", _int_between(7, 3660), "366"),
+            time_zone=read("SPENDPLANE_TIME_ZONE", _time_zone, "UTC"),
+            unpriced_model_price=read("UNPRICED_MODEL_PRICE", _unpriced_price, "auto"),
             rollup_recheck_days=read("SPENDPLANE_ROLLUP_RECHECK_DAYS", _int_between(1, 3660), "62"),
             rollup_schedule=read("SPENDPLANE_ROLLUP_SCHEDULE", _cron, "*/10 * * * *"),
             forecast_schedule=read("SPENDPLANE_FORECAST_SCHEDULE", _cron, "30 2 * * *"),
@@ -417,6 +436,30 @@ def _http_url(raw: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ValueError("must be an http(s) URL such as https://hooks.example.com/spendplane")
     return raw
+
+
+def _unpriced_price(raw: str) -> tuple[Decimal, Decimal] | None:
+    if raw.lower() == "auto":
+        return None
+    low, slash, high = raw.partition("/")
+    try:
+        prices = (Decimal(low.strip()), Decimal(high.strip()))
+    except InvalidOperation:
+        prices = None
+    if not slash or prices is None or not all(p.is_finite() and 0 <= p <= 100_000 for p in prices):
+        raise ValueError("must be auto or INPUT/OUTPUT USD per million tokens, e.g. 15/75")
+    return prices
+
+
+def _time_zone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = raw.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin, America/Los_Angeles)") from None
+    return name
 
 
 def _log_level(raw: str) -> str:

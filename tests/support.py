@@ -108,6 +108,8 @@ class SpendLog:
     prompt_tokens: int = 10
     completion_tokens: int = 20
     request_id: str = field(default_factory=lambda: f"test-{uuid.uuid4()}")
+    call_id: str | None = None
+    tags: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,8 @@ class SpendLog:
             "end_user": self.end_user,
             "status": self.status,
             "metadata": {},
+            "litellm_call_id": self.call_id,
+            "request_tags": self.tags,
         }
 
 

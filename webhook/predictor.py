@@ -137,7 +137,7 @@ async def check_budget(request: Request) -> Response:
     return JSON(
         BudgetCheckResponse(
             allowed=fit.within,
-            budget_limit=own.rule.monthly_limit if own else None,
+            budget_limit=own.rule.limit if own else None,
             current_spend=own.spend if own else None,
             remaining=own.remaining if own else None,
             message=fit.warning,
