@@ -1,5 +1,9 @@
 """What every subscription shares: a cap per principal across connections (a cap per connection is Strawberry's
-`max_subscriptions_per_connection`), and the end of a stream when its token stops being valid."""
+`max_subscriptions_per_connection`), and the end of a stream when its token stops being valid.
+
+A subscription over the cap is refused on its own — the operation gets an error with the code
+TOO_MANY_SUBSCRIPTIONS — rather than by closing the connection, which would end the holder's other, legitimate
+subscriptions on it too."""
 
 from __future__ import annotations
 
@@ -7,15 +11,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.websockets import WebSocket
-
 from graphql_api.context import Info
 from resolvers.auth import Principal
 from resolvers.errors import DomainError
 from resolvers.periods import utcnow
-
-#: The WebSocket close code for a principal over its subscription cap (4429: graphql-transport-ws's "too many").
-TOO_MANY_CLOSE_CODE = 4429
 
 _open: Counter[str] = Counter()
 
@@ -31,17 +30,16 @@ def _who(principal: Principal) -> str:
 
 @asynccontextmanager
 async def subscription(info: Info) -> AsyncIterator[Principal]:
-    """Admit one more subscription of the caller, or refuse it: the operation gets a TOO_MANY_SUBSCRIPTIONS error
-    and its connection is closed with 4429 and the reason."""
+    """Admit one more subscription of the caller, or refuse it with TOO_MANY_SUBSCRIPTIONS."""
     context = info.context
     principal = context.caller()
     cap = context.runtime.settings.max_subscriptions_per_principal
     who = _who(principal)
     if _open[who] >= cap:
-        message = f"at most {cap} subscriptions per token holder (SPENDPLANE_MAX_SUBSCRIPTIONS_PER_PRINCIPAL)"
-        if isinstance(context.request, WebSocket):
-            await context.request.close(TOO_MANY_CLOSE_CODE, message[:120])
-        raise TooManySubscriptions(message)
+        raise TooManySubscriptions(
+            f"at most {cap} subscriptions per token holder (SPENDPLANE_MAX_SUBSCRIPTIONS_PER_PRINCIPAL); "
+            "close one first"
+        )
     _open[who] += 1
     try:
         yield principal

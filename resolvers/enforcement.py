@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +68,7 @@ BUDGET_RELOAD_SECONDS = 15.0
 #: Tags a request is judged against, at most (LiteLLM requests carry a handful).
 MAX_TAGS = 32
 #: budgetUpdated fires at most this often per budget when only its figures move.
-FIGURES_EVERY = timedelta(seconds=1)
+FIGURES_EVERY = 1.0  # seconds
 #: Events of budgets whose figures moved (spend, holds): only this process's subscribers hear them, since every
 #: replica notices on its own refresh (no cross-replica traffic per spend row).
 BUDGET_FIGURES_TOPIC = "budget-figures"
@@ -275,9 +277,33 @@ class Enforcer:
     _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
     #: What budgetUpdated last said of each budget's figures, and when (coalescing).
     _published: dict[str, tuple[Decimal, Decimal, str]] = field(default_factory=dict)
-    _published_at: dict[str, datetime] = field(default_factory=dict)
+    _published_at: dict[str, float] = field(default_factory=dict)
     #: Active failover routes, primary model -> fallback model (kept up to date by SLA monitoring).
     routes: dict[str, str] = field(default_factory=dict)
+    #: A budget or a switch changed (this instance's write, or another's by LISTEN/NOTIFY): the next decision
+    #: reloads before it decides, so a limit cut binds it.
+    _stale: bool = False
+    _reloading: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        for topic in (BUDGET_TOPIC, FEATURES_TOPIC):
+            self.bus.on(topic, self._mark_stale)
+
+    def _mark_stale(self, event: Event) -> None:
+        self._stale = True
+
+    @property
+    def _outdated(self) -> bool:
+        return self._stale or (self._reloading is not None and not self._reloading.done())
+
+    async def _current(self) -> None:
+        """Reload budgets now if they changed since the last load (one reload for every waiting decision), or
+        wait for the reload already under way."""
+        while self._outdated:
+            if self._reloading is None or self._reloading.done():
+                self._stale = False  # a change during the reload marks it again
+                self._reloading = asyncio.create_task(self.reload_budgets())
+            await asyncio.shield(self._reloading)
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -329,8 +355,9 @@ class Enforcer:
         self._publish_figures(rules, periods)
 
     def _publish_figures(self, rules: Sequence[BudgetRule], periods: Mapping[BudgetRule, Period]) -> None:
-        """budgetUpdated for every stored budget whose spend or in-flight holds moved, at most once a second."""
-        now = self.clock()
+        """budgetUpdated for every stored budget whose spend or in-flight holds moved, at most once a second (of
+        real time: coalescing is about subscribers' load, whatever the service's clock says)."""
+        now = time.monotonic()
         for rule in rules:
             if rule.budget_id is None:
                 continue
@@ -342,7 +369,7 @@ class Enforcer:
             if last is None:  # first sight (start-up, a new budget): its creation was announced already
                 self._published[rule.budget_id] = figures
                 continue
-            if now - self._published_at.get(rule.budget_id, datetime.min.replace(tzinfo=now.tzinfo)) < FIGURES_EVERY:
+            if now - self._published_at.get(rule.budget_id, -math.inf) < FIGURES_EVERY:
                 continue
             self._published[rule.budget_id], self._published_at[rule.budget_id] = figures, now
             self.bus.deliver(Event(BUDGET_FIGURES_TOPIC, {"id": rule.budget_id, "change": "figures"}))
@@ -369,8 +396,9 @@ class Enforcer:
             async with self.bus.subscribe(topic) as events:
                 async for _ in events:
                     try:
-                        await self.reload_budgets()
+                        await self._current()
                     except (SQLAlchemyError, OSError) as exc:
+                        self._stale = True  # the next decision tries again
                         log.warning("reloading budgets failed: %s", exc)
 
         tasks = [asyncio.create_task(follow(t)) for t in (BUDGET_TOPIC, FEATURES_TOPIC)]
@@ -420,6 +448,12 @@ class Enforcer:
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller
+        if self._outdated:  # budgets changed: decide on the new limits (bounded like any database wait)
+            try:
+                async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
+                    await self._current()
+            except _DB_OUTAGE:
+                return self._degraded(request, base)
         # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
         early = self._exhausted(replace(base, checks=self._known_checks(self.rules_for(caller))), caller)
         if early is not None:

@@ -19,7 +19,7 @@ from resolvers.config import Settings
 from resolvers.events import Event, EventBus
 from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
-from resolvers.predictor import OutputHistory
+from resolvers.predictor import Counting, OutputHistory
 from resolvers.pricing import PriceBook
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ class Runtime:
     admin_key_hash: str | None = None
     #: What changed since tokens were minted (admin key rotations, blocked LiteLLM keys).
     guard: TokenGuard | None = None
+    #: Small per-app caches of the faces (the /health probe's last answer), by name.
+    caches: dict[str, Any] = field(default_factory=dict)
+    #: Where /predict counts big prompts: its own threads and queue, apart from the gateway's.
+    predictor_counting: Counting = field(default_factory=lambda: Counting("predictor", workers=1, queue=8))
     #: The subscriptions' live feeds (one database read per event), by name: budgets, alerts, violations.
     feeds: dict[str, Feed[Any]] = field(default_factory=dict)
 

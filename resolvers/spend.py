@@ -98,7 +98,7 @@ def tag_values(session: AsyncSession) -> Any:
     column = spend_logs.c.request_tags
     if session.get_bind().dialect.name == "postgresql":
         return func.jsonb_array_elements_text(cast(column, JSONB)).table_valued("value").render_derived("tag")
-    return func.json_each(column).table_valued("value").render_derived("tag")
+    return func.json_each(column).table_valued("value").alias("tag")  # json_each's own `value` column
 
 
 async def _tag_spend(

@@ -199,3 +199,15 @@ async def served(app: Any, *, lifespan: bool = False) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def watching(api: Api, feed: str, count: int = 1) -> None:
+    """Wait (at most 5 s) until a live feed has `count` subscribers more than none: a subscribe message is
+    registered a moment after it is sent."""
+    import asyncio
+
+    for _ in range(500):
+        if api.runtime().feeds[feed].watchers >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the {feed} feed never had {count} subscribers")

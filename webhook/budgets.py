@@ -14,6 +14,7 @@ from starlette.responses import Response
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
+from resolvers.periods import cadence_of
 from resolvers.runtime import Runtime
 from webhook.rest import JSON, caller, read_model, runtime_of
 
@@ -33,8 +34,9 @@ class _Window(BaseModel):
     def window(self) -> WindowDraft:
         if self.period is not None and self.budget_duration is not None and self.period != self.budget_duration:
             raise InvalidInput("budget_duration", "give period or budget_duration, not both")
+        duration = cadence_of("budget_duration", self.budget_duration).value if self.budget_duration else None
         return WindowDraft(
-            self.period if self.period is not None else self.budget_duration,
+            self.period if self.period is not None else duration,
             self.time_zone,
             self.week_starts_on,
             self.month_start_day,
