@@ -19,7 +19,7 @@ GATEWAY = {"x-api-key": MASTER_KEY}
 PATIENT = {"enforcement_timeout_ms": 30_000}
 
 CREATE = "mutation($input: BudgetInput!) { createBudget(input: $input) { id monthlyLimit currentSpend status } }"
-UPDATE = "mutation($id: ID!, $input: BudgetUpdateInput!) { updateBudget(id: $id, input: $input) { id limit } }"
+UPDATE = "mutation($id: ID!, $input: BudgetUpdateInput!) { updateBudget(id: $id, input: $input) { id monthlyLimit } }"
 
 
 async def budget(api: Api, **fields: Any) -> dict[str, Any]:
