@@ -36,10 +36,16 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from graphql_api.app import create_app
+    from resolvers.embedded import DatabaseInUse, EmbeddedLock
 
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    try:  # say it plainly, before uvicorn would turn the app's refusal into a start-up traceback
+        EmbeddedLock.take(settings.database_url).release()
+    except DatabaseInUse as exc:
+        print(f"spendplane: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings, announce_admin_key=lambda key: _banner_admin_key(key, port))
     print(

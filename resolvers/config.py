@@ -95,6 +95,7 @@ class Setting:
 
 _SETTING = "spendplane.setting"
 _GROUP = "spendplane.group"
+_CODE_ONLY = "spendplane.code_only"
 _FROM_DEFAULT: Any = object()
 #: `value=REQUIRED`: a field built in code must be given (the group is only built when its settings are set).
 REQUIRED: Any = object()
@@ -123,6 +124,11 @@ def setting(
     return field(default_factory=lambda: parse(text), repr=shown, metadata=metadata)
 
 
+def code_only(value: Any, why: str) -> Any:
+    """A dataclass field that is deliberately not read from the environment (set by tests or tools in code)."""
+    return field(default=value, metadata={_CODE_ONLY: why})
+
+
 def group(reader: Callable[[Mapping[str, str]], Any], *, value: Any) -> Any:
     """A dataclass field holding a group of settings, read by `reader` (the group's own `from_env`)."""
     if callable(value):
@@ -143,13 +149,13 @@ def read_fields(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
 
 def declared(cls: type) -> Iterator[tuple[Field[Any], Setting | None]]:
     """Every field of `cls` and its groups (depth first, in declaration order) with its declaration (None for a
-    field declared neither as a setting nor as a group, which tests refuse)."""
+    field declared neither as a setting, nor as a group, nor as `code_only`, which tests refuse)."""
     for f in fields(cls):
         if _SETTING in f.metadata:
             yield f, f.metadata[_SETTING]
         elif _GROUP in f.metadata:
             yield from declared(_group_class(f))
-        else:
+        elif _CODE_ONLY not in f.metadata:
             yield f, None
 
 
@@ -352,6 +358,30 @@ def _http_url(raw: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ValueError("must be an http(s) URL such as https://hooks.example.com/spendplane")
     return raw
+
+
+def _unpriced_price(raw: str) -> tuple[Decimal, Decimal] | None:
+    if raw.lower() == "auto":
+        return None
+    low, slash, high = raw.partition("/")
+    try:
+        prices = (Decimal(low.strip()), Decimal(high.strip()))
+    except InvalidOperation:
+        prices = None
+    if not slash or prices is None or not all(p.is_finite() and 0 <= p <= 100_000 for p in prices):
+        raise ValueError("must be auto or INPUT/OUTPUT USD per million tokens, e.g. 15/75")
+    return prices
+
+
+def _time_zone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = raw.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin, America/Los_Angeles)") from None
+    return name
 
 
 def _cron_parse(raw: str) -> str:
@@ -699,6 +729,19 @@ class Settings:
     max_query_aliases: int = setting(
         "SPENDPLANE_MAX_QUERY_ALIASES", whole_number(1, 1000), "20", "GraphQL alias limit per query"
     )
+    #: Live subscriptions one WebSocket connection, and one token holder across connections, may have open.
+    max_subscriptions_per_connection: int = setting(
+        "SPENDPLANE_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        whole_number(1, 1000),
+        "25",
+        "live GraphQL subscriptions one WebSocket connection may have open",
+    )
+    max_subscriptions_per_principal: int = setting(
+        "SPENDPLANE_MAX_SUBSCRIPTIONS_PER_PRINCIPAL",
+        whole_number(1, 10_000),
+        "50",
+        "live GraphQL subscriptions one token holder may have open across its connections",
+    )
     log_level: str = setting(
         "SPENDPLANE_LOG_LEVEL",
         _one_of("critical", "error", "warning", "info", "debug"),
@@ -723,6 +766,9 @@ class Settings:
         "true",
         "run the periodic jobs and alert delivery; `false` only for one-off tools and tests",
     )
+    #: Refuse to serve an embedded (SQLite) database another process serves. Off only in tests that run two
+    #: app instances on one SQLite file in one process on purpose.
+    embedded_lock: bool = code_only(True, "tests that run two app instances on one SQLite file on purpose")
     #: Shared secret LiteLLM sends as x-api-key to the webhook, the Guardrail API and spend ingestion.
     webhook_key: str | None = setting(
         "SPENDPLANE_WEBHOOK_KEY",
@@ -755,6 +801,15 @@ class Settings:
         whole_number(10, 86_400),
         "900",
         "an admitted request's hold on budget is released when its spend arrives, or after this many seconds",
+    )
+    #: What a request for a model with no known price holds: None (the default, "auto") the dearest price of a
+    #: known model of its provider, else of any model; or a fixed (input, output) price per million tokens.
+    unpriced_model_price: tuple[Decimal, Decimal] | None = setting(
+        "UNPRICED_MODEL_PRICE",
+        _unpriced_price,
+        "auto",
+        "what a request for a model with no known price holds: `auto` = the dearest known price of its provider, "
+        "else of any model; or a fixed `INPUT/OUTPUT` USD per million tokens, e.g. `15/75`",
     )
     #: How often each instance re-reads recorded spend for its in-memory budget states.
     spend_refresh_seconds: float = setting(
@@ -799,6 +854,13 @@ class Settings:
         whole_number(7, 3660),
         "366",
         "longest custom report, trend or export range, in days",
+    )
+    #: The organisation's IANA time zone: the default of new budgets' windows (and of reports).
+    time_zone: str = setting(
+        "SPENDPLANE_TIME_ZONE",
+        _time_zone,
+        "UTC",
+        "the organisation's IANA time zone (`Europe/Berlin`): the default of new budgets' windows",
     )
     #: Closed days this far back are re-counted on each rollup run, so late spend logs are rolled up.
     rollup_recheck_days: int = setting(
