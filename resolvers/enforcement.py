@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -814,12 +814,20 @@ def _usd(value: Decimal) -> str:
 
 
 async def record_settlements(
-    session: AsyncSession, dialect: str, events: Sequence[SpendSeen], now: datetime
+    session: AsyncSession,
+    dialect: str,
+    events: Sequence[SpendSeen],
+    now: datetime,
+    *,
+    claimed_by: str | None = None,
+    claimed: Iterable[SpendSeen] = (),
 ) -> set[str]:
-    """Store spend events as unclaimed settlements (one per request id; LiteLLM's retries are ignored). Returns
-    the request ids that were new."""
+    """Store spend events as settlements (one per request id; LiteLLM's retries are ignored), the `claimed` ones
+    already claimed by `claimed_by` (the instance storing them, which settles its own holds with them once this
+    commits). Returns the request ids that were new."""
     if not events:
         return set()
+    mine = {e.request_id for e in claimed}
     statement = insert_or_ignore(dialect, SettlementRow.__table__).returning(SettlementRow.request_id)  # type: ignore[arg-type]
     rows = [
         {
@@ -828,7 +836,7 @@ async def record_settlements(
             "api_key": e.owner,
             "actual": e.actual,
             "failed": e.failed,
-            "claimed_by": None,
+            "claimed_by": claimed_by if e.request_id in mine else None,
             "created_at": now,
         }
         for e in events

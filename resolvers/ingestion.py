@@ -139,9 +139,9 @@ async def ingest(
     *,
     write_rows: bool,
 ) -> IngestResult:
-    """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction; then claim and
-    settle the ones an open hold on this instance can take (other instances claim the rest on their next
-    refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
+    """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction, claiming those an
+    open hold on this instance can take, and settle them once it commits (other instances claim the rest on
+    their next refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
     recorded = 0
     seen = [SpendSeen(e.request_id, e.call_id, str(e.row["api_key"]), e.cost, e.status == "failure") for e in events]
     async with unit_of_work() as work:
@@ -151,8 +151,13 @@ async def ingest(
             rows = [{k: v for k, v in e.row.items() if k in columns} for e in events]
             recorded = len((await work.session.execute(statement, rows)).all())
         unique = _first_of_each(seen)
-        new = await record_settlements(work.session, work.dialect, unique, work.now)
-    settled = await ledger.settle_new([s for s in unique if s.request_id in new])
+        # Holds of this instance that these events can end are claimed in the same transaction: no other
+        # instance (nor this one's background refresh) can take them first.
+        mine = ledger.takers(unique)
+        new = await record_settlements(
+            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=mine
+        )
+    settled = ledger.apply(s for s in mine if s.request_id in new)
     return IngestResult(len(events), recorded, len(events) - recorded if write_rows else 0, settled)
 
 

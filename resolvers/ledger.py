@@ -493,7 +493,7 @@ class Ledger:
             if recorded:
                 account.granted = max(Decimal(0), account.granted - reservation.amount)
 
-    def _takers(self, seen: Iterable[SpendSeen]) -> list[SpendSeen]:
+    def takers(self, seen: Iterable[SpendSeen]) -> list[SpendSeen]:
         """Which of these spend events an open hold of ours could take, at most one event per hold."""
         room = {pair: len(holds) for pair, holds in self._open_by_call.items()}
         wanted = []
@@ -505,7 +505,7 @@ class Ledger:
                     break
         return wanted
 
-    def _apply(self, claimed: Iterable[SpendSeen]) -> int:
+    def apply(self, claimed: Iterable[SpendSeen]) -> int:
         """End (visible spend) or settle (spend not in the logs yet) the oldest open hold of each claimed event's
         call id and key. A claim that finds none (settled meanwhile) leaves its hold as it is: safe."""
         applied = 0
@@ -546,10 +546,6 @@ class Ledger:
                 claimed.extend(by_id[r] for r in won.all())
         return claimed
 
-    async def settle_new(self, events: Sequence[SpendSeen]) -> int:
-        """Spend events just stored (ingestion): claim and settle those an open hold here can take."""
-        return self._apply(await self._claim(self._takers(events)))
-
     async def apply_settlements(self) -> int:
         """Settle our holds from settlements another instance stored and nobody claimed yet."""
         pairs = list(self._open_by_call)[:CHECK_LIMIT]
@@ -564,7 +560,7 @@ class Ledger:
                     .order_by(SettlementRow.created_at)
                 )
                 found.extend(SpendSeen(r.request_id, r.call_id, r.api_key, r.actual, r.failed) for r in rows.all())
-        return self._apply(await self._claim(self._takers(found)))
+        return self.apply(await self._claim(self.takers(found)))
 
     # ---------------------------------------------------------------------------------------------- reconciling
 
@@ -633,7 +629,7 @@ class Ledger:
         (a concurrent reservation sees the old state or the new); then the database is told, under each
         account's lock, what the account holds. Allowances only ever go down here, which is always safe."""
         recorded = [s for s in visible if s.request_id in self.settled_requests]
-        claimed = await self._claim(self._takers(s for s in visible if s.request_id not in self.settled_requests))
+        claimed = await self._claim(self.takers(s for s in visible if s.request_id not in self.settled_requests))
         if elsewhere is not None:
             self.held_elsewhere = elsewhere
         now = self.clock()
@@ -641,7 +637,7 @@ class Ledger:
             reservation = self.settled_requests.get(spend.request_id)
             if reservation is not None:
                 self._drop(reservation, recorded=True)
-        self._apply(claimed)
+        self.apply(claimed)
         cutoff = now - self.reservation_ttl
         expired = []
         for reservation in self.reservations.values():  # oldest first: stop at the first one still young

@@ -70,9 +70,10 @@ async def settle(
 ) -> int:
     """What spend ingestion does: store the settlement, then claim and apply it."""
     seen = SpendSeen(request_id, call_id, owner, Decimal(actual), failed)
+    mine = ledger.takers([seen])
     async with db.sessions() as session, session.begin():
-        await record_settlements(session, db.dialect, [seen], NOW)
-    return await ledger.settle_new([seen])
+        await record_settlements(session, db.dialect, [seen], NOW, claimed_by=ledger.instance_id, claimed=mine)
+    return ledger.apply(mine)
 
 
 async def visible(ledger: Ledger, db: Database) -> list[SpendSeen]:

@@ -152,7 +152,9 @@ class PreRequestAllowed(BaseModel):
     model: str | None = Field(description="The model to call (the one asked for, or a failover's fallback).")
     call_id: str
     estimated_cost_usd: Decimal
-    price_missing: bool = Field(description="No price is known for the model: decided on recorded spend only.")
+    price_missing: bool = Field(
+        description="No price is known for the model: held at UNPRICED_MODEL_PRICE, a conservative price."
+    )
     enforced: bool = Field(description="False when budget enforcement is switched off in the settings.")
     degraded: bool = Field(description="True when the database did not answer in time and the failure mode decided.")
     budgets: list[AdmissionBudget]
