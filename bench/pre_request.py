@@ -133,8 +133,8 @@ async def build_database(kind: str, workdir: Path) -> tuple[str, str | None]:
                     for i, k in enumerate(KEYS)
                 ],
             )
-            budgets = [{"entity_type": "team", "entity_id": t, "monthly_limit": Decimal(1_000_000)} for t in TEAMS]
-            budgets.append({"entity_type": "global", "entity_id": "", "monthly_limit": Decimal(10_000_000)})
+            budgets = [{"entity_type": "team", "entity_id": t, "spend_limit": Decimal(1_000_000)} for t in TEAMS]
+            budgets.append({"entity_type": "global", "entity_id": "", "spend_limit": Decimal(10_000_000)})
             await conn.execute(
                 insert(BudgetRow),
                 [

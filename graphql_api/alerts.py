@@ -10,10 +10,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.subscriptions import still_valid, subscription
 from resolvers import alerts
 from resolvers.alerts import Alert, AlertType, Severity
-from resolvers.errors import Unauthenticated
-from resolvers.periods import utcnow
 
 strawberry.enum(
     AlertType,
@@ -94,14 +93,10 @@ class AlertSubscriptions:
     async def alert_raised(
         self, info: Info, team_id: str | None = None, user_id: str | None = None
     ) -> AsyncGenerator[AlertView, None]:
-        runtime, principal = info.context.runtime, info.context.caller()
-        async with runtime.bus.subscribe(alerts.ALERT_TOPIC) as events:
-            async for event in events:
-                if principal.expires_at is not None and principal.expires_at <= utcnow():
-                    raise Unauthenticated("the token expired; reconnect with a fresh one")
-                async with runtime.read() as session:
-                    alert = await alerts.get_alert(session, event.payload["id"])
-                if alert is None or not alert.visible_to(principal):
+        async with subscription(info) as principal, info.context.runtime.feeds["alerts"].watch() as raised:
+            async for alert in raised:
+                still_valid(info, principal)
+                if not alert.visible_to(principal):
                     continue
                 if (team_id is not None and alert.team_id != team_id) or (
                     user_id is not None and alert.user_id != user_id

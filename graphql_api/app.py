@@ -4,14 +4,16 @@ lifespan owns the database engine, the event bus, the instance secrets, the jobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypedDict
+from typing import Any, TypedDict
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,12 +25,17 @@ from graphql_api.view import GraphQLView
 from models.db import open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
-from resolvers.alerts import alert_events_since
+from resolvers import budgets
+from resolvers.alerts import ALERT_TOPIC, Alert, alert_events_since, get_alert
 from resolvers.auth import TokenService, ensure_instance_secrets
+from resolvers.budgets import BudgetState
 from resolvers.config import Settings
 from resolvers.delivery import DeliveryWorker
-from resolvers.enforcement import Enforcer
-from resolvers.events import event_bus_for
+from resolvers.embedded import EmbeddedLock
+from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer
+from resolvers.errors import NotFound
+from resolvers.events import Event, event_bus_for
+from resolvers.feeds import Feed
 from resolvers.jobs import JobRunner
 from resolvers.ledger import Ledger
 from resolvers.periods import utcnow
@@ -36,13 +43,17 @@ from resolvers.pricing import build_price_book, load_overrides
 from resolvers.rollups import spend_to_date
 from resolvers.runtime import Runtime
 from resolvers.schedule import scheduled_jobs
+from resolvers.sessions import TokenGuard
 from resolvers.sla.failover import follow_routes, reload_routes
+from resolvers.sla.violations import SLA_VIOLATION_TOPIC, SlaViolation, get_violation
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
 
 log = logging.getLogger("spendplane")
 
+#: Connections of the gateway's own pool (PostgreSQL; a pre-request check needs at most one at a time).
+GATEWAY_POOL_SIZE = 5
 #: Backstop for every request body, GraphQL included (REST routes have their own, JSON-speaking limit).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
@@ -69,11 +80,17 @@ def create_app(
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         connection_init_wait_timeout=timedelta(seconds=10),
         allowed_origins=settings.allowed_origins,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        # One serving process per SQLite file: a second would hand out the same budget from its own memory.
+        lock = EmbeddedLock.take(settings.database_url) if settings.embedded_lock else EmbeddedLock(None)
         db = open_database(settings.database_url)
+        # The gateway's decisions have their own connections: nothing else (reports, GraphQL, /health floods) can
+        # take the ones a pre-request check needs.
+        gateway_db = open_database(settings.database_url, pool_size=GATEWAY_POOL_SIZE)
         bus = event_bus_for(db, clock=clock, catch_up=partial(alert_events_since, db))
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -91,34 +108,41 @@ def create_app(
                 announce_admin_key(secrets.new_admin_key)
             async with db.reader() as session:
                 prices = build_price_book(settings, await load_overrides(session))
+            tokens = TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds)
             runtime = Runtime(
                 settings=settings,
                 db=db,
                 litellm=litellm,
                 bus=bus,
-                tokens=TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds),
+                tokens=tokens,
                 clock=clock,
                 prices=prices,
                 admin_key_hash=secrets.admin_key_hash,
+                guard=TokenGuard(tokens, admin_key_hash=secrets.admin_key_hash),
             )
+            await refresh_guard(runtime)
             warm_up_tokenizer()
+            ttl = timedelta(seconds=settings.reservation_ttl_seconds)
             runtime.enforcer = Enforcer(
                 settings=settings,
-                db=db,
+                db=gateway_db,
                 schema=litellm,
                 bus=bus,
                 prices=prices,
                 history=runtime.history,
-                ledger=Ledger(db, litellm, spend_to_date, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+                ledger=Ledger(gateway_db, litellm, spend_to_date, clock, ttl),
                 clock=clock,
                 unit_of_work=runtime.work,
             )
             await runtime.enforcer.load()
             await reload_routes(runtime)  # active failover rules route from the first request on
+            runtime.feeds = live_feeds(runtime)
             background += [
                 asyncio.create_task(runtime.enforcer.run_background(stop)),
                 asyncio.create_task(runtime.enforcer.watch_changes(stop)),
                 asyncio.create_task(follow_routes(runtime, stop)),
+                asyncio.create_task(guard_tokens(runtime, stop)),
+                *(asyncio.create_task(feed.run(stop)) for feed in runtime.feeds.values()),
             ]
             runtime.jobs = JobRunner(runtime, scheduled_jobs(settings))
             delivery = DeliveryWorker(runtime)
@@ -139,7 +163,9 @@ def create_app(
             if runtime is not None and runtime.enforcer is not None:
                 await runtime.enforcer.close()
             await bus.close()
+            await gateway_db.dispose()
             await db.dispose()
+            lock.release()
 
     middleware = []
     if settings.allowed_origins:
@@ -158,6 +184,54 @@ def create_app(
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
+
+
+async def refresh_guard(runtime: Runtime) -> None:
+    assert runtime.guard is not None
+    await runtime.guard.refresh(runtime.db, runtime.litellm, runtime.clock())
+    runtime.admin_key_hash = runtime.guard.admin_key_hash  # the gateway's shared-secret check follows a rotation
+
+
+async def guard_tokens(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Every SPEND_REFRESH_SECONDS: admin key rotations and blocked LiteLLM keys reach this instance."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), runtime.settings.spend_refresh_seconds)
+        try:
+            await refresh_guard(runtime)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not refresh token revocations (will retry): %s", exc)
+
+
+def live_feeds(runtime: Runtime) -> dict[str, Feed[Any]]:
+    """The subscriptions' feeds: each event's row read once for every subscriber."""
+
+    async def budget(event: Event) -> BudgetState | None:
+        async with runtime.read() as session:
+            found = await budgets.find_budget(session, event.payload.get("id", ""))
+            if found is None:
+                return None
+            (state,) = await budgets.budget_states(
+                session, runtime.litellm, [found], runtime.clock(), runtime.in_flight()
+            )
+        return state
+
+    async def alert(event: Event) -> Alert | None:
+        async with runtime.read() as session:
+            return await get_alert(session, event.payload.get("id", ""))
+
+    async def violation(event: Event) -> SlaViolation | None:
+        async with runtime.read() as session:
+            try:
+                return await get_violation(session, event.payload.get("id", ""))
+            except NotFound:
+                return None
+
+    return {
+        "budgets": Feed(runtime.bus, (budgets.BUDGET_TOPIC, BUDGET_FIGURES_TOPIC), budget, "budgets"),
+        "alerts": Feed(runtime.bus, (ALERT_TOPIC,), alert, "alerts"),
+        "violations": Feed(runtime.bus, (SLA_VIOLATION_TOPIC,), violation, "violations"),
+    }
 
 
 def app_from_env() -> Starlette:

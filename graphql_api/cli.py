@@ -1,4 +1,5 @@
-"""The `spendplane` command: serve, migrate, demo-data, export-schema, rotate-admin-key."""
+"""The `spendplane` command: serve, migrate, demo-data, export-schema, docs-tables, litellm-plugin,
+rotate-admin-key."""
 
 from __future__ import annotations
 
@@ -35,10 +36,16 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from graphql_api.app import create_app
+    from resolvers.embedded import DatabaseInUse, EmbeddedLock
 
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    try:  # say it plainly, before uvicorn would turn the app's refusal into a start-up traceback
+        EmbeddedLock.take(settings.database_url).release()
+    except DatabaseInUse as exc:
+        print(f"spendplane: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings, announce_admin_key=lambda key: _banner_admin_key(key, port))
     print(
@@ -131,6 +138,24 @@ def export_schema(args: argparse.Namespace) -> None:
         print(f"spendplane: wrote {args.output}", file=sys.stderr)
 
 
+def docs_tables(args: argparse.Namespace) -> None:
+    from graphql_api.reference import stale_pages
+
+    docs = Path(args.docs)
+    if not docs.is_dir():
+        print(f"spendplane: {docs} is not a directory", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        stale = stale_pages(docs, write=args.write)
+    except ValueError as exc:
+        print(f"spendplane: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for page in stale:
+        print(f"spendplane: {page} {'rewritten' if args.write else 'is stale: run scripts/docs'}", file=sys.stderr)
+    if stale and not args.write:
+        raise SystemExit(1)
+
+
 def litellm_plugin(args: argparse.Namespace) -> None:
     import shutil
 
@@ -172,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="spendplane",
         description="Cost-management control plane beside LiteLLM. "
-        "Configuration comes from the environment (see the README's settings table).",
+        "Configuration comes from the environment (docs/settings.md lists every variable).",
     )
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -196,6 +221,13 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export-schema", help="print or write the GraphQL SDL (schema.graphql)")
     p.add_argument("-o", "--output", default="-", help="file to write; - for stdout (default)")
     p.set_defaults(run=export_schema)
+
+    p = commands.add_parser(
+        "docs-tables", help="refresh (--write) or check (default) the generated tables in the docs pages"
+    )
+    p.add_argument("docs", nargs="?", default="docs", help="the docs directory (default docs)")
+    p.add_argument("--write", action="store_true", help="rewrite stale tables instead of failing")
+    p.set_defaults(run=docs_tables)
 
     p = commands.add_parser("litellm-plugin", help="write the LiteLLM proxy plugin (true HTTP 429 refusals)")
     p.add_argument("-o", "--output", default=".", help="the directory of LiteLLM's config.yaml (default .)")

@@ -113,7 +113,7 @@ class PricingQueries:
             for m in input.messages
         ]
         request = PredictionRequest(input.model, messages, input.prompt, input.max_tokens)
-        p = await predict(runtime.prices, runtime.history, request)
+        p = await predict(runtime.prices, runtime.history, request, counting=runtime.predictor_counting)
         fit = None
         if principal.key_hash is not None:
             caller = Caller(principal.key_hash, principal.user_id, principal.team_id)

@@ -12,8 +12,7 @@ import strawberry
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import Info
-from resolvers.errors import NotFound, Unauthenticated
-from resolvers.periods import utcnow
+from graphql_api.subscriptions import still_valid, subscription
 from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, Transition, TriggerCondition
@@ -455,14 +454,7 @@ class SlaMutations:
 class SlaSubscriptions:
     @strawberry.subscription(description="SLA violations as they are opened, across every replica.")
     async def sla_violation_raised(self, info: Info) -> AsyncGenerator[SlaViolationView, None]:
-        runtime, principal = info.context.runtime, info.context.caller()
-        async with runtime.bus.subscribe(violations.SLA_VIOLATION_TOPIC) as events:
-            async for event in events:
-                if principal.expires_at is not None and principal.expires_at <= utcnow():
-                    raise Unauthenticated("the token expired; reconnect with a fresh one")
-                async with runtime.read() as session:
-                    try:
-                        found = await violations.get_violation(session, event.payload["id"])
-                    except NotFound:
-                        continue
-                yield SlaViolationView.from_domain(found)
+        async with subscription(info) as principal, info.context.runtime.feeds["violations"].watch() as found:
+            async for violation in found:
+                still_valid(info, principal)
+                yield SlaViolationView.from_domain(violation)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
 from resolvers.errors import Unauthenticated
+from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
 
 
@@ -24,7 +28,7 @@ class GraphQLView(GraphQL[Context, None]):
             token = bearer_token(request.headers.get("authorization"))
             if token is not None:
                 try:
-                    context.principal = runtime.tokens.verify(token)
+                    context.principal = runtime.authenticate(token)
                 except Unauthenticated:
                     context.principal = None  # the operation is refused with UNAUTHENTICATED
         return context
@@ -47,7 +51,37 @@ class GraphQLView(GraphQL[Context, None]):
                 }
             )
         try:
-            context.principal = context.runtime.tokens.verify(token)
+            context.principal = context.runtime.authenticate(token)
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": exc.message}) from None
+        task = asyncio.create_task(_close_when_invalid(context))
+        _watchers.add(task)
+        task.add_done_callback(_watchers.discard)
         return {"role": context.principal.role.value}
+
+
+#: Close code for a connection whose token expired or was revoked (graphql-transport-ws's 4401 Unauthorized).
+TOKEN_INVALID_CLOSE_CODE = 4401
+_watchers: set[asyncio.Task[None]] = set()
+
+
+async def _close_when_invalid(context: Context) -> None:
+    """A WebSocket lives only as long as its token: closed (4401) at its expiry, or within SPEND_REFRESH_SECONDS of
+    its revocation (admin key rotated, LiteLLM key blocked)."""
+    websocket, principal, runtime = context.request, context.principal, context.runtime
+    assert isinstance(websocket, WebSocket)
+    assert principal is not None
+    while websocket.client_state is not WebSocketState.DISCONNECTED:
+        left = (principal.expires_at - utcnow()).total_seconds() if principal.expires_at else math.inf
+        await asyncio.sleep(max(0.0, min(left, runtime.settings.spend_refresh_seconds)))
+        if websocket.application_state is WebSocketState.DISCONNECTED:
+            return
+        try:
+            if principal.expires_at is not None and principal.expires_at <= utcnow():
+                raise Unauthenticated("the token expired; reconnect with a fresh one")
+            if runtime.guard is not None:
+                runtime.guard.check(principal)
+        except Unauthenticated as exc:
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(TOKEN_INVALID_CLOSE_CODE, exc.message[:120])
+            return

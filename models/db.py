@@ -32,7 +32,7 @@ def normalize_database_url(raw: str) -> URL:
     try:
         url = make_url(raw.strip())
     except ArgumentError as exc:
-        raise ValueError(f"not a database URL: {raw!r}") from exc
+        raise ValueError("is not a database URL: use sqlite:///path or postgresql://user@host/db") from exc
     backend = url.get_backend_name()
     if backend in {"postgresql", "postgres"}:
         query = {k: v for k, v in url.query.items() if k not in _PRISMA_ONLY_OPTIONS}

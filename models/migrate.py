@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.db import Database
 
@@ -61,4 +62,8 @@ async def downgrade(db: Database, *, embedded: bool, revision: str = "base") -> 
 
 async def current_revision(db: Database) -> str | None:
     async with db.engine.connect() as conn:
-        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        return await current_revision_on(conn)
+
+
+async def current_revision_on(conn: AsyncConnection) -> str | None:
+    return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())

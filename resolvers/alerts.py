@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -111,7 +111,12 @@ class Alert:
 
 
 def budget_dedupe_key(budget_id: str, alert_type: AlertType, period_start: datetime) -> str:
-    return f"budget:{budget_id}:{alert_type.value}:{period_start:%Y-%m}"
+    """Once per budget, type and window. A calendar month in UTC keeps its `YYYY-MM` name (alerts raised before
+    budget windows existed keep deduplicating); any other window is named by its UTC start."""
+    start = period_start.astimezone(UTC)
+    if (start.day, start.hour, start.minute, start.second) == (1, 0, 0, 0):
+        return f"budget:{budget_id}:{alert_type.value}:{start:%Y-%m}"
+    return f"budget:{budget_id}:{alert_type.value}:{start:%Y-%m-%dT%H:%M}Z"
 
 
 async def raise_alert(work: Work, draft: AlertDraft, *, webhook_url: str | None = None) -> Alert | None:

@@ -32,7 +32,9 @@ ALGORITHM = "HS256"
 ADMIN_KEY_PREFIX = "sp-admin-"
 
 _JWT_SECRET = "jwt_secret"  # noqa: S105 - the name of the stored secret, not a secret
-_ADMIN_KEY_SHA256 = "admin_key_sha256"
+ADMIN_KEY_SHA256 = "admin_key_sha256"
+#: The subject of tokens minted with the generated admin key (rotating the key ends them).
+ADMIN_SUBJECT = "admin-key"
 
 
 class Role(StrEnum):
@@ -50,6 +52,7 @@ class Principal:
     team_id: str | None = None
     key_hash: str | None = None
     expires_at: datetime | None = None
+    issued_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -120,6 +123,7 @@ class TokenService:
             team_id=claims.get("tid"),
             key_hash=claims.get("kh"),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+            issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=UTC),
         )
 
 
@@ -141,9 +145,9 @@ async def authenticate_api_key(
     if master_key is not None and hmac.compare_digest(api_key.encode(), master_key.encode()):
         return Principal(role=Role.ADMIN, subject="master-key")
     digest = hash_key(api_key)
-    stored = await session.get(InstanceSecretRow, _ADMIN_KEY_SHA256)
+    stored = await session.get(InstanceSecretRow, ADMIN_KEY_SHA256)
     if stored is not None and hmac.compare_digest(digest, stored.value):
-        return Principal(role=Role.ADMIN, subject="admin-key")
+        return Principal(role=Role.ADMIN, subject=ADMIN_SUBJECT)
     if api_key.startswith("sk-") and schema.has_table(verification_tokens):
         return await _virtual_key_principal(session, schema, digest, now)
     raise Unauthenticated("invalid api key")
@@ -188,7 +192,7 @@ async def ensure_instance_secrets(
     new_admin_key = stored = None
     if master_key is None:
         candidate = ADMIN_KEY_PREFIX + secrets.token_urlsafe(32)
-        stored = await _get_or_create(db, _ADMIN_KEY_SHA256, hash_key(candidate), now)
+        stored = await _get_or_create(db, ADMIN_KEY_SHA256, hash_key(candidate), now)
         if stored == hash_key(candidate):
             new_admin_key = candidate
     return InstanceSecrets(jwt_secret=secret, new_admin_key=new_admin_key, admin_key_hash=stored)
@@ -197,9 +201,9 @@ async def ensure_instance_secrets(
 async def rotate_admin_key(db: Database, now: datetime) -> str:
     key = ADMIN_KEY_PREFIX + secrets.token_urlsafe(32)
     async with db.sessions() as session, session.begin():
-        row = await session.get(InstanceSecretRow, _ADMIN_KEY_SHA256)
+        row = await session.get(InstanceSecretRow, ADMIN_KEY_SHA256)
         if row is None:
-            session.add(InstanceSecretRow(name=_ADMIN_KEY_SHA256, value=hash_key(key), created_at=now))
+            session.add(InstanceSecretRow(name=ADMIN_KEY_SHA256, value=hash_key(key), created_at=now))
         else:
             row.value = hash_key(key)
             row.created_at = now

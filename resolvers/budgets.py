@@ -1,13 +1,18 @@
-"""Budgets: monthly limits for a user, a team or the whole platform, with their spend this calendar month.
+"""Budgets: spending limits per window — daily, weekly, monthly (the guide's), quarterly or yearly, calendar-aligned
+in the budget's time zone — for a user, a team, a key, an end user, a tag or the whole platform, with their spend
+in the current window.
 
-A budget's status comes from LiteLLM_SpendLogs for the current UTC month: team budgets by `team_id`, user
-budgets by the `user` column (the key owner), the global budget by everything.
+A budget's spend comes from LiteLLM_SpendLogs for its current window: team budgets by `team_id`, user budgets by
+the `user` column (the key owner), key budgets by `api_key`, tag budgets by `request_tags`, the global budget by
+everything. One entity may have one budget per period ("$50 a day and $500 a month").
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -26,20 +31,22 @@ from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.config import Settings
 from resolvers.errors import Forbidden, InvalidInput, NotFound
 from resolvers.events import Event
-from resolvers.periods import Period, month_of
+from resolvers.periods import Cadence, Period, Weekday, Window, cadence_of, time_zone, weekday_of
 from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
 from resolvers.spend import Scope, ScopeKind
 
 
 class EntityType(StrEnum):
-    """The guide's user, team and global budgets, plus a LiteLLM virtual key and an end user (customer)."""
+    """The guide's user, team and global budgets, plus a LiteLLM virtual key, an end user (customer) and a request
+    tag (LiteLLM's `request_tags`)."""
 
     USER = "user"
     TEAM = "team"
     GLOBAL = "global"
     KEY = "key"
     END_USER = "end_user"
+    TAG = "tag"
 
 
 class BudgetStatus(StrEnum):
@@ -59,23 +66,52 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
+class WindowDraft:
+    """A budget's window as given: the period (an enum name or LiteLLM's budget_duration), the zone (blank: the
+    default, SPENDPLANE_TIME_ZONE) and its anchors."""
+
+    period: str | None = None
+    time_zone: str | None = None
+    week_starts_on: str | None = None
+    month_start_day: int | None = None
+    year_start_month: int | None = None
+
+    def window(self, default_zone: str, current: Window | None = None) -> Window:
+        base = current or Window(time_zone=default_zone)
+        return Window(
+            cadence_of("period", self.period) if self.period is not None else base.cadence,
+            time_zone("time_zone", self.time_zone, default_zone) if self.time_zone is not None else base.time_zone,
+            weekday_of("week_starts_on", self.week_starts_on)
+            if self.week_starts_on is not None
+            else base.week_starts_on,
+            self.month_start_day if self.month_start_day is not None else base.month_start_day,
+            self.year_start_month if self.year_start_month is not None else base.year_start_month,
+        )
+
+
+@dataclass(frozen=True)
 class BudgetDraft:
     name: str
     entity_type: str
     entity_id: str | None
-    monthly_limit: Decimal
+    #: USD per window. The guide's `monthly_limit` is the same figure, for monthly budgets only.
+    limit: Decimal | None = None
     soft_limit_percent: Decimal | None = None
     hard_limit_percent: Decimal | None = None
     alert_email: str | None = None
+    monthly_limit: Decimal | None = None
+    window: WindowDraft = WindowDraft()
 
 
 @dataclass(frozen=True)
 class BudgetChanges:
     name: str | _Keep = KEEP
+    limit: Decimal | _Keep = KEEP
     monthly_limit: Decimal | _Keep = KEEP
     soft_limit_percent: Decimal | _Keep = KEEP
     hard_limit_percent: Decimal | _Keep = KEEP
     alert_email: str | _Keep | None = KEEP
+    window: WindowDraft = WindowDraft()
 
 
 @dataclass(frozen=True)
@@ -84,7 +120,8 @@ class Budget:
     name: str
     entity_type: EntityType
     entity_id: str | None
-    monthly_limit: Decimal
+    window: Window
+    limit: Decimal
     soft_limit_percent: Decimal
     hard_limit_percent: Decimal
     alert_email: str | None
@@ -96,12 +133,17 @@ class Budget:
         return Scope(ScopeKind(self.entity_type.value), self.entity_id)
 
     @property
+    def monthly_limit(self) -> Decimal | None:
+        """The guide's monthly limit: the limit of a monthly budget (None for other periods)."""
+        return self.limit if self.window.cadence is Cadence.MONTHLY else None
+
+    @property
     def hard_limit(self) -> Decimal:
-        return whole_nanos(self.monthly_limit * self.hard_limit_percent)
+        return whole_nanos(self.limit * self.hard_limit_percent)
 
     @property
     def soft_limit(self) -> Decimal:
-        return whole_nanos(self.monthly_limit * self.soft_limit_percent)
+        return whole_nanos(self.limit * self.soft_limit_percent)
 
     @classmethod
     def from_row(cls, row: BudgetRow) -> Budget:
@@ -110,7 +152,8 @@ class Budget:
             name=row.name,
             entity_type=EntityType(row.entity_type),
             entity_id=row.entity_id or None,
-            monthly_limit=row.monthly_limit,
+            window=window_of(row),
+            limit=row.spend_limit,
             soft_limit_percent=row.soft_limit_percent,
             hard_limit_percent=row.hard_limit_percent,
             alert_email=row.alert_email,
@@ -119,13 +162,29 @@ class Budget:
         )
 
 
+def window_of(row: BudgetRow) -> Window:
+    return Window(
+        Cadence(row.period),
+        row.time_zone,
+        Weekday(row.week_starts_on),
+        row.month_start_day,
+        row.year_start_month,
+    )
+
+
 @dataclass(frozen=True)
 class BudgetState:
-    """A budget with its spend over a period (the current calendar month unless said otherwise)."""
+    """A budget with its spend over its current window."""
 
     budget: Budget
     period: Period
     current_spend: Decimal
+    #: Held for admitted requests whose spend is not in the logs yet (every instance's, as far as known).
+    reserved: Decimal = Decimal(0)
+
+    @property
+    def resets_at(self) -> datetime:
+        return self.period.end
 
     @property
     def remaining(self) -> Decimal:
@@ -134,29 +193,30 @@ class BudgetState:
 
     @property
     def utilization(self) -> Decimal:
-        """Spend as a fraction of the monthly limit, to six places (0.85 = 85 %)."""
-        ratio = self.current_spend / self.budget.monthly_limit
+        """Spend as a fraction of the limit, to six places (0.85 = 85 %)."""
+        ratio = self.current_spend / self.budget.limit
         return ratio.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN).normalize()
 
     @property
     def status(self) -> BudgetStatus:
         if self.current_spend >= self.budget.hard_limit:
             return BudgetStatus.EXCEEDED
-        if self.current_spend >= self.budget.soft_limit:
+        if self.current_spend + self.reserved >= self.budget.soft_limit:
             return BudgetStatus.WARNING
         return BudgetStatus.OK
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Defaults for new budgets (SOFT_LIMIT_THRESHOLD, HARD_LIMIT_THRESHOLD)."""
+    """Defaults for new budgets (SOFT_LIMIT_THRESHOLD, HARD_LIMIT_THRESHOLD, SPENDPLANE_TIME_ZONE)."""
 
     soft: Decimal
     hard: Decimal
+    time_zone: str = "UTC"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(settings.soft_limit_threshold, settings.hard_limit_threshold)
+        return cls(settings.soft_limit_threshold, settings.hard_limit_threshold, settings.time_zone)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -186,13 +246,43 @@ async def get_budget(session: AsyncSession, principal: Principal, budget_id: str
     return budget
 
 
+async def find_budget(session: AsyncSession, budget_id: str) -> Budget | None:
+    """A budget by id, or None (deleted, or never there): for feeds, which have no caller to refuse."""
+    row = await session.get(BudgetRow, budget_id) if validation.is_uuid(budget_id) else None
+    return Budget.from_row(row) if row is not None else None
+
+
 async def budget_states(
-    session: AsyncSession, schema: LiteLLMSchema, budgets: list[Budget], now: datetime
+    session: AsyncSession,
+    schema: LiteLLMSchema,
+    budgets: list[Budget],
+    now: datetime,
+    reserved: Callable[[tuple[str, str]], Decimal] | None = None,
 ) -> list[BudgetState]:
-    """Each budget with its spend this calendar month: one spend query per entity type, not per budget."""
-    period = month_of(now)
-    spend = await spend_to_date(session, schema, [b.scope for b in budgets], period, now)
-    return [BudgetState(b, period, spend[b.scope]) for b in budgets]
+    """Each budget with its spend in its current window: one spend read per window (and scope kind), not per
+    budget. `reserved`: in-flight holds by (ledger key, window key), as the enforcement engine knows them."""
+    periods = {b.id: b.window.period_at(now) for b in budgets}
+    by_period: dict[Period, list[Budget]] = defaultdict(list)
+    for budget in budgets:
+        by_period[periods[budget.id]].append(budget)
+    spend: dict[tuple[Scope, Period], Decimal] = {}
+    for period, group in by_period.items():
+        found = await spend_to_date(session, schema, [b.scope for b in group], period, now)
+        spend.update({(scope, period): usd for scope, usd in found.items()})
+    return [
+        BudgetState(
+            b,
+            periods[b.id],
+            spend[(b.scope, periods[b.id])],
+            reserved((ledger_key(b.id), periods[b.id].key)) if reserved is not None else Decimal(0),
+        )
+        for b in budgets
+    ]
+
+
+def ledger_key(budget_id: str) -> str:
+    """The admission ledger's name of a stored budget."""
+    return f"budget:{budget_id}"
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -202,6 +292,12 @@ async def create_budget(work: Work, principal: Principal, draft: BudgetDraft, de
     require_admin(principal, "creating a budget")
     entity_type = _entity_type(draft.entity_type)
     entity_id = _entity_id(entity_type, draft.entity_id)
+    window = draft.window.window(defaults.time_zone)
+    limit = _limit(draft.limit, draft.monthly_limit, window)
+    if limit is None:
+        if window.cadence is Cadence.MONTHLY:
+            raise InvalidInput("monthly_limit", "is required (USD per month; `limit` names the same figure)")
+        raise InvalidInput("limit", f"is required (USD per {window.cadence.value.removesuffix('ly')} window)")
     soft = _limit_percent("soft_limit_percent", draft.soft_limit_percent, defaults.soft)
     hard = _limit_percent("hard_limit_percent", draft.hard_limit_percent, defaults.hard)
     _check_order(soft, hard)
@@ -210,19 +306,20 @@ async def create_budget(work: Work, principal: Principal, draft: BudgetDraft, de
         name=validation.text("name", draft.name, max_length=200) or "",
         entity_type=entity_type.value,
         entity_id=entity_id or "",
-        monthly_limit=validation.usd("monthly_limit", draft.monthly_limit),
+        spend_limit=limit,
         soft_limit_percent=soft,
         hard_limit_percent=hard,
         alert_email=validation.email("alert_email", draft.alert_email),
         created_at=work.now,
         updated_at=work.now,
     )
-    await _refuse_duplicate(work.session, entity_type, entity_id)
+    _set_window(row, window)
+    await _refuse_duplicate(work.session, entity_type, entity_id, window.cadence)
     work.session.add(row)
     try:
         await work.session.flush()
-    except IntegrityError as exc:  # a concurrent create for the same entity won the race
-        raise _duplicate(entity_type, entity_id) from exc
+    except IntegrityError as exc:  # a concurrent create for the same entity and period won the race
+        raise _duplicate(entity_type, entity_id, window.cadence) from exc
     budget = Budget.from_row(row)
     work.emit(Event(BUDGET_TOPIC, {"id": budget.id, "change": "created"}))
     return budget
@@ -239,15 +336,27 @@ async def update_budget(work: Work, principal: Principal, budget_id: str, change
     if not isinstance(changes.hard_limit_percent, _Keep):
         hard = validation.fraction("hard_limit_percent", changes.hard_limit_percent)
     _check_order(soft, hard)
+    window = changes.window.window(current.window.time_zone, current.window)
+    limit = _limit(
+        None if isinstance(changes.limit, _Keep) else changes.limit,
+        None if isinstance(changes.monthly_limit, _Keep) else changes.monthly_limit,
+        window,
+    )
     if not isinstance(changes.name, _Keep):
         row.name = validation.text("name", changes.name, max_length=200) or ""
-    if not isinstance(changes.monthly_limit, _Keep):
-        row.monthly_limit = validation.usd("monthly_limit", changes.monthly_limit)
+    if limit is not None:
+        row.spend_limit = limit
     if not isinstance(changes.alert_email, _Keep):
         row.alert_email = validation.email("alert_email", changes.alert_email)
+    if window.cadence is not current.window.cadence:
+        await _refuse_duplicate(work.session, current.entity_type, current.entity_id, window.cadence)
+    _set_window(row, window)
     row.soft_limit_percent, row.hard_limit_percent = soft, hard
     row.updated_at = work.now
-    await work.session.flush()
+    try:
+        await work.session.flush()
+    except IntegrityError as exc:
+        raise _duplicate(current.entity_type, current.entity_id, window.cadence) from exc
     budget = Budget.from_row(row)
     work.emit(Event(BUDGET_TOPIC, {"id": budget.id, "change": "updated"}))
     return budget
@@ -264,6 +373,26 @@ async def delete_budget(work: Work, principal: Principal, budget_id: str) -> Bud
 
 
 # ---------------------------------------------------------------------------------------------- rules
+
+
+def _set_window(row: BudgetRow, window: Window) -> None:
+    row.period = window.cadence.value
+    row.time_zone = window.time_zone
+    row.week_starts_on = window.week_starts_on.value
+    row.month_start_day = window.month_start_day
+    row.year_start_month = window.year_start_month
+
+
+def _limit(limit: Decimal | None, monthly: Decimal | None, window: Window) -> Decimal | None:
+    """The general `limit`, or the guide's `monthly_limit` for a monthly budget (both: they must agree)."""
+    if monthly is not None and window.cadence is not Cadence.MONTHLY:
+        raise InvalidInput("monthly_limit", f"is for monthly budgets; a {window.cadence.value} budget takes limit")
+    if limit is not None and monthly is not None and limit != monthly:
+        raise InvalidInput("monthly_limit", "differs from limit; give one of them")
+    chosen = limit if limit is not None else monthly
+    if chosen is None:
+        return None
+    return validation.usd("limit" if limit is not None else "monthly_limit", chosen)
 
 
 def _entity_type(value: str) -> EntityType:
@@ -298,18 +427,24 @@ def _check_order(soft: Decimal, hard: Decimal) -> None:
         raise InvalidInput("soft_limit_percent", f"{soft} may not be above the hard limit percent {hard}")
 
 
-async def _refuse_duplicate(session: AsyncSession, entity_type: EntityType, entity_id: str | None) -> None:
+async def _refuse_duplicate(
+    session: AsyncSession, entity_type: EntityType, entity_id: str | None, cadence: Cadence
+) -> None:
     existing = await session.scalar(
-        select(BudgetRow.id).where(BudgetRow.entity_type == entity_type.value, BudgetRow.entity_id == (entity_id or ""))
+        select(BudgetRow.id).where(
+            BudgetRow.entity_type == entity_type.value,
+            BudgetRow.entity_id == (entity_id or ""),
+            BudgetRow.period == cadence.value,
+        )
     )
     if existing is not None:
-        raise _duplicate(entity_type, entity_id)
+        raise _duplicate(entity_type, entity_id, cadence)
 
 
-def _duplicate(entity_type: EntityType, entity_id: str | None) -> InvalidInput:
+def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence) -> InvalidInput:
     if entity_type is EntityType.GLOBAL:
-        return InvalidInput("entity_type", "a global budget already exists; update it instead")
-    return InvalidInput("entity_id", f"a {entity_type.value} budget for {entity_id!r} already exists")
+        return InvalidInput("entity_type", f"a {cadence.value} global budget already exists; update it instead")
+    return InvalidInput("entity_id", f"a {cadence.value} {entity_type.value} budget for {entity_id!r} already exists")
 
 
 async def _row(session: AsyncSession, budget_id: str) -> BudgetRow:

@@ -221,7 +221,7 @@ class DeliveryWorker:
             notices[alert.id] = AlertNotice(
                 alert=alert,
                 budget_name=budget.name if budget else None,
-                soft_limit=budget.monthly_limit * budget.soft_limit_percent if budget else None,
+                soft_limit=budget.spend_limit * budget.soft_limit_percent if budget else None,
                 emails=tuple(emails.get(alert.id, ())),
             )
         return notices

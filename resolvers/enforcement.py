@@ -1,10 +1,17 @@
 """Admission at the gateway: which budgets a request falls under, and whether it may run.
 
-The guide's flow, per budget: below the soft limit allow; from the soft limit allow with a warning and an
-`approaching_limit` alert; at or past the hard limit block (`budget_exceeded`); an estimate larger than what is
-left blocks (`request_exceeds_budget`). Budgets, recorded spend and feature switches live in memory and are
-refreshed in the background, so the common case never waits for the database; reservations go through the
-ledger. Whatever the database does, a decision comes within ENFORCEMENT_TIMEOUT_MS (fail open or closed).
+The guide's flow, per budget and window: below the soft limit allow; from the soft limit (spend recorded plus
+what is held for requests in flight) allow with a warning and an `approaching_limit` alert; at or past the hard
+limit block (`budget_exceeded`); an estimate larger than what is left blocks (`request_exceeds_budget`). Every
+window a request falls under is judged (a team's day and its month, each of its tags); every budget that crosses
+a threshold raises its own alert, and a refusal names the binding budget — the one that frees up last — and
+when it resets.
+
+Budgets, recorded spend and feature switches live in memory and are refreshed in the background, so the common
+case never waits for the database; reservations go through the ledger. A budget already exhausted in memory
+refuses at once, before any token is counted. Counting is bounded by the prompt's size (past a size, an upper
+bound from its length), so the failure mode — fail open or closed within ENFORCEMENT_TIMEOUT_MS — answers for a
+database that does not answer, never for a big prompt.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -31,24 +40,24 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.budgets import BudgetRow
-from models.db import Database
+from models.db import Database, insert_or_ignore
 from models.ledger import SettlementRow
 from models.litellm import LiteLLMSchema, verification_tokens
 from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import hash_key
-from resolvers.budgets import Budget, EntityType
+from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key
 from resolvers.config import Settings
 from resolvers.errors import InvalidInput
-from resolvers.events import EventBus
+from resolvers.events import Event, EventBus
 from resolvers.features import FEATURES_TOPIC, get_features
-from resolvers.ledger import Claim, Ledger, Refusal
-from resolvers.periods import Period, month_of
-from resolvers.predictor import OutputHistory, Prediction, PredictionRequest, predict
+from resolvers.ledger import Claim, Ledger, Refusal, SpendSeen
+from resolvers.periods import Period, Window
+from resolvers.predictor import Counting, OutputHistory, Prediction, PredictionRequest, predict, unpriced_prediction
 from resolvers.pricing import PriceBook
 from resolvers.rollups import spend_to_date
 from resolvers.runtime import Work
-from resolvers.spend import Scope, ScopeKind, chunks
+from resolvers.spend import Scope, ScopeKind
 
 log = logging.getLogger("spendplane.enforcement")
 
@@ -56,7 +65,15 @@ MASTER_KEY_MARKER = "litellm_proxy_master_key"  # what LiteLLM sends as the key 
 KEY_OWNER_TTL = timedelta(minutes=5)
 KEY_OWNER_CACHE = 50_000
 BUDGET_RELOAD_SECONDS = 15.0
+#: Tags a request is judged against, at most (LiteLLM requests carry a handful).
+MAX_TAGS = 32
+#: budgetUpdated fires at most this often per budget when only its figures move.
+FIGURES_EVERY = 1.0  # seconds
+#: Events of budgets whose figures moved (spend, holds): only this process's subscribers hear them, since every
+#: replica notices on its own refresh (no cross-replica traffic per spend row).
+BUDGET_FIGURES_TOPIC = "budget-figures"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_DB_OUTAGE = (TimeoutError, OperationalError, InterfaceError, SQLAlchemyTimeout, OSError)
 
 
 class Verdict(StrEnum):
@@ -73,12 +90,22 @@ class Caller:
     user_id: str | None = None
     team_id: str | None = None
     end_user: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def key_hash(self) -> str | None:
         if not self.key or self.key == MASTER_KEY_MARKER:
             return None
         return self.key if _HEX64.fullmatch(self.key) else hash_key(self.key)
+
+
+def spend_log_key(key: str | None, master_key: str | None) -> str:
+    """The key as LiteLLM's spend logs name it: sha256 of the key; its master key logs as sha256(master key)."""
+    if not key:
+        return ""
+    if key == MASTER_KEY_MARKER:
+        return hash_key(master_key) if master_key else key
+    return key if _HEX64.fullmatch(key) else hash_key(key)  # never keep a raw key
 
 
 @dataclass(frozen=True)
@@ -102,7 +129,8 @@ class BudgetRule:
     name: str
     entity_type: str
     entity_id: str | None
-    monthly_limit: Decimal
+    window: Window
+    limit: Decimal
     soft_limit_percent: Decimal
     hard_limit_percent: Decimal
     alert_email: str | None
@@ -114,36 +142,41 @@ class BudgetRule:
 
     @cached_property
     def hard_cap(self) -> Decimal:
-        return whole_nanos(self.monthly_limit * self.hard_limit_percent)
+        return whole_nanos(self.limit * self.hard_limit_percent)
 
     @cached_property
     def soft_cap(self) -> Decimal:
-        return whole_nanos(self.monthly_limit * self.soft_limit_percent)
+        return whole_nanos(self.limit * self.soft_limit_percent)
 
     @classmethod
     def from_budget(cls, budget: Budget) -> BudgetRule:
         return cls(
-            f"budget:{budget.id}",
+            ledger_key(budget.id),
             budget.id,
             budget.name,
             budget.entity_type.value,
             budget.entity_id,
-            budget.monthly_limit,
+            budget.window,
+            budget.limit,
             budget.soft_limit_percent,
             budget.hard_limit_percent,
             budget.alert_email,
         )
 
     def describe(self) -> str:
+        window = "" if self.window.is_default_month else f"{self.window.describe()} "
         if self.entity_type == "global":
-            return f"global budget '{self.name}'"
-        return f"{self.entity_type.replace('_', ' ')} budget '{self.name}' ({self.entity_id})"
+            return f"{window}global budget '{self.name}'"
+        return f"{window}{self.entity_type.replace('_', ' ')} budget '{self.name}' ({self.entity_id})"
 
 
 @dataclass(frozen=True)
 class BudgetCheck:
     rule: BudgetRule
-    spend: Decimal  # recorded + settled-but-not-yet-logged, this month
+    period: Period
+    spend: Decimal  # recorded + settled-but-not-yet-logged, in this window
+    #: Held for requests in flight (this instance's, and as of the last refresh every other one's).
+    reserved: Decimal = Decimal(0)
 
     @cached_property
     def remaining(self) -> Decimal:
@@ -151,7 +184,7 @@ class BudgetCheck:
 
     @cached_property
     def utilization(self) -> Decimal:
-        return (self.spend / self.rule.monthly_limit).quantize(Decimal("0.0001"))
+        return (self.spend / self.rule.limit).quantize(Decimal("0.0001"))
 
     @property
     def exceeded(self) -> bool:
@@ -159,7 +192,11 @@ class BudgetCheck:
 
     @property
     def approaching(self) -> bool:
-        return self.spend >= self.rule.soft_cap
+        return self.spend + self.reserved >= self.rule.soft_cap
+
+    @property
+    def resets_at(self) -> datetime:
+        return self.period.end
 
 
 @dataclass(frozen=True)
@@ -169,9 +206,13 @@ class Decision:
     model: str | None
     message: str | None = None
     alert_type: AlertType | None = None
-    budget: BudgetCheck | None = None  # the budget that decided (blocking, or warning)
+    budget: BudgetCheck | None = None  # the budget that decided: the binding block, or the first warning
     checks: tuple[BudgetCheck, ...] = ()
+    #: Every budget that blocks this request (the binding one first), or that it warns about.
+    crossed: tuple[BudgetCheck, ...] = ()
     estimated_cost: Decimal = Decimal(0)
+    #: What was (or would be) held for the request: the estimate, or a conservative one for unpriced models.
+    held_cost: Decimal = Decimal(0)
     prediction: Prediction | None = None
     price_missing: bool = False
     enforced: bool = True
@@ -180,6 +221,10 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.verdict is not Verdict.BLOCK
+
+    @property
+    def resets_at(self) -> datetime | None:
+        return self.budget.resets_at if self.budget is not None else None
 
 
 @dataclass(frozen=True)
@@ -193,7 +238,7 @@ class BudgetFit:
 @dataclass(frozen=True)
 class _Loaders:
     owners: DataLoader[str, _KeyOwner]
-    spend: DataLoader[Scope, Decimal]
+    spend: DataLoader[tuple[Scope, Period], Decimal]
 
 
 @dataclass(frozen=True)
@@ -216,19 +261,49 @@ class Enforcer:
     clock: Callable[[], datetime]
     #: The runtime's unit of work (a transaction whose events are published after commit), for alerts.
     unit_of_work: Callable[[], AbstractAsyncContextManager[Work]]
-    rules: dict[tuple[str, str | None], BudgetRule] = field(default_factory=dict)
-    spend: dict[Scope, Decimal] = field(default_factory=dict)
+    #: Where the gateway counts big prompts (its own threads: a flood of /predict cannot queue ahead of it).
+    counting: Counting = field(default_factory=lambda: Counting("gateway", workers=2, queue=64))
+    #: Budgets by (entity type, entity id): one per period.
+    rules: dict[tuple[str, str | None], tuple[BudgetRule, ...]] = field(default_factory=dict)
+    #: Recorded spend by (scope, window key).
+    spend: dict[tuple[Scope, str], Decimal] = field(default_factory=dict)
     enforcement_enabled: bool = True
     _key_owners: OrderedDict[str, _KeyOwner] = field(default_factory=OrderedDict)
     _active_keys: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _raised: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _spend_month: str = ""
     _loader_set: _Loaders | None = None
     _claims: dict[tuple[str, datetime, Decimal], Claim] = field(default_factory=dict)
     _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
+    #: What budgetUpdated last said of each budget's figures, and when (coalescing).
+    _published: dict[str, tuple[Decimal, Decimal, str]] = field(default_factory=dict)
+    _published_at: dict[str, float] = field(default_factory=dict)
     #: Active failover routes, primary model -> fallback model (kept up to date by SLA monitoring).
     routes: dict[str, str] = field(default_factory=dict)
+    #: A budget or a switch changed (this instance's write, or another's by LISTEN/NOTIFY): the next decision
+    #: reloads before it decides, so a limit cut binds it.
+    _stale: bool = False
+    _reloading: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        for topic in (BUDGET_TOPIC, FEATURES_TOPIC):
+            self.bus.on(topic, self._mark_stale)
+
+    def _mark_stale(self, event: Event) -> None:
+        self._stale = True
+
+    @property
+    def _outdated(self) -> bool:
+        return self._stale or (self._reloading is not None and not self._reloading.done())
+
+    async def _current(self) -> None:
+        """Reload budgets now if they changed since the last load (one reload for every waiting decision), or
+        wait for the reload already under way."""
+        while self._outdated:
+            if self._reloading is None or self._reloading.done():
+                self._stale = False  # a change during the reload marks it again
+                self._reloading = asyncio.create_task(self.reload_budgets())
+            await asyncio.shield(self._reloading)
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -247,22 +322,57 @@ class Enforcer:
         async with self.db.reader() as session:
             rows = (await session.scalars(select(BudgetRow))).all()
             features = await get_features(session)
-        self.rules = {(r.entity_type, r.entity_id or None): BudgetRule.from_budget(Budget.from_row(r)) for r in rows}
+        rules: dict[tuple[str, str | None], list[BudgetRule]] = {}
+        for row in rows:
+            rule = BudgetRule.from_budget(Budget.from_row(row))
+            rules.setdefault((rule.entity_type, rule.entity_id), []).append(rule)
+        self.rules = {k: tuple(v) for k, v in rules.items()}
         self.enforcement_enabled = features.budget_enforcement_enabled
 
+    def _periods(self, rules: Sequence[BudgetRule], now: datetime) -> dict[BudgetRule, Period]:
+        return {rule: rule.window.period_at(now) for rule in rules}
+
     async def refresh_spend(self) -> None:
-        """Recorded spend this month for every scope a budget (or an active key's default budget) covers, and
-        — read in the same snapshot — which held requests' spend it already contains; then the ledger drops
-        exactly those holds, so no spend is ever missing from both."""
-        period = month_of(self.clock())
-        scopes = {rule.scope for rule in self.rules.values()}
-        scopes |= {Scope(ScopeKind.KEY, key) for key in self._active_keys}
+        """Recorded spend in the current window of every budget (and active key's default budget), and — read in
+        the same snapshot — which held requests' spend it already contains; then the ledger drops exactly those
+        holds, so no spend is ever missing from both."""
+        now = self.clock()
+        rules = [r for group in self.rules.values() for r in group]
+        rules += [self._default_key_rule(k, touch=False) for k in list(self._active_keys)]
+        periods = self._periods(rules, now)
+        by_period: dict[Period, set[Scope]] = {}
+        for rule, period in periods.items():
+            by_period.setdefault(period, set()).add(rule.scope)
+        found: dict[tuple[Scope, str], Decimal] = {}
         async with self.db.reader() as session:  # one snapshot (see models.db)
-            found = await spend_to_date(session, self.schema, scopes, period, self.clock()) if scopes else {}
-            visible = await self.ledger.visible_ids(session)
+            for period, scopes in by_period.items():
+                spent = await spend_to_date(session, self.schema, scopes, period, now)
+                found.update({(scope, period.key): usd for scope, usd in spent.items()})
+            visible = await self.ledger.visible_spend(session)
+            elsewhere = await self.ledger.others_held(session)
         self.spend = found
-        self._spend_month = f"{period.start:%Y-%m}"
-        await self.ledger.reconcile(visible)
+        await self.ledger.reconcile(visible, elsewhere)
+        self._publish_figures(rules, periods)
+
+    def _publish_figures(self, rules: Sequence[BudgetRule], periods: Mapping[BudgetRule, Period]) -> None:
+        """budgetUpdated for every stored budget whose spend or in-flight holds moved, at most once a second (of
+        real time: coalescing is about subscribers' load, whatever the service's clock says)."""
+        now = time.monotonic()
+        for rule in rules:
+            if rule.budget_id is None:
+                continue
+            period = periods[rule]
+            figures = (self._spend_of(rule, period), self.ledger.in_flight_for((rule.key, period.key)), period.key)
+            last = self._published.get(rule.budget_id)
+            if last == figures:
+                continue
+            if last is None:  # first sight (start-up, a new budget): its creation was announced already
+                self._published[rule.budget_id] = figures
+                continue
+            if now - self._published_at.get(rule.budget_id, -math.inf) < FIGURES_EVERY:
+                continue
+            self._published[rule.budget_id], self._published_at[rule.budget_id] = figures, now
+            self.bus.deliver(Event(BUDGET_FIGURES_TOPIC, {"id": rule.budget_id, "change": "figures"}))
 
     async def run_background(self, stop: asyncio.Event) -> None:
         """Refresh spend, settle and reconcile every SPEND_REFRESH_SECONDS; reload budgets on their events."""
@@ -281,14 +391,14 @@ class Enforcer:
 
     async def watch_changes(self, stop: asyncio.Event) -> None:
         """Budgets and switches changed through this (or, with a shared bus, any) instance: reload at once."""
-        from resolvers.budgets import BUDGET_TOPIC
 
         async def follow(topic: str) -> None:
             async with self.bus.subscribe(topic) as events:
                 async for _ in events:
                     try:
-                        await self.reload_budgets()
+                        await self._current()
                     except (SQLAlchemyError, OSError) as exc:
+                        self._stale = True  # the next decision tries again
                         log.warning("reloading budgets failed: %s", exc)
 
         tasks = [asyncio.create_task(follow(t)) for t in (BUDGET_TOPIC, FEATURES_TOPIC)]
@@ -300,18 +410,12 @@ class Enforcer:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def apply_settlements(self) -> None:
-        """Settle our holds from settlements another instance's ingestion recorded."""
-        waiting, _ = self.ledger.open_calls()
-        if not waiting:
-            return
-        async with self.db.reader() as session:
-            for chunk in chunks(sorted(waiting)):
-                rows = (await session.scalars(select(SettlementRow).where(SettlementRow.call_id.in_(chunk)))).all()
-                for row in rows:
-                    self.ledger.settle(row.call_id, row.actual, request_id=row.request_id, failed=row.failed)
+        """Settle our holds from settlements another instance's ingestion stored."""
+        await self.ledger.apply_settlements()
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.counting.close()
         try:
             await self.ledger.close()
         except (SQLAlchemyError, OSError) as exc:
@@ -340,50 +444,52 @@ class Enforcer:
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
-        prediction: Prediction | None = None
-        price_missing = False
-        estimate = request.estimated_cost if request.estimated_cost is not None else Decimal(0)
+        base = Decision(Verdict.ALLOW, request.call_id, model, enforced=self.enforcement_enabled)
+        loop = asyncio.get_running_loop()
+        budget_seconds = self.settings.enforcement_timeout_ms / 1000
+        caller = request.caller
+        if self._outdated:  # budgets changed: decide on the new limits (bounded like any database wait)
+            try:
+                async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
+                    await self._current()
+            except _DB_OUTAGE:
+                return self._degraded(request, base)
+        # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
+        early = self._exhausted(replace(base, checks=self._known_checks(self.rules_for(caller))), caller)
+        if early is not None:
+            return early
         try:
-            # Counting a huge prompt's tokens takes time too (in a worker thread): it is inside the deadline.
-            async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
-                prediction, price_missing = await self._estimate(request, model)
-                if prediction is not None and request.estimated_cost is None:
-                    estimate = prediction.total_cost
-                base = Decision(
-                    Verdict.ALLOW,
-                    request.call_id,
-                    model,
-                    estimated_cost=estimate,
-                    prediction=prediction,
-                    price_missing=price_missing,
-                    enforced=self.enforcement_enabled,
-                )
-                caller = await self._resolve(request.caller)
+            # The deadline is the database's: looking up the key's owner and a scope's first spend.
+            started = loop.time()
+            async with asyncio.timeout(budget_seconds):
+                caller = await self._resolve(caller)
                 rules = self.rules_for(caller)
-                await self._ensure_spend(rules)
-                decision = await self._judge(base, rules, estimate, reserve)
-        except (TimeoutError, OperationalError, InterfaceError, SQLAlchemyTimeout, OSError) as exc:
+                checks = await self._checks(rules)
+            spent_waiting = loop.time() - started
+            decision = replace(base, checks=checks)
+            exhausted = self._exhausted(decision, caller)
+            if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
+                return exhausted
+            # Counting is bounded by the prompt's size, not by the deadline: a big prompt is never "degraded".
+            decision = await self._estimate(decision, request, model)
+            async with asyncio.timeout(max(0.05, budget_seconds - spent_waiting)):
+                return await self._judge(decision, caller, reserve)
+        except _DB_OUTAGE as exc:
             log.warning(
                 "budget check degraded (%s): failing %s", type(exc).__name__, self.settings.enforcement_failure_mode
             )
-            return self._degraded(request, estimate, prediction, price_missing)
+            return self._degraded(request, base)
         except Exception:  # a defect, not an outage: say so loudly, but the gateway still gets its answer
             log.exception("budget check failed unexpectedly: failing %s", self.settings.enforcement_failure_mode)
-            return self._degraded(request, estimate, prediction, price_missing)
-        return decision
+            return self._degraded(request, base)
 
-    def _degraded(
-        self, request: Admission, estimate: Decimal, prediction: Prediction | None, price_missing: bool
-    ) -> Decision:
+    def _degraded(self, request: Admission, base: Decision) -> Decision:
         mode = self.settings.enforcement_failure_mode
-        return Decision(
-            Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
-            request.call_id,
-            self.route(request.model),  # routes live in memory: a failover holds while the database is away
+        return replace(
+            base,
+            verdict=Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
             message=f"the budget service could not decide in time; failing {mode}",
-            estimated_cost=estimate,
-            prediction=prediction,
-            price_missing=price_missing,
+            estimated_cost=request.estimated_cost or Decimal(0),
             degraded=True,
         )
 
@@ -391,86 +497,139 @@ class Enforcer:
         """The model to call: the one asked for, or its fallback while a failover rule is active for it."""
         return self.routes.get(model, model) if model is not None else None
 
-    async def _estimate(self, request: Admission, model: str | None) -> tuple[Prediction | None, bool]:
-        if model is None or request.estimated_cost is not None:
-            return None, False
+    async def _estimate(self, decision: Decision, request: Admission, model: str | None) -> Decision:
+        if request.estimated_cost is not None:
+            return replace(decision, estimated_cost=request.estimated_cost, held_cost=request.estimated_cost)
+        if model is None:
+            return decision
+        wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
         try:
-            return await predict(
-                self.prices,
-                self.history,
-                PredictionRequest(model, request.messages, request.prompt, request.max_tokens),
-            ), False
+            prediction = await predict(self.prices, self.history, wanted, counting=self.counting)
         except InvalidInput:
-            return None, True  # decide on recorded spend alone, and say the price is missing
-
-    async def _judge(self, base: Decision, rules: list[BudgetRule], estimate: Decimal, reserve: bool) -> Decision:
-        period = month_of(self.clock())
-        month = f"{period.start:%Y-%m}"
-        checks = tuple(BudgetCheck(r, self._spend_of(r, month)) for r in rules)
-        decision = Decision(**{**base.__dict__, "checks": checks})
-        exceeded = next((c for c in checks if c.exceeded), None)
-        if exceeded is not None:
-            self._alert(AlertType.BUDGET_EXCEEDED, exceeded)
-            if self.enforcement_enabled:
-                return _with(
-                    decision,
-                    Verdict.BLOCK,
-                    AlertType.BUDGET_EXCEEDED,
-                    exceeded,
-                    f"{exceeded.rule.describe()} is exhausted: {_usd(exceeded.spend)} spent of a "
-                    f"{_usd(exceeded.rule.hard_cap)} limit this month",
-                )
-        warning = next((c for c in checks if c.approaching), None)
-        if warning is not None:
-            self._alert(AlertType.APPROACHING_LIMIT, warning)
-        if self.enforcement_enabled and estimate > 0:
-            short = next((c for c in checks if estimate > c.remaining), None)
-            refusal: Refusal | None = None
-            if short is None and reserve:
-                refusal = await self.ledger.reserve(
-                    base.call_id, estimate, [self._claim(c.rule, period) for c in checks]
-                )
-                short = next((c for c in checks if refusal and c.rule.key == refusal.claim.budget_key), None)
-            if short is not None:
-                self._alert(AlertType.REQUEST_EXCEEDS_BUDGET, short)
-                left = refusal.available if refusal else short.remaining
-                return _with(
-                    decision,
-                    Verdict.BLOCK,
-                    AlertType.REQUEST_EXCEEDS_BUDGET,
-                    short,
-                    f"this request (estimated {_usd(estimate)}) does not fit in what is left of "
-                    f"{short.rule.describe()}: {_usd(left)}",
-                )
-        if warning is not None:
-            return _with(
+            # No price: held at a conservative price (UNPRICED_MODEL_PRICE), and the answer says so.
+            prediction = await unpriced_prediction(
+                self.prices, self.history, wanted, self.settings.unpriced_model_price, counting=self.counting
+            )
+            return replace(
                 decision,
-                Verdict.WARN,
-                AlertType.APPROACHING_LIMIT,
-                warning,
-                f"{warning.rule.describe()} is at {warning.utilization * 100:.1f}% of its monthly limit "
-                f"({_usd(warning.spend)} of {_usd(warning.rule.monthly_limit)})",
+                prediction=prediction,
+                price_missing=True,
+                estimated_cost=prediction.total_cost,
+                held_cost=prediction.total_cost_high,
+            )
+        return replace(
+            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.total_cost
+        )
+
+    def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:
+        exceeded = [c for c in decision.checks if c.exceeded]
+        if not exceeded:
+            return None
+        for check in exceeded:
+            self._alert(AlertType.BUDGET_EXCEEDED, check, caller)
+        for check in decision.checks:
+            if check.approaching and not check.exceeded:
+                self._alert(AlertType.APPROACHING_LIMIT, check, caller)
+        if not self.enforcement_enabled:
+            return None
+        binding = _binding(exceeded)
+        return replace(
+            decision,
+            verdict=Verdict.BLOCK,
+            alert_type=AlertType.BUDGET_EXCEEDED,
+            budget=binding,
+            crossed=(binding, *[c for c in exceeded if c is not binding]),
+            message=f"{binding.rule.describe()} is exhausted: {_usd(binding.spend)} spent of a "
+            f"{_usd(binding.rule.hard_cap)} limit; it resets at {binding.resets_at.isoformat()}",
+        )
+
+    async def _judge(self, decision: Decision, caller: Caller, reserve: bool) -> Decision:
+        checks = decision.checks
+        warnings = [c for c in checks if c.approaching]
+        for check in warnings:
+            self._alert(AlertType.APPROACHING_LIMIT, check, caller)
+        held = decision.held_cost
+        if self.enforcement_enabled and held > 0:
+            short = [c for c in checks if held > c.remaining]
+            refusal: Refusal | None = None
+            if not short and reserve:
+                claims = [self._claim(c.rule, c.period) for c in checks]
+                refusal = self.ledger.known_exhausted(claims, held)
+                if refusal is None:
+                    owner = spend_log_key(caller.key, self.settings.litellm_master_key)
+                    refusal = await self.ledger.reserve(decision.call_id, held, claims, owner)
+                short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
+            if short:
+                binding = _binding(short)
+                for check in short:
+                    self._alert(AlertType.REQUEST_EXCEEDS_BUDGET, check, caller)
+                left = refusal.available if refusal else binding.remaining
+                return replace(
+                    decision,
+                    verdict=Verdict.BLOCK,
+                    alert_type=AlertType.REQUEST_EXCEEDS_BUDGET,
+                    budget=binding,
+                    crossed=(binding, *[c for c in short if c is not binding]),
+                    message=f"this request (estimated {_usd(held)}) does not fit in what is left of "
+                    f"{binding.rule.describe()}: {_usd(left)}; it resets at {binding.resets_at.isoformat()}",
+                )
+        if warnings:
+            first = warnings[0]
+            return replace(
+                decision,
+                verdict=Verdict.WARN,
+                alert_type=AlertType.APPROACHING_LIMIT,
+                budget=first,
+                crossed=tuple(warnings),
+                message=f"{first.rule.describe()} is at {first.utilization * 100:.1f}% of its limit "
+                f"({_usd(first.spend)} of {_usd(first.rule.limit)}"
+                + (f", {_usd(first.reserved)} more in flight)" if first.reserved else ")"),
             )
         return decision
 
-    async def _ensure_spend(self, rules: list[BudgetRule]) -> None:
-        """A scope seen for the first time (a new key, a budget created on another replica) is read now, not at
-        the next refresh, so its first request is judged on its real spend. Concurrent first requests share one
-        query (a data loader batches them)."""
-        missing = [r.scope for r in rules if r.scope not in self.spend]
+    def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
+        """The rules whose current window's spend is in memory, judged on it."""
+        now = self.clock()
+        checks = []
+        for rule in rules:
+            period = rule.window.period_at(now)
+            if (rule.scope, period.key) in self.spend:
+                checks.append(BudgetCheck(rule, period, self._spend_of(rule, period)))
+        return tuple(checks)
+
+    async def _checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
+        """Each rule in its current window, with its spend. A window seen for the first time (a new key, a budget
+        created on another replica, a day that just began) is read now, not at the next refresh, so its first
+        request is judged on its real spend; concurrent first requests share one query (a data loader)."""
+        now = self.clock()
+        periods = self._periods(rules, now)
+        missing = list({(r.scope, p) for r, p in periods.items() if (r.scope, p.key) not in self.spend})
         if missing:
             found = await self._loaders().spend.load_many(missing)
-            self.spend = {**self.spend, **dict(zip(missing, found, strict=True))}
+            self.spend = {
+                **self.spend,
+                **{(scope, period.key): usd for (scope, period), usd in zip(missing, found, strict=True)},
+            }
+        return tuple(
+            BudgetCheck(r, p, self._spend_of(r, p), self.ledger.in_flight_for((r.key, p.key)))
+            for r, p in periods.items()
+        )
 
-    async def _load_spend(self, scopes: list[Scope]) -> list[Decimal]:
+    async def _load_spend(self, wanted: list[tuple[Scope, Period]]) -> list[Decimal]:
+        by_period: dict[Period, set[Scope]] = {}
+        for scope, period in wanted:
+            by_period.setdefault(period, set()).add(scope)
+        found: dict[tuple[Scope, Period], Decimal] = {}
         async with self.db.reader() as session:
             now = self.clock()
-            found = await spend_to_date(session, self.schema, scopes, month_of(now), now)
-        return [found[scope] for scope in scopes]
+            for period, scopes in by_period.items():
+                spent = await spend_to_date(session, self.schema, scopes, period, now)
+                found.update({(scope, period): usd for scope, usd in spent.items()})
+        return [found[item] for item in wanted]
 
-    def _spend_of(self, rule: BudgetRule, month: str) -> Decimal:
-        recorded = self.spend.get(rule.scope, Decimal(0)) if month == self._spend_month else Decimal(0)
-        return recorded + self.ledger.pending_for(rule.key, month)
+    def _spend_of(self, rule: BudgetRule, period: Period) -> Decimal:
+        recorded = self.spend.get((rule.scope, period.key), Decimal(0))
+        return recorded + self.ledger.pending_for((rule.key, period.key))
 
     def _claim(self, rule: BudgetRule, period: Period) -> Claim:
         key = (rule.key, period.start, rule.hard_cap)
@@ -478,7 +637,8 @@ class Enforcer:
         if claim is None:
             if len(self._claims) > KEY_OWNER_CACHE:
                 self._claims.clear()
-            claim = self._claims[key] = Claim(rule.key, rule.scope, period, rule.hard_cap)
+            stored = rule.hard_limit_percent if rule.budget_id is not None else None
+            claim = self._claims[key] = Claim(rule.key, rule.scope, period, rule.hard_cap, stored)
         return claim
 
     def rules_for(self, caller: Caller) -> list[BudgetRule]:
@@ -486,31 +646,30 @@ class Enforcer:
         key = caller.key_hash
         if key is not None and key != self._master_hash():
             explicit = self.rules.get((EntityType.KEY.value, key))
-            if explicit is not None:
-                found.append(explicit)
+            if explicit:
+                found.extend(explicit)
             elif self.settings.default_key_budget > 0:
                 found.append(self._default_key_rule(key))
         for entity_type, entity_id in (
             (EntityType.USER, caller.user_id),
             (EntityType.TEAM, caller.team_id),
             (EntityType.END_USER, caller.end_user),
+            *((EntityType.TAG, tag) for tag in caller.tags[:MAX_TAGS]),
         ):
-            rule = self.rules.get((entity_type.value, entity_id)) if entity_id else None
-            if rule is not None:
-                found.append(rule)
-        global_rule = self.rules.get((EntityType.GLOBAL.value, None))
-        if global_rule is not None:
-            found.append(global_rule)
+            if entity_id:
+                found.extend(self.rules.get((entity_type.value, entity_id), ()))
+        found.extend(self.rules.get((EntityType.GLOBAL.value, None), ()))
         return found
 
-    def _default_key_rule(self, key_hash: str) -> BudgetRule:
-        if key_hash not in self._active_keys:
-            self._active_keys[key_hash] = None
-            while len(self._active_keys) > KEY_OWNER_CACHE:
-                dropped, _ = self._active_keys.popitem(last=False)
-                self._default_rules.pop(dropped, None)
-        else:
-            self._active_keys.move_to_end(key_hash)
+    def _default_key_rule(self, key_hash: str, *, touch: bool = True) -> BudgetRule:
+        if touch:
+            if key_hash not in self._active_keys:
+                self._active_keys[key_hash] = None
+                while len(self._active_keys) > KEY_OWNER_CACHE:
+                    dropped, _ = self._active_keys.popitem(last=False)
+                    self._default_rules.pop(dropped, None)
+            else:
+                self._active_keys.move_to_end(key_hash)
         rule = self._default_rules.get(key_hash)
         if rule is None:
             rule = self._default_rules[key_hash] = self._new_default_rule(key_hash)
@@ -523,6 +682,7 @@ class Enforcer:
             "Per-key default",
             EntityType.KEY.value,
             key_hash,
+            Window(),
             self.settings.default_key_budget,
             self.settings.soft_limit_threshold,
             self.settings.hard_limit_threshold,
@@ -539,7 +699,7 @@ class Enforcer:
         if key is None or (caller.user_id and caller.team_id):
             return caller
         owner = await self.key_owner(key)
-        return Caller(caller.key, caller.user_id or owner.user_id, caller.team_id or owner.team_id, caller.end_user)
+        return replace(caller, user_id=caller.user_id or owner.user_id, team_id=caller.team_id or owner.team_id)
 
     async def key_owner(self, key_hash: str) -> _KeyOwner:
         """The key's row in LiteLLM's key table (cached for a few minutes; `exists` is False when unknown)."""
@@ -573,10 +733,10 @@ class Enforcer:
 
     # ---------------------------------------------------------------------------------------------- alerts
 
-    def _alert(self, kind: AlertType, check: BudgetCheck) -> None:
-        """Raise once per budget, type and month, in the background: the request never waits for it."""
+    def _alert(self, kind: AlertType, check: BudgetCheck, caller: Caller) -> None:
+        """Raise once per budget, type and window, in the background: the request never waits for it."""
         rule = check.rule
-        dedupe = budget_dedupe_key(rule.budget_id or rule.key, kind, month_of(self.clock()).start)
+        dedupe = budget_dedupe_key(rule.budget_id or rule.key, kind, check.period.start)
         if dedupe in self._raised:
             return
         self._raised.add(dedupe)
@@ -585,14 +745,21 @@ class Enforcer:
         )
         message = {
             AlertType.APPROACHING_LIMIT: f"{rule.describe()} passed its soft limit: {_usd(check.spend)} of "
-            f"{_usd(rule.monthly_limit)} ({check.utilization * 100:.1f}%)",
+            f"{_usd(rule.limit)} ({check.utilization * 100:.1f}%)"
+            + (f", {_usd(check.reserved)} more in flight" if check.reserved else ""),
             AlertType.BUDGET_EXCEEDED: f"{rule.describe()} reached its hard limit: {_usd(check.spend)} of "
-            f"{_usd(rule.hard_cap)}; requests are blocked"
+            f"{_usd(rule.hard_cap)}; requests are blocked until {check.resets_at.isoformat()}"
             if self.enforcement_enabled
             else f"{rule.describe()} reached its hard limit: {_usd(check.spend)} of {_usd(rule.hard_cap)} "
             "(enforcement is off: requests still run)",
             AlertType.REQUEST_EXCEEDS_BUDGET: f"a request did not fit in what is left of {rule.describe()}",
         }.get(kind, rule.describe())
+        # An alert names the entity's team and user where they are known, so a team's alert feed shows its
+        # members' budgets too (the guide's GET /alerts?team_id=...).
+        team_id = rule.entity_id if rule.entity_type == "team" else caller.team_id
+        user_id = rule.entity_id if rule.entity_type == "user" else caller.user_id
+        if rule.entity_type in ("global", "tag"):
+            team_id = user_id = None
         draft = AlertDraft(
             type=kind,
             severity=severity,
@@ -601,16 +768,22 @@ class Enforcer:
             budget_id=rule.budget_id,
             entity_type=rule.entity_type,
             entity_id=rule.entity_id,
-            team_id=rule.entity_id if rule.entity_type == "team" else None,
-            user_id=rule.entity_id if rule.entity_type == "user" else None,
+            team_id=team_id,
+            user_id=user_id,
             spend=check.spend,
-            limit=rule.hard_cap if kind is not AlertType.APPROACHING_LIMIT else rule.monthly_limit,
+            limit=rule.hard_cap if kind is not AlertType.APPROACHING_LIMIT else rule.limit,
             details={
                 "budget_key": rule.key,
-                "monthly_limit": str(rule.monthly_limit),
+                "limit": str(rule.limit),
+                "monthly_limit": str(rule.limit),
                 "soft_limit_percent": str(rule.soft_limit_percent),
                 "hard_limit_percent": str(rule.hard_limit_percent),
-                "period": f"{self.clock():%Y-%m}",
+                "budget_period": rule.window.cadence.value,
+                "time_zone": rule.window.time_zone,
+                "period": f"{check.period.start:%Y-%m}",
+                "period_start": check.period.start.isoformat(),
+                "period_end": check.period.end.isoformat(),
+                "reserved": str(check.reserved),
             },
             # The guide notifies by email at the soft and the hard limit; a refused request is only recorded.
             emails=(rule.alert_email,) if rule.alert_email and kind is not AlertType.REQUEST_EXCEEDS_BUDGET else (),
@@ -628,10 +801,9 @@ class Enforcer:
             log.exception("could not store the %s alert %s", draft.type.value, draft.dedupe_key)
 
 
-def _with(decision: Decision, verdict: Verdict, kind: AlertType, check: BudgetCheck, message: str) -> Decision:
-    return Decision(
-        **{**decision.__dict__, "verdict": verdict, "alert_type": kind, "budget": check, "message": message}
-    )
+def _binding(checks: Sequence[BudgetCheck]) -> BudgetCheck:
+    """Of the budgets that block a request, the one that frees up last: the request waits for its reset."""
+    return max(checks, key=lambda c: c.resets_at)
 
 
 def _usd(value: Decimal) -> str:
@@ -641,21 +813,35 @@ def _usd(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.000001')).normalize():f} USD"
 
 
-async def record_settlement(
+async def record_settlements(
     session: AsyncSession,
     dialect: str,
-    call_id: str,
-    request_id: str | None,
-    actual: Decimal,
-    failed: bool,
+    events: Sequence[SpendSeen],
     now: datetime,
-) -> None:
-    from models.db import insert_or_ignore
-
-    await session.execute(
-        insert_or_ignore(dialect, SettlementRow.__table__),  # type: ignore[arg-type]
-        {"call_id": call_id, "request_id": request_id, "actual": actual, "failed": failed, "created_at": now},
-    )
+    *,
+    claimed_by: str | None = None,
+    claimed: Iterable[SpendSeen] = (),
+) -> set[str]:
+    """Store spend events as settlements (one per request id; LiteLLM's retries are ignored), the `claimed` ones
+    already claimed by `claimed_by` (the instance storing them, which settles its own holds with them once this
+    commits). Returns the request ids that were new."""
+    if not events:
+        return set()
+    mine = {e.request_id for e in claimed}
+    statement = insert_or_ignore(dialect, SettlementRow.__table__).returning(SettlementRow.request_id)  # type: ignore[arg-type]
+    rows = [
+        {
+            "request_id": e.request_id,
+            "call_id": e.call_id,
+            "api_key": e.owner,
+            "actual": e.actual,
+            "failed": e.failed,
+            "claimed_by": claimed_by if e.request_id in mine else None,
+            "created_at": now,
+        }
+        for e in events
+    ]
+    return set((await session.scalars(statement, rows)).all())
 
 
 async def prune_settlements(runtime: Any, tick: datetime) -> str:

@@ -62,6 +62,11 @@ class EventBus(Protocol):
 
     def subscribe(self, topic: str) -> AbstractAsyncContextManager[AsyncIterable[Event]]: ...
 
+    def on(self, topic: str, callback: Callable[[Event], None]) -> None:
+        """Call `callback` synchronously as each event of `topic` is delivered here, before any subscriber runs
+        (for state that must be marked stale at once, not when a task gets round to it)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -94,6 +99,10 @@ class _Subscriber:
 class InMemoryEventBus:
     def __init__(self) -> None:
         self._topics: dict[str, set[_Subscriber]] = {}
+        self._callbacks: dict[str, list[Callable[[Event], None]]] = {}
+
+    def on(self, topic: str, callback: Callable[[Event], None]) -> None:
+        self._callbacks.setdefault(topic, []).append(callback)
 
     async def start(self) -> None:
         return None
@@ -105,6 +114,8 @@ class InMemoryEventBus:
         return None  # one process: every subscriber is here, and `deliver` reaches it after the commit
 
     def deliver(self, event: Event) -> None:
+        for callback in self._callbacks.get(event.topic, ()):
+            callback(event)
         for subscriber in list(self._topics.get(event.topic, ())):
             if not subscriber.offer(event):
                 log.warning(
@@ -224,6 +235,9 @@ class PgNotifyEventBus:
 
     def subscribe(self, topic: str) -> AbstractAsyncContextManager[AsyncIterable[Event]]:
         return self._local.subscribe(topic)
+
+    def on(self, topic: str, callback: Callable[[Event], None]) -> None:
+        self._local.on(topic, callback)
 
     def subscriber_count(self, topic: str) -> int:
         return self._local.subscriber_count(topic)

@@ -6,7 +6,6 @@ records the request's real cost as a settlement, so the instance holding its res
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -17,14 +16,12 @@ from typing import Any
 from models.db import insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import float_to_usd
-from resolvers.auth import hash_key
-from resolvers.enforcement import MASTER_KEY_MARKER, record_settlement
+from resolvers.enforcement import record_settlements, spend_log_key
 from resolvers.errors import InvalidInput
-from resolvers.ledger import Ledger
+from resolvers.ledger import Ledger, SpendSeen
 from resolvers.runtime import Work
 from resolvers.validation import clipped_id
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_BATCH = 5_000
 #: LiteLLM's integer columns (total_tokens, request_duration_ms) are 32-bit.
 MAX_INT32 = 2**31 - 1
@@ -142,38 +139,36 @@ async def ingest(
     *,
     write_rows: bool,
 ) -> IngestResult:
-    """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction; then release
-    this instance's holds at once (other instances find the settlements on their next reconcile)."""
+    """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction, claiming those an
+    open hold on this instance can take, and settle them once it commits (other instances claim the rest on
+    their next refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
     recorded = 0
+    seen = [SpendSeen(e.request_id, e.call_id, str(e.row["api_key"]), e.cost, e.status == "failure") for e in events]
     async with unit_of_work() as work:
         if write_rows:
             columns = {c.key for c in spend_logs.columns if schema.has(spend_logs, c.key)}
             statement = insert_or_ignore(work.dialect, spend_logs).returning(spend_logs.c.request_id)
             rows = [{k: v for k, v in e.row.items() if k in columns} for e in events]
             recorded = len((await work.session.execute(statement, rows)).all())
-        for event in events:
-            await record_settlement(
-                work.session,
-                work.dialect,
-                event.call_id,
-                event.request_id,
-                event.cost,
-                event.status == "failure",
-                work.now,
-            )
-    settled = sum(
-        ledger.settle(e.call_id, e.cost, request_id=e.request_id, failed=e.status == "failure") > 0 for e in events
-    )
+        unique = _first_of_each(seen)
+        # Holds of this instance that these events can end are claimed in the same transaction: no other
+        # instance (nor this one's background refresh) can take them first.
+        mine = ledger.takers(unique)
+        new = await record_settlements(
+            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=mine
+        )
+    settled = ledger.apply(s for s in mine if s.request_id in new)
     return IngestResult(len(events), recorded, len(events) - recorded if write_rows else 0, settled)
+
+
+def _first_of_each(seen: list[SpendSeen]) -> list[SpendSeen]:
+    """One event per request id (a batch may repeat one)."""
+    return list({s.request_id: s for s in reversed(seen)}.values())
 
 
 def _key_hash(raw: Any, master_key: str | None) -> str:
     """What LiteLLM's spend logs hold: sha256 of the key; its master key logs as sha256(master key)."""
-    if not isinstance(raw, str) or not raw:
-        return ""
-    if raw == MASTER_KEY_MARKER:
-        return hash_key(master_key) if master_key else raw
-    return raw if _HEX64.fullmatch(raw) else hash_key(raw)  # never keep a raw key
+    return spend_log_key(raw if isinstance(raw, str) else None, master_key)
 
 
 def _str(value: Any) -> str:

@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.litellm import LiteLLMSchema, spend_logs
-from resolvers.errors import InvalidInput
-from resolvers.pricing import PriceBook
-from resolvers.tokens import TokenCount, count_messages, count_text
+from resolvers.errors import InvalidInput, Unavailable
+from resolvers.pricing import ModelPrice, PriceBook
+from resolvers.tokens import TokenCount, bound_messages, bound_text, count_messages, count_text
 
 if TYPE_CHECKING:
     from resolvers.runtime import Runtime
@@ -33,6 +34,35 @@ HISTORY_DAYS = 30
 HISTORY_SAMPLE = 2000
 #: Prompts longer than this are tokenized on a worker thread (tiktoken releases the GIL) instead of the loop.
 THREAD_THRESHOLD_CHARS = 64_000
+#: Prompts longer than this are not tokenized at all: their count is bounded by their UTF-8 length (no token is
+#: shorter than a byte), in linear time that no prompt can stretch. Far beyond any context window anyway.
+COUNT_LIMIT_CHARS = 400_000
+
+T = TypeVar("T")
+
+
+class Counting:
+    """A small pool of threads that counts big prompts for one kind of caller, with a bounded queue: the gateway
+    has its own, so a flood of /predict calls cannot queue ahead of a pre-request check; a caller that finds
+    its pool full is told to come back (SERVICE_UNAVAILABLE) instead of waiting without bound."""
+
+    def __init__(self, name: str, *, workers: int, queue: int) -> None:
+        self.name = name
+        self.capacity = workers + queue
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"spendplane-count-{name}")
+        self._busy = 0
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        if self._busy >= self.capacity:
+            raise Unavailable(f"too many long prompts are being counted ({self.name}); try again in a moment")
+        self._busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        finally:
+            self._busy -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -170,19 +200,37 @@ def _half_up(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-async def count_input(request: PredictionRequest, tokenizer_model: str) -> TokenCount:
-    size = sum(len(str(m.get("content", ""))) for m in request.messages) + len(request.prompt or "")
-    if request.prompt is not None and not request.messages:
+def prompt_size(request: PredictionRequest) -> int:
+    return sum(len(str(m.get("content", ""))) for m in request.messages) + len(request.prompt or "")
+
+
+async def count_input(request: PredictionRequest, tokenizer_model: str, counting: Counting | None = None) -> TokenCount:
+    """Input tokens: counted (on `counting`'s threads past THREAD_THRESHOLD_CHARS), or past COUNT_LIMIT_CHARS
+    bounded from above by the text's length."""
+    size = prompt_size(request)
+    text_only = request.prompt is not None and not request.messages
+    messages = [] if text_only else [dict(m) for m in request.messages]
+    if size > COUNT_LIMIT_CHARS:
+        return bound_text(request.prompt or "") if text_only else bound_messages(messages)
+    if text_only:
+        assert request.prompt is not None
         if size > THREAD_THRESHOLD_CHARS:
-            return await asyncio.to_thread(count_text, tokenizer_model, request.prompt)
+            return await _off_loop(counting, count_text, tokenizer_model, request.prompt)
         return count_text(tokenizer_model, request.prompt)
-    messages = [dict(m) for m in request.messages]
     if size > THREAD_THRESHOLD_CHARS:
-        return await asyncio.to_thread(count_messages, tokenizer_model, messages)
+        return await _off_loop(counting, count_messages, tokenizer_model, messages)
     return count_messages(tokenizer_model, messages)
 
 
-async def predict(book: PriceBook, history: OutputHistory, request: PredictionRequest) -> Prediction:
+async def _off_loop(counting: Counting | None, work: Callable[..., TokenCount], *args: Any) -> TokenCount:
+    if counting is None:
+        return await asyncio.to_thread(work, *args)
+    return await counting.run(work, *args)
+
+
+async def predict(
+    book: PriceBook, history: OutputHistory, request: PredictionRequest, *, counting: Counting | None = None
+) -> Prediction:
     match = book.lookup(request.model)
     if match is None:
         raise InvalidInput(
@@ -190,8 +238,30 @@ async def predict(book: PriceBook, history: OutputHistory, request: PredictionRe
             f"no price is known for {request.model!r}: add it with setModelPrice, "
             "SELF_HOSTED_MODELS or LiteLLM's config.yaml",
         )
-    price = match.price
-    tokens = await count_input(request, price.model)
+    return await _predict(match.price, match.alias, history, request, counting)
+
+
+async def unpriced_prediction(
+    book: PriceBook,
+    history: OutputHistory,
+    request: PredictionRequest,
+    fixed: tuple[Decimal, Decimal] | None,
+    *,
+    counting: Counting | None = None,
+) -> Prediction:
+    """A model with no known price, priced conservatively (UNPRICED_MODEL_PRICE): a fixed price, or by default the
+    dearest input and output prices of a known model of its provider (of any model when the provider is unknown)."""
+    price = book.ceiling_price(request.model) if fixed is None else None
+    if price is None:
+        low, high = fixed if fixed is not None else (Decimal(0), Decimal(0))
+        price = ModelPrice(request.model, None, low, high, "unpriced: UNPRICED_MODEL_PRICE")
+    return await _predict(price, None, history, request, counting)
+
+
+async def _predict(
+    price: ModelPrice, alias: str | None, history: OutputHistory, request: PredictionRequest, counting: Counting | None
+) -> Prediction:
+    tokens = await count_input(request, price.model, counting)
     learned = history.for_model(request.model, price.model)
     profile = profile_for(request.model, price.model)
     if learned is not None:
@@ -214,7 +284,7 @@ async def predict(book: PriceBook, history: OutputHistory, request: PredictionRe
         resolved_model=price.model,
         provider=price.provider,
         price_source=price.source,
-        alias=match.alias,
+        alias=alias,
         input_tokens=tokens.tokens,
         token_count=tokens.method,
         estimated_output_tokens=expected,

@@ -104,6 +104,8 @@ class PriceBook:
     config_prices: dict[str, ModelPrice] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(GUIDE_ALIASES))
     price_map: PriceMapState = field(default_factory=lambda: PriceMapState({}))
+    _ceilings: dict[str | None, tuple[Decimal, Decimal]] = field(default_factory=dict, repr=False)
+    _ceilings_of: object = field(default=None, repr=False)
 
     def lookup(self, name: str, *, _depth: int = 0) -> PriceMatch | None:
         name = name.strip()
@@ -138,6 +140,21 @@ class PriceBook:
                 return self.price_map.prices[candidate]
         return baseline_price(bare, provider)
 
+    def ceiling_price(self, name: str) -> ModelPrice | None:
+        """A conservative price for a model nobody priced: the dearest input and the dearest output price of the
+        known models of its provider (`openai/...`), else of every known model. None when nothing is priced."""
+        layers = (id(self.price_map), id(self.overrides), id(self.config_prices), self.self_hosted)
+        if self._ceilings_of != layers:
+            self._ceilings, self._ceilings_of = _ceilings(self.all_prices()), layers
+        provider, _ = split_provider(name.strip())
+        found = self._ceilings.get(provider) if provider else None
+        chosen = found or self._ceilings.get(None)
+        if chosen is None:
+            return None
+        low, high = chosen
+        scope = f"provider {provider}" if found else "any model"
+        return ModelPrice(name, provider, low, high, f"unpriced: dearest known price of {scope}")
+
     def all_prices(self) -> list[ModelPrice]:
         """Every model any layer knows, the top layer's price winning, sorted by model name."""
         merged: dict[str, ModelPrice] = {p.model: p for p in baseline_prices()}
@@ -146,6 +163,18 @@ class PriceBook:
         merged.update({pattern: price for pattern, price in self.self_hosted})
         merged.update(self.overrides)
         return sorted(merged.values(), key=lambda p: p.model)
+
+
+def _ceilings(prices: Iterable[ModelPrice]) -> dict[str | None, tuple[Decimal, Decimal]]:
+    """Per provider (and None: over all), the dearest input and output price per million tokens."""
+    out: dict[str | None, tuple[Decimal, Decimal]] = {}
+    for price in prices:
+        if price.input_per_million <= 0 and price.output_per_million <= 0:
+            continue  # free (self-hosted): says nothing about what an unknown model costs
+        for key in {price.provider, None}:
+            low, high = out.get(key, (Decimal(0), Decimal(0)))
+            out[key] = (max(low, price.input_per_million), max(high, price.output_per_million))
+    return out
 
 
 def split_provider(name: str) -> tuple[str | None, str]:

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +19,14 @@ from resolvers.config import Settings
 from resolvers.events import Event, EventBus
 from resolvers.jobs import JobRunner
 from resolvers.periods import utcnow
-from resolvers.predictor import OutputHistory
+from resolvers.predictor import Counting, OutputHistory
 from resolvers.pricing import PriceBook
 
 if TYPE_CHECKING:
+    from resolvers.auth import Principal
     from resolvers.enforcement import Enforcer
+    from resolvers.feeds import Feed
+    from resolvers.sessions import TokenGuard
 
 
 @dataclass
@@ -51,8 +55,25 @@ class Runtime:
     jobs: JobRunner | None = None
     #: The pre-request decision engine (set up in the lifespan, after the runtime exists).
     enforcer: Enforcer | None = None
-    #: sha256 of spendplane's generated admin key (None with a master key), read at start-up.
+    #: sha256 of spendplane's generated admin key (None with a master key), read at start-up and on every refresh
+    #: of the token guard (a rotation reaches the gateway's shared-secret check too).
     admin_key_hash: str | None = None
+    #: What changed since tokens were minted (admin key rotations, blocked LiteLLM keys).
+    guard: TokenGuard | None = None
+    #: Small per-app caches of the faces (the /health probe's last answer), by name.
+    caches: dict[str, Any] = field(default_factory=dict)
+    #: Where /predict counts big prompts: its own threads and queue, apart from the gateway's.
+    predictor_counting: Counting = field(default_factory=lambda: Counting("predictor", workers=1, queue=8))
+    #: The subscriptions' live feeds (one database read per event), by name: budgets, alerts, violations.
+    feeds: dict[str, Feed[Any]] = field(default_factory=dict)
+
+    def authenticate(self, token: str) -> Principal:
+        """A bearer token's principal, or Unauthenticated: signature, expiry and lifetime, then revocations."""
+        return self.guard.principal(token) if self.guard is not None else self.tokens.verify(token)
+
+    def in_flight(self) -> Callable[[tuple[str, str]], Decimal] | None:
+        """In-flight holds per (ledger key, window key), as this instance's enforcement engine knows them."""
+        return self.enforcer.ledger.in_flight_for if self.enforcer is not None else None
 
     def enforcement(self) -> Enforcer:
         if self.enforcer is None:

@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, literal_column, select
+from sqlalchemy import BigInteger, cast, func, literal_column, select, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,6 +27,7 @@ class ScopeKind(StrEnum):
     TEAM = "team"
     KEY = "key"
     END_USER = "end_user"
+    TAG = "tag"
     GLOBAL = "global"
 
 
@@ -77,6 +80,9 @@ async def spend_by_scope(
         total = (await session.execute(select(spend_nanos()).where(*in_period))).scalar_one()
         result[Scope.global_()] = nanos_to_usd(int(total))
     for kind, ids in wanted.items():
+        if kind is ScopeKind.TAG:
+            result.update(await _tag_spend(session, schema, sorted(ids), in_period))
+            continue
         column = spend_logs.c[_SCOPE_COLUMN[kind]]
         for chunk in chunks(sorted(ids)):
             rows = await session.execute(
@@ -85,6 +91,39 @@ async def spend_by_scope(
             for key, nanos in rows:
                 result[Scope(kind, key)] = nanos_to_usd(int(nanos))
     return result
+
+
+def tag_values(session: AsyncSession) -> Any:
+    """The tags of each spend-log row as a table (`value`): LiteLLM's `request_tags` JSON array."""
+    column = spend_logs.c.request_tags
+    if session.get_bind().dialect.name == "postgresql":
+        return func.jsonb_array_elements_text(cast(column, JSONB)).table_valued("value").render_derived("tag")
+    return func.json_each(column).table_valued("value").alias("tag")  # json_each's own `value` column
+
+
+async def _tag_spend(
+    session: AsyncSession, schema: LiteLLMSchema, tags: list[str], in_period: tuple[ColumnElement[bool], ...]
+) -> dict[Scope, Decimal]:
+    """Spend of requests carrying each tag: a request with several tags counts fully in each (once per tag)."""
+    out: dict[Scope, Decimal] = {}
+    if not schema.has(spend_logs, "request_tags"):
+        return out
+    tag = tag_values(session)
+    row_nanos = cast(func.round(spend_logs.c.spend * NANOS_PER_USD), BigInteger)
+    for chunk in chunks(tags):
+        per_request = (
+            select(tag.c.value.label("tag"), spend_logs.c.request_id, func.max(row_nanos).label("nanos"))
+            .select_from(spend_logs.join(tag, true()))
+            .where(*in_period, tag.c.value.in_(chunk))
+            .group_by(tag.c.value, spend_logs.c.request_id)
+            .subquery()
+        )
+        rows = await session.execute(
+            select(per_request.c.tag, func.sum(per_request.c.nanos)).group_by(per_request.c.tag)
+        )
+        for name, nanos in rows:
+            out[Scope(ScopeKind.TAG, name)] = nanos_to_usd(int(nanos or 0))
+    return out
 
 
 def requested_model(schema: LiteLLMSchema) -> ColumnElement[str]:

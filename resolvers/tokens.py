@@ -34,7 +34,8 @@ IMAGE_TOKENS = 85
 @dataclass(frozen=True)
 class TokenCount:
     tokens: int
-    #: "exact" when the model's own encoding counted them, "approximate" otherwise.
+    #: "exact" when the model's own encoding counted them, "approximate" with another encoding, "upper_bound" for a
+    #: prompt too long to count (its UTF-8 length).
     method: str
     encoding: str
 
@@ -127,6 +128,28 @@ def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> TokenCount
             if key == "name":
                 total += TOKENS_PER_NAME
     return TokenCount(total, method, _public_name(encoding.name))
+
+
+def bound_text(text: str) -> TokenCount:
+    """At most this many tokens, whatever the encoding: no BPE token is shorter than one UTF-8 byte."""
+    return TokenCount(_utf8_length(text), "upper_bound", "utf-8 bytes")
+
+
+def bound_messages(messages: Sequence[dict[str, Any]]) -> TokenCount:
+    """`count_messages`'s upper bound, from the texts' lengths: linear time however the text is made."""
+    total = REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            texts, images = _parts_of(value)
+            total += sum(_utf8_length(text) for text in texts) + images * IMAGE_TOKENS
+            if key == "name":
+                total += TOKENS_PER_NAME
+    return TokenCount(total, "upper_bound", "utf-8 bytes")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def _parts_of(value: Any) -> tuple[list[str], int]:

@@ -108,6 +108,8 @@ class SpendLog:
     prompt_tokens: int = 10
     completion_tokens: int = 20
     request_id: str = field(default_factory=lambda: f"test-{uuid.uuid4()}")
+    call_id: str | None = None
+    tags: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,8 @@ class SpendLog:
             "end_user": self.end_user,
             "status": self.status,
             "metadata": {},
+            "litellm_call_id": self.call_id,
+            "request_tags": self.tags,
         }
 
 
@@ -195,3 +199,15 @@ async def served(app: Any, *, lifespan: bool = False) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def watching(api: Api, feed: str, count: int = 1) -> None:
+    """Wait (at most 5 s) until a live feed has `count` subscribers more than none: a subscribe message is
+    registered a moment after it is sent."""
+    import asyncio
+
+    for _ in range(500):
+        if api.runtime().feeds[feed].watchers >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the {feed} feed never had {count} subscribers")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from resolvers.config import ConfigError, Settings, SmtpSecurity, SmtpSettings
+from resolvers.config import ConfigError, Setting, Settings, SmtpSecurity, SmtpSettings, all_settings, declared
+from resolvers.settings_page import settings_table
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -163,3 +165,86 @@ def test_finops_settings_have_defaults_and_name_the_variable_when_wrong() -> Non
     ):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("SOFT_LIMIT_THRESHOLD", "abc", "must be a fraction of the monthly limit above 0 and at most 10"),
+        ("HARD_LIMIT_THRESHOLD", "1e", "must be a fraction of the monthly limit above 0 and at most 10"),
+        ("SPENDPLANE_PORT", "notaport", "must be a whole number from 1 to 65535"),
+        ("SPENDPLANE_PORT", "80.5", "must be a whole number from 1 to 65535"),
+        ("SMTP_PORT", "smtp", "must be a whole number from 1 to 65535"),
+        ("DEFAULT_KEY_BUDGET_USD", "a lot", "must be an amount in USD from 0 (off) to 1000000000"),
+        ("DEFAULT_KEY_BUDGET_USD", "Infinity", "must be an amount in USD from 0 (off) to 1000000000"),
+        ("SPEND_REFRESH_SECONDS", "soon", "must be a number of seconds from 0.1 to 3600"),
+        ("SLA_COLLECTOR_INTERVAL_MINUTES", "five", "must be a number of minutes that divides 60"),
+        ("SELF_HOSTED_MODELS", "mine=cheap/free", "'mine=cheap/free': prices must be non-negative numbers"),
+        ("SPENDPLANE_EMBEDDED", "perhaps", "must be auto, true or false"),
+    ],
+)
+def test_a_bad_value_is_explained_in_words_not_in_a_conversions_internals(variable: str, value: str, said: str) -> None:
+    mail = {"SMTP_HOST": "mail.example.com", "SMTP_FROM": "alerts@example.com"}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**mail, variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}: {said}")
+    assert message.endswith(f"(got {value!r})")
+    for internals in ("decimal", "ConversionSyntax", "int()", "invalid literal", "could not convert", "<class"):
+        assert internals not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SPENDPLANE_JWT_SECRET", "hunter2-short"),
+        ("DATABASE_URL", "::hunter2-password::"),
+    ],
+)
+def test_a_bad_secret_is_not_repeated_in_the_message(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({variable: value})
+    assert raised.value.variable == variable
+    assert "hunter2" not in str(raised.value)
+
+
+def test_every_field_is_declared_once_with_a_variable_and_a_description() -> None:
+    found = list(declared(Settings))
+    undeclared = [f.name for f, spec in found if spec is None]
+    assert undeclared == [], "declare these with setting(...) or group(...) in resolvers/config.py"
+    names = [spec.env for spec in all_settings()]
+    assert len(names) == len(set(names)), "an environment variable is declared twice"
+    assert all(spec.doc.strip() and "\n" not in spec.doc for spec in all_settings())
+    # every variable the service reads appears in the table
+    assert {"DATABASE_URL", "SMTP_PASSWORD", "SPENDPLANE_SAP_DATE_FORMAT", "SLA_MIN_REQUESTS"} <= set(names)
+
+
+def test_defaults_in_code_are_the_environment_defaults() -> None:
+    """Settings() built in code and Settings.from_env({}) agree on everything but what never fetches in code."""
+    from dataclasses import replace
+
+    from resolvers.config import LITELLM_PRICE_MAP_URL
+
+    from_env = Settings.from_env({})
+    assert from_env.price_map_url == LITELLM_PRICE_MAP_URL
+    assert Settings().price_map_url is None  # code-built settings (tests, tools) never fetch the price map
+    assert replace(from_env, price_map_url=None) == Settings()
+
+
+def test_the_settings_table_in_the_docs_is_fresh(repo_root: Path) -> None:
+    from graphql_api.reference import refresh
+
+    page = (repo_root / "docs" / "settings.md").read_text()
+    assert refresh(page) == page, "docs/settings.md is stale: run scripts/docs"
+    for spec in all_settings():
+        assert f"| `{spec.env}` |" in page
+
+
+def test_the_table_shows_each_setting_with_its_default_and_what_it_accepts() -> None:
+    table = settings_table()
+    assert "| `SPENDPLANE_PORT` | `8086` | 1 to 65535 | listen port |" in table
+    assert "| `SPENDPLANE_JWT_SECRET` | generated |" in table
+    assert "| `SMTP_PORT` | by `SMTP_TLS` |" in table
+    assert "| `SPENDPLANE_ALLOWED_ORIGINS` | empty |" in table
+    spec = Setting("X_PIPE", str, "a|b", "one | two")
+    assert settings_table([spec]).splitlines()[-1] == "| `X_PIPE` | `a\\|b` |  | one \\| two |"

@@ -345,8 +345,9 @@ async def test_two_replicas_sweeping_at_once_send_each_delivery_once(
 ) -> None:
     async with (
         WebhookReceiver(delay=0.01) as hook,
-        worker_app(alert_webhook_url=hook.url) as one,
-        worker_app(alert_webhook_url=hook.url) as two,
+        # Two replicas on one SQLite file, on purpose (the lock that keeps a second `serve` out is off).
+        worker_app(alert_webhook_url=hook.url, embedded_lock=False) as one,
+        worker_app(alert_webhook_url=hook.url, embedded_lock=False) as two,
     ):
         workers = [DeliveryWorker(replica.runtime()) for replica in (one, two, one, two)]
         try:

@@ -18,7 +18,7 @@ from resolvers.alerts import ALERT_TOPIC, AlertType, raise_alert
 from resolvers.config import Settings
 from resolvers.events import Event, PgNotifyEventBus
 from tests.conftest import Clock, started
-from tests.support import Api, graphql_ws
+from tests.support import Api, graphql_ws, watching
 from tests.test_alerts import draft
 
 SUBSCRIBE = "subscription { alertRaised { id type teamId } }"
@@ -50,10 +50,7 @@ async def alert_subscriber(api: Api) -> AsyncIterator[AsyncWebSocketSession]:
         await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}})
         assert (await ws.receive_json())["type"] == "connection_ack"
         await ws.send_json({"id": "a", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
-        for _ in range(250):  # until the subscription is registered on the bus
-            if bus_of(api).subscriber_count(ALERT_TOPIC):
-                break
-            await asyncio.sleep(0.02)
+        await watching(api, "alerts")
         yield ws
 
 

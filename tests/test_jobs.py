@@ -30,7 +30,9 @@ def _job(name: str, calls: list[datetime], *, fail: bool = False, delay: float =
 
 async def test_a_tick_runs_once_across_two_replicas(settings: Settings, clock: Clock) -> None:
     calls: list[datetime] = []
-    async with started(settings, clock, jobs_enabled=False) as one, started(settings, clock, jobs_enabled=False) as two:
+    # Two replicas on one database; on SQLite in one process on purpose (the lock against a second `serve` is off).
+    two_replicas = {"jobs_enabled": False, "embedded_lock": False}
+    async with started(settings, clock, **two_replicas) as one, started(settings, clock, **two_replicas) as two:
         runners = [JobRunner(api.runtime(), [_job("collect", calls, delay=0.05)]) for api in (one, two)]
         outcomes = await asyncio.gather(*(r.run("collect", tick=TICK) for r in runners))
         assert sorted(o.ran for o in outcomes) == [False, True]

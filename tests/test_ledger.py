@@ -10,7 +10,8 @@ from sqlalchemy import insert
 from models.db import Database
 from models.ledger import AllowanceRow
 from models.litellm import LiteLLMSchema, probe_litellm_schema
-from resolvers.ledger import IDLE_RELEASE_AFTER, Claim, Ledger
+from resolvers.enforcement import record_settlements
+from resolvers.ledger import IDLE_RELEASE_AFTER, Claim, Ledger, SpendSeen
 from resolvers.periods import month_of
 from resolvers.rollups import spend_to_date
 from resolvers.spend import Scope, spend_by_scope
@@ -39,10 +40,10 @@ async def test_an_idle_instance_hands_its_free_allowance_back(db: Database, cloc
     assert one.account(claim()).granted == Decimal("2.5")  # a quarter of what was left, for the next requests
     refused = await two.reserve("b", Decimal(8), [claim()])
     assert refused is not None and refused.available == Decimal("7.5")
-    await one.reconcile(set())  # used a moment ago: keeps its allowance
+    await one.reconcile([])  # used a moment ago: keeps its allowance
     assert (await two.reserve("b", Decimal(8), [claim()])) is not None
     clock.now += IDLE_RELEASE_AFTER + timedelta(seconds=1)
-    await one.reconcile(set())
+    await one.reconcile([])
     assert one.account(claim()).granted == Decimal(1)  # only what "a" holds
     assert await two.reserve("b", Decimal(8), [claim()]) is None
 
@@ -53,7 +54,7 @@ async def test_a_crashed_instances_allowance_expires(db: Database, clock: Clock)
         await conn.execute(
             insert(AllowanceRow).values(
                 budget_key="budget:test",
-                period="2026-11",
+                period=month_of(NOW).key,
                 instance_id="crashed",
                 granted=Decimal(9),
                 expires_at=NOW + timedelta(minutes=2),
@@ -64,24 +65,45 @@ async def test_a_crashed_instances_allowance_expires(db: Database, clock: Clock)
     assert await ledger.reserve("b", Decimal(2), [claim()]) is None
 
 
+async def settle(
+    ledger: Ledger, db: Database, call_id: str, actual: str, request_id: str, *, failed: bool = False, owner: str = ""
+) -> int:
+    """What spend ingestion does: store the settlement, then claim and apply it."""
+    seen = SpendSeen(request_id, call_id, owner, Decimal(actual), failed)
+    mine = ledger.takers([seen])
+    async with db.sessions() as session, session.begin():
+        await record_settlements(session, db.dialect, [seen], NOW, claimed_by=ledger.instance_id, claimed=mine)
+    return ledger.apply(mine)
+
+
+async def visible(ledger: Ledger, db: Database) -> list[SpendSeen]:
+    async with db.reader() as session:
+        return await ledger.visible_spend(session)
+
+
 async def test_reservations_expire_and_settled_ones_leave_when_their_row_is_visible(db: Database, clock: Clock) -> None:
+    from tests.support import SpendLog, add_spend
+
     (ledger,) = await ledgers(db, clock, 1)
     await ledger.reserve("old", Decimal(3), [claim()])
     await ledger.reserve("done", Decimal(2), [claim()])
     account = ledger.account(claim())
-    assert ledger.settle("done", Decimal("0.5"), request_id="chatcmpl-1") == 1
+    assert await settle(ledger, db, "done", "0.5", "chatcmpl-1") == 1
     assert (account.held, account.settled_pending) == (Decimal("3.5"), Decimal("0.5"))
-    await ledger.reconcile({"chatcmpl-1"})
+    await ledger.reconcile(await visible(ledger, db))  # its row is not in the logs yet: still held
+    assert (account.held, account.settled_pending) == (Decimal("3.5"), Decimal("0.5"))
+    await add_spend(db, SpendLog(0.5, NOW, request_id="chatcmpl-1"))
+    await ledger.reconcile(await visible(ledger, db))
     assert (account.held, account.settled_pending) == (Decimal(3), Decimal(0))
     clock.now += TTL + timedelta(seconds=1)
-    await ledger.reconcile(set())
+    await ledger.reconcile([])
     assert account.held == 0
 
 
 async def test_a_failed_request_releases_its_reservation_at_once(db: Database, clock: Clock) -> None:
     (ledger,) = await ledgers(db, clock, 1)
     await ledger.reserve("x", Decimal(4), [claim()])
-    ledger.settle("x", Decimal(0), request_id="x", failed=True)
+    await settle(ledger, db, "x", "0", "x", failed=True)
     assert ledger.account(claim()).held == 0
 
 

@@ -45,7 +45,7 @@ async def _team_budget(db: Database, spend: float) -> None:
                 name="Eng",
                 entity_type="team",
                 entity_id="eng",
-                monthly_limit=Decimal(100),
+                spend_limit=Decimal(100),
                 soft_limit_percent=Decimal("0.8"),
                 hard_limit_percent=Decimal(1),
                 alert_email=None,

@@ -108,3 +108,50 @@ async def test_spend_reads_tolerate_an_older_litellm_schema(empty_db: Database) 
     async with empty_db.reader() as session:
         spend = await spend_by_scope(session, schema, [Scope(ScopeKind.TEAM, "eng"), Scope.global_()], month_of(NOW))
     assert spend[Scope(ScopeKind.TEAM, "eng")] == spend[Scope.global_()] == 1.25
+
+
+async def test_existing_budgets_become_monthly_utc_budgets_with_unchanged_figures(empty_db: Database) -> None:
+    """A budget made before windows existed (revision 0006) is, after the upgrade, a monthly budget in UTC
+    starting on the 1st with the same limit; downgrading keeps it, and refuses while a daily budget exists."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from models.budgets import BudgetRow
+    from resolvers.budgets import Budget
+    from resolvers.periods import Cadence, Window
+
+    await upgrade(empty_db, embedded=True, revision="0006")
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO spendplane_budgets (id, name, entity_type, entity_id, monthly_limit, soft_limit_percent,"
+                " hard_limit_percent, alert_email, created_at, updated_at) VALUES ('00000000-0000-4000-8000-"
+                "000000000001', 'Eng', 'team', 'eng', 500000000000, 800000, 1000000, NULL, :t, :t)"
+            ),
+            {"t": NOW},
+        )
+    await upgrade(empty_db, embedded=True)
+    async with empty_db.reader() as session:
+        (row,) = (await session.scalars(select(BudgetRow))).all()
+        budget = Budget.from_row(row)
+    assert budget.window == Window() and budget.window.cadence is Cadence.MONTHLY
+    assert (budget.limit, budget.monthly_limit, budget.hard_limit) == (Decimal(500), Decimal(500), Decimal(500))
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO spendplane_budgets (id, name, entity_type, entity_id, period, spend_limit,"
+                " soft_limit_percent, hard_limit_percent, created_at, updated_at) VALUES ('00000000-0000-4000-8000-"
+                "000000000002', 'Eng daily', 'team', 'eng', 'daily', 50000000000, 800000, 1000000, :t, :t)"
+            ),
+            {"t": NOW + timedelta(seconds=1)},
+        )
+    with pytest.raises(RuntimeError, match="not calendar-month UTC budgets"):
+        await downgrade(empty_db, embedded=True, revision="0006")
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM spendplane_budgets WHERE period = 'daily'"))
+    await downgrade(empty_db, embedded=True, revision="0006")
+    async with empty_db.engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT name, monthly_limit FROM spendplane_budgets"))).all()
+    assert [(name, int(limit)) for name, limit in kept] == [("Eng", 500_000_000_000)]

@@ -51,7 +51,8 @@ async def test_a_monthly_report_matches_plain_sql_over_the_raw_logs_to_the_cent(
     if source == "rollup":
         found = await report(api)
     else:
-        async with started(settings, clock, reports_from_raw=True, jobs_enabled=False) as raw_api:
+        # Beside the fixture's instance on the same database (on SQLite too, on purpose).
+        async with started(settings, clock, reports_from_raw=True, jobs_enabled=False, embedded_lock=False) as raw_api:
             found = await report(raw_api)
     month_start = TODAY.replace(day=1)
     assert (found["period"], found["startDate"], found["endDate"]) == ("MONTHLY", str(month_start), str(TODAY))

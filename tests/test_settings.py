@@ -30,7 +30,8 @@ async def test_an_admin_turns_enforcement_off_and_it_stays_off_after_a_restart(
         "budgetEnforcementEnabled": False,
         "updatedBy": "master-key",
     }
-    async with started(settings, clock) as restarted:
+    # A second instance while the first (the fixture's) still runs: on SQLite, beside it on purpose.
+    async with started(settings, clock, embedded_lock=False) as restarted:
         again = (await restarted.data(SETTINGS))["settings"]
     assert (again["costTrackingEnabled"], again["budgetEnforcementEnabled"]) == (True, False)
 

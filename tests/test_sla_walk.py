@@ -13,10 +13,9 @@ from models.db import Database
 from resolvers.config import Settings
 from resolvers.delivery import DeliveryWorker
 from resolvers.schedule import scheduled_jobs
-from resolvers.sla.violations import SLA_VIOLATION_TOPIC
 from tests.conftest import NOW, Clock, started
 from tests.receivers import SmtpReceiver, WebhookReceiver
-from tests.support import graphql_ws
+from tests.support import graphql_ws, watching
 from tests.test_delivery import LITELLM_FIELDS, smtp_at
 from tests.test_sla_failover import create_rule
 from tests.test_sla_health import add_calls, collect, traffic
@@ -39,11 +38,7 @@ async def test_a_violation_reaches_subscribers_email_and_webhook_and_failover_is
             await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}})
             assert (await ws.receive_json())["type"] == "connection_ack"
             await ws.send_json({"id": "v", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
-            bus = api.runtime().bus
-            for _ in range(250):  # until the subscription is registered on the bus
-                if bus.subscriber_count(SLA_VIOLATION_TOPIC):
-                    break
-                await asyncio.sleep(0.02)
+            await watching(api, "violations")
 
             await add_calls(
                 db, traffic(NOW - timedelta(minutes=10), 100, failures=10, code="503", spacing=timedelta(seconds=5))

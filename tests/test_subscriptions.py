@@ -10,8 +10,7 @@ from typing import Any
 from httpx_ws import AsyncWebSocketSession
 
 from models.db import Database
-from resolvers.budgets import BUDGET_TOPIC
-from tests.support import Api, add_virtual_key, graphql_ws
+from tests.support import Api, add_virtual_key, graphql_ws, watching
 from tests.test_budgets import create
 
 SUBSCRIBE = "subscription($id: ID) { budgetUpdated(id: $id) { id name monthlyLimit status } }"
@@ -23,11 +22,7 @@ async def subscribed(api: Api, token: str, variables: dict[str, Any]) -> AsyncIt
         await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         assert (await ws.receive_json())["type"] == "connection_ack"
         await ws.send_json({"id": "s1", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": variables}})
-        for _ in range(100):  # wait until the subscription is registered on the bus
-            runtime = api.runtime()
-            if runtime.bus.subscriber_count(BUDGET_TOPIC):  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.01)
+        await watching(api, "budgets")
         yield ws
 
 

@@ -7,30 +7,62 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import budgets
-from resolvers.budgets import KEEP, BudgetChanges, BudgetDraft, BudgetState, Thresholds
+from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
+from resolvers.periods import cadence_of
+from resolvers.runtime import Runtime
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
-class BudgetCreate(BaseModel):
+class _Window(BaseModel):
+    period: str | None = Field(
+        default=None,
+        description="daily, weekly, monthly (default), quarterly or yearly; LiteLLM's budget_duration strings "
+        "(1d, 7d, 30d, 1mo, 3mo, 1y) are accepted too",
+    )
+    budget_duration: str | None = Field(default=None, max_length=16, description="LiteLLM's name for period")
+    time_zone: str | None = Field(default=None, max_length=64, description="IANA zone; default SPENDPLANE_TIME_ZONE")
+    week_starts_on: str | None = Field(default=None, max_length=9, description="monday (default) ... sunday")
+    month_start_day: int | None = Field(default=None, description="1-28 (a billing day), default 1")
+    year_start_month: int | None = Field(default=None, description="1-12 (a fiscal year), default 1")
+
+    def window(self) -> WindowDraft:
+        if self.period is not None and self.budget_duration is not None and self.period != self.budget_duration:
+            raise InvalidInput("budget_duration", "give period or budget_duration, not both")
+        duration = cadence_of("budget_duration", self.budget_duration).value if self.budget_duration else None
+        return WindowDraft(
+            self.period if self.period is not None else duration,
+            self.time_zone,
+            self.week_starts_on,
+            self.month_start_day,
+            self.year_start_month,
+        )
+
+
+class BudgetCreate(_Window):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=200)
-    entity_type: str = Field(description="user, team or global")
+    entity_type: str = Field(description="user, team, key, end_user, tag or global")
     entity_id: str | None = Field(default=None, max_length=256)
-    monthly_limit: Decimal = Field(allow_inf_nan=False)
+    monthly_limit: Decimal | None = Field(
+        default=None, allow_inf_nan=False, description="the limit of a monthly budget"
+    )
+    limit: Decimal | None = Field(default=None, allow_inf_nan=False, description="USD per period")
     soft_limit_percent: Decimal | None = Field(default=None, allow_inf_nan=False)
     hard_limit_percent: Decimal | None = Field(default=None, allow_inf_nan=False)
     alert_email: str | None = Field(default=None, max_length=320)
 
 
-class BudgetUpdate(BaseModel):
+class BudgetUpdate(_Window):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=200)
     monthly_limit: Decimal | None = Field(default=None, allow_inf_nan=False)
+    limit: Decimal | None = Field(default=None, allow_inf_nan=False)
     soft_limit_percent: Decimal | None = Field(default=None, allow_inf_nan=False)
     hard_limit_percent: Decimal | None = Field(default=None, allow_inf_nan=False)
     alert_email: str | None = Field(default=None, max_length=320)
@@ -41,16 +73,24 @@ class BudgetOut(BaseModel):
     name: str
     entity_type: str
     entity_id: str | None
-    monthly_limit: Decimal
+    period: str
+    time_zone: str
+    week_starts_on: str
+    month_start_day: int
+    year_start_month: int
+    limit: Decimal
+    monthly_limit: Decimal | None = Field(description="The limit of a monthly budget; null for other periods.")
     soft_limit_percent: Decimal
     hard_limit_percent: Decimal
     alert_email: str | None
     current_spend: Decimal
+    reserved: Decimal = Field(description="Held for admitted requests whose spend is not recorded yet.")
     remaining: Decimal
     utilization: Decimal
     status: str
     period_start: datetime
     period_end: datetime
+    resets_at: datetime
     created_at: datetime
     updated_at: datetime
 
@@ -62,19 +102,31 @@ class BudgetOut(BaseModel):
             name=b.name,
             entity_type=b.entity_type.value,
             entity_id=b.entity_id,
+            period=b.window.cadence.value,
+            time_zone=b.window.time_zone,
+            week_starts_on=b.window.week_starts_on.value,
+            month_start_day=b.window.month_start_day,
+            year_start_month=b.window.year_start_month,
+            limit=b.limit,
             monthly_limit=b.monthly_limit,
             soft_limit_percent=b.soft_limit_percent,
             hard_limit_percent=b.hard_limit_percent,
             alert_email=b.alert_email,
             current_spend=state.current_spend,
+            reserved=state.reserved,
             remaining=state.remaining,
             utilization=state.utilization,
             status=state.status.value,
             period_start=state.period.start,
             period_end=state.period.end,
+            resets_at=state.resets_at,
             created_at=b.created_at,
             updated_at=b.updated_at,
         ).model_dump()
+
+
+async def _states(runtime: Runtime, session: AsyncSession, found: list[Budget], now: datetime) -> list[BudgetState]:
+    return await budgets.budget_states(session, runtime.litellm, found, now, runtime.in_flight())
 
 
 async def list_budgets(request: Request) -> Response:
@@ -86,17 +138,18 @@ async def list_budgets(request: Request) -> Response:
             entity_type=request.query_params.get("entity_type") or None,
             entity_id=request.query_params.get("entity_id") or None,
         )
-        states = await budgets.budget_states(session, runtime.litellm, found, runtime.clock())
+        states = await _states(runtime, session, found, runtime.clock())
     return JSON([BudgetOut.render(s) for s in states])
 
 
 async def create_budget(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, BudgetCreate)
-    draft = BudgetDraft(**body.model_dump())
+    fields = body.model_dump(exclude=set(_Window.model_fields))
+    draft = BudgetDraft(**fields, window=body.window())
     async with runtime.work() as work:
         created = await budgets.create_budget(work, principal, draft, Thresholds.from_settings(runtime.settings))
-        states = await budgets.budget_states(work.session, runtime.litellm, [created], work.now)
+        states = await _states(runtime, work.session, [created], work.now)
     return JSON(BudgetOut.render(states[0]), status_code=201)
 
 
@@ -104,7 +157,7 @@ async def get_budget(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     async with runtime.read() as session:
         found = await budgets.get_budget(session, principal, request.path_params["budget_id"])
-        states = await budgets.budget_states(session, runtime.litellm, [found], runtime.clock())
+        states = await _states(runtime, session, [found], runtime.clock())
     return JSON(BudgetOut.render(states[0]))
 
 
@@ -112,15 +165,17 @@ async def update_budget(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, BudgetUpdate)
     given = body.model_fields_set
-    for field in ("name", "monthly_limit", "soft_limit_percent", "hard_limit_percent"):
+    for field in ("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_Window.model_fields):
         if field in given and getattr(body, field) is None:
             raise InvalidInput(field, "may not be null; omit it to keep the current value")
+    kept = {"name", "limit", "monthly_limit", "soft_limit_percent", "hard_limit_percent", "alert_email"}
     changes = BudgetChanges(
-        **{field: getattr(body, field) if field in given else KEEP for field in BudgetChanges.__dataclass_fields__}
+        **{field: getattr(body, field) if field in given else KEEP for field in kept},
+        window=body.window(),
     )
     async with runtime.work() as work:
         updated = await budgets.update_budget(work, principal, request.path_params["budget_id"], changes)
-        states = await budgets.budget_states(work.session, runtime.litellm, [updated], work.now)
+        states = await _states(runtime, work.session, [updated], work.now)
     return JSON(BudgetOut.render(states[0]))
 
 
@@ -128,5 +183,5 @@ async def delete_budget(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     async with runtime.work() as work:
         deleted = await budgets.delete_budget(work, principal, request.path_params["budget_id"])
-        states = await budgets.budget_states(work.session, runtime.litellm, [deleted], work.now)
+        states = await _states(runtime, work.session, [deleted], work.now)
     return JSON(BudgetOut.render(states[0]))

@@ -17,10 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.alerts import AlertType
-from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verdict
+from resolvers.enforcement import MAX_TAGS, Admission, BudgetCheck, Caller, Decision, Verdict
 from resolvers.features import get_features
 from resolvers.ingestion import ingest, parse_batch
-from resolvers.periods import month_of
 from resolvers.validation import clipped, clipped_id
 from webhook.machines import require_gateway
 from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
@@ -47,6 +46,19 @@ def _messages(value: Any) -> list[dict[str, Any]] | None:
 
 def _texts(value: Any) -> list[str] | None:
     return [t for t in value if isinstance(t, str)] if isinstance(value, list) else None
+
+
+def tags_of(*sources: Any) -> tuple[str, ...]:
+    """Request tags as LiteLLM carries them: a list (`tags`, `metadata.tags`, `request_tags`) or the
+    `x-litellm-tags` header's comma-separated text; clipped, deduplicated, in order, at most MAX_TAGS."""
+    found: dict[str, None] = {}
+    for source in sources:
+        values = source.split(",") if isinstance(source, str) else source if isinstance(source, list) else []
+        for value in values:
+            tag = clipped(value.strip()) if isinstance(value, str) else None
+            if tag:
+                found[tag] = None
+    return tuple(found)[:MAX_TAGS]
 
 
 # What a client controls reaches these models through the gateway, so nothing in it is refused (a 400 would let a
@@ -82,13 +94,20 @@ class PreRequest(BaseModel):
     prompt: Prompt = None
     max_tokens: MaxTokens = None
     estimated_cost: Decimal | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    tags: Any = Field(default=None, description="Request tags (a list, or comma-separated text).")
+    request_tags: Any = None
+    metadata: Any = Field(default=None, description="LiteLLM's request metadata; its `tags` are read.")
+    headers: Any = Field(default=None, description="The client's request headers; `x-litellm-tags` is read.")
 
     def admission(self) -> Admission:
+        metadata = self.metadata if isinstance(self.metadata, dict) else {}
+        headers = self.headers if isinstance(self.headers, dict) else {}
         caller = Caller(
             key=self.api_key or self.api_key_hash or self.user_api_key_hash,
             user_id=_identity(self.user_id or self.user),
             team_id=self.team_id,
             end_user=self.end_user_id or self.end_user,
+            tags=tags_of(self.tags, self.request_tags, metadata.get("tags"), headers.get("x-litellm-tags")),
         )
         return Admission(
             caller,
@@ -115,10 +134,15 @@ class AdmissionBudget(BaseModel):
     name: str
     entity_type: str
     entity_id: str | None
+    period: str = Field(description="daily, weekly, monthly, quarterly or yearly")
+    time_zone: str
     spend: Decimal
+    reserved: Decimal = Field(description="Held for admitted requests whose spend is not recorded yet.")
     limit: Decimal
     remaining: Decimal
     utilization: Decimal
+    period_start: datetime
+    resets_at: datetime
 
 
 class PreRequestAllowed(BaseModel):
@@ -128,10 +152,13 @@ class PreRequestAllowed(BaseModel):
     model: str | None = Field(description="The model to call (the one asked for, or a failover's fallback).")
     call_id: str
     estimated_cost_usd: Decimal
-    price_missing: bool = Field(description="No price is known for the model: decided on recorded spend only.")
+    price_missing: bool = Field(
+        description="No price is known for the model: held at UNPRICED_MODEL_PRICE, a conservative price."
+    )
     enforced: bool = Field(description="False when budget enforcement is switched off in the settings.")
     degraded: bool = Field(description="True when the database did not answer in time and the failure mode decided.")
     budgets: list[AdmissionBudget]
+    warned_by: list[AdmissionBudget] = Field(description="Every budget past its soft limit.")
 
 
 class PreRequestError(BaseModel):
@@ -145,13 +172,23 @@ class PreRequestBlocked(BaseModel):
     action: str
     call_id: str
     error: PreRequestError
-    budget: AdmissionBudget | None
+    budget: AdmissionBudget | None = Field(description="The binding budget: of those that block, the last to reset.")
+    resets_at: datetime | None = Field(
+        description="When the binding budget's window resets (Retry-After counts to it)."
+    )
+    blocked_by: list[AdmissionBudget] = Field(
+        description="Every budget that blocks the request, the binding one first."
+    )
     estimated_cost_usd: Decimal
     budgets: list[AdmissionBudget]
 
 
-def _seconds_to_next_month(now: datetime) -> int:
-    return max(1, int((month_of(now).end - now).total_seconds()))
+def retry_after(decision: Decision, now: datetime) -> int:
+    """Seconds until the binding budget's window resets (LiteLLM's Retry-After), or 60 for a request that did
+    not fit (it may fit once requests in flight settle) and for an unavailable check."""
+    if decision.alert_type is AlertType.BUDGET_EXCEEDED and decision.resets_at is not None:
+        return max(1, int((decision.resets_at - now).total_seconds()))
+    return 60
 
 
 async def pre_request(request: Request) -> Response:
@@ -179,10 +216,10 @@ def render_decision(decision: Decision, now: datetime) -> Response:
                 "enforced": decision.enforced,
                 "degraded": decision.degraded,
                 "budgets": budgets,
+                "warned_by": [_budget(c) for c in decision.crossed],
             }
         )
     kind = decision.alert_type.value if decision.alert_type else "budget_service_unavailable"
-    retry_after = _seconds_to_next_month(now) if decision.alert_type is AlertType.BUDGET_EXCEEDED else 60
     return JSON(
         {
             "allowed": False,
@@ -190,11 +227,13 @@ def render_decision(decision: Decision, now: datetime) -> Response:
             "call_id": decision.call_id,
             "error": {"type": kind, "code": kind.upper(), "message": decision.message or kind},
             "budget": _budget(decision.budget) if decision.budget else None,
+            "resets_at": decision.resets_at,
+            "blocked_by": [_budget(c) for c in decision.crossed],
             "estimated_cost_usd": decision.estimated_cost,
             "budgets": budgets,
         },
         status_code=429,
-        headers={"retry-after": str(retry_after)},
+        headers={"retry-after": str(retry_after(decision, now))},
     )
 
 
@@ -205,10 +244,15 @@ def _budget(check: BudgetCheck) -> dict[str, Any]:
         "name": rule.name,
         "entity_type": rule.entity_type,
         "entity_id": rule.entity_id,
+        "period": rule.window.cadence.value,
+        "time_zone": rule.window.time_zone,
         "spend": check.spend,
+        "reserved": check.reserved,
         "limit": rule.hard_cap,
         "remaining": check.remaining,
         "utilization": check.utilization,
+        "period_start": check.period.start,
+        "resets_at": check.resets_at,
     }
 
 
@@ -230,11 +274,13 @@ class GuardrailRequest(BaseModel):
 
     def admission(self) -> Admission:
         data = self.request_data or {}
+        metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
         caller = Caller(
             key=clipped(data.get("user_api_key_hash")),
             user_id=_identity(clipped(data.get("user_api_key_user_id"))),
             team_id=clipped(data.get("user_api_key_team_id")),
             end_user=clipped(data.get("user_api_key_end_user_id")),
+            tags=tags_of(data.get("tags"), metadata.get("tags") if isinstance(metadata, dict) else None),
         )
         messages = self.structured_messages or []
         prompt = None if messages else "\n".join(self.texts or []) or None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from sqlalchemy import text
@@ -11,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models.litellm import spend_logs
-from models.migrate import current_revision, head_revision
+from models.migrate import current_revision_on, head_revision
+from resolvers.runtime import Runtime
 from webhook.rest import JSON, runtime_of
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -24,8 +26,41 @@ def _version() -> str:
         return "0+source"
 
 
+#: A probe's answer is reused this long: a flood of GET /health costs one database round trip per second, and
+#: never takes more than one pooled connection at a time (concurrent callers share the probe in flight).
+PROBE_CACHE_SECONDS = 1.0
+
+
+@dataclass
+class _Probe:
+    body: dict[str, object]
+    ready: bool
+    at: float
+
+
+@dataclass
+class HealthProbe:
+    """The last probe's answer and the one in flight (kept on the runtime: one per app)."""
+
+    last: _Probe | None = None
+    running: asyncio.Task[_Probe] | None = None
+    probes: int = 0
+
+
 async def health(request: Request) -> Response:
     runtime = runtime_of(request)
+    state = runtime.caches.setdefault("health", HealthProbe())
+    assert isinstance(state, HealthProbe)
+    probe = state.last
+    if probe is None or time.monotonic() - probe.at > PROBE_CACHE_SECONDS:
+        if state.running is None or state.running.done():
+            state.running = asyncio.ensure_future(_probe(runtime))
+            state.probes += 1
+        probe = state.last = await asyncio.shield(state.running)
+    return JSON(probe.body, status_code=200 if probe.ready else 503)
+
+
+async def _probe(runtime: Runtime) -> _Probe:
     started = time.perf_counter()
     database: dict[str, object] = {"dialect": runtime.db.dialect}
     ready = True
@@ -33,7 +68,7 @@ async def health(request: Request) -> Response:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             async with runtime.db.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            revision = await current_revision(runtime.db)
+                revision = await current_revision_on(conn)
         database.update(reachable=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         migrations = {"current": revision, "head": head_revision()}
         ready = revision == migrations["head"]
@@ -41,7 +76,7 @@ async def health(request: Request) -> Response:
         database.update(reachable=False, error=f"{type(exc).__name__}: {exc}"[:300])
         migrations = {"current": None, "head": head_revision()}
         ready = False
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if ready else "unavailable",
         "version": _version(),
         "database": database,
@@ -52,4 +87,4 @@ async def health(request: Request) -> Response:
             "embedded": runtime.settings.embedded_mode,
         },
     }
-    return JSON(body, status_code=200 if ready else 503)
+    return _Probe(body, ready, time.monotonic())

@@ -126,6 +126,17 @@ def check_payload(user_api_key_dict: Any, data: dict[str, Any], call_type: Any) 
         payload["prompt"] = data["prompt"]
     if isinstance(max_tokens, int) and max_tokens > 0:
         payload["max_tokens"] = max_tokens
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("tags"), list):
+        payload["metadata"] = {"tags": metadata["tags"]}
+    if isinstance(data.get("tags"), list):
+        payload["tags"] = data["tags"]
+    request = data.get("proxy_server_request")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    if isinstance(headers, dict):
+        header = next((v for k, v in headers.items() if str(k).lower() == "x-litellm-tags"), None)
+        if isinstance(header, str):
+            payload["headers"] = {"x-litellm-tags": header}
     return {k: v for k, v in payload.items() if v is not None}
 
 

@@ -80,7 +80,7 @@ async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
 async def predict_cost(request: Request) -> Response:
     body = await read_model(request, PredictRequest)
     runtime = runtime_of(request)
-    prediction = await predict(runtime.prices, runtime.history, body.to_domain())
+    prediction = await predict(runtime.prices, runtime.history, body.to_domain(), counting=runtime.predictor_counting)
     fit = None
     api_key = request.headers.get("x-api-key")
     if api_key:
@@ -137,7 +137,7 @@ async def check_budget(request: Request) -> Response:
     return JSON(
         BudgetCheckResponse(
             allowed=fit.within,
-            budget_limit=own.rule.monthly_limit if own else None,
+            budget_limit=own.rule.limit if own else None,
             current_spend=own.spend if own else None,
             remaining=own.remaining if own else None,
             message=fit.warning,

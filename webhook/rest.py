@@ -63,7 +63,7 @@ def caller(request: Request) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthenticated("send Authorization: Bearer <token> (POST /auth/login gives one)")
-    return runtime_of(request).tokens.verify(token)
+    return runtime_of(request).authenticate(token)
 
 
 async def read_json(request: Request) -> Any:

@@ -384,18 +384,37 @@ RAW_TAIL_DAYS = 2
 async def spend_to_date(
     session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period, now: datetime
 ) -> dict[Scope, Decimal]:
-    """Spend per scope in a budget period: the rollup for its days older than RAW_TAIL_DAYS, the raw logs for the
-    rest. What budgets show and what enforcement grants against; its cost follows days, not requests."""
+    """Spend per scope in a budget window: the rollup for its whole UTC days older than RAW_TAIL_DAYS, the raw logs
+    for the rest (the window's partial first and last days, when it starts at a local midnight, and tags, which
+    the rollup does not keep). What budgets show and what enforcement grants against; its cost follows days,
+    not requests."""
     wanted = list(scopes)
-    tail_start = max(period.start, midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1)))
-    tail_start = min(tail_start, period.end)
     result = dict.fromkeys(wanted, Decimal(0))
-    if tail_start > period.start:
-        closed = await rollup_spend_by_scope(session, schema, wanted, Period(period.start, tail_start))
+    rolled_scopes = [s for s in wanted if s.kind is not ScopeKind.TAG]
+    raw_scopes = [s for s in wanted if s.kind is ScopeKind.TAG]
+    first = midnight(period.start.astimezone(UTC).date())
+    if first < period.start:
+        first += timedelta(days=1)
+    tail = midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1))
+    last = min(tail, midnight(period.end.astimezone(UTC).date()))
+    pieces: list[tuple[Period, list[Scope]]] = []
+    if first < last:
+        if period.start < first:
+            pieces.append((Period(period.start, first), rolled_scopes))
+        if last < period.end:
+            pieces.append((Period(last, period.end), rolled_scopes))
+    else:
+        pieces.append((period, rolled_scopes))
+    if raw_scopes:
+        pieces.append((period, raw_scopes))
+    if first < last and rolled_scopes:
+        closed = await rollup_spend_by_scope(session, schema, rolled_scopes, Period(first, last))
         for scope, usd in closed.items():
             result[scope] += usd
-    if tail_start < period.end:
-        recent = await spend_by_scope(session, schema, wanted, Period(tail_start, period.end))
+    for piece, among in pieces:
+        if not among:
+            continue
+        recent = await spend_by_scope(session, schema, among, piece)
         for scope, usd in recent.items():
             result[scope] += usd
     return result

@@ -1,7 +1,7 @@
 """Provider health: requests, errors, availability and latency percentiles per provider and model over a window of
 LiteLLM_SpendLogs, and the snapshots the collector keeps of them.
 
-What counts (peers-and-formats.md §6):
+What counts (the usual convention of provider SLAs and status pages; docs/sla.md says the same for users):
 - Only rows in the window by `"startTime"` are read (its index), and only rows that name a provider
   (`custom_llm_provider`): LiteLLM also logs requests it refused before calling any provider (bad key, budget,
   guardrail, spendplane's own 429), and those say nothing about a provider.
