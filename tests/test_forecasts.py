@@ -197,12 +197,13 @@ async def test_a_forecast_reaching_a_budgets_hard_limit_alerts_once_naming_the_d
 
 async def test_exhaustion_dates_for_budgets_burning_fast_slow_and_already_past(api: Api, db: Database) -> None:
     await weekly_traffic(db, "engineering", 60, 100.0, growth=0.0)
+    await weekly_traffic(db, "design", 60, 5.0, growth=0.0)
     # ops: exactly 100 $ on each of November's first ten days, nothing since.
     await add_spend(db, *[SpendLog(100, NOW.replace(day=d, hour=9), team_id="ops") for d in range(1, 11)])
     ids = {}
     for name, team, limit in (
         ("fast", "engineering", "2000"),
-        ("slow", "engineering", "100000"),
+        ("slow", "design", "100000"),
         ("past", "ops", "450"),
     ):
         made = await api.data(
@@ -215,7 +216,8 @@ async def test_exhaustion_dates_for_budgets_burning_fast_slow_and_already_past(a
     outlook = {n: (await api.data(OUTLOOK, {"id": i}))["budget"]["forecast"] for n, i in ids.items()}
     fast = outlook["fast"]
     spent, per_day = Decimal(fast["spent"]), Decimal(2000) / 30  # the weekday-weighted mean is about 83 $/day
-    assert fast["hard"]["status"] == "EXPECTED" and fast["calibration"] in {"scope", "pooled"}
+    # 60 days of history: one backtest origin per scope, three scopes with spend: too few errors to calibrate with.
+    assert fast["hard"]["status"] == "EXPECTED" and fast["calibration"] == "none"
     reached = date.fromisoformat(fast["hard"]["date"])
     assert NOW.date() < reached <= date(2026, 11, 30)
     assert abs((reached - NOW.date()).days - float((2000 - spent) / Decimal(83))) <= 3
