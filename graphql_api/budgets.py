@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import Info
+from graphql_api.forecasts import BudgetForecastType, budget_forecast
 from graphql_api.subscriptions import still_valid, subscription
 from resolvers import budgets
 from resolvers.budgets import (
@@ -79,6 +80,12 @@ class BudgetType:
     resets_at: datetime = strawberry.field(description="When the current window ends and spend starts again at 0.")
     created_at: datetime
     updated_at: datetime
+    state: strawberry.Private[BudgetState | None] = None
+
+    @strawberry.field(description="Projected spend at the period's end and when the soft and hard limits are reached.")
+    async def forecast(self, info: Info) -> BudgetForecastType:
+        assert self.state is not None  # from_state sets it
+        return await budget_forecast(info, self.state)
 
     @classmethod
     def from_state(cls, state: BudgetState) -> BudgetType:
@@ -108,6 +115,7 @@ class BudgetType:
             resets_at=state.resets_at,
             created_at=b.created_at,
             updated_at=b.updated_at,
+            state=state,
         )
 
 

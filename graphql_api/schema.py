@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
 from graphql_api.alerts import AlertQueries, AlertSubscriptions
+from graphql_api.anomalies import AnomalyMutations, AnomalyQueries
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
 from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import RequireToken, classify
@@ -41,6 +42,7 @@ class Query(
     ChargebackQueries,
     ForecastQueries,
     SlaQueries,
+    AnomalyQueries,
 ):
     pass
 
@@ -54,6 +56,7 @@ class Mutation(
     ChargebackMutations,
     ForecastMutations,
     SlaMutations,
+    AnomalyMutations,
 ):
     pass
 

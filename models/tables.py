@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import alerts, budgets, chargeback, forecasts, instance, jobs, ledger, pricing, rollups, sla
+from models import alerts, anomalies, budgets, chargeback, forecasts, instance, jobs, ledger, pricing, rollups, sla
 from models.base import Base, litellm_metadata
 
 metadata = Base.metadata
@@ -17,6 +17,7 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 
 __all__ = [
     "alerts",
+    "anomalies",
     "budgets",
     "chargeback",
     "forecasts",

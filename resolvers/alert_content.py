@@ -27,6 +27,7 @@ TITLES = {
     AlertType.SLA_VIOLATION: "SLA violated",
     AlertType.FAILOVER_ACTIVATED: "Failover activated",
     AlertType.FAILOVER_DEACTIVATED: "Failover deactivated",
+    AlertType.SPEND_ANOMALY: "Unusual spend",
 }
 
 #: Our alert type → LiteLLM's `event` and the words its `event_message` uses. A request blocked because its
@@ -43,6 +44,8 @@ LITELLM_EVENTS = {
     AlertType.SLA_VIOLATION: ("outage_alerts", "SLA Violated"),
     AlertType.FAILOVER_ACTIVATED: ("failover_activated", "Failover Activated"),
     AlertType.FAILOVER_DEACTIVATED: ("failover_deactivated", "Failover Deactivated"),
+    # No LiteLLM twin either: spend anomalies keep their own name.
+    AlertType.SPEND_ANOMALY: ("spend_anomaly", "Spend Anomaly"),
 }
 
 SLA_TYPES = frozenset({AlertType.SLA_VIOLATION, AlertType.FAILOVER_ACTIVATED, AlertType.FAILOVER_DEACTIVATED})
@@ -66,6 +69,22 @@ SLA_FIELDS = (
     "threshold",
     "cooldown_minutes",
     "reason",
+)
+
+#: What a spend anomaly's details carry into its webhook JSON.
+ANOMALY_FIELDS = (
+    "anomaly_id",
+    "scope_kind",
+    "scope_id",
+    "granularity",
+    "bucket_start",
+    "expected",
+    "excess",
+    "score",
+    "driver_kind",
+    "driver_id",
+    "driver_excess",
+    "driver_share",
 )
 
 #: Our entity type → LiteLLM's `event_group` (Litellm_EntityType) and its label in `event_message`.
@@ -125,6 +144,8 @@ def email_message(notice: AlertNotice, *, sender: str, recipient: str, message_i
     if alert.type in SLA_TYPES:
         subject += _sla_figure(alert)
         rows = _sla_rows(alert)
+    elif alert.type is AlertType.SPEND_ANOMALY:
+        rows = _anomaly_rows(alert)
     else:
         rows = [("Spend", _spend_line(alert))]
     if notice.soft_limit is not None:
@@ -210,6 +231,8 @@ def webhook_event(notice: AlertNotice) -> dict[str, Any]:
     }
     if alert.type in SLA_TYPES:
         body.update({name: details.get(name) for name in SLA_FIELDS})
+    if alert.type is AlertType.SPEND_ANOMALY:
+        body.update({name: details.get(name) for name in ANOMALY_FIELDS})
     return body
 
 
@@ -242,6 +265,35 @@ def _float_or_none(value: object) -> float | None:
         except ValueError:
             return None
     return None
+
+
+# ------------------------------------------------------------------------------------------------- spend anomalies
+
+
+def _anomaly_rows(alert: Alert) -> list[tuple[str, str]]:
+    details = alert.details
+    rows = [
+        ("Spend", usd(alert.spend) if alert.spend is not None else "not recorded"),
+        ("Expected", _usd_text(details.get("expected"))),
+        ("Excess", _usd_text(details.get("excess"))),
+        ("Robust z", str(details.get("score"))),
+    ]
+    if details.get("driver_id"):
+        share = details.get("driver_share")
+        rows.append(
+            (
+                "Driver",
+                f"{details.get('driver_kind')} {details.get('driver_id')}: +{_usd_text(details.get('driver_excess'))}"
+                + (f" ({float(share):.0%} of the excess)" if isinstance(share, int | float) else ""),
+            )
+        )
+    rows.append(("Anomaly", str(details.get("anomaly_id"))))
+    return rows
+
+
+def _usd_text(value: object) -> str:
+    amount = _float_or_none(value)
+    return "unknown" if amount is None else usd(Decimal(str(value)))
 
 
 # ------------------------------------------------------------------------------------------------- SLA monitoring

@@ -30,7 +30,7 @@ MAX_LIST = 500
 
 
 class AlertType(StrEnum):
-    """The guide's budget alert types, plus the forecast's and SLA monitoring's."""
+    """The guide's budget alert types, plus the forecast's, SLA monitoring's and spend anomalies'."""
 
     APPROACHING_LIMIT = "approaching_limit"
     REQUEST_EXCEEDS_BUDGET = "request_exceeds_budget"
@@ -40,6 +40,8 @@ class AlertType(StrEnum):
     SLA_VIOLATION = "sla_violation"
     FAILOVER_ACTIVATED = "failover_activated"
     FAILOVER_DEACTIVATED = "failover_deactivated"
+    # Spend anomalies (resolvers/anomalies): one per scope and hour (or day).
+    SPEND_ANOMALY = "spend_anomaly"
 
 
 class Severity(StrEnum):

@@ -655,6 +655,29 @@ class SlaSettings:
         return cls(**values)
 
 
+# ---------------------------------------------------------------------------------------------- spend anomalies
+
+
+def _anomaly_threshold_parse(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 2.0 <= value <= 100.0:
+        raise ValueError("must be a robust z-score from 2 to 100")
+    return value
+
+
+_anomaly_threshold = Parser(_anomaly_threshold_parse, "2 to 100")
+
+
+def _mailboxes_parse(raw: str) -> tuple[str, ...]:
+    return tuple(_mailbox(part.strip()) for part in raw.split(",") if part.strip())
+
+
+_mailboxes = Parser(_mailboxes_parse, "comma-separated email addresses")
+
+
 # ---------------------------------------------------------------------------------------------- the service
 
 
@@ -885,6 +908,26 @@ class Settings:
     sap: SapSettings = group(SapSettings.from_env, value=SapSettings)
     #: SLA monitoring: the health collector, auto-resolution of violations, snapshot retention.
     sla: SlaSettings = group(SlaSettings.from_env, value=SlaSettings)
+    # Spend anomalies (resolvers/anomalies): when the scan runs, how unusual (robust z) and how large (USD of
+    # excess) spend must be to count, and who gets the alerts besides the scope's budget alert emails.
+    anomaly_schedule: str = setting(
+        "SPENDPLANE_ANOMALY_SCHEDULE",
+        _cron,
+        "5 * * * *",
+        "when the spend-anomaly scan runs (the last closed hour and day)",
+    )
+    anomaly_threshold: float = setting(
+        "SPENDPLANE_ANOMALY_THRESHOLD", _anomaly_threshold, "5", "robust z-score at or above which spend is unusual"
+    )
+    anomaly_min_usd: Decimal = setting(
+        "SPENDPLANE_ANOMALY_MIN_USD",
+        _usd_or_zero,
+        "1",
+        "smallest excess over the expected spend, USD, that is an anomaly",
+    )
+    anomaly_alert_emails: tuple[str, ...] = setting(
+        "SPENDPLANE_ANOMALY_ALERT_EMAILS", _mailboxes, "", "addresses every spend-anomaly alert is emailed to"
+    )
 
     @property
     def embedded_mode(self) -> bool:

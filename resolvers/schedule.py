@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from resolvers.anomalies import anomaly_job
 from resolvers.config import Settings
 from resolvers.enforcement import prune_settlements
 from resolvers.forecasts import forecast_job
@@ -25,6 +26,7 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
         # Not at start: until the first tick, reports read the raw logs past the watermark and stay exact.
         Job("rollups", settings.rollup_schedule, rollup_job),
         Job("forecasts", settings.forecast_schedule, forecast_job),
+        Job("spend-anomalies", settings.anomaly_schedule, anomaly_job),
         # SLA monitoring: at start-up too, so a restarted service has current health (and failover) at once.
         Job(SLA_HEALTH_JOB, settings.sla.collector_cron, collect_health, at_start=True),
     ]

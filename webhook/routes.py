@@ -260,6 +260,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/api/v1/budgets/{budget_id}/forecast",
+        forecasts.budget_forecast,
+        "A budget's projected spend at its period's end and when it reaches its soft and hard limits",
+        "forecasts",
+        auth="jwt",
+        response=forecasts.BudgetForecastOut,
+        errors=_BUDGET_ERRORS,
+    ),
+    Endpoint(
+        "GET",
         "/api/v1/cost-allocation/rules",
         chargeback.list_rules,
         "List allocation rules (a viewer sees its own team's)",

@@ -1,30 +1,44 @@
-"""Rolling-origin backtests that choose each scope's forecasting method.
+"""Rolling-origin backtests: they choose each scope's forecasting method and calibrate its intervals.
 
-Origins step back a week at a time from the end of the history (up to six); at each, every method is fitted on
-the history before it and forecasts the next 28 days (four whole weeks, about a month). Scores per method:
+Origins step back a week at a time from 28 days before the end of the history, as long as at least 28 days of
+training remain, up to 16 origins (about four months); every origin that fits is used, and the count is reported
+(a 60-day history has one origin, a 180-day history 16). At each origin every method is fitted on the history
+before it and forecasts far enough ahead for every window a forecast needs (`Run`). Scores per method, on the
+28-day total after each origin:
 
-- MASE: mean absolute daily error over the horizon, divided by the in-sample mean absolute error of the seasonal
+- MASE: mean absolute daily error over the 28 days, divided by the in-sample mean absolute error of the seasonal
   naive forecast (Hyndman & Koehler 2006; m = 7), averaged over origins. Below 1 beats seasonal naive.
-- Coverage: the share of origins whose actual 28-day total fell inside the method's 80% interval (the 10th and
-  90th percentiles of its path sums). Nominal is 0.8.
+- Coverage of the *calibrated* 80% interval, measured honestly: the interval at an origin is calibrated
+  (`calibration`) only with errors whose actuals were known at that origin (an origin 28 days or more earlier,
+  of this scope or, where it has fewer than four, of every scope), so no origin is judged with its own future.
+  Origins with too few earlier errors anywhere are left out of coverage (`coverage_origins` says how many count).
+- Width: the mean calibrated interval width over the mean actual total (0.30 = the interval spans 30% of a
+  month's spend).
 
-Exponential smoothing ships only where it wins on both: a lower MASE than the weighted moving average, and a
-coverage at least as close to 80%. Anywhere else — including too little history to backtest — the guide's
-weighted moving average ships.
+A method other than the guide's weighted moving average ships only where it beats the average on MASE *and* its
+calibrated coverage is within 0.70-0.90, judged on at least four origins; with fewer, the history is too short to
+judge and the average ships, saying so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
 from resolvers.forecasts.methods import MIN_ETS_HISTORY, ForecastMethod, Series, project, seasonal_naive_mae
 
 HORIZON = 28
-ORIGINS = 6
 STEP = 7
-LEVEL = 0.8
+MAX_ORIGINS = 16
+#: Fewer origins than this (for MASE, or calibrated ones for coverage) are too few to judge a method on.
+MIN_ORIGINS = 4
+COVERAGE_RANGE = (0.70, 0.90)
+METHODS = (ForecastMethod.WEIGHTED_MOVING_AVERAGE, ForecastMethod.EXPONENTIAL_SMOOTHING)
+SCORED = Window(0, HORIZON)
 
 
 @dataclass(frozen=True)
@@ -33,16 +47,30 @@ class Score:
     mase: float | None
     coverage: float | None
     origins: int
+    width: float | None = None
+    coverage_origins: int = 0
+    #: Where the coverage origins' calibration came from: scope, pooled or mixed.
+    calibration: str | None = None
+    #: The method's own sample-path interval, uncalibrated, on the same origins (what shipped before).
+    raw_coverage: float | None = None
     error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "method": self.method.value,
-            "mase": None if self.mase is None else round(self.mase, 4),
-            "coverage": None if self.coverage is None else round(self.coverage, 4),
+            "mase": _round(self.mase),
+            "coverage": _round(self.coverage),
+            "width": _round(self.width),
             "origins": self.origins,
+            "coverage_origins": self.coverage_origins,
+            "calibration": self.calibration,
+            "raw_coverage": _round(self.raw_coverage),
             "error": self.error,
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass(frozen=True)
@@ -61,10 +89,19 @@ class Choice:
         }
 
 
+@dataclass(frozen=True)
+class ScopeRuns:
+    """Every method's backtest runs on one scope (or the error that stopped a method)."""
+
+    history: Series
+    runs: dict[ForecastMethod, tuple[Run, ...]] = field(default_factory=dict)
+    errors: dict[ForecastMethod, str] = field(default_factory=dict)
+
+
 def origins(length: int) -> list[int]:
     """Where training stops (exclusive) at each origin, latest first, keeping enough history to fit."""
     found = []
-    for k in range(ORIGINS):
+    for k in range(MAX_ORIGINS):
         cut = length - HORIZON - k * STEP
         if cut < MIN_ETS_HISTORY:
             break
@@ -72,39 +109,122 @@ def origins(length: int) -> list[int]:
     return found
 
 
-def score(method: ForecastMethod, history: Series, seed: int) -> Score:
-    cuts = origins(len(history))
-    if not cuts:
-        return Score(method, None, None, 0, "too little history to backtest")
-    errors, covered = [], 0
-    for cut in cuts:
-        train, actual = history[:cut], history[cut : cut + HORIZON]
-        scale = seasonal_naive_mae(train)
-        try:
-            projection = project(method, train, HORIZON, np.random.default_rng(seed + cut))
-        except ValueError as exc:
-            return Score(method, None, None, len(cuts), str(exc))
-        if np.isfinite(scale) and scale > 0:
-            errors.append(float(np.mean(np.abs(actual - projection.point))) / scale)
-        low, high = np.quantile(projection.paths.sum(axis=1), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        covered += int(low <= actual.sum() <= high)
-    mase = float(np.mean(errors)) if errors else None
-    return Score(method, mase, covered / len(cuts), len(cuts))
+def run_scope(
+    history: Series, seed: int, horizon: int = HORIZON, methods: Sequence[ForecastMethod] = METHODS
+) -> ScopeRuns:
+    """CPU work: fits every method at every origin."""
+    horizon = max(horizon, HORIZON)
+    n = len(history)
+    result = ScopeRuns(history)
+    cuts = origins(n)
+    for method in methods:
+        runs: list[Run] = []
+        for cut in cuts:
+            train = history[:cut]
+            try:
+                projection = project(method, train, horizon, np.random.default_rng(seed + cut))
+            except ValueError as exc:
+                result.errors[method] = str(exc)
+                runs = []
+                break
+            sums = projection.paths[:, :HORIZON].sum(axis=1)
+            low, high = np.quantile(sums, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+            runs.append(
+                Run(
+                    cut=cut - n,
+                    point=projection.point,
+                    actual=history[cut : cut + horizon],
+                    scale=scale_of(train),
+                    naive_mae=seasonal_naive_mae(train),
+                    raw=(float(low), float(high)),
+                )
+            )
+        if not cuts:
+            result.errors.setdefault(method, "too little history to backtest")
+        result.runs[method] = tuple(runs)
+    return result
 
 
-def choose(history: Series, seed: int = 0) -> Choice:
-    wma = score(ForecastMethod.WEIGHTED_MOVING_AVERAGE, history, seed)
-    ets = score(ForecastMethod.EXPONENTIAL_SMOOTHING, history, seed)
-    return decide(wma, ets)
+def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) -> Score:
+    """A method's backtest figures on one scope; `pooled` is every scope's runs of the method (this one's too)."""
+    error = scope.errors.get(method)
+    runs = [r for r in scope.runs.get(method, ()) if len(r.actual) >= HORIZON]
+    if error is not None or not runs:
+        return Score(method, None, None, len(runs), error=error or "too little history to backtest")
+    mases = [
+        float(np.mean(np.abs(r.actual[:HORIZON] - r.point[:HORIZON]))) / r.naive_mae
+        for r in runs
+        if math.isfinite(r.naive_mae) and r.naive_mae > 0
+    ]
+    covered: list[bool] = []
+    raw_covered: list[bool] = []
+    widths: list[float] = []
+    totals: list[float] = []
+    sources: set[Calibration] = set()
+    for run in runs:
+        own = _scores(runs, run.cut)
+        q = pick(own, _scores(pooled, run.cut))
+        if q.value is None:
+            continue
+        actual = float(run.actual[:HORIZON].sum())
+        low, high = interval(float(run.point[:HORIZON].sum()), q.value, run.scale, HORIZON)
+        covered.append(low <= actual <= high)
+        if run.raw is not None:
+            raw_covered.append(run.raw[0] <= actual <= run.raw[1])
+        widths.append(high - low)
+        totals.append(actual)
+        sources.add(q.calibration)
+    return Score(
+        method,
+        mase=float(np.mean(mases)) if mases else None,
+        coverage=float(np.mean(covered)) if covered else None,
+        origins=len(runs),
+        width=sum(widths) / sum(totals) if totals and sum(totals) > 0 else None,
+        coverage_origins=len(covered),
+        calibration=None if not sources else sources.pop().value if len(sources) == 1 else "mixed",
+        raw_coverage=float(np.mean(raw_covered)) if raw_covered else None,
+    )
+
+
+def _scores(runs: Sequence[Run], cut: int) -> list[float]:
+    """The 28-day scores of the runs whose actuals were known at origin `cut`."""
+    return [s for r in runs if r.known_by(SCORED, cut) and (s := r.score(SCORED)) is not None]
+
+
+def choose(scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]]) -> Choice:
+    return decide(*(evaluate(m, scope, pooled.get(m, ())) for m in METHODS))
 
 
 def decide(wma: Score, ets: Score) -> Choice:
     scores = (wma, ets)
-    if ets.mase is None or ets.coverage is None or wma.mase is None or wma.coverage is None:
-        why = ets.error or wma.error or "no backtest"
-        return Choice(ForecastMethod.WEIGHTED_MOVING_AVERAGE, scores, f"weighted moving average: {why}")
+    default = ForecastMethod.WEIGHTED_MOVING_AVERAGE
+    low, high = COVERAGE_RANGE
+    if ets.error is not None and ets.origins >= MIN_ORIGINS:
+        return Choice(default, scores, f"weighted moving average: exponential smoothing failed ({ets.error})")
+    origins = min(wma.origins, ets.origins)
+    calibrated = min(wma.coverage_origins, ets.coverage_origins)
+    if min(origins, calibrated) < MIN_ORIGINS or None in (wma.mase, ets.mase, ets.coverage):
+        return Choice(
+            default,
+            scores,
+            f"weighted moving average: history too short to judge ({origins} backtest origins, {calibrated} "
+            f"with a calibrated interval; {MIN_ORIGINS} needed)",
+        )
+    assert wma.mase is not None
+    assert ets.mase is not None
+    assert ets.coverage is not None
     if ets.mase >= wma.mase:
-        return Choice(ForecastMethod.WEIGHTED_MOVING_AVERAGE, scores, "exponential smoothing lost on MASE")
-    if abs(ets.coverage - LEVEL) > abs(wma.coverage - LEVEL):
-        return Choice(ForecastMethod.WEIGHTED_MOVING_AVERAGE, scores, "exponential smoothing lost on coverage")
+        return Choice(default, scores, "exponential smoothing lost on MASE")
+    if not low <= ets.coverage <= high:
+        return Choice(
+            default,
+            scores,
+            f"exponential smoothing won on MASE but its calibrated coverage {ets.coverage:.2f} is outside "
+            f"{low:.2f}-{high:.2f}",
+        )
     return Choice(ForecastMethod.EXPONENTIAL_SMOOTHING, scores, "exponential smoothing won on MASE and coverage")
+
+
+def window_scores(runs: Sequence[Run], window: Window) -> list[float]:
+    """Every run's score on `window` where its actual total is known (at generation time, all are past)."""
+    return [s for r in runs if (s := r.score(window)) is not None]

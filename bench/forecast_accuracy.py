@@ -1,0 +1,177 @@
+"""Forecast accuracy on families of synthetic daily spend series that the methods were not tuned to.
+
+    .venv/bin/python bench/forecast_accuracy.py --seed 7
+
+Six families, `--series` of each (seeded): steady growth, a step change, strong weekly seasonality, month-end
+spikes, sparse and bursty spend, and a team that starts mid-period (its history begins at its first spend, as
+`generateForecasts` reads it). Each series is 182 days ending on the same day (the history `generateForecasts`
+reads). Every method is evaluated by the backtest `generateForecasts` runs (resolvers/forecasts/backtest.py):
+rolling origins a week apart, 28-day totals, intervals calibrated only with errors known at each origin (the
+series' own, or every series' where it has fewer than four). The method that ships per series is chosen by the
+same rule as in production.
+
+Figures per family and method: mean MASE over series (against seasonal naive, m = 7), 80% coverage pooled over
+the family's calibrated origins, mean interval width over the mean actual 28-day total, and counts. The last
+line is the shipped method's coverage and mean MASE pooled over every series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+
+from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
+from resolvers.forecasts.methods import ForecastMethod, Series
+
+DAYS = 182
+END = date(2026, 11, 15)  # the day after the last one in every series
+WEEKDAY = np.array([1.0, 1.08, 1.1, 1.05, 0.92, 0.38, 0.3])  # Monday first
+
+
+def _days() -> list[date]:
+    return [END - timedelta(days=DAYS - i) for i in range(DAYS)]
+
+
+def _weekday(days: list[date], strength: float) -> Series:
+    return np.array([1 + strength * (WEEKDAY[d.weekday()] - 1) for d in days])
+
+
+def steady_growth(rng: np.random.Generator) -> Series:
+    days = _days()
+    level = rng.lognormal(np.log(50), 1.0)
+    weekly = rng.uniform(0.01, 0.04)
+    t = np.arange(DAYS)
+    return level * (1 + weekly) ** (t / 7) * _weekday(days, 0.5) * rng.lognormal(0, 0.15, DAYS)
+
+
+def step_change(rng: np.random.Generator) -> Series:
+    days = _days()
+    level = rng.lognormal(np.log(50), 1.0)
+    at = int(rng.integers(60, 150))
+    factor = rng.choice([0.5, 1.8, 2.5])
+    steps = np.where(np.arange(DAYS) >= at, factor, 1.0)
+    return level * steps * _weekday(days, 0.5) * rng.lognormal(0, 0.15, DAYS)
+
+
+def weekly_seasonality(rng: np.random.Generator) -> Series:
+    days = _days()
+    level = rng.lognormal(np.log(50), 1.0)
+    return level * _weekday(days, 1.0) * rng.lognormal(0, 0.1, DAYS)
+
+
+def month_end_spikes(rng: np.random.Generator) -> Series:
+    days = _days()
+    level = rng.lognormal(np.log(50), 1.0)
+    spike = rng.uniform(2.0, 5.0)
+    month_end = np.array([2 if (d + timedelta(days=2)).month != d.month else 1 for d in days]) == 2
+    return level * np.where(month_end, spike, 1.0) * _weekday(days, 0.3) * rng.lognormal(0, 0.15, DAYS)
+
+
+def sparse_bursty(rng: np.random.Generator) -> Series:
+    level = rng.lognormal(np.log(20), 1.0)
+    active = rng.random(DAYS) < rng.uniform(0.15, 0.4)
+    return np.where(active, level * rng.lognormal(0, 1.0, DAYS), 0.0)
+
+
+def starts_mid_period(rng: np.random.Generator) -> Series:
+    days = _days()
+    start = int(rng.integers(60, 130))
+    level = rng.lognormal(np.log(50), 1.0)
+    t = np.arange(DAYS) - start
+    ramp = np.clip(0.3 + 0.7 * t / 21, 0, 1)  # ramps up over three weeks, then steady
+    series = level * ramp * _weekday(days, 0.7) * rng.lognormal(0, 0.15, DAYS)
+    series[:start] = 0.0
+    return series[start:]  # histories start at the first day with spend
+
+
+FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Series], bool]] = {
+    # name: (generator, has a seasonal (weekly) pattern)
+    "steady growth": (steady_growth, True),
+    "step change": (step_change, True),
+    "weekly seasonality": (weekly_seasonality, True),
+    "month-end spikes": (month_end_spikes, True),
+    "sparse and bursty": (sparse_bursty, False),
+    "starts mid-period": (starts_mid_period, True),
+}
+
+
+@dataclass
+class Tally:
+    mases: list[float] = field(default_factory=list)
+    covered: float = 0.0
+    origins: int = 0
+    widths: list[float] = field(default_factory=list)
+    series: int = 0
+    judged: int = 0
+
+    def add(self, score: Score) -> None:
+        self.series += 1
+        if score.mase is not None:
+            self.mases.append(score.mase)
+        if score.coverage is not None:
+            self.covered += score.coverage * score.coverage_origins
+            self.origins += score.coverage_origins
+            self.judged += 1
+        if score.width is not None:
+            self.widths.append(score.width)
+
+    @property
+    def mase(self) -> float:
+        return float(np.mean(self.mases)) if self.mases else math.nan
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.origins if self.origins else math.nan
+
+    @property
+    def width(self) -> float:
+        return float(np.mean(self.widths)) if self.widths else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--series", type=int, default=8, help="series per family")
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    made = [(family, i, make(rng)) for family, (make, _) in FAMILIES.items() for i in range(args.series)]
+    runs = [run_scope(series, args.seed * 1000 + n) for n, (_, _, series) in enumerate(made)]
+    pooled = {m: [r for scope in runs for r in scope.runs.get(m, ())] for m in METHODS}
+    tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    everything = Tally()
+    shipped_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (family, _, _series), scope in zip(made, runs, strict=True):
+        choice = choose(scope, pooled)
+        for score in choice.scores:
+            tallies[(family, score.method.value)].add(score)
+        shipped = next(s for s in choice.scores if s.method is choice.method)
+        tallies[(family, "shipped")].add(shipped)
+        everything.add(shipped)
+        shipped_counts[family][choice.method.value] += 1
+    names = {ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA", ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS"}
+    print(f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals\n")
+    print("| family | method | mean MASE | 80% coverage | width | coverage origins | series judged |")
+    print("|---|---|---|---|---|---|---|")
+    for family, (_, seasonal) in FAMILIES.items():
+        for method in [*names, "shipped"]:
+            t = tallies[(family, method)]
+            label = names.get(method, "shipped")
+            if method == "shipped":
+                counts = shipped_counts[family]
+                label += " (" + ", ".join(f"{names[m]} {n}" for m, n in sorted(counts.items())) + ")"
+            print(
+                f"| {family}{' (weekly)' if seasonal else ''} | {label} | {t.mase:.3f} | {t.coverage:.2f} | "
+                f"{t.width:.2f} | {t.origins} | {t.judged} of {t.series} |"
+            )
+    print()
+    print(f"pooled: coverage80={everything.coverage:.2f} mase={everything.mase:.2f} series={len(made)}")
+
+
+if __name__ == "__main__":
+    main()

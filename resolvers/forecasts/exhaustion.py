@@ -1,0 +1,174 @@
+"""When a budget reaches its soft and hard limits: from the spend so far in its period and its scope's outlook
+(the daily forecast from the last generation with its calibrated 80% band of cumulative spend).
+
+`exhaustion(period, spent, limit, now, outlook)` takes any period [start, end): a calendar month today, any
+budget window tomorrow. Projected spend at the end of day d is the spend so far plus the forecast from now to d
+(today counts only for the part of it still to come). The limit is reached on the first day whose projection
+reaches it; the interval runs from the first day the band's upper edge (90th percentile) reaches it to the first
+day its lower edge (10th percentile) does. Because cumulative spend only grows, these are the 10th and 90th
+percentiles of the date itself. Dates are UTC days.
+
+Status: REACHED (spend is already at the limit; the day it got there), EXPECTED (the projection reaches it this
+period: `date`, `earliest`, `latest`, the latter null when the lower edge never gets there), POSSIBLE (only the
+upper edge reaches it: `earliest` only), NOT_THIS_PERIOD (not even the upper edge), BEYOND_FORECAST (the period
+runs past the outlook and nothing reaches the limit before it ends), NO_FORECAST (no outlook for this scope yet).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+import numpy as np
+
+from models.forecasts import ForecastOutlookRow
+from resolvers.periods import Period
+
+CENT = Decimal("0.01")
+
+
+class ExhaustionStatus(StrEnum):
+    REACHED = "reached"
+    EXPECTED = "expected"
+    POSSIBLE = "possible"
+    NOT_THIS_PERIOD = "not_this_period"
+    BEYOND_FORECAST = "beyond_forecast"
+    NO_FORECAST = "no_forecast"
+
+
+@dataclass(frozen=True)
+class Outlook:
+    start: date  # the first forecast day (the generation day)
+    point: tuple[float, ...]  # USD per day
+    low: tuple[float, ...]  # cumulative USD from `start` through each day: 10th percentile
+    high: tuple[float, ...]  # ... and 90th
+    method: str
+    calibration: str
+    generated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ForecastOutlookRow) -> Outlook:
+        return cls(
+            start=row.start_day,
+            point=tuple(float(x) for x in row.point),
+            low=tuple(float(x) for x in row.low),
+            high=tuple(float(x) for x in row.high),
+            method=row.method,
+            calibration=row.calibration,
+            generated_at=row.generated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Exhaustion:
+    limit: Decimal
+    status: ExhaustionStatus
+    date: dt.date | None = None
+    earliest: dt.date | None = None
+    latest: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Spend at the end of the period: so far plus the forecast, with the 80% band."""
+
+    spend: Decimal
+    low: Decimal
+    high: Decimal
+
+
+@dataclass(frozen=True)
+class Path:
+    """Projected cumulative spend (USD, spend so far included) at the end of each day `first`, `first + 1`, ..."""
+
+    first: date
+    point: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    covers_period: bool
+
+
+def project_period(period: Period, spent: Decimal, now: datetime, outlook: Outlook) -> Path | None:
+    today = now.astimezone(UTC).date()
+    last_day = (period.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    offset = (today - outlook.start).days
+    available = len(outlook.point) - max(offset, 0)
+    if offset < 0 or available <= 0 or last_day < today:
+        return None
+    days = (last_day - today).days + 1
+    n = min(days, available)
+    point = np.asarray(outlook.point, dtype=np.float64)
+    cumulative = np.cumsum(point)
+    # The band's distance below and above the point forecast, by window length (the calibration is per length).
+    below = cumulative[:n] - np.asarray(outlook.low[:n])
+    above = np.asarray(outlook.high[:n]) - cumulative[:n]
+    elapsed = (now.astimezone(UTC) - datetime.combine(today, time(0), tzinfo=UTC)) / timedelta(days=1)
+    ahead = np.cumsum(point[offset : offset + n]) - elapsed * point[offset]
+    base = float(spent)
+    return Path(
+        first=today,
+        point=base + ahead,
+        low=base + np.maximum(ahead - below, 0.0),
+        high=base + ahead + above,
+        covers_period=days <= available,
+    )
+
+
+def exhaustion(
+    period: Period,
+    spent: Decimal,
+    limit: Decimal,
+    now: datetime,
+    outlook: Outlook | None,
+    reached_on: date | None = None,
+) -> Exhaustion:
+    """When spend in `period` reaches `limit` (see the module's docstring). `reached_on`: the day it got there,
+    when the caller knows it already (spend at or over the limit)."""
+    if spent >= limit:
+        day = reached_on or now.astimezone(UTC).date()
+        return Exhaustion(limit, ExhaustionStatus.REACHED, day, day, day)
+    if outlook is None:
+        return Exhaustion(limit, ExhaustionStatus.NO_FORECAST)
+    path = project_period(period, spent, now, outlook)
+    if path is None:
+        return Exhaustion(limit, ExhaustionStatus.NO_FORECAST)
+    target = float(limit)
+
+    def first(values: np.ndarray) -> date | None:
+        hits = np.flatnonzero(values >= target)
+        return path.first + timedelta(days=int(hits[0])) if len(hits) else None
+
+    when, earliest, latest = first(path.point), first(path.high), first(path.low)
+    if earliest is None:
+        status = ExhaustionStatus.NOT_THIS_PERIOD if path.covers_period else ExhaustionStatus.BEYOND_FORECAST
+        return Exhaustion(limit, status)
+    if when is None:
+        return Exhaustion(limit, ExhaustionStatus.POSSIBLE, None, earliest, None)
+    return Exhaustion(limit, ExhaustionStatus.EXPECTED, when, earliest, latest)
+
+
+def period_end_projection(period: Period, spent: Decimal, now: datetime, outlook: Outlook | None) -> Projection | None:
+    """Projected spend at the end of `period`, when the outlook reaches that far."""
+    if outlook is None:
+        return None
+    path = project_period(period, spent, now, outlook)
+    if path is None or not path.covers_period:
+        return None
+    return Projection(_usd(path.point[-1]), _usd(path.low[-1]), _usd(path.high[-1]))
+
+
+def reached_day(period_start: date, daily: dict[date, Decimal], limit: Decimal) -> date | None:
+    """The first day cumulative spend from `period_start` reached `limit`, from spend per day."""
+    total = Decimal(0)
+    for day in sorted(d for d in daily if d >= period_start):
+        total += daily[day]
+        if total >= limit:
+            return day
+    return None
+
+
+def _usd(value: float) -> Decimal:
+    return Decimal(repr(max(0.0, float(value)))).quantize(CENT)

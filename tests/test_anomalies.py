@@ -1,0 +1,215 @@
+"""Spend anomalies: a spike in one key's hourly spend is found for the key, its user and its team (each naming the
+key as the driver), alerts once per scope and hour however often the scan runs, can be acknowledged or ignored
+(muting its scope) by an admin, and is visible to a viewer only within its own team or user."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from models.alerts import AlertDeliveryRow
+from models.db import Database
+from resolvers.anomalies.detection import Granularity, daily_expectation, driver, hourly_expectation, judge
+from resolvers.config import Settings
+from resolvers.schedule import scheduled_jobs
+from tests.conftest import NOW, Clock, started
+from tests.receivers import WebhookReceiver
+from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+DETECT = "mutation { detectSpendAnomalies { found new alerted } }"
+FIELDS = """id scopeKind scopeId granularity bucketStart bucketEnd teamId userId actual expected excess score
+  driver { kind id excess share } description status alertId handledBy note"""
+ANOMALIES = f"query($status: AnomalyStatus) {{ spendAnomalies(status: $status) {{ {FIELDS} }} }}"
+ACK = f"mutation($id: ID!, $note: String) {{ acknowledgeSpendAnomaly(id: $id, note: $note) {{ {FIELDS} }} }}"
+IGNORE = f"mutation($id: ID!, $hours: Int!) {{ ignoreSpendAnomaly(id: $id, muteHours: $hours) {{ {FIELDS} }} }}"
+LAST_HOUR = NOW - timedelta(hours=1)  # 11:00-12:00 UTC on Sunday 2026-11-15, the last closed hour at NOW
+
+
+@pytest.fixture
+async def quiet_api(settings: Settings, clock: Clock) -> Any:
+    """The app without its periodic jobs: each test runs the scan itself."""
+    async with started(settings, clock, jobs_enabled=False) as running:
+        yield running
+
+
+def business_hours(key: str, user: str, team: str, seed: int, days: int = 14) -> list[SpendLog]:
+    """A key's usual traffic: a little at night, more in the day, every hour of the last `days` days."""
+    rng = random.Random(seed)
+    logs = []
+    start = NOW.replace(hour=0) - timedelta(days=days)
+    for hour in range(days * 24 + NOW.hour):
+        moment = start + timedelta(hours=hour)
+        base = 2.0 if 8 <= moment.hour < 18 else 0.4
+        if moment.weekday() >= 5:
+            base *= 0.5
+        logs.append(
+            SpendLog(
+                round(base * rng.uniform(0.7, 1.3), 6),
+                moment + timedelta(minutes=rng.randint(0, 59)),
+                team_id=team,
+                user=user,
+                api_key=key,
+                model="gpt-4o-mini",
+            )
+        )
+    return logs
+
+
+async def spike(db: Database, usd: float, at: Any = LAST_HOUR, key: str = "key-ann") -> None:
+    await add_spend(db, SpendLog(usd, at + timedelta(minutes=20), team_id="eng", user="ann", api_key=key, model="o3"))
+
+
+async def usual(db: Database) -> None:
+    await add_spend(
+        db,
+        *business_hours("key-ann", "ann", "eng", 1),
+        *business_hours("key-bob", "bob", "eng", 2),
+        *business_hours("key-cid", "cid", "ops", 3),
+    )
+
+
+async def test_a_spike_is_found_per_scope_with_its_driver_and_alerts_once_per_scope_and_hour(
+    quiet_api: Api, db: Database
+) -> None:
+    api = quiet_api
+    await usual(db)
+    await spike(db, 40.0)
+    first = (await api.data(DETECT))["detectSpendAnomalies"]
+    found = (await api.data(ANOMALIES))["spendAnomalies"]
+    by_scope = {(a["scopeKind"], a["scopeId"]): a for a in found}
+    # The key, its user and its team; not bob, not the ops team, not the model (o3 has no history to judge by).
+    assert set(by_scope) == {("key", "key-ann"), ("user", "ann"), ("team", "eng")}
+    assert first == {"found": 3, "new": 3, "alerted": 3}
+    for a in found:
+        assert a["granularity"] == "HOUR" and a["status"] == "OPEN"
+        assert a["bucketStart"].startswith("2026-11-15T11:00:00") and a["bucketEnd"].startswith("2026-11-15T12:00")
+        assert float(a["actual"]) > 40 > float(a["expected"]) and a["score"] >= 5
+    team = by_scope[("team", "eng")]
+    assert team["driver"]["kind"] == "key" and team["driver"]["id"] == "key-ann"
+    assert 0.9 <= team["driver"]["share"] <= 1.0 and float(team["driver"]["excess"]) > 35
+    assert "key key-ann explains" in team["description"]
+    assert by_scope[("key", "key-ann")]["teamId"] == "eng" and by_scope[("key", "key-ann")]["userId"] == "ann"
+    # Scanning again (the job every hour, someone pressing the button) adds nothing and alerts nobody again.
+    assert (await api.data(DETECT))["detectSpendAnomalies"] == {"found": 3, "new": 0, "alerted": 0}
+    alerts = (await api.data("{ alerts(type: SPEND_ANOMALY) { id entityType entityId teamId details } }"))["alerts"]
+    assert sorted((a["entityType"], a["entityId"]) for a in alerts) == sorted(by_scope)
+    assert {a["id"] for a in alerts} == {a["alertId"] for a in found}
+    team_alert = next(a for a in alerts if a["entityType"] == "team")
+    assert team_alert["details"]["driver_id"] == "key-ann" and team_alert["details"]["granularity"] == "hour"
+
+
+async def test_a_quiet_hour_raises_nothing(quiet_api: Api, db: Database) -> None:
+    await usual(db)
+    assert (await quiet_api.data(DETECT))["detectSpendAnomalies"] == {"found": 0, "new": 0, "alerted": 0}
+
+
+async def test_anomaly_alerts_go_to_the_webhook_and_the_scopes_budget_email(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    async with WebhookReceiver() as receiver:
+        overrides = {"jobs_enabled": False, "alert_webhook_url": receiver.url, "anomaly_alert_emails": ("ops@x.io",)}
+        async with started(settings, clock, **overrides) as api:
+            await api.data(
+                "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+                {
+                    "i": {
+                        "name": "Eng",
+                        "entityType": "TEAM",
+                        "entityId": "eng",
+                        "monthlyLimit": "100000",
+                        "alertEmail": "eng@x.io",
+                    }
+                },
+            )
+            await usual(db)
+            await spike(db, 40.0)
+            await api.data(DETECT)
+            async with db.reader() as session:
+                rows = (await session.scalars(select(AlertDeliveryRow))).all()
+    targets = sorted((r.channel, r.target) for r in rows)
+    # Every anomaly: the webhook and the configured address; the team's anomaly also its budget's alert email.
+    assert targets.count(("webhook", receiver.url)) == 3 and targets.count(("email", "ops@x.io")) == 3
+    assert targets.count(("email", "eng@x.io")) == 1
+
+
+async def test_acknowledge_and_ignore_are_for_admins_and_ignoring_mutes_the_scope(
+    quiet_api: Api, db: Database, clock: Clock
+) -> None:
+    api = quiet_api
+    await usual(db)
+    await spike(db, 40.0)
+    await api.data(DETECT)
+    found = {(a["scopeKind"], a["scopeId"]): a for a in (await api.data(ANOMALIES))["spendAnomalies"]}
+    key, team = found[("key", "key-ann")], found[("team", "eng")]
+    await add_virtual_key(db, "sk-ann", user_id="ann", team_id="eng")
+    viewer = await api.login("sk-ann")
+    assert (await api.error(ACK, {"id": key["id"]}, token=viewer))["extensions"]["code"] == "FORBIDDEN"
+    acked = (await api.data(ACK, {"id": team["id"], "note": "the batch job, expected"}))["acknowledgeSpendAnomaly"]
+    assert acked["status"] == "ACKNOWLEDGED" and acked["note"] == "the batch job, expected" and acked["handledBy"]
+    again = (await api.data(ACK, {"id": team["id"], "note": "later"}))["acknowledgeSpendAnomaly"]
+    assert again["note"] == "the batch job, expected"  # the first acknowledgement stands
+    ignored = (await api.data(IGNORE, {"id": key["id"], "hours": 24}))["ignoreSpendAnomaly"]
+    assert ignored["status"] == "IGNORED"
+    # The next hour the key spikes again: stored (ignored, no alert) for the muted key; its user and team alert.
+    clock.now = NOW + timedelta(hours=1)
+    await spike(db, 40.0, at=NOW)
+    result = (await api.data(DETECT))["detectSpendAnomalies"]
+    later = [a for a in (await api.data(ANOMALIES))["spendAnomalies"] if a["bucketStart"].startswith("2026-11-15T12")]
+    states = {(a["scopeKind"], a["status"], a["alertId"] is None) for a in later}
+    assert ("key", "IGNORED", True) in states and ("team", "OPEN", False) in states
+    assert result["alerted"] == result["new"] - 1
+    bad = await api.error(IGNORE, {"id": key["id"], "hours": -1})
+    assert bad["extensions"]["code"] == "BAD_USER_INPUT" and bad["extensions"]["field"] == "muteHours"
+    bad = await api.error(ACK, {"id": "not-an-id"})
+    assert bad["extensions"]["code"] == "BAD_USER_INPUT" and bad["extensions"]["field"] == "id"
+    long = await api.error(ACK, {"id": key["id"], "note": "x" * 3000})
+    assert long["extensions"]["field"] == "note"
+    missing = await api.error(ACK, {"id": "00000000-0000-4000-8000-000000000000"})
+    assert missing["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_viewers_see_anomalies_of_their_own_team_and_user_only(quiet_api: Api, db: Database) -> None:
+    api = quiet_api
+    await usual(db)
+    await spike(db, 40.0)
+    await api.data(DETECT)
+    await add_virtual_key(db, "sk-bob", user_id="bob", team_id="eng")
+    await add_virtual_key(db, "sk-cid", user_id="cid", team_id="ops")
+    bob = await api.login("sk-bob")
+    cid = await api.login("sk-cid")
+    seen = {(a["scopeKind"], a["scopeId"]) for a in (await api.data(ANOMALIES, token=bob))["spendAnomalies"]}
+    assert seen == {("key", "key-ann"), ("user", "ann"), ("team", "eng")}  # all three belong to team eng
+    assert (await api.data(ANOMALIES, token=cid))["spendAnomalies"] == []
+    assert (await api.error(DETECT, token=bob))["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_detection_statistics() -> None:
+    """The detector on arrays: a flat history expects its level; a spike is judged; sparse series get a scale."""
+    day = NOW.date()
+    hours = {
+        day - timedelta(days=k): np.full(24, 2.0) + np.random.default_rng(k).normal(0, 0.1, 24) for k in range(1, 15)
+    }
+    expectation = hourly_expectation(day, hours)
+    assert expectation is not None and np.allclose(expectation.expected, 2.0, atol=0.3)
+    assert judge(2.2, 2.0, expectation.scale, 5.0, 0.0) is None
+    verdict = judge(20.0, 2.0, expectation.scale, 5.0, 1.0)
+    assert verdict is not None and verdict.score > 5 and verdict.excess == 18.0
+    assert judge(20.0, 2.0, expectation.scale, 5.0, 50.0) is None  # material: less than the minimum excess
+    sparse = np.zeros(56)
+    sparse[::9] = 5.0
+    daily = daily_expectation(sparse)
+    assert daily is not None and daily.scale > 0  # mostly-zero residuals still get a scale
+    assert daily_expectation(np.zeros(56)) is None and daily_expectation(np.ones(10)) is None
+    top = driver(10.0, {("key", "a"): 9.0, ("key", "b"): 1.5}, {("key", "a"): 1.0, ("key", "b"): 1.0})
+    assert top is not None and (top.kind, top.id, top.excess, top.share) == ("key", "a", 8.0, 0.8)
+    assert Granularity("hour") is Granularity.HOUR
+
+
+def test_the_scan_is_an_hourly_job(settings: Settings) -> None:
+    jobs = {job.name: job for job in scheduled_jobs(settings)}
+    assert jobs["spend-anomalies"].schedule == "5 * * * *"
