@@ -92,7 +92,7 @@ class Caller:
     end_user: str | None = None
     tags: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def key_hash(self) -> str | None:
         if not self.key or self.key == MASTER_KEY_MARKER:
             return None
@@ -455,9 +455,11 @@ class Enforcer:
             except _DB_OUTAGE:
                 return self._degraded(request, base)
         # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
-        early = self._exhausted(replace(base, checks=self._known_checks(self.rules_for(caller))), caller)
-        if early is not None:
-            return early
+        known = self._known_checks(self.rules_for(caller))
+        if any(c.exceeded for c in known):
+            early = self._exhausted(replace(base, checks=known), caller)
+            if early is not None:
+                return early
         try:
             # The deadline is the database's: looking up the key's owner and a scope's first spend.
             started = loop.time()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from resolvers.errors import InvalidInput
@@ -34,9 +34,10 @@ class Period:
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """A short stable name of the period (its UTC start), for ledgers and alert dedupe keys."""
+        """A short stable name of the period (its UTC start), for ledgers and alert dedupe keys (computed once:
+        the pre-request decision asks for it several times per budget)."""
         return f"{self.start.astimezone(UTC):%Y-%m-%dT%H:%M}Z"
 
 
@@ -135,11 +136,18 @@ class Window:
         zone(self.time_zone)
 
     def period_at(self, moment: datetime) -> Period:
-        """The window that holds `moment`, as a UTC period."""
+        """The window that holds `moment`, as a UTC period. The last one found is kept on the window: the
+        pre-request decision asks each budget's window for "now" several times per request, and it is almost
+        always the same period (the same object, so its key is computed once too)."""
+        last: Period | None = self.__dict__.get("_last")
+        if last is not None and last.start <= moment < last.end:
+            return last
         tz = zone(self.time_zone)
         local = moment.astimezone(tz)
         start, end = self._local_bounds(local.date())
-        return Period(local_midnight(start, tz), local_midnight(end, tz))
+        found = Period(local_midnight(start, tz), local_midnight(end, tz))
+        object.__setattr__(self, "_last", found)  # a memo, not a field: equality and hashing ignore it
+        return found
 
     def next_after(self, period: Period) -> Period:
         return self.period_at(period.end)
