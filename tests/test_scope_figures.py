@@ -20,7 +20,7 @@ async def budget(api: Api, **fields: Any) -> None:
 
 
 async def alice(api: Api, db: Database) -> str:
-    """Alice's key (team eng) and a global budget 'Global' of 7 USD that the gateway has spent 14.51 USD of (2.50 by Alice)."""
+    """Alice's key (team eng); a global budget 'Global' of 7 USD, 14.51 USD spent (2.50 by Alice)."""
     key_hash = await add_virtual_key(db, "sk-alice", user_id="alice", team_id="eng")
     await budget(api, name="Global", entityType="GLOBAL", limit="7")
     await add_spend(db, SpendLog(12.01, NOW, api_key="someone-else"), SpendLog(2.5, NOW, api_key=key_hash))
