@@ -103,12 +103,15 @@ class SlaDefinitionView:
     target_error_rate: float | None = strawberry.field(description="Highest acceptable error rate (0.01 = 1%).")
     target_availability: float | None = strawberry.field(description="Lowest acceptable availability (0.999).")
     evaluation_window_minutes: int
-    alert_emails: list[str]
+    alert_emails: list[str] = strawberry.field(description="Empty for a non-admin (alertTargetsRedacted).")
     alert_webhook_url: str | None = strawberry.field(
-        description="Where violations are POSTed; null: ALERT_WEBHOOK_URL (if set)."
+        description="Where violations are POSTed; null: ALERT_WEBHOOK_URL (if set). Null for a non-admin."
     )
     created_at: datetime
     updated_at: datetime
+    alert_targets_redacted: bool = strawberry.field(
+        description="True when alertEmails and alertWebhookUrl were withheld: only admins read them."
+    )
 
     @classmethod
     def from_domain(cls, d: SlaDefinition) -> SlaDefinitionView:
@@ -128,6 +131,7 @@ class SlaDefinitionView:
             alert_webhook_url=d.alert_webhook_url,
             created_at=d.created_at,
             updated_at=d.updated_at,
+            alert_targets_redacted=d.alert_targets_redacted,
         )
 
 
@@ -332,10 +336,9 @@ def given(update: object) -> dict[str, Any]:
 class SlaQueries:
     @strawberry.field(description="Every SLA definition.")
     async def sla_definitions(self, info: Info) -> list[SlaDefinitionView]:
-        runtime = info.context.runtime
-        info.context.caller()
+        runtime, principal = info.context.runtime, info.context.caller()
         async with runtime.read() as session:
-            found = await definitions.list_definitions(session)
+            found = await definitions.definitions_for(session, principal)
         return [SlaDefinitionView.from_domain(d) for d in found]
 
     @strawberry.field(description="Each provider and model at the latest collector run (every 5 minutes).")

@@ -36,6 +36,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import URL
 
 from models.db import normalize_database_url
+from resolvers import outbound
 
 T = TypeVar("T")
 
@@ -351,13 +352,12 @@ def _self_hosted(raw: str) -> tuple[tuple[str, Decimal, Decimal], ...]:
     return tuple(models)
 
 
-def _http_url(raw: str) -> str:
-    from urllib.parse import urlsplit
+def _http_url_parse(raw: str) -> str:
+    # Private destinations are judged in Settings.from_env, which knows SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS.
+    return outbound.check_url(raw, allow_private=True)
 
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("must be an http(s) URL such as https://hooks.example.com/spendplane")
-    return raw
+
+_http_url = Parser(_http_url_parse, "an `http(s)` URL without user name, password or whitespace")
 
 
 def _unpriced_price(raw: str) -> tuple[Decimal, Decimal] | None:
@@ -776,7 +776,16 @@ class Settings:
         "ALERT_WEBHOOK_URL",
         _http_url,
         None,
-        "every alert is POSTed there as JSON (see [Alerts](alerts.md#webhook)); an `http(s)` URL",
+        "every alert is POSTed there as JSON (see [Alerts](alerts.md#webhook)); a private, loopback or "
+        "link-local host only with `SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS`",
+        secret=True,
+    )
+    allow_private_webhooks: bool = setting(
+        "SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS",
+        _bool,
+        "false",
+        "let alert webhooks (`ALERT_WEBHOOK_URL`, SLA definitions) go to private, loopback and link-local "
+        "addresses; checked when the URL is given and again, resolved, when it is sent",
     )
     #: Where alert emails go out (None: SMTP_HOST unset, email deliveries are marked unsendable).
     smtp: SmtpSettings | None = group(SmtpSettings.from_env, value=None)
@@ -944,4 +953,9 @@ class Settings:
                 "SOFT_LIMIT_THRESHOLD",
                 f"{settings.soft_limit_threshold} is above HARD_LIMIT_THRESHOLD {settings.hard_limit_threshold}",
             )
+        if settings.alert_webhook_url is not None:
+            try:
+                outbound.check_url(settings.alert_webhook_url, allow_private=settings.allow_private_webhooks)
+            except outbound.OutboundRefused as exc:
+                raise ConfigError("ALERT_WEBHOOK_URL", str(exc)) from None
         return settings

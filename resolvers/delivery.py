@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.budgets import BudgetRow
+from resolvers import outbound
 from resolvers.alert_content import AlertNotice, email_message, message_id, webhook_event
 from resolvers.alerts import ALERT_TOPIC, Alert
 from resolvers.backoff import backoff_seconds
@@ -94,7 +95,9 @@ class DeliveryWorker:
         self.runtime = runtime
         self.policy: AlertDeliverySettings = runtime.settings.alert_delivery
         self.email = EmailSender(runtime.settings.smtp, timeout=self.policy.timeout_seconds)
-        self.webhook = WebhookSender(timeout=self.policy.timeout_seconds)
+        self.webhook = WebhookSender(
+            timeout=self.policy.timeout_seconds, allow_private=runtime.settings.allow_private_webhooks
+        )
         #: Long enough that a live sender always records its outcome first (each send is bounded by the timeout).
         self.lease = timedelta(seconds=self.policy.timeout_seconds * 6 + 60)
         self._wake = asyncio.Event()
@@ -343,7 +346,8 @@ class WebhookSender:
 
     MAX_BODY_IN_ERROR = 300
 
-    def __init__(self, *, timeout: float) -> None:
+    def __init__(self, *, timeout: float, allow_private: bool = False) -> None:
+        self.allow_private = allow_private
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             follow_redirects=False,
@@ -353,8 +357,17 @@ class WebhookSender:
     async def send(self, notice: AlertNotice, delivery: ClaimedDelivery) -> None:
         headers = {"x-spendplane-alert-id": notice.alert.id, "x-spendplane-delivery-id": str(delivery.id)}
         try:
+            # Resolved and checked now, and posted to the address checked (DNS cannot swap it in between).
+            target = await outbound.pin(delivery.target, allow_private=self.allow_private)
+        except outbound.OutboundRefused as exc:
+            raise DeliveryFailed(f"refused: {exc}", permanent=True) from None
+        except OSError as exc:  # the name does not resolve (now): try again later
+            raise DeliveryFailed(f"could not resolve the webhook's host: {exc}") from exc
+        headers["host"] = target.host
+        extensions = {"sni_hostname": target.sni} if target.sni else {}
+        try:
             async with self.client.stream(
-                "POST", delivery.target, json=webhook_event(notice), headers=headers
+                "POST", target.url, json=webhook_event(notice), headers=headers, extensions=extensions
             ) as response:
                 if response.is_success:
                     return

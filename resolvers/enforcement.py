@@ -45,7 +45,7 @@ from models.ledger import SettlementRow
 from models.litellm import LiteLLMSchema, verification_tokens
 from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
-from resolvers.auth import hash_key
+from resolvers.auth import Principal, Role, hash_key
 from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key
 from resolvers.config import Settings
 from resolvers.errors import InvalidInput
@@ -217,6 +217,10 @@ class Decision:
     price_missing: bool = False
     enforced: bool = True
     degraded: bool = False  # the database did not answer in time; the failure mode decided
+    #: What is left of the binding budget when a request does not fit (the ledger's figure when it refused).
+    left: Decimal | None = None
+    #: The caller with its key's user and team filled in (None when the decision came before the look-up).
+    caller: Caller | None = None
 
     @property
     def allowed(self) -> bool:
@@ -233,6 +237,8 @@ class BudgetFit:
     within: bool
     warning: str | None
     decision: Decision
+    #: The checks whose figures the key's holder may see (its own key, user and team budgets).
+    shown: tuple[BudgetCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -432,15 +438,39 @@ class Enforcer:
         return await self._decide(request, reserve=False)
 
     async def fits(self, caller: Caller, model: str | None, cost: Decimal) -> BudgetFit:
-        """Would a request of this cost fit the caller's budgets now? (The predictor's within_budget.)"""
+        """Would a request of this cost fit the caller's budgets now? (The predictor's within_budget, the budget
+        check.) The answer is for the key's holder: figures and names of its own key, user and team budgets only;
+        a budget outside that scope (the global one, a tag's, another team's) decides like any other but is
+        described without its name or figures (`explain`)."""
         decision = await self.check(Admission(caller, model, f"check-{uuid.uuid4()}", estimated_cost=cost))
-        tightest = min(decision.checks, key=lambda c: c.remaining, default=None)
+        viewer = await self.holder(decision.caller or caller)
+        shown = [c for c in decision.checks if viewer.can_see(c.rule.entity_type, c.rule.entity_id)]
+        judged = {c.rule for c in decision.checks}
+        unjudged = [
+            r
+            for r in self.rules_for(Caller(viewer.key_hash, viewer.user_id, viewer.team_id))
+            if r not in judged and viewer.can_see(r.entity_type, r.entity_id)
+        ]
+        if unjudged:  # refused from memory before its own budgets were read: read them for their figures
+            with contextlib.suppress(*_DB_OUTAGE):
+                async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
+                    shown.extend(await self._checks(unjudged))
+        tightest = min(shown, key=lambda c: c.remaining, default=None)
         return BudgetFit(
             remaining=tightest.remaining if tightest else None,
             within=decision.allowed,
-            warning=decision.message if decision.verdict is not Verdict.ALLOW else None,
+            warning=explain(decision, viewer) if decision.verdict is not Verdict.ALLOW else None,
             decision=decision,
+            shown=tuple(shown),
         )
+
+    async def holder(self, caller: Caller) -> Principal:
+        """The read-only principal of the key's holder: the scopes whose figures it may see."""
+        if caller.key_hash is not None and not (caller.user_id and caller.team_id):
+            with contextlib.suppress(*_DB_OUTAGE):  # unresolved: fewer scopes shown, never more
+                async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
+                    caller = await self._resolve(caller)
+        return Principal(Role.VIEWER, "key", caller.user_id, caller.team_id, caller.key_hash)
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
@@ -468,7 +498,7 @@ class Enforcer:
                 rules = self.rules_for(caller)
                 checks = await self._checks(rules)
             spent_waiting = loop.time() - started
-            decision = replace(base, checks=checks)
+            decision = replace(base, checks=checks, caller=caller)
             exhausted = self._exhausted(decision, caller)
             if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
                 return exhausted
@@ -535,14 +565,14 @@ class Enforcer:
         if not self.enforcement_enabled:
             return None
         binding = _binding(exceeded)
-        return replace(
-            decision,
-            verdict=Verdict.BLOCK,
-            alert_type=AlertType.BUDGET_EXCEEDED,
-            budget=binding,
-            crossed=(binding, *[c for c in exceeded if c is not binding]),
-            message=f"{binding.rule.describe()} is exhausted: {_usd(binding.spend)} spent of a "
-            f"{_usd(binding.rule.hard_cap)} limit; it resets at {binding.resets_at.isoformat()}",
+        return _explained(
+            replace(
+                decision,
+                verdict=Verdict.BLOCK,
+                alert_type=AlertType.BUDGET_EXCEEDED,
+                budget=binding,
+                crossed=(binding, *[c for c in exceeded if c is not binding]),
+            )
         )
 
     async def _judge(self, decision: Decision, caller: Caller, reserve: bool) -> Decision:
@@ -565,27 +595,25 @@ class Enforcer:
                 binding = _binding(short)
                 for check in short:
                     self._alert(AlertType.REQUEST_EXCEEDS_BUDGET, check, caller)
-                left = refusal.available if refusal else binding.remaining
-                return replace(
-                    decision,
-                    verdict=Verdict.BLOCK,
-                    alert_type=AlertType.REQUEST_EXCEEDS_BUDGET,
-                    budget=binding,
-                    crossed=(binding, *[c for c in short if c is not binding]),
-                    message=f"this request (estimated {_usd(held)}) does not fit in what is left of "
-                    f"{binding.rule.describe()}: {_usd(left)}; it resets at {binding.resets_at.isoformat()}",
+                return _explained(
+                    replace(
+                        decision,
+                        verdict=Verdict.BLOCK,
+                        alert_type=AlertType.REQUEST_EXCEEDS_BUDGET,
+                        budget=binding,
+                        crossed=(binding, *[c for c in short if c is not binding]),
+                        left=refusal.available if refusal else binding.remaining,
+                    )
                 )
         if warnings:
-            first = warnings[0]
-            return replace(
-                decision,
-                verdict=Verdict.WARN,
-                alert_type=AlertType.APPROACHING_LIMIT,
-                budget=first,
-                crossed=tuple(warnings),
-                message=f"{first.rule.describe()} is at {first.utilization * 100:.1f}% of its limit "
-                f"({_usd(first.spend)} of {_usd(first.rule.limit)}"
-                + (f", {_usd(first.reserved)} more in flight)" if first.reserved else ")"),
+            return _explained(
+                replace(
+                    decision,
+                    verdict=Verdict.WARN,
+                    alert_type=AlertType.APPROACHING_LIMIT,
+                    budget=warnings[0],
+                    crossed=tuple(warnings),
+                )
             )
         return decision
 
@@ -801,6 +829,50 @@ class Enforcer:
         except (SQLAlchemyError, OSError):
             self._raised.discard(draft.dedupe_key)  # try again on the next request that crosses it
             log.exception("could not store the %s alert %s", draft.type.value, draft.dedupe_key)
+
+
+#: How a budget outside the reader's scope is named: no name, entity, window or figure.
+HIDDEN_BUDGET = "a budget outside this key's scope"
+
+
+def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
+    """The decision in words, for `viewer` (None: a trusted reader, the gateway and its logs).
+
+    The one place a decision's message is written. A budget the viewer may not see (`Principal.can_see`: a
+    key's holder sees its own key, user and team) is named `HIDDEN_BUDGET`, with no spend, limit, share, what is
+    left or when it resets; the viewer's own estimate is always shown."""
+    check = decision.budget
+    if decision.degraded or check is None or decision.alert_type is None:
+        return decision.message
+    rule = check.rule
+    if viewer is not None and not viewer.can_see(rule.entity_type, rule.entity_id):
+        if decision.alert_type is AlertType.BUDGET_EXCEEDED:
+            return f"{HIDDEN_BUDGET} is exhausted"
+        if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
+            return (
+                f"this request (estimated {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
+            )
+        return f"{HIDDEN_BUDGET} is close to its limit"
+    resets = check.resets_at.isoformat()
+    if decision.alert_type is AlertType.BUDGET_EXCEEDED:
+        return (
+            f"{rule.describe()} is exhausted: {_usd(check.spend)} spent of a {_usd(rule.hard_cap)} limit; "
+            f"it resets at {resets}"
+        )
+    if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
+        left = check.remaining if decision.left is None else decision.left
+        return (
+            f"this request (estimated {_usd(decision.held_cost)}) does not fit in what is left of "
+            f"{rule.describe()}: {_usd(left)}; it resets at {resets}"
+        )
+    return (
+        f"{rule.describe()} is at {check.utilization * 100:.1f}% of its limit ({_usd(check.spend)} of "
+        f"{_usd(rule.limit)}" + (f", {_usd(check.reserved)} more in flight)" if check.reserved else ")")
+    )
+
+
+def _explained(decision: Decision) -> Decision:
+    return replace(decision, message=explain(decision))
 
 
 def _binding(checks: Sequence[BudgetCheck]) -> BudgetCheck:

@@ -7,7 +7,6 @@ provider x model x token meter (see `resolvers.focus`).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -24,6 +23,7 @@ from resolvers.focus import COLUMNS as FOCUS_COLUMNS
 from resolvers.focus import focus_rows
 from resolvers.reports import ReportWindow
 from resolvers.rollups import Dim, Filters, SpendSource, Totals, stream_aggregate
+from resolvers.spreadsheet import SafeWriter
 
 CHUNK_ROWS = 1000
 EXPORT_PATH = "/api/v1/reports/export"
@@ -122,7 +122,7 @@ def _cells(key: tuple[object, ...], t: Totals) -> list[str]:
 class _CsvBuffer:
     def __init__(self) -> None:
         self.buffer = io.StringIO()
-        self.writer = csv.writer(self.buffer, lineterminator="\n")
+        self.writer = SafeWriter(self.buffer, lineterminator="\n")
         self.rows = 0
 
     def write(self, row: Iterable[str]) -> bytes | None:

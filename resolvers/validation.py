@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from models.types import MONEY_PLACES, RATIO_PLACES
+from resolvers import outbound
 from resolvers.errors import InvalidInput
 
 MAX_USD = Decimal(1_000_000_000)
 
 
-def text(field: str, value: str | None, *, max_length: int, required: bool = True) -> str | None:
+#: Line and paragraph separators: a line break to anything that splits lines (email headers, CSV readers, logs).
+_BREAKS = {"\u2028", "\u2029", "\x85"}
+
+
+def refuse_controls(field: str, value: str, *, allow: str = "") -> str:
+    """Refuse control characters (C0 including NUL, DEL, C1) and Unicode line separators in a name, an id or a
+    code: a name `x\\r\\nBcc: ...` would otherwise reach email headers, CSV files and logs. `allow` lets a
+    free-text field keep some (a note's line breaks). The one check every name and id goes through."""
+    for char in value:
+        if char in allow:
+            continue
+        if char in _BREAKS or unicodedata.category(char) == "Cc":
+            raise InvalidInput(field, f"may not contain control characters (found U+{ord(char):04X})")
+    return value
+
+
+def text(
+    field: str, value: str | None, *, max_length: int, required: bool = True, multiline: bool = False
+) -> str | None:
+    """A name or free text: stripped; blank is refused (or None when not required); control characters are
+    refused (`multiline` text keeps line feeds and tabs)."""
     cleaned = (value or "").strip()
     if not cleaned:
         if required:
@@ -22,9 +44,7 @@ def text(field: str, value: str | None, *, max_length: int, required: bool = Tru
         return None
     if len(cleaned) > max_length:
         raise InvalidInput(field, f"is longer than {max_length} characters")
-    if "\x00" in cleaned:  # PostgreSQL cannot store NUL in text
-        raise InvalidInput(field, "may not contain NUL characters")
-    return cleaned
+    return refuse_controls(field, cleaned, allow="\n\t" if multiline else "")
 
 
 def usd(field: str, value: Decimal, *, allow_zero: bool = False) -> Decimal:
@@ -66,9 +86,7 @@ def identifier(field: str, value: str | None, *, max_length: int = 256) -> str |
         return None
     if len(cleaned) > max_length:
         raise InvalidInput(field, f"is longer than {max_length} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise InvalidInput(field, "may not contain control characters")
-    return cleaned
+    return refuse_controls(field, cleaned)
 
 
 # What gateways send on behalf of their clients (user names, call ids, prompts) is never refused: a client must
@@ -98,20 +116,16 @@ def clipped_id(value: Any) -> str | None:
     return f"{text[: MAX_ID - len(digest) - 1]}~{digest}"
 
 
-def http_url(field: str, value: str | None) -> str | None:
-    """An http(s) URL with a host (where alerts are POSTed), or None when blank."""
-    from urllib.parse import urlsplit
-
+def http_url(field: str, value: str | None, *, allow_private: bool) -> str | None:
+    """An http(s) URL with a host where alerts are POSTed, or None when blank: no userinfo, whitespace or
+    control characters; a private, loopback or link-local host only when `allow_private` (`resolvers.outbound`)."""
     cleaned = text(field, value, max_length=2000, required=False)
     if cleaned is None:
         return None
     try:
-        parts = urlsplit(cleaned)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        parts = urlsplit("")
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise InvalidInput(field, "must be an http(s) URL such as https://hooks.example.com/spendplane")
-    return cleaned
+        return outbound.check_url(cleaned, allow_private=allow_private)
+    except outbound.OutboundRefused as exc:
+        raise InvalidInput(field, str(exc)) from None
 
 
 def is_uuid(value: str) -> bool:

@@ -113,6 +113,8 @@ def settings(db: Database, tmp_path: Path) -> Settings:
         embedded=True,
         price_map_cache=str(tmp_path / "price-map.json"),
         spend_refresh_seconds=0.2,
+        # The suite's webhook receivers listen on 127.0.0.1 (tests/receivers.py); tests of the refusal turn it off.
+        allow_private_webhooks=True,
     )
 
 

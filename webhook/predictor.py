@@ -130,9 +130,9 @@ async def check_budget(request: Request) -> Response:
     body = await read_model(request, BudgetCheckRequest)
     runtime = runtime_of(request)
     fit = await runtime.enforcement().fits(await _known_key(runtime, body.api_key), body.model, body.estimated_cost)
-    checks = fit.decision.checks
-    own = next((c for c in checks if c.rule.entity_type == "key"), None) or min(
-        checks, key=lambda c: c.remaining, default=None
+    shown = fit.shown  # the key's own key, user and team budgets: never a figure of a budget outside its scope
+    own = next((c for c in shown if c.rule.entity_type == "key"), None) or min(
+        shown, key=lambda c: c.remaining, default=None
     )
     return JSON(
         BudgetCheckResponse(

@@ -69,10 +69,13 @@ class SlaDefinitionOut(BaseModel):
     target_error_rate: float | None
     target_availability: float | None
     evaluation_window_minutes: int
-    alert_emails: list[str]
-    alert_webhook_url: str | None
+    alert_emails: list[str] = Field(description="Empty for a non-admin reader (alert_targets_redacted).")
+    alert_webhook_url: str | None = Field(description="Null for a non-admin reader (alert_targets_redacted).")
     created_at: datetime
     updated_at: datetime
+    alert_targets_redacted: bool = Field(
+        description="True when alert_emails and alert_webhook_url were withheld: only admins read them."
+    )
 
     @classmethod
     def render(cls, found: SlaDefinition) -> dict[str, Any]:
@@ -206,9 +209,9 @@ def _bool_param(request: Request, name: str) -> bool:
 
 
 async def list_definitions(request: Request) -> Response:
-    runtime, _ = runtime_of(request), caller(request)
+    runtime, principal = runtime_of(request), caller(request)
     async with runtime.read() as session:
-        found = await definitions.list_definitions(session)
+        found = await definitions.definitions_for(session, principal)
     return JSON([SlaDefinitionOut.render(d) for d in found])
 
 
@@ -222,9 +225,9 @@ async def create_definition(request: Request) -> Response:
 
 
 async def get_definition(request: Request) -> Response:
-    runtime, _ = runtime_of(request), caller(request)
+    runtime, principal = runtime_of(request), caller(request)
     async with runtime.read() as session:
-        found = await definitions.get_definition(session, request.path_params["definition_id"])
+        found = await definitions.get_definition(session, request.path_params["definition_id"], principal)
     return JSON(SlaDefinitionOut.render(found))
 
 

@@ -348,7 +348,7 @@ def _anomaly_id(value: str) -> str:
 def _note(note: str | None) -> str | None:
     if note is None:
         return None
-    return validation.text("note", note, max_length=2000)
+    return validation.text("note", note, max_length=2000, multiline=True)
 
 
 async def acknowledge_anomaly(work: Work, principal: Principal, anomaly_id: str, note: str | None) -> SpendAnomaly:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from resolvers.chargeback.sap import SapLayout, co_reposting, fi_journal
 from resolvers.chargeback.statements import Statement
 from resolvers.config import SapSettings
 from resolvers.errors import InvalidInput
+from resolvers.spreadsheet import SafeWriter
 
 LINE_COLUMNS = (
     "report_id",
@@ -117,7 +117,7 @@ def _cell(value: Any) -> str:
 
 def _csv(statement: Statement) -> Iterator[bytes]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer, lineterminator="\n")
     writer.writerow(LINE_COLUMNS)
     head = [statement.id, statement.period, statement.status.value]
     for n, record in enumerate(_records(statement), start=1):

@@ -8,6 +8,7 @@ strings, so leading zeros survive ("0000620000" is not 620000).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,10 @@ HUNDRED = Decimal(100)
 MAX_METADATA_BYTES = 8192
 #: Rule metadata keys the SAP exports read, with SAP's field lengths (checked when a SAP file is made, so a
 #: rule may carry a descriptive code such as the guide's "6200-AI-SERVICES" for CSV and JSON statements).
+#: An SAP code in a rule's metadata: the SPENDPLANE_SAP_* settings' letters and digits, plus the separators
+#: G/L account and WBS names use ("6200-AI-SERVICES", "P-1234.01"); it starts with a letter or digit, so it is never
+#: a spreadsheet formula, and carries no space or control character into the SAP files.
+SAP_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
 SAP_KEYS = {
     "company_code": 4,
     "controlling_area": 4,
@@ -220,15 +225,33 @@ def _metadata(value: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidInput("metadata", "must be plain JSON") from None
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput("metadata", f"may not exceed {MAX_METADATA_BYTES} bytes of JSON")
+    _refuse_controls_within(value)
     for key, length in SAP_KEYS.items():
         if key not in value or value[key] is None:
             continue
         code = value[key]
         if not isinstance(code, str):
             raise InvalidInput("metadata", f'{key} must be a string, so leading zeros survive (e.g. "0000620000")')
-        if not code.strip() or len(code) > 64:
-            raise InvalidInput("metadata", f"{key} must be 1 to 64 characters (SAP itself takes {length})")
+        if not SAP_CODE.fullmatch(code):
+            raise InvalidInput(
+                "metadata",
+                f"{key} must be 1 to 64 letters or digits, with '-', '.', '/' or '_' between them "
+                f"(SAP itself takes {length}; the SAP files check that length)",
+            )
     return json.loads(encoded)  # type: ignore[no-any-return]
+
+
+def _refuse_controls_within(value: object) -> None:
+    """No control character (NUL included) in any key or text of the metadata, however deep."""
+    if isinstance(value, str):
+        validation.refuse_controls("metadata", value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_controls_within(key)
+            _refuse_controls_within(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_controls_within(item)
 
 
 def _number(value: object) -> int | float:

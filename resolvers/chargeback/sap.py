@@ -31,6 +31,7 @@ from resolvers.chargeback.splitting import LineKind, StatementLine
 from resolvers.chargeback.statements import Statement
 from resolvers.config import SAP_DATE_FORMATS, SapSettings
 from resolvers.errors import InvalidInput
+from resolvers.spreadsheet import SafeWriter
 
 NANOS_PER_CENT = 10**7
 MAX_DOCUMENT_ITEMS = 999  # BSEG's line-item limit per FI document
@@ -110,7 +111,7 @@ class SapFile:
         columns = FI_COLUMNS if self.layout is SapLayout.FI_JOURNAL else CO_COLUMNS
         for start in range(-1, len(self.rows), size):
             buffer = io.StringIO()
-            writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+            writer = SafeWriter(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
             if start == -1:
                 writer.writerow(columns)
                 start = 0

@@ -78,6 +78,8 @@ class SlaDefinition:
     alert_webhook_url: str | None
     created_at: datetime
     updated_at: datetime
+    #: True when alert_emails and alert_webhook_url were withheld from a reader who is not an admin.
+    alert_targets_redacted: bool = False
 
     @property
     def targets(self) -> list[tuple[Metric, float]]:
@@ -90,6 +92,13 @@ class SlaDefinition:
 
     def describe(self) -> str:
         return f"{self.provider or 'any provider'}, {self.model_pattern}"
+
+    def seen_by(self, principal: Principal) -> SlaDefinition:
+        """The definition as `principal` may read it: a non-admin never sees where its alerts go (a webhook URL
+        often carries its secret, a Slack hook's path for one; the emails are people's addresses)."""
+        if principal.is_admin:
+            return self
+        return replace(self, alert_emails=(), alert_webhook_url=None, alert_targets_redacted=True)
 
     def draft(self) -> SlaDefinitionDraft:
         return SlaDefinitionDraft(**{name: getattr(self, name) for name in DRAFT_FIELDS})
@@ -150,12 +159,18 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
 
 
 async def list_definitions(session: AsyncSession) -> list[SlaDefinition]:
+    """Every definition, whole (the collector's read; readers go through `definitions_for`)."""
     rows = await session.scalars(select(SlaDefinitionRow).order_by(SlaDefinitionRow.name, SlaDefinitionRow.id))
     return [SlaDefinition.from_row(r) for r in rows]
 
 
-async def get_definition(session: AsyncSession, definition_id: str) -> SlaDefinition:
-    return SlaDefinition.from_row(await _row(session, definition_id))
+async def definitions_for(session: AsyncSession, principal: Principal) -> list[SlaDefinition]:
+    """Every definition as `principal` may read it (alert targets redacted for non-admins)."""
+    return [d.seen_by(principal) for d in await list_definitions(session)]
+
+
+async def get_definition(session: AsyncSession, definition_id: str, principal: Principal) -> SlaDefinition:
+    return SlaDefinition.from_row(await _row(session, definition_id)).seen_by(principal)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -237,7 +252,9 @@ def _validated(draft: SlaDefinitionDraft, settings: Settings) -> SlaDefinitionDr
         model_pattern=pattern,
         evaluation_window_minutes=window,
         alert_emails=tuple(dict.fromkeys(a for a in checked if a)),
-        alert_webhook_url=validation.http_url("alert_webhook_url", draft.alert_webhook_url),
+        alert_webhook_url=validation.http_url(
+            "alert_webhook_url", draft.alert_webhook_url, allow_private=settings.allow_private_webhooks
+        ),
         **targets,
     )
 
