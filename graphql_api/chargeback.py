@@ -158,7 +158,10 @@ class ChargebackReportType:
     lines: list[ChargebackLineType]
     by_type: list[ChargebackTypeSummaryType]
 
-    @strawberry.field(description="The month's spend as the logs say now (after late spend logs).")
+    @strawberry.field(
+        description="The month's spend as reports read it now: late spend logs count once the rollup's next run "
+        "has re-counted their day (SPENDPLANE_ROLLUP_SCHEDULE)."
+    )
     async def current_total(self, info: Info) -> Decimal:
         return await _current_total(info, self.statement.period)
 

@@ -73,6 +73,17 @@ def serve(args: argparse.Namespace) -> None:
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    listeners = {
+        name: listen_port
+        for name, listen_port in (("predictor", settings.predictor_listen_port), ("webhook", settings.webhook_port))
+        if listen_port is not None
+    }
+    if len({port, *listeners.values()}) != 1 + len(listeners):
+        print(
+            f"spendplane: SPENDPLANE_PORT ({port}), the predictor and the webhook ports must differ: {listeners}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:  # say it plainly, before uvicorn would turn the app's refusal into a start-up traceback
         EmbeddedLock.take(settings.database_url).release()
     except DatabaseInUse as exc:
@@ -87,17 +98,6 @@ def serve(args: argparse.Namespace) -> None:
         file=sys.stderr,
         flush=True,
     )
-    listeners = {
-        name: listen_port
-        for name, listen_port in (("predictor", settings.predictor_listen_port), ("webhook", settings.webhook_port))
-        if listen_port is not None
-    }
-    if len({port, *listeners.values()}) != 1 + len(listeners):
-        print(
-            f"spendplane: SPENDPLANE_PORT ({port}), the predictor and the webhook ports must differ: {listeners}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
     for name, listen_port in listeners.items():
         print(f"spendplane: the guide's {name} also on http://{host}:{listen_port}", file=sys.stderr, flush=True)
     main_config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, lifespan="on")

@@ -530,3 +530,20 @@ async def test_rest_statements_carry_current_total_and_difference_like_graphql(a
         "query($id: ID!) { chargebackReport(id: $id) { currentTotal difference status } }", {"id": report_id}
     )
     assert graphql["chargebackReport"] == {"currentTotal": "12.5", "difference": "2.5", "status": "FINALIZED"}
+
+
+# ------------------------------------------------------------------------------------------ the guide's ports
+
+
+def test_the_predictor_listener_opens_on_cost_predictor_urls_port_unless_its_own_is_set() -> None:
+    assert Settings.from_env({}).predictor_listen_port is None  # off by default
+    assert Settings.from_env({"COST_PREDICTOR_URL": "http://localhost:8080"}).predictor_listen_port == 8080
+    both = {"COST_PREDICTOR_URL": "http://localhost:8080", "SPENDPLANE_PREDICTOR_PORT": "9090"}
+    assert Settings.from_env(both).predictor_listen_port == 9090
+    assert Settings.from_env({"SPENDPLANE_WEBHOOK_PORT": "8081"}).webhook_port == 8081
+
+
+def test_serve_refuses_one_port_for_two_listeners_in_one_line(tmp_path: Path) -> None:
+    done = _cli(["serve", "--port", "8086"], {"SPENDPLANE_WEBHOOK_PORT": "8086"}, tmp_path)
+    assert done.returncode == 2
+    assert "must differ" in _one_line(done.stderr)

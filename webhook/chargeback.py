@@ -99,7 +99,9 @@ class ReportOut(BaseModel):
     exported_at: datetime | None
     by_type: list[TypeSummaryOut]
     lines: list[LineOut]
-    current_total: Decimal = Field(description="the month's spend as the logs say now (after late spend logs)")
+    current_total: Decimal = Field(
+        description="the month's spend as reports read it now (late logs once the rollup re-counted their day)"
+    )
     difference: Decimal = Field(description="current_total - total_cost: late spend a frozen statement does not hold")
 
     @classmethod
