@@ -69,6 +69,9 @@ async def test_the_guides_commands_work_against_a_live_server_with_the_guides_po
         # The pre-configured global budget is there from the first start (soft $1,000, hard $1,500) ...
         listed = (await http.get(f"{main}/api/v1/budgets", headers=auth)).json()
         (preset,) = [b for b in listed if b["entity_type"] == "global"]
+        # README's tour finds it by filter
+        found = (await http.get(f"{main}/api/v1/budgets", params={"entity_type": "global"}, headers=auth)).json()
+        assert [b["id"] for b in found] == [preset["id"]]
         assert (preset["monthly_limit"], preset["soft_limit_percent"]) == (1500, 0.666666)
         # ... so the guide's "create a global budget" is refused by name, and updating it does what it meant.
         platform = {
