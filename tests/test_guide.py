@@ -484,7 +484,7 @@ async def test_alert_deliveries_are_visible_in_graphql_and_rest_with_errors_for_
                 webhook_url=runtime.settings.alert_webhook_url,
             )
         assert raised is not None
-        for _ in range(300):  # no SMTP: the email is unsendable; the webhook's port is closed: retried
+        for _ in range(600):  # no SMTP: the email is unsendable; the webhook's port is closed: retried
             async with db.reader() as session:
                 rows = (await session.scalars(select(AlertDeliveryRow))).all()
             if {r.status for r in rows} == {"unsendable", "pending"} and all(r.attempts for r in rows):
