@@ -225,6 +225,7 @@ def demo_data(args: argparse.Namespace) -> None:
     from resolvers.errors import InvalidInput
 
     settings = _settings()
+    _require_database(settings)
     end = args.end or default_end()
     try:
         asyncio.run(_demo(settings, args.rows, args.days, args.seed, end))
@@ -364,6 +365,7 @@ async def _rotate(settings: Settings) -> str:
 
 def rotate(args: argparse.Namespace) -> None:
     settings = _settings()
+    _require_database(settings)
     key = asyncio.run(_rotate(settings))
     print(f"spendplane: new admin key (the old one no longer works): {key}")
 

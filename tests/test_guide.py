@@ -238,7 +238,7 @@ def test_a_bad_setting_is_named_in_words_in_one_line(tmp_path: Path, env: dict[s
 
 
 def test_an_unreachable_postgresql_is_one_line_and_exit_3(tmp_path: Path) -> None:
-    for command in (["serve"], ["migrate"]):
+    for command in (["serve"], ["migrate"], ["demo-data"], ["rotate-admin-key"]):
         done = _cli(command, {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/litellm"}, tmp_path)
         assert done.returncode == 3, done.stderr
         line = _one_line(done.stderr)
