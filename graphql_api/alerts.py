@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from graphql_api.context import Info
 from graphql_api.subscriptions import still_valid, subscription
 from resolvers import alerts
-from resolvers.alerts import Alert, AlertType, Severity
+from resolvers.alerts import Alert, AlertDelivery, AlertType, Severity
 
 strawberry.enum(
     AlertType,
@@ -21,6 +21,30 @@ strawberry.enum(
     "request_exceeds_budget (block), budget_exceeded (block + notify), projected_limit_exceeded.",
 )
 strawberry.enum(Severity, name="AlertSeverity")
+
+
+@strawberry.type(name="AlertDelivery", description="One channel's delivery of an alert, as stored.")
+class AlertDeliveryView:
+    channel: str = strawberry.field(description="email or webhook.")
+    status: str = strawberry.field(
+        description="pending (waiting for its next attempt), sending, sent, failed (gave up after retries) or "
+        "unsendable (nothing to send it with, e.g. no SMTP server)."
+    )
+    attempts: int
+    last_error: str | None = strawberry.field(
+        description="Why the last attempt failed (kept after a later success); admins only, null for viewers."
+    )
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, delivery: AlertDelivery, *, admin: bool) -> AlertDeliveryView:
+        return cls(
+            channel=delivery.channel,
+            status=delivery.status,
+            attempts=delivery.attempts,
+            last_error=delivery.last_error if admin else None,
+            updated_at=delivery.updated_at,
+        )
 
 
 @strawberry.type(
@@ -40,9 +64,19 @@ class AlertView:
     limit: Decimal | None = strawberry.field(description="The limit it was measured against, USD.")
     details: JSON
     created_at: datetime
+    preloaded: strawberry.Private[list[AlertDelivery] | None] = None
+
+    @strawberry.field(description="Its email and webhook deliveries (none when it had nowhere to go).")
+    async def deliveries(self, info: Info) -> list[AlertDeliveryView]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        found = self.preloaded
+        if found is None:
+            async with runtime.read() as session:
+                found = (await alerts.deliveries_for(session, [str(self.id)]))[str(self.id)]
+        return [AlertDeliveryView.from_domain(d, admin=principal.is_admin) for d in found]
 
     @classmethod
-    def from_domain(cls, alert: Alert) -> AlertView:
+    def from_domain(cls, alert: Alert, deliveries: list[AlertDelivery] | None = None) -> AlertView:
         return cls(
             id=strawberry.ID(alert.id),
             type=alert.type,
@@ -57,6 +91,7 @@ class AlertView:
             limit=alert.limit,
             details=JSON(alert.details),
             created_at=alert.created_at,
+            preloaded=deliveries,
         )
 
 
@@ -81,7 +116,8 @@ class AlertQueries:
                 alert_type=type.value if type else None,
                 limit=limit,
             )
-        return [AlertView.from_domain(a) for a in found]
+            sent = await alerts.deliveries_for(session, [a.id for a in found])
+        return [AlertView.from_domain(a, sent[a.id]) for a in found]
 
 
 @strawberry.type

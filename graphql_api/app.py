@@ -23,7 +23,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from graphql_api.schema import build_schema
 from graphql_api.view import GraphQLView
 from models.db import open_database
-from models.litellm import probe_litellm_schema
+from models.litellm import probe_litellm_schema, spend_logs
 from models.migrate import upgrade
 from resolvers import budgets
 from resolvers.alerts import ALERT_TOPIC, Alert, alert_events_since, get_alert
@@ -36,6 +36,7 @@ from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer
 from resolvers.errors import NotFound
 from resolvers.events import Event, event_bus_for
 from resolvers.feeds import Feed
+from resolvers.first_start import ensure_first_global_budget
 from resolvers.jobs import JobRunner
 from resolvers.ledger import Ledger
 from resolvers.periods import utcnow
@@ -101,11 +102,18 @@ def create_app(
             await bus.start()
             async with db.engine.connect() as conn:
                 litellm = await probe_litellm_schema(conn)
+            if not litellm.has_table(spend_logs):
+                log.warning(
+                    "LiteLLM's tables are missing from this database (no %s): spend reads as zero and /health says "
+                    "degraded. Point DATABASE_URL at LiteLLM's database, or set SPENDPLANE_EMBEDDED=true",
+                    spend_logs.name,
+                )
             secrets = await ensure_instance_secrets(
                 db, jwt_secret=settings.jwt_secret, master_key=settings.litellm_master_key, now=utcnow()
             )
             if secrets.new_admin_key is not None:
                 announce_admin_key(secrets.new_admin_key)
+            await ensure_first_global_budget(db, settings, clock())
             async with db.reader() as session:
                 prices = build_price_book(settings, await load_overrides(session))
             tokens = TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds)
@@ -184,6 +192,29 @@ def create_app(
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
+
+
+#: The guide's two other services, served by extra listeners of the same process (`spendplane serve`).
+PREDICTOR_PATHS = ("/predict", "/budget/check", "/pricing", "/health")
+WEBHOOK_PATHS = ("/webhook/pre-request", "/alerts", "/health")
+
+
+def create_listener_app(paths: tuple[str, ...], state: dict[str, Any]) -> Any:
+    """An ASGI app serving exactly `paths` (as the main app does) on the main app's state: the same runtime,
+    engine, jobs and caches. `state` is the main server's lifespan state, filled once that app has started."""
+    wanted = set(paths)
+    inner = Starlette(
+        routes=[r for r in rest_routes() if r.path in wanted],
+        exception_handlers=EXCEPTION_HANDLERS,
+        max_body_size=MAX_BODY_BYTES,
+    )
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["state"] = dict(state)
+        await inner(scope, receive, send)
+
+    return app
 
 
 async def refresh_guard(runtime: Runtime) -> None:

@@ -56,6 +56,10 @@ class AllocationRuleType:
     metadata: JSON = strawberry.field(description="GL account, SAP codes (as strings), Workday ids, ...")
     created_at: datetime
     updated_at: datetime
+    warnings: list[str] = strawberry.field(
+        description="Said when the rule is created (e.g. a team with no spend and no LiteLLM team row); empty when "
+        "read back."
+    )
 
     @classmethod
     def from_rule(cls, rule: AllocationRule) -> AllocationRuleType:
@@ -69,6 +73,7 @@ class AllocationRuleType:
             metadata=JSON(rule.metadata),
             created_at=rule.created_at,
             updated_at=rule.updated_at,
+            warnings=list(rule.warnings),
         )
 
 
@@ -153,7 +158,10 @@ class ChargebackReportType:
     lines: list[ChargebackLineType]
     by_type: list[ChargebackTypeSummaryType]
 
-    @strawberry.field(description="The month's spend as the logs say now (after late spend logs).")
+    @strawberry.field(
+        description="The month's spend as reports read it now: late spend logs count once the rollup's next run "
+        "has re-counted their day (SPENDPLANE_ROLLUP_SCHEDULE)."
+    )
     async def current_total(self, info: Info) -> Decimal:
         return await _current_total(info, self.statement.period)
 
@@ -256,7 +264,7 @@ class ChargebackMutations:
             metadata=input.metadata,  # type: ignore[arg-type]
         )
         async with runtime.work() as work:
-            rule = await rules.create_rule(work, principal, draft)
+            rule = await rules.create_rule(work, principal, draft, runtime.litellm)
         return AllocationRuleType.from_rule(rule)
 
     @strawberry.mutation(description="Change a rule's name, target, percent or metadata (admin).")

@@ -48,8 +48,10 @@ class AlertDeliveryRow(Base):
     alert_id: Mapped[str] = mapped_column(ForeignKey("spendplane_alerts.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))  # email, webhook
     target: Mapped[str] = mapped_column(String(2000))
-    status: Mapped[str] = mapped_column(String(16))  # pending, sent, failed
+    status: Mapped[str] = mapped_column(String(16))  # pending, sending, sent, failed, unsendable
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When its status or attempts last changed (None only on rows from before migration 0011 filled it in).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -55,6 +55,7 @@ class ProviderHealthRow(Base):
 
 class SlaDefinitionRow(Base):
     __tablename__ = "spendplane_sla_definitions"
+    __table_args__ = (UniqueConstraint("name", name="uq_spendplane_sla_definitions_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

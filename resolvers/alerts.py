@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -160,6 +161,7 @@ async def raise_alert(work: Work, draft: AlertDraft, *, webhook_url: str | None 
                 status="pending",
                 attempts=0,
                 next_attempt_at=work.now,
+                updated_at=work.now,
             )
         )
     work.emit(Event(ALERT_TOPIC, {"id": alert_id}))
@@ -200,6 +202,39 @@ async def list_alerts(
             return []
         query = query.where(or_(*mine))
     return [Alert.from_row(row) for row in (await session.scalars(query)).all()]
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """One channel's delivery of an alert, as stored: status pending, sending, sent, failed or unsendable."""
+
+    alert_id: str
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+async def deliveries_for(session: AsyncSession, alert_ids: Sequence[str]) -> dict[str, list[AlertDelivery]]:
+    """Each alert's deliveries (email first, then webhook), in one query for a whole page of alerts."""
+    found: dict[str, list[AlertDelivery]] = {alert_id: [] for alert_id in alert_ids}
+    if not alert_ids:
+        return found
+    row = AlertDeliveryRow
+    query = select(row).where(row.alert_id.in_(list(alert_ids))).order_by(row.alert_id, row.channel, row.id)
+    for delivery in (await session.scalars(query)).all():
+        found[delivery.alert_id].append(
+            AlertDelivery(
+                alert_id=delivery.alert_id,
+                channel=delivery.channel,
+                status=delivery.status,
+                attempts=delivery.attempts,
+                last_error=delivery.last_error,
+                updated_at=delivery.updated_at or delivery.sent_at or delivery.next_attempt_at,
+            )
+        )
+    return found
 
 
 async def get_alert(session: AsyncSession, alert_id: str) -> Alert | None:

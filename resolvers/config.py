@@ -285,6 +285,18 @@ def _usd_or_zero_parse(raw: str) -> Decimal:
 _usd_or_zero = Parser(_usd_or_zero_parse, "0 to 1000000000")
 
 
+def _usd_or_auto_parse(raw: str) -> Decimal | None:
+    if raw.lower() == "auto":
+        return None
+    try:
+        return _usd_or_zero_parse(raw)
+    except ValueError:
+        raise ValueError("must be auto or an amount in USD from 0 (none) to 1000000000") from None
+
+
+_usd_or_auto = Parser(_usd_or_auto_parse, "auto, or 0 to 1000000000")
+
+
 def _one_of(*choices: str) -> Parser[str]:
     def parse(raw: str) -> str:
         if raw.lower() not in choices:
@@ -725,6 +737,46 @@ class Settings:
     )
     host: str = setting("SPENDPLANE_HOST", _text, "127.0.0.1", "listen address (`0.0.0.0` in a container)")
     port: int = setting("SPENDPLANE_PORT", whole_number(1, 65535), "8086", "listen port")
+    #: The guide's separate services as extra listeners of the same process (same state, no second engine).
+    predictor_port: int | None = setting(
+        "SPENDPLANE_PREDICTOR_PORT",
+        whole_number(1, 65535),
+        None,
+        "also serve the guide's cost predictor (`/predict`, `/budget/check`, `/pricing`, `/health`) on this port "
+        "(the guide's 8080), in the same process; unset: off unless `COST_PREDICTOR_URL` names a port",
+    )
+    webhook_port: int | None = setting(
+        "SPENDPLANE_WEBHOOK_PORT",
+        whole_number(1, 65535),
+        None,
+        "also serve the guide's budget webhook (`/webhook/pre-request`, `/alerts`, `/health`) on this port (the "
+        "guide's 8081), in the same process; unset: off",
+    )
+    #: The guide's COST_PREDICTOR_URL. One process predicts in memory, so nothing calls it over HTTP; its port is
+    #: where the predictor listener opens when SPENDPLANE_PREDICTOR_PORT is unset.
+    cost_predictor_url: str | None = setting(
+        "COST_PREDICTOR_URL",
+        _http_url,
+        None,
+        "the guide's predictor address. The webhook predicts in process and never calls it; when "
+        "`SPENDPLANE_PREDICTOR_PORT` is unset, the predictor listener opens on this URL's port",
+    )
+    #: The guide's pre-configured global budget, created once at the first start (0: none).
+    #: None ("auto"): LiteLLM's max_budget, else 1500. Settings built in code (tests, tools) create none.
+    global_budget_usd: Decimal | None = setting(
+        "GLOBAL_BUDGET_USD",
+        _usd_or_auto,
+        "auto",
+        "the global monthly budget (its hard limit, USD) created once at the first start; `0` for none. `auto`: "
+        "LiteLLM's `litellm_settings.max_budget` from `LITELLM_CONFIG_PATH`, else 1500",
+        value=Decimal(0),
+    )
+    global_soft_budget_usd: Decimal = setting(
+        "GLOBAL_SOFT_BUDGET_USD",
+        _usd_or_zero,
+        "1000",
+        "the soft limit (USD, warns) of that first global budget; not above `GLOBAL_BUDGET_USD`",
+    )
     graphiql: bool = setting(
         "SPENDPLANE_GRAPHIQL", _bool, "true", "serve GraphiQL on `GET /graphql`; `false` in production"
     )
@@ -873,12 +925,14 @@ class Settings:
         "LiteLLM's `config.yaml`: model aliases (`model_list`, `model_group_alias`) and per-deployment prices",
     )
     #: Self-hosted models and their prices per million tokens, e.g. "llama-3.1-70b, ollama/*, mymodel=0.2/0.6".
+    #: The guide's local models are free out of the box; deployments on a private `api_base` in LiteLLM's
+    #: config.yaml are free too (resolvers/pricing.py).
     self_hosted_models: tuple[tuple[str, Decimal, Decimal], ...] = setting(
         "SELF_HOSTED_MODELS",
         _self_hosted,
-        "",
+        "llama-3.1-70b, ollama/*, ollama_chat/*, hosted_vllm/*",
         "self-hosted models and their price per million tokens: `llama-3.1-70b, ollama/*, mymodel=0.2/0.6` (glob "
-        "patterns; no price = free)",
+        "patterns matched against the name as asked; no price = free). Set it to replace the defaults",
     )
     #: Longest range a cost report, trend or export may cover, in days.
     report_max_days: int = setting(
@@ -958,4 +1012,21 @@ class Settings:
                 outbound.check_url(settings.alert_webhook_url, allow_private=settings.allow_private_webhooks)
             except outbound.OutboundRefused as exc:
                 raise ConfigError("ALERT_WEBHOOK_URL", str(exc)) from None
+        if settings.global_budget_usd and settings.global_soft_budget_usd > settings.global_budget_usd:
+            raise ConfigError(
+                "GLOBAL_SOFT_BUDGET_USD",
+                f"{settings.global_soft_budget_usd} is above GLOBAL_BUDGET_USD {settings.global_budget_usd}",
+            )
         return settings
+
+    @property
+    def predictor_listen_port(self) -> int | None:
+        """SPENDPLANE_PREDICTOR_PORT, else the port COST_PREDICTOR_URL names (None: no predictor listener)."""
+        if self.predictor_port is not None:
+            return self.predictor_port
+        if self.cost_predictor_url is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.cost_predictor_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)

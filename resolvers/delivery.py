@@ -177,7 +177,11 @@ class DeliveryWorker:
             expired = await session.execute(
                 update(row)
                 .where(row.status == SENDING, due)
-                .values(status=PENDING, last_error="the replica sending it stopped before recording the outcome")
+                .values(
+                    status=PENDING,
+                    last_error="the replica sending it stopped before recording the outcome",
+                    updated_at=now,
+                )
                 .returning(row.id)
                 .execution_options(synchronize_session=False)
             )
@@ -198,7 +202,7 @@ class DeliveryWorker:
             claimed = await session.execute(
                 update(row)
                 .where(row.id.in_(ids), row.status == PENDING)
-                .values(status=SENDING, attempts=row.attempts + 1, next_attempt_at=now + self.lease)
+                .values(status=SENDING, attempts=row.attempts + 1, next_attempt_at=now + self.lease, updated_at=now)
                 .returning(row.id, row.alert_id, row.channel, row.target, row.attempts)
                 .execution_options(synchronize_session=False)
             )
@@ -276,7 +280,7 @@ class DeliveryWorker:
 
     async def _record(self, delivery: ClaimedDelivery, status: str, error: str | None, retry_in: float = 0) -> str:
         now = self.runtime.clock()
-        values: dict[str, object] = {"status": status}
+        values: dict[str, object] = {"status": status, "updated_at": now}
         if error is not None:  # a success keeps the last failure: it says why earlier attempts did not arrive
             values["last_error"] = error[:MAX_ERROR_CHARS]
         if status == SENT:

@@ -44,3 +44,8 @@ class Unavailable(DomainError):
 
     code = "SERVICE_UNAVAILABLE"
     status = 503
+
+
+class ExpectedFailure(Exception):
+    """A background job could not do its work for a reason an operator expects (offline, a service away): it is
+    counted as a failure and logged as one warning line, without a traceback."""

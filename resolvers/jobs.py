@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.db import insert_or_ignore
 from models.jobs import JobRunRow
+from resolvers.errors import ExpectedFailure
 
 if TYPE_CHECKING:
     from resolvers.runtime import Runtime
@@ -155,6 +156,13 @@ class JobRunner:
             summary = await job.run(self.runtime, tick)
         except asyncio.CancelledError:
             raise
+        except ExpectedFailure as exc:  # offline and the like: one line, no traceback
+            stats.failures += 1
+            stats.last_error = str(exc)[:500]
+            log.warning("job %s: %s", job.name, exc)
+            if record:
+                await self._finish(job.name, tick, "failed", stats.last_error)
+            return Outcome(ran=True, error=stats.last_error)
         except Exception as exc:  # a job failure is logged and counted, never raised into the loop
             stats.failures += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import ipaddress
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -32,7 +34,7 @@ from models.pricing import ModelPriceRow
 from resolvers import validation
 from resolvers.auth import Principal, require_admin
 from resolvers.config import Settings
-from resolvers.errors import NotFound
+from resolvers.errors import ExpectedFailure, NotFound
 from resolvers.events import Event
 
 if TYPE_CHECKING:
@@ -129,8 +131,10 @@ class PriceBook:
         for candidate in names:
             if candidate in self.overrides:
                 return self.overrides[candidate]
+        # Self-hosted patterns match the name as asked (`llama-3.1-70b` is not `groq/llama-3.1-70b`).
+        whole = tuple(dict.fromkeys((name, name.replace(".", "-"))))
         for pattern, price in self.self_hosted:
-            if any(fnmatch.fnmatchcase(candidate, pattern) for candidate in names):
+            if any(fnmatch.fnmatchcase(candidate, pattern) for candidate in whole):
                 return ModelPrice(name, price.provider, price.input_per_million, price.output_per_million, SELF_HOSTED)
         for candidate in names:
             if candidate in self.config_prices:
@@ -326,6 +330,24 @@ def self_hosted_prices(models: Iterable[tuple[str, Decimal, Decimal]]) -> tuple[
     )
 
 
+_PRIVATE_SUFFIXES = (".local", ".internal", ".lan", ".localhost", ".svc", ".cluster.local")
+
+
+def private_api_base(api_base: Any) -> bool:
+    """A deployment served on our own network: a loopback, private or link-local address, `localhost`, a
+    single-label host (a container or service name such as `ollama`) or a `.local`/`.internal`/`.lan`/`.svc` name."""
+    if not isinstance(api_base, str) or not api_base.strip():
+        return False
+    host = urlsplit(api_base.strip() if "//" in api_base else f"//{api_base.strip()}").hostname
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
 def read_litellm_config(path: str) -> tuple[dict[str, tuple[str, ...]], dict[str, ModelPrice]]:
     """Aliases (model_name -> deployment models) and per-deployment prices from LiteLLM's config.yaml."""
     with open(path) as handle:
@@ -344,7 +366,11 @@ def read_litellm_config(path: str) -> tuple[dict[str, tuple[str, ...]], dict[str
         if target != name:
             aliases.setdefault(name, []).append(target)
         rates = [_per_million(params.get(k, info.get(k))) for k in ("input_cost_per_token", "output_cost_per_token")]
-        if rates[0] is not None or rates[1] is not None:
+        if rates[0] is None and rates[1] is None and private_api_base(params.get("api_base")):
+            provider, _ = split_provider(target)  # a deployment of our own: free unless it says otherwise
+            prices[name] = ModelPrice(name, provider, Decimal(0), Decimal(0), SELF_HOSTED)
+            prices.setdefault(target, ModelPrice(target, provider, Decimal(0), Decimal(0), SELF_HOSTED))
+        elif rates[0] is not None or rates[1] is not None:
             provider, _ = split_provider(target)
             price = ModelPrice(name, provider, rates[0] or Decimal(0), rates[1] or Decimal(0), LITELLM_CONFIG)
             prices[name] = price
@@ -420,7 +446,13 @@ async def refresh_price_map(runtime: Runtime, tick: datetime) -> str:
     source = runtime.settings.price_map_url
     if not source:
         return "no LITELLM_PRICE_MAP_URL: baseline prices only"
-    state = await fetch_price_map(source, runtime.settings.price_map_cache)
+    try:
+        state = await fetch_price_map(source, runtime.settings.price_map_cache)
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        kept = runtime.prices.price_map
+        using = f"the cached map of {len(kept.prices)} models" if kept.prices else "the offline baseline prices"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExpectedFailure(f"could not fetch LiteLLM's price map from {source} ({reason}); using {using}") from exc
     runtime.prices.price_map = state
     return f"{len(state.prices)} models from {source}"
 

@@ -228,7 +228,9 @@ def test_defaults_in_code_are_the_environment_defaults() -> None:
     from_env = Settings.from_env({})
     assert from_env.price_map_url == LITELLM_PRICE_MAP_URL
     assert Settings().price_map_url is None  # code-built settings (tests, tools) never fetch the price map
-    assert replace(from_env, price_map_url=None) == Settings()
+    # ... and never create the guide's global budget at first start (the environment's default is `auto`).
+    assert (from_env.global_budget_usd, Settings().global_budget_usd) == (None, 0)
+    assert replace(from_env, price_map_url=None, global_budget_usd=0) == Settings()
 
 
 def test_the_settings_table_in_the_docs_is_fresh(repo_root: Path) -> None:

@@ -11,9 +11,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import alerts
-from resolvers.alerts import Alert
+from resolvers.alerts import Alert, AlertDelivery
 from resolvers.errors import InvalidInput
 from webhook.rest import JSON, caller, runtime_of
+
+
+class AlertDeliveryOut(BaseModel):
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
 
 
 class AlertOut(BaseModel):
@@ -30,9 +38,10 @@ class AlertOut(BaseModel):
     limit: Decimal | None
     details: dict[str, Any]
     created_at: datetime
+    deliveries: list[AlertDeliveryOut]
 
     @classmethod
-    def render(cls, alert: Alert) -> dict[str, Any]:
+    def render(cls, alert: Alert, deliveries: list[AlertDelivery], *, admin: bool) -> dict[str, Any]:
         return cls(
             id=alert.id,
             type=alert.type.value,
@@ -47,6 +56,16 @@ class AlertOut(BaseModel):
             limit=alert.limit,
             details=alert.details,
             created_at=alert.created_at,
+            deliveries=[
+                AlertDeliveryOut(
+                    channel=d.channel,
+                    status=d.status,
+                    attempts=d.attempts,
+                    last_error=d.last_error if admin else None,  # may name addresses and URLs
+                    updated_at=d.updated_at,
+                )
+                for d in deliveries
+            ],
         ).model_dump()
 
 
@@ -71,4 +90,5 @@ async def list_alerts(request: Request) -> Response:
             alert_type=params.get("type") or None,
             limit=_limit(params.get("limit")),
         )
-    return JSON([AlertOut.render(a) for a in found])
+        sent = await alerts.deliveries_for(session, [a.id for a in found])
+    return JSON([AlertOut.render(a, sent[a.id], admin=principal.is_admin) for a in found])

@@ -16,6 +16,8 @@ from resolvers.chargeback.files import chargeback_format, sap_layout, statement_
 from resolvers.chargeback.rules import AllocationRule, RuleChanges, RuleDraft
 from resolvers.chargeback.statements import Statement
 from resolvers.errors import InvalidInput
+from resolvers.reports import report_source
+from resolvers.runtime import Runtime
 from webhook.downloads import download
 from webhook.rest import JSON, caller, read_model, runtime_of
 
@@ -48,6 +50,7 @@ class RuleOut(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    warnings: list[str] = Field(default_factory=list, description="said on creation, e.g. a team nobody knows")
 
     @classmethod
     def render(cls, found: AllocationRule) -> dict[str, Any]:
@@ -79,6 +82,9 @@ class TypeSummaryOut(BaseModel):
     unallocated: Decimal
 
 
+_NOW_FIELDS = ("current_total", "difference")
+
+
 class ReportOut(BaseModel):
     id: str
     period: str
@@ -93,10 +99,34 @@ class ReportOut(BaseModel):
     exported_at: datetime | None
     by_type: list[TypeSummaryOut]
     lines: list[LineOut]
+    current_total: Decimal = Field(
+        description="the month's spend as reports read it now (late logs once the rollup re-counted their day)"
+    )
+    difference: Decimal = Field(description="current_total - total_cost: late spend a frozen statement does not hold")
 
     @classmethod
-    def render(cls, found: Statement) -> dict[str, Any]:
-        return cls.model_validate(found, from_attributes=True).model_dump()
+    def render(cls, found: Statement, current: Decimal) -> dict[str, Any]:
+        out = cls.model_validate(
+            {
+                **{
+                    name: getattr(found, name)
+                    for name in cls.model_fields
+                    if name not in ("current_total", "difference")
+                },
+                "current_total": current,
+                "difference": current - found.total_cost,
+            },
+            from_attributes=True,
+        )
+        return out.model_dump()
+
+
+async def _rendered(runtime: Runtime, found: list[Statement]) -> list[dict[str, Any]]:
+    """Statements with their current total and difference, as GraphQL gives them (one read per month)."""
+    async with runtime.read() as session:
+        source = await report_source(session, runtime)
+        current = {p: await statements.current_total(session, source, p) for p in {s.period for s in found}}
+    return [ReportOut.render(s, current[s.period]) for s in found]
 
 
 async def list_rules(request: Request) -> Response:
@@ -110,7 +140,7 @@ async def create_rule(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, RuleCreate)
     async with runtime.work() as work:
-        rule = await rules.create_rule(work, principal, RuleDraft(**body.model_dump()))
+        rule = await rules.create_rule(work, principal, RuleDraft(**body.model_dump()), runtime.litellm)
     return JSON(RuleOut.render(rule), status_code=201)
 
 
@@ -138,28 +168,28 @@ async def generate_report(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, GenerateRequest)
     found = await statements.generate_statement(runtime, principal, body.period)
-    return JSON(ReportOut.render(found))
+    return JSON((await _rendered(runtime, [found]))[0])
 
 
 async def list_reports(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     async with runtime.read() as session:
         found = await statements.list_statements(session, principal, request.query_params.get("period") or None)
-    return JSON([ReportOut.render(s) for s in found])
+    return JSON(await _rendered(runtime, found))
 
 
 async def get_report(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     async with runtime.read() as session:
         found = await statements.get_statement(session, principal, request.path_params["report_id"])
-    return JSON(ReportOut.render(found))
+    return JSON((await _rendered(runtime, [found]))[0])
 
 
 async def finalize_report(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     async with runtime.work() as work:
         found = await statements.finalize_statement(work, principal, request.path_params["report_id"])
-    return JSON(ReportOut.render(found))
+    return JSON((await _rendered(runtime, [found]))[0])
 
 
 async def export_report(request: Request) -> Response:

@@ -76,8 +76,10 @@ async def _probe(runtime: Runtime) -> _Probe:
         database.update(reachable=False, error=f"{type(exc).__name__}: {exc}"[:300])
         migrations = {"current": None, "head": head_revision()}
         ready = False
+    # Serving, but without LiteLLM's spend logs every figure is zero: ready, yet not ok.
+    status = ("ok" if runtime.litellm.has_table(spend_logs) else "degraded") if ready else "unavailable"
     body: dict[str, object] = {
-        "status": "ok" if ready else "unavailable",
+        "status": status,
         "version": _version(),
         "database": database,
         "migrations": migrations,

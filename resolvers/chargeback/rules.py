@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -20,7 +20,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.budgets import BudgetRow
 from models.chargeback import AllocationRuleRow
+from models.litellm import LiteLLMSchema, verification_tokens
+from models.litellm import teams as litellm_teams
+from models.rollups import CostSummaryMonthlyRow
 from resolvers import validation
 from resolvers.auth import Principal, require_admin
 from resolvers.errors import Forbidden, InvalidInput, NotFound
@@ -90,6 +94,8 @@ class AllocationRule:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: Said when the rule is created (e.g. a team nobody has heard of); never stored.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: AllocationRuleRow) -> AllocationRule:
@@ -130,7 +136,26 @@ async def all_rules(session: AsyncSession) -> list[AllocationRule]:
     return [AllocationRule.from_row(r) for r in (await session.scalars(query)).all()]
 
 
-async def create_rule(work: Work, principal: Principal, draft: RuleDraft) -> AllocationRule:
+async def team_is_known(session: AsyncSession, litellm: LiteLLMSchema | None, team_id: str) -> bool:
+    """Does anything know this team: LiteLLM's team table, a virtual key of the team, its rolled-up spend or a
+    budget? Each is one indexed lookup (never a scan of the raw spend logs)."""
+    lookups = [
+        select(CostSummaryMonthlyRow.team_id).where(CostSummaryMonthlyRow.team_id == team_id).limit(1),
+        select(BudgetRow.id).where(BudgetRow.entity_type == "team", BudgetRow.entity_id == team_id).limit(1),
+    ]
+    if litellm is not None and litellm.has_table(litellm_teams):
+        lookups.insert(0, select(litellm_teams.c.team_id).where(litellm_teams.c.team_id == team_id).limit(1))
+    if litellm is not None and litellm.has(verification_tokens, "team_id"):
+        lookups.append(select(verification_tokens.c.token).where(verification_tokens.c.team_id == team_id).limit(1))
+    for lookup in lookups:
+        if (await session.execute(lookup)).first() is not None:
+            return True
+    return False
+
+
+async def create_rule(
+    work: Work, principal: Principal, draft: RuleDraft, litellm: LiteLLMSchema | None = None
+) -> AllocationRule:
     require_admin(principal, "creating an allocation rule")
     team = _required("team_id", draft.team_id, 256)
     kind = allocation_type(draft.allocation_type)
@@ -155,7 +180,13 @@ async def create_rule(work: Work, principal: Principal, draft: RuleDraft) -> All
         await work.session.flush()
     except IntegrityError as exc:
         raise _duplicate(team, kind, target) from exc
-    return AllocationRule.from_row(row)
+    warnings: tuple[str, ...] = ()
+    if not await team_is_known(work.session, litellm, team):
+        warnings = (
+            f"team_id: no spend, key, budget or LiteLLM team row knows team {team!r} yet; check the id (the rule "
+            "applies as soon as spend of that team arrives)",
+        )
+    return replace(AllocationRule.from_row(row), warnings=warnings)
 
 
 async def update_rule(work: Work, principal: Principal, rule_id: str, changes: RuleChanges) -> AllocationRule:

@@ -218,7 +218,8 @@ async def list_statements(session: AsyncSession, principal: Principal, period: s
 
 
 async def current_total(session: AsyncSession, source: SpendSource, period: str) -> Decimal:
-    """The month's spend as the logs say now (differs from a frozen statement when late spend arrived)."""
+    """The month's spend as reports read it now (differs from a frozen statement when late spend arrived and the
+    rollup has re-counted its day)."""
     spend = await _team_spend(session, source, parse_period(period, date.max))
     return nanos_to_usd(sum(spend.values()))
 

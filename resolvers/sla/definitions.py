@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.sla import SlaDefinitionRow
@@ -181,11 +182,32 @@ async def create_definition(
 ) -> SlaDefinition:
     require_admin(principal, "creating an SLA definition")
     valid = _validated(draft, settings)
+    await _refuse_duplicate_name(work.session, valid.name, exclude=None)
     row = SlaDefinitionRow(id=str(uuid.uuid4()), created_at=work.now, updated_at=work.now)
     _assign(row, valid)
     work.session.add(row)
-    await work.session.flush()
+    await _flush_named(work.session, valid.name)
     return SlaDefinition.from_row(row)
+
+
+def _duplicate_name(name: str) -> InvalidInput:
+    return InvalidInput("name", f"an SLA definition named {name!r} already exists; update it or choose another name")
+
+
+async def _refuse_duplicate_name(session: AsyncSession, name: str, *, exclude: str | None) -> None:
+    query = select(SlaDefinitionRow.id).where(SlaDefinitionRow.name == name).limit(1)
+    if exclude is not None:
+        query = query.where(SlaDefinitionRow.id != exclude)
+    if (await session.execute(query)).first() is not None:
+        raise _duplicate_name(name)
+
+
+async def _flush_named(session: AsyncSession, name: str) -> None:
+    """Flush; two concurrent creations of one name meet the unique constraint, and the loser hears why."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise _duplicate_name(name) from exc
 
 
 async def update_definition(
@@ -200,9 +222,10 @@ async def update_definition(
     row = await _row(work.session, definition_id)
     current = SlaDefinition.from_row(row)
     valid = _validated(replace(current.draft(), **changes), settings)
+    await _refuse_duplicate_name(work.session, valid.name, exclude=row.id)
     _assign(row, valid)
     row.updated_at = work.now
-    await work.session.flush()
+    await _flush_named(work.session, valid.name)
     updated = SlaDefinition.from_row(row)
     kept = {metric for metric, _ in updated.targets}
     dropped = {metric for metric, _ in current.targets} - kept

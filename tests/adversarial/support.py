@@ -118,6 +118,7 @@ class Served:
             "LITELLM_PRICE_MAP_CACHE": str(tmp / "prices.json"),
             "SPENDPLANE_EMBEDDED": "true",
             "SPENDPLANE_LOG_LEVEL": "warning",
+            "GLOBAL_BUDGET_USD": "0",  # the attacks count budgets of their own making
             **env,
         }
         self.command = [str(Path(sys.executable).with_name("spendplane")), "serve", "--port", str(self.port)]
