@@ -136,9 +136,7 @@ REPORTS = """query($first: Int! = 50, $after: String, $period: String) {
     edges { cursor node { id period } } pageInfo { hasNextPage endCursor } } }"""
 
 
-async def test_chargeback_reports_connection_pages_newest_period_first_for_admins_only(
-    api: Api, db: Database
-) -> None:
+async def test_chargeback_reports_connection_pages_newest_period_first_for_admins_only(api: Api, db: Database) -> None:
     periods = ["2026-07", "2026-09", "2026-08", "2026-10"]
     ids = {p: (await api.data(GENERATE, {"p": p}))["generateChargebackReport"]["id"] for p in periods}
     walked = await _walk(api, REPORTS, "chargebackReportsConnection", {"first": 1})
