@@ -190,7 +190,8 @@ async def main() -> None:
                     assert "errors" not in response.json()
                     if n:
                         floor.append((time.perf_counter() - started) * 1000)
-                results.append(("(floor: `me`, no database)", "-", statistics.median(floor), percentile(floor, 0.95), 0))
+                floor_row = ("(floor: `me`, no database)", "-", statistics.median(floor), percentile(floor, 0.95), 0)
+                results.append(floor_row)
                 for filter_name, filters in FILTERS.items():
                     for page in ("first page", "deep page"):
                         after = deep if page == "deep page" else None
