@@ -101,7 +101,7 @@ class Keyset:
                     raise ValueError("a cursor's time is always UTC")
                 return as_utc(parsed), tiebreak
             return value, tiebreak
-        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput("after", problem) from exc
 
     # ------------------------------------------------------------------------------------------ queries

@@ -67,6 +67,13 @@ class SpendLogEntry:
     tags: list[str]
 
 
+def _utc(field: str, value: datetime | None) -> datetime | None:
+    try:
+        return as_utc(value) if value is not None else None
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC time
+        raise InvalidInput(field, "is out of range") from None
+
+
 def _optional(schema: LiteLLMSchema, key: str) -> ColumnElement[Any]:
     column = schema.column(spend_logs, key)
     return (column if column is not None else null()).label(key)
@@ -103,8 +110,7 @@ async def spend_log_page(
     key_alias = validation.identifier("key_alias", filters.key_alias)
     if filters.status is not None and filters.status not in STATUSES:
         raise InvalidInput("status", f"must be one of {', '.join(STATUSES)} (got {filters.status!r})")
-    since = as_utc(filters.since) if filters.since is not None else None
-    until = as_utc(filters.until) if filters.until is not None else None
+    since, until = _utc("since", filters.since), _utc("until", filters.until)
     if since is not None and until is not None and until <= since:
         raise InvalidInput("until", "must be after since")
     c = spend_logs.c

@@ -184,6 +184,7 @@ async def test_a_garbage_or_foreign_cursor_is_bad_input_naming_after(api: Api, d
         forge(["spend_logs", 12, "r-1"]),
         forge({"k": "spend_logs"}),
         forge(["alerts", "2026-11-15T10:00:00+00:00", "r-1"]),  # another list's cursor
+        forge(["spend_logs", "0001-01-01T00:00:00+14:00", "r-1"]),  # no UTC time exists for it
         base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
     ]
     for after in garbage:
@@ -197,6 +198,7 @@ async def test_bad_filters_are_bad_input_naming_their_field(api: Api) -> None:
         ({"team": "eng\x00"}, "teamId"),
         ({"alias": "a" * 300}, "keyAlias"),
         ({"since": NOW.isoformat(), "until": (NOW - timedelta(days=1)).isoformat()}, "until"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
     ]
     for variables, field in cases:
         error = await api.error(SPEND_LOGS, variables)
