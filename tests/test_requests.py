@@ -198,11 +198,26 @@ async def test_bad_filters_are_bad_input_naming_their_field(api: Api) -> None:
         ({"team": "eng\x00"}, "teamId"),
         ({"alias": "a" * 300}, "keyAlias"),
         ({"since": NOW.isoformat(), "until": (NOW - timedelta(days=1)).isoformat()}, "until"),
-        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
     ]
     for variables, field in cases:
         error = await api.error(SPEND_LOGS, variables)
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, variables
+
+
+async def test_a_time_with_no_utc_equivalent_is_bad_input_in_every_datetime_argument(api: Api) -> None:
+    """The shared DateTime scalar refuses it, so no resolver ever converts it to UTC and fails (a 500 before)."""
+    impossible = "0001-01-01T00:00:00+14:00"
+    error = await api.error(SPEND_LOGS, {"since": impossible})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "since" in error["message"]
+    for query in (
+        f'{{ spendAnomalies(since: "{impossible}") {{ id }} }}',
+        f'{{ spendLogs(until: "{impossible}") {{ edges {{ cursor }} }} }}',
+    ):
+        # An inline literal is checked while the operation is validated, like any malformed DateTime literal.
+        error = await api.error(query)
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", query
+        assert "out of range once converted to UTC" in error["message"], query
+    assert (await api.data(SPEND_LOGS, {"since": "2026-11-15T12:00:00+14:00"}))["spendLogs"]["edges"] == []
 
 
 async def test_a_viewer_sees_only_its_own_teams_requests(api: Api, db: Database) -> None:
