@@ -10,9 +10,11 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.pagination import After, Connection, First, connection
 from graphql_api.subscriptions import still_valid, subscription
 from resolvers import alerts
 from resolvers.alerts import Alert, AlertDelivery, AlertType, Severity
+from resolvers.pages import DEFAULT_PAGE
 
 strawberry.enum(
     AlertType,
@@ -118,6 +120,29 @@ class AlertQueries:
             )
             sent = await alerts.deliveries_for(session, [a.id for a in found])
         return [AlertView.from_domain(a, sent[a.id]) for a in found]
+
+    @strawberry.field(description="`alerts` a cursor page at a time (same filters and scoping, newest first).")
+    async def alerts_connection(
+        self,
+        info: Info,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        type: AlertType | None = None,
+    ) -> Connection[AlertView]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.read() as session:
+            page = await alerts.alert_page(
+                session,
+                principal,
+                team_id=team_id,
+                user_id=user_id,
+                alert_type=type.value if type else None,
+                first=first,
+                after=after,
+            )
+        return connection(page, AlertView.from_domain)
 
 
 @strawberry.type

@@ -11,8 +11,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.pagination import After, Connection, First, connection
 from resolvers import anomalies
 from resolvers.anomalies import AnomalyStatus, Granularity, SpendAnomaly
+from resolvers.pages import DEFAULT_PAGE
 
 strawberry.enum(
     AnomalyStatus, name="AnomalyStatus", description="OPEN, ACKNOWLEDGED, or IGNORED (its scope may be muted)."
@@ -124,6 +126,17 @@ class AnomalyQueries:
                 limit=limit,
             )
         return [SpendAnomalyType.from_domain(a) for a in found]
+
+    @strawberry.field(description="`spendAnomalies` a cursor page at a time (same scoping, newest first).")
+    async def spend_anomalies_connection(
+        self, info: Info, first: First = DEFAULT_PAGE, after: After = None, status: AnomalyStatus | None = None
+    ) -> Connection[SpendAnomalyType]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.read() as session:
+            page = await anomalies.anomaly_page(
+                session, principal, status=status.value if status else None, first=first, after=after
+            )
+        return connection(page, SpendAnomalyType.from_domain)
 
 
 @strawberry.type

@@ -17,11 +17,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graphql_api.schema import build_schema
-from graphql_api.view import GraphQLView
+from graphql_api.view import GRAPHIQL_ASSETS_PACKAGE, GRAPHIQL_ASSETS_PATH, GraphQLView
 from models.db import open_database
 from models.litellm import probe_litellm_schema, spend_logs
 from models.migrate import upgrade
@@ -185,8 +186,13 @@ def create_app(
                 allow_headers=["authorization", "content-type", "x-api-key"],
             )
         )
+    routes: list[BaseRoute] = [*rest_routes(), Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)]
+    if settings.graphiql:
+        # GraphiQL's scripts and styles, vendored: the page works offline (no CDN).
+        assets = StaticFiles(packages=[GRAPHIQL_ASSETS_PACKAGE])
+        routes.append(Mount(GRAPHIQL_ASSETS_PATH, app=assets, name="graphiql-assets"))
     return Starlette(
-        routes=[*rest_routes(), Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

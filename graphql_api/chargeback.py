@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import Info
+from graphql_api.pagination import After, Connection, First, connection
 from resolvers.chargeback import rules, statements
 from resolvers.chargeback.files import ChargebackFormat, statement_file
 from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChanges, RuleDraft
@@ -18,6 +19,7 @@ from resolvers.chargeback.sap import SapLayout
 from resolvers.chargeback.splitting import LineKind, StatementLine
 from resolvers.chargeback.statements import Statement, StatementStatus
 from resolvers.errors import InvalidInput
+from resolvers.pages import DEFAULT_PAGE
 from resolvers.reports import report_source
 
 strawberry.enum(AllocationType, name="AllocationType", description="What a team's spend is allocated to.")
@@ -241,6 +243,15 @@ class ChargebackQueries:
         async with runtime.read() as session:
             found = await statements.list_statements(session, principal, period)
         return [ChargebackReportType.from_statement(s) for s in found]
+
+    @strawberry.field(description="`chargebackReports` a cursor page at a time, newest period first (admin).")
+    async def chargeback_reports_connection(
+        self, info: Info, first: First = DEFAULT_PAGE, after: After = None, period: str | None = None
+    ) -> Connection[ChargebackReportType]:
+        runtime, principal = info.context.runtime, info.context.caller()
+        async with runtime.read() as session:
+            page = await statements.statement_page(session, principal, period, first=first, after=after)
+        return connection(page, ChargebackReportType.from_statement)
 
     @strawberry.field(description="One statement by id (admin).")
     async def chargeback_report(self, info: Info, id: strawberry.ID) -> ChargebackReportType:

@@ -1,11 +1,15 @@
-"""Scalars: money as a plain decimal string (never exponent form) and 64-bit integers for token sums."""
+"""Scalars: money as a plain decimal string (never exponent form), 64-bit integers for token sums, and DateTime
+refusing times that have no UTC equivalent."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from operator import methodcaller
 from typing import NewType
 
 import strawberry
+from strawberry.schema.types.base_scalars import wrap_parser
 from strawberry.types.scalar import ScalarDefinition
 
 
@@ -54,4 +58,24 @@ BigIntScalar: ScalarDefinition = strawberry.scalar(
     parse_value=_parse_bigint,
 )
 
-SCALAR_MAP: dict[object, ScalarDefinition] = {Decimal: DecimalScalar, BigInt: BigIntScalar}
+
+def _parse_datetime(value: str) -> datetime:
+    """ISO 8601 (as Strawberry's own DateTime), refusing a time with no UTC equivalent (0001-01-01T00:00:00+14:00),
+    which would otherwise fail wherever it is converted to UTC (every column and filter is UTC inside)."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("it is out of range once converted to UTC") from None
+    return parsed
+
+
+DateTimeScalar: ScalarDefinition = strawberry.scalar(
+    name="DateTime",
+    description="Date with time (isoformat)",
+    serialize=methodcaller("isoformat"),
+    parse_value=wrap_parser(_parse_datetime, "DateTime"),
+)
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {Decimal: DecimalScalar, BigInt: BigIntScalar, datetime: DateTimeScalar}

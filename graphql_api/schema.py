@@ -22,9 +22,11 @@ from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscripti
 from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import RequireToken, classify
 from graphql_api.forecasts import ForecastMutations, ForecastQueries
+from graphql_api.instance import InstanceQueries
 from graphql_api.me import MeQueries
 from graphql_api.pricing import PricingMutations, PricingQueries
 from graphql_api.reports import ReportMutations, ReportQueries
+from graphql_api.requests import RequestQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
 from graphql_api.sla import SlaMutations, SlaQueries, SlaSubscriptions
@@ -43,6 +45,8 @@ class Query(
     ForecastQueries,
     SlaQueries,
     AnomalyQueries,
+    RequestQueries,
+    InstanceQueries,
 ):
     pass
 

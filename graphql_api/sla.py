@@ -12,7 +12,9 @@ import strawberry
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import Info
+from graphql_api.pagination import After, Connection, First, connection
 from graphql_api.subscriptions import still_valid, subscription
+from resolvers.pages import DEFAULT_PAGE
 from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, Transition, TriggerCondition
@@ -366,6 +368,16 @@ class SlaQueries:
         async with runtime.read() as session:
             found = await violations.list_violations(session, active_only=active_only, limit=limit)
         return [SlaViolationView.from_domain(v) for v in found]
+
+    @strawberry.field(description="`slaViolations` a cursor page at a time (newest first).")
+    async def sla_violations_connection(
+        self, info: Info, first: First = DEFAULT_PAGE, after: After = None, active_only: bool = False
+    ) -> Connection[SlaViolationView]:
+        runtime = info.context.runtime
+        info.context.caller()
+        async with runtime.read() as session:
+            page = await violations.violation_page(session, active_only=active_only, first=first, after=after)
+        return connection(page, SlaViolationView.from_domain)
 
     @strawberry.field(description="Every failover rule, with whether it is routing now.")
     async def failover_rules(self, info: Info) -> list[FailoverRuleView]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -19,8 +20,18 @@ from resolvers.errors import Unauthenticated
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
 
+#: The GraphiQL page, its assets served by spendplane itself (see graphql_api/static/graphiql/VERSIONS.md).
+GRAPHIQL_HTML = resources.files("graphql_api").joinpath("static/graphiql.html").read_text(encoding="utf-8")
+#: Where the app mounts them (graphql_api/app.py); the page refers to them relative to /graphql.
+GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
+GRAPHIQL_ASSETS_PACKAGE = ("graphql_api", "static/graphiql")
+
 
 class GraphQLView(GraphQL[Context, None]):
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Strawberry's GraphiQL page, but with no CDN: every script and stylesheet comes from this server."""
+        return HTMLResponse(GRAPHIQL_HTML)
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         runtime: Runtime = request.state.runtime
         context = Context(request=request, response=response, runtime=runtime)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.alerts import AlertDeliveryRow, AlertRow
@@ -22,6 +22,7 @@ from resolvers import validation
 from resolvers.auth import Principal
 from resolvers.errors import InvalidInput
 from resolvers.events import Event
+from resolvers.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
 from resolvers.runtime import Work
 
 log = logging.getLogger(__name__)
@@ -170,21 +171,16 @@ async def raise_alert(work: Work, draft: AlertDraft, *, webhook_url: str | None 
     return Alert.from_row(row)
 
 
-async def list_alerts(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    team_id: str | None = None,
-    user_id: str | None = None,
-    alert_type: str | None = None,
-    limit: int = 100,
-) -> list[Alert]:
-    """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own team and user."""
-    if not 1 <= limit <= MAX_LIST:
-        raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+ALERT_KEYSET = Keyset("alerts", AlertRow.created_at, AlertRow.id)
+
+
+def _alerts_query(
+    principal: Principal, *, team_id: str | None, user_id: str | None, alert_type: str | None
+) -> Select[AlertRow] | None:
+    """The alerts a caller asked for and may see (None: a viewer with no team or user sees none)."""
     team_id = validation.identifier("team_id", team_id)
     user_id = validation.identifier("user_id", user_id)
-    query = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
+    query = select(AlertRow)
     if team_id is not None:
         query = query.where(AlertRow.team_id == team_id)
     if user_id is not None:
@@ -199,8 +195,27 @@ async def list_alerts(
         mine = [AlertRow.team_id == principal.team_id] if principal.team_id else []
         mine += [AlertRow.user_id == principal.user_id] if principal.user_id else []
         if not mine:
-            return []
+            return None
         query = query.where(or_(*mine))
+    return query
+
+
+async def list_alerts(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    team_id: str | None = None,
+    user_id: str | None = None,
+    alert_type: str | None = None,
+    limit: int = 100,
+) -> list[Alert]:
+    """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own team and user."""
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+    query = _alerts_query(principal, team_id=team_id, user_id=user_id, alert_type=alert_type)
+    if query is None:
+        return []
+    query = query.order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
     return [Alert.from_row(row) for row in (await session.scalars(query)).all()]
 
 
@@ -235,6 +250,23 @@ async def deliveries_for(session: AsyncSession, alert_ids: Sequence[str]) -> dic
             )
         )
     return found
+async def alert_page(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    team_id: str | None = None,
+    user_id: str | None = None,
+    alert_type: str | None = None,
+    first: int = DEFAULT_PAGE,
+    after: str | None = None,
+) -> Page[Alert]:
+    """`list_alerts` a cursor page at a time (same filters and scoping, newest first)."""
+    query = _alerts_query(principal, team_id=team_id, user_id=user_id, alert_type=alert_type)
+    if query is None:
+        page_size(first)
+        return empty_page()
+    rows = (await session.scalars(ALERT_KEYSET.apply(query, first, after))).all()
+    return ALERT_KEYSET.page(rows, first, lambda r: (r.created_at, r.id)).map(Alert.from_row)
 
 
 async def get_alert(session: AsyncSession, alert_id: str) -> Alert | None:

@@ -66,6 +66,8 @@ class Runtime:
     predictor_counting: Counting = field(default_factory=lambda: Counting("predictor", workers=1, queue=8))
     #: The subscriptions' live feeds (one database read per event), by name: budgets, alerts, violations.
     feeds: dict[str, Feed[Any]] = field(default_factory=dict)
+    #: When this instance started serving (the wall clock, not the injectable one).
+    started_at: datetime = field(default_factory=utcnow)
 
     def authenticate(self, token: str) -> Principal:
         """A bearer token's principal, or Unauthenticated: signature, expiry and lifetime, then revocations."""

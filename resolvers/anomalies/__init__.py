@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.anomalies import AnomalyMuteRow, SpendAnomalyRow
@@ -31,6 +31,7 @@ from resolvers.anomalies.scan import KINDS, Cube, Finding, Sensitivity, scan
 from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.auth import Principal, require_admin
 from resolvers.errors import Forbidden, InvalidInput, NotFound
+from resolvers.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
 from resolvers.reports import report_source
 from resolvers.rollups import finish_on_cancel
 from resolvers.runtime import Work
@@ -289,21 +290,20 @@ async def anomaly_job(runtime: Runtime, tick: datetime) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-async def list_anomalies(
-    session: AsyncSession,
+ANOMALY_KEYSET = Keyset("spend_anomalies", SpendAnomalyRow.bucket_start, SpendAnomalyRow.id)
+
+
+def _anomalies_query(
     principal: Principal,
     *,
-    status: str | None = None,
+    status: str | None,
     scope_kind: str | None = None,
     scope_id: str | None = None,
     since: datetime | None = None,
-    limit: int = 100,
-) -> list[SpendAnomaly]:
-    """Newest bucket first. A viewer sees its own team's and user's only (never a model's)."""
-    if not 1 <= limit <= MAX_LIST:
-        raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+) -> Select[SpendAnomalyRow] | None:
+    """The anomalies a caller asked for and may see (None: a viewer with no team or user sees none)."""
     scope_id = validation.identifier("scope_id", scope_id)
-    query = select(SpendAnomalyRow).order_by(SpendAnomalyRow.bucket_start.desc(), SpendAnomalyRow.id).limit(limit)
+    query = select(SpendAnomalyRow)
     if status is not None:
         try:
             query = query.where(SpendAnomalyRow.status == AnomalyStatus(status).value)
@@ -321,9 +321,46 @@ async def list_anomalies(
         mine = [SpendAnomalyRow.team_id == principal.team_id] if principal.team_id else []
         mine += [SpendAnomalyRow.user_id == principal.user_id] if principal.user_id else []
         if not mine:
-            return []
+            return None
         query = query.where(or_(*mine))
+    return query
+
+
+async def list_anomalies(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    scope_kind: str | None = None,
+    scope_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[SpendAnomaly]:
+    """Newest bucket first. A viewer sees its own team's and user's only (never a model's)."""
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
+    query = _anomalies_query(principal, status=status, scope_kind=scope_kind, scope_id=scope_id, since=since)
+    if query is None:
+        return []
+    query = query.order_by(SpendAnomalyRow.bucket_start.desc(), SpendAnomalyRow.id).limit(limit)
     return [SpendAnomaly.from_row(row) for row in (await session.scalars(query)).all()]
+
+
+async def anomaly_page(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    first: int = DEFAULT_PAGE,
+    after: str | None = None,
+) -> Page[SpendAnomaly]:
+    """`list_anomalies` a cursor page at a time (same scoping, newest bucket first)."""
+    query = _anomalies_query(principal, status=status)
+    if query is None:
+        page_size(first)
+        return empty_page()
+    rows = (await session.scalars(ANOMALY_KEYSET.apply(query, first, after))).all()
+    return ANOMALY_KEYSET.page(rows, first, lambda r: (r.bucket_start, r.id)).map(SpendAnomaly.from_row)
 
 
 async def get_anomaly(session: AsyncSession, principal: Principal, anomaly_id: str) -> SpendAnomaly:

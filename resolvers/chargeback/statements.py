@@ -27,7 +27,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import Select, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.chargeback import ChargebackLineRow, ChargebackReportRow
@@ -36,6 +36,7 @@ from resolvers.auth import Principal, require_admin
 from resolvers.chargeback.rules import POSTING_ORDER, AllocationRule, AllocationType, all_rules, by_id
 from resolvers.chargeback.splitting import LineKind, StatementLine, team_lines
 from resolvers.errors import InvalidInput
+from resolvers.pages import DEFAULT_PAGE, Keyset, Page
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups
 from resolvers.runtime import Work
@@ -199,12 +200,18 @@ async def get_statement(session: AsyncSession, principal: Principal, report_id: 
     return await _load(session, await by_id(session, ChargebackReportRow, report_id, "chargeback report"))
 
 
-async def list_statements(session: AsyncSession, principal: Principal, period: str | None = None) -> list[Statement]:
+STATEMENT_KEYSET = Keyset("chargeback_reports", ChargebackReportRow.period, ChargebackReportRow.id, "text")
+
+
+def _statements_query(principal: Principal, period: str | None) -> Select[ChargebackReportRow]:
     require_admin(principal, "reading chargeback reports")
-    query = select(ChargebackReportRow).order_by(ChargebackReportRow.period.desc())
+    query = select(ChargebackReportRow)
     if period:
         query = query.where(ChargebackReportRow.period == period_name(parse_period(period, date.max)))
-    rows = (await session.scalars(query)).all()
+    return query
+
+
+async def _with_lines(session: AsyncSession, rows: Sequence[ChargebackReportRow]) -> list[Statement]:
     lines: dict[str, list[ChargebackLineRow]] = defaultdict(list)
     if rows:
         found = await session.scalars(
@@ -215,6 +222,26 @@ async def list_statements(session: AsyncSession, principal: Principal, period: s
         for line in found.all():
             lines[line.report_id].append(line)
     return [Statement.from_rows(r, lines[r.id]) for r in rows]
+
+
+async def list_statements(session: AsyncSession, principal: Principal, period: str | None = None) -> list[Statement]:
+    query = _statements_query(principal, period).order_by(ChargebackReportRow.period.desc())
+    return await _with_lines(session, (await session.scalars(query)).all())
+
+
+async def statement_page(
+    session: AsyncSession,
+    principal: Principal,
+    period: str | None = None,
+    *,
+    first: int = DEFAULT_PAGE,
+    after: str | None = None,
+) -> Page[Statement]:
+    """`list_statements` a cursor page at a time, newest period first (admin)."""
+    query = STATEMENT_KEYSET.apply(_statements_query(principal, period), first, after)
+    page = STATEMENT_KEYSET.page((await session.scalars(query)).all(), first, lambda r: (r.period, r.id))
+    statements = {s.id: s for s in await _with_lines(session, [e.node for e in page.edges])}
+    return page.map(lambda r: statements[r.id])
 
 
 async def current_total(session: AsyncSession, source: SpendSource, period: str) -> Decimal:

@@ -27,6 +27,7 @@ from resolvers.auth import Principal, require_admin
 from resolvers.config import SlaSettings
 from resolvers.errors import NotFound
 from resolvers.events import Event
+from resolvers.pages import DEFAULT_PAGE, Keyset, Page
 from resolvers.runtime import Work
 from resolvers.sla.health import Health, Metric
 
@@ -112,6 +113,9 @@ def open_key(definition_id: str, metric: Metric) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 
 
+VIOLATION_KEYSET = Keyset("sla_violations", SlaViolationRow.opened_at, SlaViolationRow.id)
+
+
 async def list_violations(session: AsyncSession, *, active_only: bool = False, limit: int = 100) -> list[SlaViolation]:
     """Newest first."""
     query = select(SlaViolationRow).order_by(SlaViolationRow.opened_at.desc(), SlaViolationRow.id)
@@ -119,6 +123,17 @@ async def list_violations(session: AsyncSession, *, active_only: bool = False, l
         query = query.where(SlaViolationRow.resolved_at.is_(None))
     rows = await session.scalars(query.limit(min(max(limit, 1), MAX_LIST)))
     return [SlaViolation.from_row(r) for r in rows]
+
+
+async def violation_page(
+    session: AsyncSession, *, active_only: bool = False, first: int = DEFAULT_PAGE, after: str | None = None
+) -> Page[SlaViolation]:
+    """`list_violations` a cursor page at a time."""
+    query = select(SlaViolationRow)
+    if active_only:
+        query = query.where(SlaViolationRow.resolved_at.is_(None))
+    rows = (await session.scalars(VIOLATION_KEYSET.apply(query, first, after))).all()
+    return VIOLATION_KEYSET.page(rows, first, lambda r: (r.opened_at, r.id)).map(SlaViolation.from_row)
 
 
 async def get_violation(session: AsyncSession, violation_id: str) -> SlaViolation:
