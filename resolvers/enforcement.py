@@ -464,6 +464,14 @@ class Enforcer:
             shown=tuple(shown),
         )
 
+    async def told_to_holder(self, decision: Decision, caller: Caller) -> str | None:
+        """The decision in words for the request's key holder, the gateway's client: what LiteLLM relays to it
+        (the plugin's 429, the guardrail's `blocked_reason`). `explain` with the holder as viewer: a budget outside
+        the key's scopes (key, user, team) is named without name or figures. None for a plain allow."""
+        if decision.message is None:
+            return None
+        return explain(decision, await self.holder(decision.caller or caller))
+
     async def holder(self, caller: Caller) -> Principal:
         """The read-only principal of the key's holder: the scopes whose figures it may see."""
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -9,7 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from graphql_api.app import create_app
 from graphql_api.cli import main
@@ -34,6 +39,11 @@ def request_data(**extra: Any) -> dict[str, Any]:
 
 
 async def _team_budget(db: Database, spend: float) -> None:
+    await _budget(db, "Eng", "team", "eng", 100)
+    await add_spend(db, SpendLog(spend, NOW - timedelta(hours=1), team_id="eng"))
+
+
+async def _budget(db: Database, name: str, entity_type: str, entity_id: str, limit: int) -> None:
     from sqlalchemy import insert
 
     from models.budgets import BudgetRow
@@ -41,11 +51,11 @@ async def _team_budget(db: Database, spend: float) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(
             insert(BudgetRow).values(
-                id="00000000-0000-4000-8000-000000000001",
-                name="Eng",
-                entity_type="team",
-                entity_id="eng",
-                spend_limit=Decimal(100),
+                id=str(uuid.uuid4()),
+                name=name,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                spend_limit=Decimal(limit),
                 soft_limit_percent=Decimal("0.8"),
                 hard_limit_percent=Decimal(1),
                 alert_email=None,
@@ -53,7 +63,6 @@ async def _team_budget(db: Database, spend: float) -> None:
                 updated_at=NOW,
             )
         )
-    await add_spend(db, SpendLog(spend, NOW - timedelta(hours=1), team_id="eng"))
 
 
 async def test_the_plugin_allows_and_refuses_with_a_true_429(settings: Settings, clock: Clock, db: Database) -> None:
@@ -69,8 +78,48 @@ async def test_the_plugin_allows_and_refuses_with_a_true_429(settings: Settings,
         finally:
             await hook.aclose()
     assert refused.value.status_code == 429
-    assert refused.value.detail["error"].startswith("budget_exceeded: team budget 'Eng' (eng)")
+    # The key's own team budget: named, with its figures.
+    assert refused.value.detail["error"].startswith(
+        "budget_exceeded: team budget 'Eng' (eng) is exhausted: 100.00 USD spent of a 100.00 USD limit"
+    )
     assert int(refused.value.headers["retry-after"]) > 0
+
+
+async def test_a_client_blocked_by_the_global_budget_reads_neither_its_name_nor_its_figures(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """The 429 is the client's (the key's holder): the global budget is a budget outside its scope."""
+    await _budget(db, "Global", "global", "", 7)  # stored with entity_id "" (see models/budgets.py)
+    await add_spend(db, SpendLog(14.51, NOW - timedelta(hours=1), api_key="someone-else"))
+    async with served(create_app(settings, clock=clock), lifespan=True) as url:
+        hook = SpendplaneBudgetHook(url=url, key=MASTER_KEY, timeout=5)
+        try:
+            with pytest.raises(HTTPException) as refused:
+                await hook.async_pre_call_hook(TEAM_KEY, None, request_data(), "acompletion")
+        finally:
+            await hook.aclose()
+    assert refused.value.status_code == 429
+    assert refused.value.detail == {"error": "budget_exceeded: a budget outside this key's scope is exhausted"}
+    assert int(refused.value.headers["retry-after"]) > 0  # when to retry is the client's to know
+
+
+async def test_an_older_spendplane_without_client_message_tells_the_client_only_the_refusals_type() -> None:
+    """The plugin never falls back to the operator's message, which names the budget with its figures."""
+
+    async def refuse(request: Request) -> JSONResponse:
+        error = {"type": "budget_exceeded", "message": "global budget 'Global' is exhausted: 14.51 USD spent"}
+        return JSONResponse({"allowed": False, "error": error}, status_code=429, headers={"retry-after": "7"})
+
+    app = Starlette(routes=[Route("/webhook/pre-request", refuse, methods=["POST"])])
+    async with served(app) as url:
+        hook = SpendplaneBudgetHook(url=url, key="k", timeout=5)
+        try:
+            with pytest.raises(HTTPException) as refused:
+                await hook.async_pre_call_hook(TEAM_KEY, None, request_data(), "acompletion")
+        finally:
+            await hook.aclose()
+    assert refused.value.detail == {"error": "budget_exceeded: budget exceeded"}
+    assert refused.value.headers["retry-after"] == "7"
 
 
 async def test_a_request_too_big_to_check_is_refused_not_waved_through(
@@ -105,6 +154,7 @@ async def test_when_spendplane_is_down_the_plugins_failure_mode_decides(mode: st
             with pytest.raises(HTTPException) as refused:
                 await hook.async_pre_call_hook(TEAM_KEY, None, request_data(), "acompletion")
             assert refused.value.status_code == 429
+            assert refused.value.detail == {"error": "budget service unavailable"}  # no address, no exception
         else:
             data = request_data()
             assert await hook.async_pre_call_hook(TEAM_KEY, None, data, "acompletion") is data

@@ -3,6 +3,11 @@
 All three authenticate with the shared secret in `x-api-key` and run on the same decision engine. The webhook
 answers 200 (allow, with a warning past the soft limit) or 429 (block) with the budget named; the Guardrail API
 always answers 200 with NONE or BLOCKED, because any other status reaches LiteLLM's client as an HTTP 500.
+
+What LiteLLM relays to its client (the key's holder) is written for that holder (`Enforcer.told_to_holder`, i.e.
+`explain` with the holder as viewer): the guardrail's `blocked_reason` and the webhook's `client_message`, which
+the plugin puts in the client's 429. The webhook's other fields (`warning`, `error.message`, the budgets with
+their figures) are the operator's: the gateway reads them with the webhook key and never forwards them.
 """
 
 from __future__ import annotations
@@ -145,10 +150,18 @@ class AdmissionBudget(BaseModel):
     resets_at: datetime
 
 
+#: Describes `client_message` in the OpenAPI document.
+CLIENT_MESSAGE = (
+    "The decision in words for the request's key holder, the gateway's client: a budget outside its key, user and "
+    "team is described without name or figures. The only text a gateway should relay to its client."
+)
+
+
 class PreRequestAllowed(BaseModel):
     allowed: bool
     action: str = Field(description="allow, or warn past a soft limit")
-    warning: str | None
+    warning: str | None = Field(description="For the operator: the binding budget named, with its figures.")
+    client_message: str | None = Field(description=CLIENT_MESSAGE + " Null when there is no warning.")
     model: str | None = Field(description="The model to call (the one asked for, or a failover's fallback).")
     call_id: str
     estimated_cost_usd: Decimal
@@ -171,7 +184,8 @@ class PreRequestBlocked(BaseModel):
     allowed: bool
     action: str
     call_id: str
-    error: PreRequestError
+    error: PreRequestError = Field(description="For the operator: `message` names the budget, with its figures.")
+    client_message: str = Field(description=CLIENT_MESSAGE)
     budget: AdmissionBudget | None = Field(description="The binding budget: of those that block, the last to reset.")
     resets_at: datetime | None = Field(
         description="When the binding budget's window resets (Retry-After counts to it)."
@@ -195,12 +209,16 @@ async def pre_request(request: Request) -> Response:
     require_gateway(request)
     body = await read_model(request, PreRequest)
     runtime = runtime_of(request)
-    decision = await runtime.enforcement().admit(body.admission())
-    return render_decision(decision, runtime.clock())
+    admission = body.admission()
+    enforcer = runtime.enforcement()
+    decision = await enforcer.admit(admission)
+    told = await enforcer.told_to_holder(decision, admission.caller)
+    return render_decision(decision, runtime.clock(), told)
 
 
-def render_decision(decision: Decision, now: datetime) -> Response:
-    """The webhook's answer. Built as plain dicts on this hot path; the pydantic models above document the same
+def render_decision(decision: Decision, now: datetime, client_message: str | None) -> Response:
+    """The webhook's answer: `client_message` is the decision for the request's key holder (`told_to_holder`),
+    the rest is the operator's. Built as plain dicts on this hot path; the pydantic models above document the same
     shapes in the OpenAPI document (and the schemathesis suite checks the answers against them)."""
     budgets = [_budget(c) for c in decision.checks]
     if decision.allowed:
@@ -209,6 +227,7 @@ def render_decision(decision: Decision, now: datetime) -> Response:
                 "allowed": True,
                 "action": "warn" if decision.verdict is Verdict.WARN else "allow",
                 "warning": decision.message if decision.verdict is Verdict.WARN or decision.degraded else None,
+                "client_message": client_message if decision.verdict is Verdict.WARN or decision.degraded else None,
                 "model": decision.model,
                 "call_id": decision.call_id,
                 "estimated_cost_usd": decision.estimated_cost,
@@ -226,6 +245,7 @@ def render_decision(decision: Decision, now: datetime) -> Response:
             "action": "block",
             "call_id": decision.call_id,
             "error": {"type": kind, "code": kind.upper(), "message": decision.message or kind},
+            "client_message": client_message or kind,
             "budget": _budget(decision.budget) if decision.budget else None,
             "resets_at": decision.resets_at,
             "blocked_by": [_budget(c) for c in decision.crossed],
@@ -297,11 +317,15 @@ async def guardrail(request: Request) -> Response:
     body = await read_model(request, GuardrailRequest)
     if body.input_type not in (None, "request"):
         return JSON({"action": "NONE"})  # a post_call check of the response: nothing to decide here
-    decision = await runtime_of(request).enforcement().admit(body.admission())
+    admission = body.admission()
+    enforcer = runtime_of(request).enforcement()
+    decision = await enforcer.admit(admission)
     if decision.allowed:
         return JSON({"action": "NONE"})
     kind = decision.alert_type.value if decision.alert_type else "budget_service_unavailable"
-    return JSON(GuardrailResponse(action="BLOCKED", blocked_reason=f"{kind}: {decision.message}").model_dump())
+    # LiteLLM hands blocked_reason to its client as the error message: written for the key's holder.
+    told = await enforcer.told_to_holder(decision, admission.caller) or kind
+    return JSON(GuardrailResponse(action="BLOCKED", blocked_reason=f"{kind}: {told}").model_dump())
 
 
 # ------------------------------------------------------------------------------------------------ spend ingestion

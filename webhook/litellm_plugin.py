@@ -71,9 +71,16 @@ class SpendplaneBudgetHook(CustomLogger):  # type: ignore[misc]  # litellm is on
         if response.status_code == 429:
             body = _json(response)
             error = body.get("error") or {}
+            kind = error.get("type") or "budget_exceeded"
+            # The client is the key's holder: it gets `client_message`, written for it (a budget outside its key,
+            # user and team without name or figures). `error.message` names the budget with its figures: it is
+            # the operator's, kept in the proxy's log, never in the client's answer (nor a spendplane too old to
+            # send `client_message`: the client then reads only the refusal's type).
+            log.info("spendplane refused %s: %s", data.get("litellm_call_id"), error.get("message"))
+            told = body.get("client_message")
             raise HTTPException(
                 status_code=429,
-                detail={"error": f"{error.get('type', 'budget_exceeded')}: {error.get('message', 'budget exceeded')}"},
+                detail={"error": f"{kind}: {told if isinstance(told, str) and told else 'budget exceeded'}"},
                 headers={"retry-after": response.headers.get("retry-after", "60")},
             )
         if response.status_code in (400, 413, 422):
@@ -97,13 +104,13 @@ class SpendplaneBudgetHook(CustomLogger):  # type: ignore[misc]  # litellm is on
         return data
 
     def _unavailable(self, data: dict[str, Any], reason: str) -> dict[str, Any]:
-        if self.failure_mode == "closed":
+        log.warning("spendplane unavailable, failing %s: %s", self.failure_mode, reason)
+        if self.failure_mode == "closed":  # the reason (addresses, statuses) is the operator's, in the log
             raise HTTPException(
                 status_code=429,
-                detail={"error": f"budget service unavailable: {reason}"},
+                detail={"error": "budget service unavailable"},
                 headers={"retry-after": "30"},
             )
-        log.warning("spendplane unavailable, failing open: %s", reason)
         return data
 
 
