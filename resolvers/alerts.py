@@ -250,6 +250,8 @@ async def deliveries_for(session: AsyncSession, alert_ids: Sequence[str]) -> dic
             )
         )
     return found
+
+
 async def alert_page(
     session: AsyncSession,
     principal: Principal,
