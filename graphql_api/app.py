@@ -49,6 +49,7 @@ from resolvers.sla.violations import SLA_VIOLATION_TOPIC, SlaViolation, get_viol
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
+from webhook.throttle import Throttle
 
 log = logging.getLogger("spendplane")
 
@@ -177,13 +178,15 @@ def create_app(
                 allow_headers=["authorization", "content-type", "x-api-key"],
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[*rest_routes(), Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
+    app.state.throttle = Throttle.from_settings(settings)  # the REST doors that test keys (webhook/throttle.py)
+    return app
 
 
 async def refresh_guard(runtime: Runtime) -> None:

@@ -31,6 +31,8 @@ def classify(error: GraphQLError) -> None:
     original = error.original_error
     if isinstance(original, DomainError):
         extensions["code"] = original.code
+        if original.retry_after is not None:
+            extensions["retryAfter"] = original.retry_after
         if original.field is not None:
             field = to_camel_case(original.field)
             extensions["field"] = field

@@ -12,6 +12,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Insert
 
+from models.private_files import protect_sqlite
+
 # Prisma connection-string options that LiteLLM's DATABASE_URL may carry and asyncpg does not understand.
 _PRISMA_ONLY_OPTIONS = {
     "schema",
@@ -85,6 +87,9 @@ def open_database(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
     kwargs: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "postgresql":
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        # It holds the JWT secret and every key's spend: owner-only, umask or not (models/private_files.py).
+        protect_sqlite(url.database)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)

@@ -96,8 +96,10 @@ async def read_model(request: Request, model: type[M]) -> M:
 
 async def on_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers or None)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

@@ -66,7 +66,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "predictor",
         body=predictor.PredictRequest,
         response=predictor.PredictResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
         headers=(QueryParam("x-api-key", "a LiteLLM virtual key: adds its budget's remaining and within_budget"),),
     ),
     Endpoint(
@@ -77,7 +77,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "predictor",
         body=predictor.BudgetCheckRequest,
         response=predictor.BudgetCheckResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
     ),
     Endpoint(
         "GET",
@@ -97,7 +97,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "auth",
         body=auth.LoginRequest,
         response=auth.LoginResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
     ),
     Endpoint("GET", "/health", health.health, "Liveness and readiness", "health", errors=(503,)),
     Endpoint(
