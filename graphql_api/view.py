@@ -15,12 +15,21 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
-from resolvers.errors import Unauthenticated
+from resolvers.errors import InvalidInput, Unauthenticated
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
+from webhook.rest import parse_json
 
 
 class GraphQLView(GraphQL[Context, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        """The REST shim's strict reader (webhook/rest.py `parse_json`): invalid UTF-8, lone surrogates and deep
+        nesting are a 400 naming the field, as is a body that is not a JSON object (`null`, a number)."""
+        value = parse_json(data)
+        if not isinstance(value, dict | list):
+            raise InvalidInput("body", "must be a JSON object with a `query`")
+        return value
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         runtime: Runtime = request.state.runtime
         context = Context(request=request, response=response, runtime=runtime)

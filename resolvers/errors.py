@@ -58,3 +58,12 @@ class TooManyRequests(DomainError):
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+#: How long a client is asked to wait while the database is unreachable (REST Retry-After, GraphQL retryAfter).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable() -> Unavailable:
+    """What both faces answer when the database cannot be reached (models/db.py `database_unreachable`)."""
+    return Unavailable("the database is unreachable; try again shortly", retry_after=DATABASE_RETRY_AFTER_SECONDS)

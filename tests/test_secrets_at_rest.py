@@ -78,14 +78,15 @@ async def test_a_world_readable_database_is_tightened_at_start_with_a_log_line(
         async with started(settings, clock):
             assert mode(database) == 0o600
             assert mode(f"{database}-wal") == 0o600
-    assert any("tightened the permissions" in r.getMessage() and str(database) in r.getMessage() for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("tightened the permissions" in m and str(database) in m for m in logged), logged
 
 
 @pytest.mark.usefixtures("open_umask")
 def test_the_price_map_cache_is_written_owner_only_whatever_the_umask(tmp_path: Path) -> None:
     cache = tmp_path / "price-map.json"
     cache.write_text("{}")
-    os.chmod(cache, 0o666)
+    os.chmod(cache, 0o666)  # noqa: S103 - the world-writable file the write must not keep
     _write_atomically(str(cache), json.dumps({"gpt-x": {"input_cost_per_token": 1e-6}}))
     assert mode(cache) == 0o600
     assert json.loads(cache.read_text())["gpt-x"]["input_cost_per_token"] == 1e-6
@@ -96,7 +97,8 @@ async def test_a_world_readable_price_cache_is_tightened_at_start(
     settings: Settings, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = Path(settings.price_map_cache)
-    cache.write_text(json.dumps({"gpt-cached": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}))
+    with open(cache, "w") as handle:  # noqa: ASYNC230 - test setup
+        json.dump({"gpt-cached": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}, handle)
     os.chmod(cache, 0o644)
     with caplog.at_level(logging.WARNING, logger="spendplane.files"):
         async with started(settings, clock) as api:
