@@ -52,11 +52,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/spend/litellm",
         gateway.ingest_spend,
-        "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id",
+        "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id; 503 with "
+        "Retry-After while the database is unreachable (LiteLLM retries)",
         "gateway",
         auth="gateway",
         response=gateway.IngestResponse,
-        errors=_GATEWAY_ERRORS,
+        errors=(*_GATEWAY_ERRORS, 503),
     ),
     Endpoint(
         "POST",
