@@ -172,3 +172,26 @@ async def test_graphql_still_works_while_login_is_throttled(api: Api) -> None:
     for n in range(ADDRESS_FAILURES + 1):
         await login(api.client, f"sk-guess-{n:04d}-xxxxxxxx")
     assert (await api.data("{ me { role } }"))["me"]["role"] == "ADMIN"
+
+
+async def test_wrong_gateway_keys_are_throttled_per_address_and_answered_401_never_429(api: Api) -> None:
+    """With SPENDPLANE_WEBHOOK_KEY unset the gateway takes the master key: guessing it there is throttled too, but a
+    refusal is a 401 (LiteLLM reads a 429 from the pre-request webhook as a budget block)."""
+    for n in range(ADDRESS_FAILURES):
+        response = await api.client.post("/spend/litellm", json=[], headers={"x-api-key": f"sk-guess-{n:04d}-xx"})
+        assert response.status_code == 401, n
+    refused = await api.client.post("/spend/litellm", json=[], headers={"x-api-key": MASTER_KEY})
+    assert refused.status_code == 401 and "too many wrong keys" in refused.json()["error"]["message"]
+    async with from_address(api, "192.0.2.50") as litellm:
+        accepted = await litellm.post("/spend/litellm", json=[], headers={"x-api-key": MASTER_KEY})
+        # The key passed; the empty batch is then refused as bad input.
+        assert accepted.status_code == 400 and accepted.json()["error"]["field"] == "body", accepted.text
+
+
+async def test_wrong_logins_from_litellms_address_do_not_lock_the_gateway(api: Api) -> None:
+    for n in range(ADDRESS_FAILURES + 1):
+        await login(api.client, f"sk-guess-{n:04d}-xxxxxxxx")
+    assert retry_after(await login(api.client, MASTER_KEY)) >= 1
+    accepted = await api.client.post("/spend/litellm", json=[], headers={"x-api-key": MASTER_KEY})
+    # The key passed; the empty batch is then refused as bad input.
+    assert accepted.status_code == 400 and accepted.json()["error"]["field"] == "body", accepted.text

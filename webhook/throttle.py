@@ -10,7 +10,9 @@ this process's memory):
 - keys being checked right now count as spent until they prove right, so a burst of concurrent guesses cannot all
   slip in before the first one is counted;
 - a right key costs nothing: a successful login is never slowed;
-- `/budget/check` and `/predict` also count every call per address (`SPENDPLANE_THROTTLE_REQUESTS_PER_ADDRESS`).
+- `/budget/check` and `/predict` also count every call per address (`SPENDPLANE_THROTTLE_REQUESTS_PER_ADDRESS`);
+- the gateway's routes (which take the master key when SPENDPLANE_WEBHOOK_KEY is unset) count wrong keys per
+  address only and answer a refused client 401 (webhook/machines.py).
 
 The counts live in one process: behind several replicas each counts its own (documented in docs/security.md).
 """
@@ -37,7 +39,7 @@ KEY_PREFIX_CHARS = 12
 STRIKE_MEMORY_SECONDS = 86_400
 #: A key check that has not finished after this long no longer counts as in flight.
 IN_FLIGHT_SECONDS = 60
-_ADDRESS, _PREFIX = "address", "key prefix"
+_ADDRESS, _PREFIX, _GATEWAY = "address", "key prefix", "address (gateway)"
 
 
 def client_address(request: Request) -> str:
@@ -70,6 +72,7 @@ class Throttle:
         self._failures: dict[str, list[RateLimitItem]] = {
             _ADDRESS: parse_many(failures_per_address),
             _PREFIX: parse_many(failures_per_key_prefix),
+            _GATEWAY: parse_many(failures_per_address),
         }
         self._requests = parse_many(requests_per_address)
         self.max_backoff_seconds = max_backoff_seconds
@@ -91,10 +94,14 @@ class Throttle:
                 raise TooManyRequests(f"too many requests from this address; try again in {wait} s", retry_after=wait)
 
     @contextmanager
-    def checking_key(self, address: str, key: str) -> Iterator[None]:
+    def checking_key(self, address: str, key: str, *, by_prefix: bool = True) -> Iterator[None]:
         """Around the check of a key the caller sent: refuses (429) a client or prefix out of wrong keys, counts the
-        key as in flight meanwhile, and counts it as wrong when the check raises Unauthenticated."""
-        identities = ((_ADDRESS, address), (_PREFIX, key.strip()[:KEY_PREFIX_CHARS]))
+        key as in flight meanwhile, and counts it as wrong when the check raises Unauthenticated. `by_prefix=False`
+        counts by address only (the gateway's shared secret: see webhook/machines.py)."""
+        identities: tuple[tuple[str, str], ...] = ((_ADDRESS, address), (_PREFIX, key.strip()[:KEY_PREFIX_CHARS]))
+        if not by_prefix:
+            # Counted apart from the user-facing doors: wrong logins from LiteLLM's host must not lock LiteLLM out.
+            identities = ((_GATEWAY, address),)
         for kind, identity in identities:
             self._admit(kind, identity)
         for kind, identity in identities:
