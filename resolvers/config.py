@@ -824,7 +824,8 @@ class Settings:
         _rates,
         "10/minute;50/hour",
         "wrong keys one client address (IPv6: its /64) may send to `/auth/login`, `/budget/check` and `/predict` "
-        "before it is refused with 429 and `Retry-After` (successful logins do not count)",
+        "before it is refused with 429 and `Retry-After` (successful logins do not count); counted apart, the same "
+        "rate for the gateway's routes (refused with 401)",
     )
     throttle_failures_per_key_prefix: str = setting(
         "SPENDPLANE_THROTTLE_FAILURES_PER_KEY_PREFIX",
