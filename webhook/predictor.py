@@ -84,13 +84,13 @@ async def predict_cost(request: Request) -> Response:
     throttle_of(request).count_request(client_address(request))
     body = await read_model(request, PredictRequest)
     runtime = runtime_of(request)
+    api_key = request.headers.get("x-api-key")
+    # The key first: a wrong or throttled one costs no token counting.
+    key = await _known_key(request, runtime, api_key) if api_key else None
     prediction = await predict(runtime.prices, runtime.history, body.to_domain(), counting=runtime.predictor_counting)
     fit = None
-    api_key = request.headers.get("x-api-key")
-    if api_key:
-        fit = await runtime.enforcement().fits(
-            await _known_key(request, runtime, api_key), body.model, prediction.total_cost
-        )
+    if key is not None:
+        fit = await runtime.enforcement().fits(key, body.model, prediction.total_cost)
     return JSON(render_prediction(prediction, fit))
 
 
