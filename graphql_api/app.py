@@ -51,6 +51,7 @@ from resolvers.sla.violations import SLA_VIOLATION_TOPIC, SlaViolation, get_viol
 from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS
 from webhook.routes import routes as rest_routes
+from webhook.throttle import Throttle
 
 log = logging.getLogger("spendplane")
 
@@ -191,13 +192,15 @@ def create_app(
         # GraphiQL's scripts and styles, vendored: the page works offline (no CDN).
         assets = StaticFiles(packages=[GRAPHIQL_ASSETS_PACKAGE])
         routes.append(Mount(GRAPHIQL_ASSETS_PATH, app=assets, name="graphiql-assets"))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
+    app.state.throttle = Throttle.from_settings(settings)  # the REST doors that test keys (webhook/throttle.py)
+    return app
 
 
 #: The guide's two other services, served by extra listeners of the same process (`spendplane serve`).

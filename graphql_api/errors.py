@@ -17,7 +17,8 @@ from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.utils.str_converters import to_camel_case
 
-from resolvers.errors import DomainError, InvalidInput, Unauthenticated
+from models.db import database_unreachable
+from resolvers.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
 
 log = logging.getLogger("spendplane.graphql")
 
@@ -31,6 +32,8 @@ def classify(error: GraphQLError) -> None:
     original = error.original_error
     if isinstance(original, DomainError):
         extensions["code"] = original.code
+        if original.retry_after is not None:
+            extensions["retryAfter"] = original.retry_after
         if original.field is not None:
             field = to_camel_case(original.field)
             extensions["field"] = field
@@ -46,6 +49,12 @@ def classify(error: GraphQLError) -> None:
             extensions["code"] = "BAD_USER_INPUT"
         else:
             extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
+    elif database_unreachable(original):  # models/db.py: the drivers' connection errors, mapped in one place
+        log.warning("database unreachable in GraphQL: %s", original)
+        unavailable = database_unavailable()
+        extensions["code"] = unavailable.code
+        extensions["retryAfter"] = unavailable.retry_after
+        error.message = unavailable.message
     else:
         log.error("GraphQL resolver failed: %s", error.message, exc_info=original)
         extensions["code"] = "INTERNAL_SERVER_ERROR"

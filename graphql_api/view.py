@@ -16,9 +16,10 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
-from resolvers.errors import Unauthenticated
+from resolvers.errors import InvalidInput, Unauthenticated
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
+from webhook.rest import parse_json
 
 #: The GraphiQL page, its assets served by spendplane itself (see graphql_api/static/graphiql/VERSIONS.md).
 GRAPHIQL_HTML = resources.files("graphql_api").joinpath("static/graphiql.html").read_text(encoding="utf-8")
@@ -31,6 +32,14 @@ class GraphQLView(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """Strawberry's GraphiQL page, but with no CDN: every script and stylesheet comes from this server."""
         return HTMLResponse(GRAPHIQL_HTML)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The REST shim's strict reader (webhook/rest.py `parse_json`): invalid UTF-8, lone surrogates and deep
+        nesting are a 400 naming the field, as is a body that is not a JSON object (`null`, a number)."""
+        value = parse_json(data)
+        if not isinstance(value, dict | list):
+            raise InvalidInput("body", "must be a JSON object with a `query`")
+        return value
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         runtime: Runtime = request.state.runtime

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table, event, insert
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Insert
+
+from models.private_files import protect_sqlite
 
 # Prisma connection-string options that LiteLLM's DATABASE_URL may carry and asyncpg does not understand.
 _PRISMA_ONLY_OPTIONS = {
@@ -85,6 +90,9 @@ def open_database(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
     kwargs: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "postgresql":
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        # It holds the JWT secret and every key's spend: owner-only, umask or not (models/private_files.py).
+        protect_sqlite(url.database)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
@@ -125,3 +133,51 @@ def insert_or_ignore(dialect: str, table: Table) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     return insert(table)
+
+
+#: What the drivers raise when the database cannot be reached (refused, reset, timed out, shutting down, a pool
+#: with no connection to give): the one list both faces map to SERVICE_UNAVAILABLE (503 with Retry-After).
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    sqlalchemy_exc.TimeoutError,
+)
+#: Every error a database driver (or SQLAlchemy's pool) raises: the REST shim handles these itself.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy_exc.DBAPIError,
+    sqlalchemy_exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+#: SQLite's words for a database file it cannot use right now.
+_SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk i/o error")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) says the database cannot be reached, rather than that a query is wrong."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNREACHABLE):
+            return True
+        if isinstance(current, sqlalchemy_exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            if isinstance(current, sqlalchemy_exc.OperationalError | sqlalchemy_exc.InterfaceError):
+                text = str(current.orig).lower()
+                if current.orig is None or any(w in text for w in _SQLITE_UNAVAILABLE) or "connect" in text:
+                    return True
+            current = current.orig
+            continue
+        current = current.__cause__ or current.__context__
+    return False

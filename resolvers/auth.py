@@ -114,8 +114,15 @@ class TokenService:
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "role"]},
             )
             role = Role(claims["role"])
-        except (jwt.PyJWTError, ValueError) as exc:
+            lifetime = int(claims["exp"]) - int(claims["iat"])
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        # A token lives as long as this service says (SPENDPLANE_JWT_TTL_SECONDS), however it was signed: one minted
+        # for ten years with a leaked secret, or by an older configuration with a longer lifetime, is refused.
+        if lifetime > self.ttl_seconds:
+            raise Unauthenticated(
+                f"invalid token: its lifetime ({lifetime} s) exceeds SPENDPLANE_JWT_TTL_SECONDS ({self.ttl_seconds} s)"
+            )
         return Principal(
             role=role,
             subject=str(claims["sub"]),

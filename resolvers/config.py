@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
+from limits import parse_many
 from sqlalchemy.engine import URL
 
 from models.db import normalize_database_url
@@ -304,6 +305,21 @@ def _one_of(*choices: str) -> Parser[str]:
         return raw.lower()
 
     return Parser(parse, ", ".join(f"`{c}`" for c in choices))
+
+
+def _rates_parse(raw: str) -> str:
+    """Rate limits in the `limits` library's notation: `10/minute`, several separated by `;` (`10/minute;50/hour`)."""
+    problem = "must be rate limits such as 10/minute or 10/minute;50/hour (counts from 1 to 1000000)"
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        raise ValueError(problem) from None
+    if not items or any(not 1 <= item.amount <= 1_000_000 or item.get_expiry() > 86_400 for item in items):
+        raise ValueError(problem + ", windows of at most a day")
+    return raw
+
+
+_rates = Parser(_rates_parse, "`N/second`, `N/minute`, `N/hour` or `N/day`, several joined by `;`")
 
 
 def _failure_mode_parse(raw: str) -> str:
@@ -861,6 +877,36 @@ class Settings:
         "shared secret LiteLLM sends as `x-api-key` to the webhook, the Guardrail API and `/spend/litellm`. Unset: "
         "LiteLLM's master key (or the generated admin key) is accepted instead",
         secret=True,
+    )
+    #: Throttling of the doors that test a key without a token (POST /auth/login, /budget/check, /predict's
+    #: X-Api-Key): webhook/throttle.py, with the `limits` library.
+    throttle_failures_per_address: str = setting(
+        "SPENDPLANE_THROTTLE_FAILURES_PER_ADDRESS",
+        _rates,
+        "10/minute;50/hour",
+        "wrong keys one client address (IPv6: its /64) may send to `/auth/login`, `/budget/check` and `/predict` "
+        "before it is refused with 429 and `Retry-After` (successful logins do not count); counted apart, the same "
+        "rate for the gateway's routes (refused with 401)",
+    )
+    throttle_failures_per_key_prefix: str = setting(
+        "SPENDPLANE_THROTTLE_FAILURES_PER_KEY_PREFIX",
+        _rates,
+        "20/minute;100/hour",
+        "wrong keys sharing their first 12 characters that may be tried, from any address, before that prefix is "
+        "refused with 429",
+    )
+    throttle_requests_per_address: str = setting(
+        "SPENDPLANE_THROTTLE_REQUESTS_PER_ADDRESS",
+        _rates,
+        "600/minute",
+        "calls one client address may make to `/budget/check` and `/predict`, right keys included",
+    )
+    throttle_max_backoff_seconds: int = setting(
+        "SPENDPLANE_THROTTLE_MAX_BACKOFF_SECONDS",
+        whole_number(1, 86_400),
+        "900",
+        "the longest wait a refused client is given: each time it runs out of wrong keys again the wait doubles, "
+        "up to this",
     )
     #: The guide's per-key default budget for keys without their own (USD per month; 0 turns it off).
     default_key_budget: Decimal = setting(

@@ -6,11 +6,15 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "INTERNAL_SERVER_ERROR"
     status = 500
+    #: Seconds after which trying again may work (REST sends it as Retry-After, GraphQL as extensions.retryAfter).
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if retry_after is not None:
+            self.retry_after = max(1, retry_after)
 
 
 class InvalidInput(DomainError):
@@ -49,3 +53,22 @@ class Unavailable(DomainError):
 class ExpectedFailure(Exception):
     """A background job could not do its work for a reason an operator expects (offline, a service away): it is
     counted as a failure and logged as one warning line, without a traceback."""
+
+
+class TooManyRequests(DomainError):
+    """A client tried too often (wrong keys, or too many calls to an unauthenticated route): wait `retry_after`."""
+
+    code = "TOO_MANY_REQUESTS"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+#: How long a client is asked to wait while the database is unreachable (REST Retry-After, GraphQL retryAfter).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable() -> Unavailable:
+    """What both faces answer when the database cannot be reached (models/db.py `database_unreachable`)."""
+    return Unavailable("the database is unreachable; try again shortly", retry_after=DATABASE_RETRY_AFTER_SECONDS)

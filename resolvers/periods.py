@@ -13,6 +13,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from resolvers.errors import InvalidInput
 
+#: The days any date a client sends may name: far enough from Python's date.max (9999-12-31) that the day after a
+#: range, a month's end or a zone's offset never overflows (OverflowError was a 500).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9000, 12, 31)
+
+
+def supported_day(field: str, day: date) -> date:
+    """`day`, or BAD_USER_INPUT naming `field` when it lies outside FIRST_DAY .. LAST_DAY."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidInput(field, f"must be a date from {FIRST_DAY} to {LAST_DAY} (got {day})")
+    return day
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.pricing import ModelPriceRow
+from models.private_files import tighten, write_private_atomically
 from resolvers import validation
 from resolvers.auth import Principal, require_admin
 from resolvers.config import Settings
@@ -285,6 +286,7 @@ def _per_million(value: Any) -> Decimal | None:
 
 
 def read_price_map_cache(path: str) -> PriceMapState:
+    tighten(path)  # a cache written by an older version may be world-readable
     try:
         raw = Path(path).read_text()
         state = PriceMapState(
@@ -316,9 +318,7 @@ async def fetch_price_map(source: str, cache_path: str, *, timeout_seconds: floa
 
 
 def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
+    write_private_atomically(path, text)  # owner-only (0600), whatever the umask
 
 
 # ---------------------------------------------------------------------------------- configuration and overrides

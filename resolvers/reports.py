@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from resolvers import validation
 from resolvers.auth import Principal
 from resolvers.errors import Forbidden, InvalidInput
+from resolvers.periods import supported_day
 from resolvers.rollups import DayRange, Dim, Filters, SpendSource, Totals, aggregate, spend_source
 
 if TYPE_CHECKING:
@@ -59,17 +60,20 @@ class ReportWindow:
 
 
 def parse_date(field: str, value: str | date | None) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return supported_day(field, value)
     text = value.strip()
     if not text:
         return None
     try:
         if not _DATE.match(text):
             raise ValueError
-        return date.fromisoformat(text)
+        parsed = date.fromisoformat(text)
     except ValueError:
         raise InvalidInput(field, f"must be a date as YYYY-MM-DD (got {value!r})") from None
+    return supported_day(field, parsed)
 
 
 def report_window(

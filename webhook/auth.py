@@ -9,6 +9,7 @@ from starlette.responses import Response
 from resolvers.auth import authenticate_api_key
 from resolvers.periods import utcnow
 from webhook.rest import JSON, read_model, runtime_of
+from webhook.throttle import client_address, throttle_of
 
 
 class LoginRequest(BaseModel):
@@ -30,9 +31,11 @@ async def login(request: Request) -> Response:
     body = await read_model(request, LoginRequest)
     runtime = runtime_of(request)
     now = utcnow()  # wall time: tokens and key expiry are security, not business periods
-    async with runtime.read() as session:
-        principal = await authenticate_api_key(
-            session, runtime.litellm, runtime.settings.litellm_master_key, body.api_key, now
-        )
+    # Wrong keys are throttled per address and key prefix (429 + Retry-After); a right one costs nothing.
+    with throttle_of(request).checking_key(client_address(request), body.api_key):
+        async with runtime.read() as session:
+            principal = await authenticate_api_key(
+                session, runtime.litellm, runtime.settings.litellm_master_key, body.api_key, now
+            )
     token, expires_in = runtime.tokens.issue(principal, now)
     return JSON(LoginResponse(access_token=token, expires_in=expires_in).model_dump())

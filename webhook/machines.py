@@ -11,14 +11,27 @@ import hmac
 from starlette.requests import Request
 
 from resolvers.auth import bearer_token, hash_key
-from resolvers.errors import Unauthenticated
+from resolvers.errors import TooManyRequests, Unauthenticated
 from webhook.rest import runtime_of
+from webhook.throttle import client_address, throttle_of
 
 
 def require_gateway(request: Request) -> None:
+    """When SPENDPLANE_WEBHOOK_KEY is unset this door accepts the master (or admin) key, so wrong keys are throttled
+    here too (webhook/throttle.py), per client address only: a key-prefix count would let anyone who knows the
+    key's first characters lock LiteLLM out. A refused client is answered 401, never 429, which LiteLLM would read
+    as a budget block."""
     presented = request.headers.get("x-api-key") or bearer_token(request.headers.get("authorization"))
     if not presented:
         raise Unauthenticated("send the shared secret (SPENDPLANE_WEBHOOK_KEY) in the x-api-key header")
+    try:
+        with throttle_of(request).checking_key(client_address(request), presented, by_prefix=False):
+            _check_gateway_key(request, presented)
+    except TooManyRequests as refused:
+        raise Unauthenticated(refused.message) from None
+
+
+def _check_gateway_key(request: Request, presented: str) -> None:
     runtime = runtime_of(request)
     settings = runtime.settings
     accepted = [k for k in (settings.webhook_key,) if k]

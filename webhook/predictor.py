@@ -16,6 +16,7 @@ from resolvers.predictor import Prediction, PredictionRequest, predict
 from resolvers.pricing import ModelPrice
 from resolvers.runtime import Runtime
 from webhook.rest import JSON, read_model, runtime_of
+from webhook.throttle import client_address, throttle_of
 
 
 class ChatMessage(BaseModel):
@@ -66,25 +67,30 @@ class PredictResponse(BaseModel):
     history_requests: int | None = Field(description="How many recent requests the learned estimate rests on.")
 
 
-async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
+async def _known_key(request: Request, runtime: Runtime, raw_key: str) -> Caller:
     """The caller proves it holds a LiteLLM key by sending the key itself: a sha256 (what spend logs and
-    LiteLLM's tables show) is refused, or anyone who saw a hash could read that key's budget."""
+    LiteLLM's tables show) is refused, or anyone who saw a hash could read that key's budget. Wrong keys are
+    throttled like logins (webhook/throttle.py): this door tells a valid key from an invalid one."""
     caller = Caller(key=raw_key.strip())
-    if caller.key_hash is None or caller.key_hash == caller.key:
-        raise Unauthenticated("send the LiteLLM key itself (sk-...), not its hash")
-    if not (await runtime.enforcement().key_owner(caller.key_hash)).exists:
-        raise Unauthenticated("the api key is not a LiteLLM key this gateway knows")
+    with throttle_of(request).checking_key(client_address(request), caller.key or raw_key):
+        if caller.key_hash is None or caller.key_hash == caller.key:
+            raise Unauthenticated("send the LiteLLM key itself (sk-...), not its hash")
+        if not (await runtime.enforcement().key_owner(caller.key_hash)).exists:
+            raise Unauthenticated("the api key is not a LiteLLM key this gateway knows")
     return caller
 
 
 async def predict_cost(request: Request) -> Response:
+    throttle_of(request).count_request(client_address(request))
     body = await read_model(request, PredictRequest)
     runtime = runtime_of(request)
+    api_key = request.headers.get("x-api-key")
+    # The key first: a wrong or throttled one costs no token counting.
+    key = await _known_key(request, runtime, api_key) if api_key else None
     prediction = await predict(runtime.prices, runtime.history, body.to_domain(), counting=runtime.predictor_counting)
     fit = None
-    api_key = request.headers.get("x-api-key")
-    if api_key:
-        fit = await runtime.enforcement().fits(await _known_key(runtime, api_key), body.model, prediction.total_cost)
+    if key is not None:
+        fit = await runtime.enforcement().fits(key, body.model, prediction.total_cost)
     return JSON(render_prediction(prediction, fit))
 
 
@@ -127,9 +133,12 @@ class BudgetCheckResponse(BaseModel):
 
 
 async def check_budget(request: Request) -> Response:
+    throttle_of(request).count_request(client_address(request))
     body = await read_model(request, BudgetCheckRequest)
     runtime = runtime_of(request)
-    fit = await runtime.enforcement().fits(await _known_key(runtime, body.api_key), body.model, body.estimated_cost)
+    fit = await runtime.enforcement().fits(
+        await _known_key(request, runtime, body.api_key), body.model, body.estimated_cost
+    )
     shown = fit.shown  # the key's own key, user and team budgets: never a figure of a budget outside its scope
     own = next((c for c in shown if c.rule.entity_type == "key"), None) or min(
         shown, key=lambda c: c.remaining, default=None

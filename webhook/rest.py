@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -12,8 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from models.db import DRIVER_ERRORS, database_unreachable
 from resolvers.auth import Principal, bearer_token
-from resolvers.errors import DomainError, InvalidInput, Unauthenticated
+from resolvers.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
 from resolvers.runtime import Runtime
 
 log = logging.getLogger("spendplane.rest")
@@ -74,12 +76,47 @@ async def read_json(request: Request) -> Any:
 
 
 def parse_json(raw: bytes | str) -> Any:
-    """orjson: fast, and strict (no NaN or Infinity). Numbers become floats; pydantic's Decimal fields take a
-    float through its shortest text (0.1 stays 0.1), so money keeps the digits the client wrote."""
+    """orjson: fast, and strict (no NaN or Infinity, only valid UTF-8, no lone UTF-16 surrogates, at most 1024
+    levels of nesting). Numbers become floats; pydantic's Decimal fields take a float through its shortest text
+    (0.1 stays 0.1), so money keeps the digits the client wrote. Both faces read their JSON bodies here (GraphQL
+    through its view), so a text no database can store is refused at the door, naming its field."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            field = _surrogate_field(raw)
+            if field is not None:
+                raise InvalidInput(
+                    field, "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+                ) from None
         raise InvalidInput("body", f"is not valid JSON ({exc})") from None
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _surrogate_field(raw: bytes | str) -> str | None:
+    """Where the lone surrogate orjson refused sits, as a dotted path (`name`, `variables.input.name`): the
+    standard library's parser lets them through, so it finds the field (iteratively: no recursion on deep input)."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[tuple[str, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                return ".".join(path) or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _has_surrogate(key):
+                    return ".".join(path) or "body"
+                stack.append(((*path, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*path, str(i)), child) for i, child in enumerate(item))
+    return None
 
 
 async def read_model(request: Request, model: type[M]) -> M:
@@ -96,8 +133,10 @@ async def read_model(request: Request, model: type[M]) -> M:
 
 async def on_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers or None)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -111,9 +150,27 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def on_driver_error(request: Request, exc: Exception) -> Response:
+    """A database driver's error: 503 with Retry-After when the database cannot be reached (models/db.py
+    `database_unreachable`, the one mapping both faces use), else an internal error."""
+    if database_unreachable(exc):
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return await on_domain_error(request, database_unavailable())
+    return await on_unexpected(request, exc)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
+    if database_unreachable(exc):
+        return await on_driver_error(request, exc)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "INTERNAL_SERVER_ERROR", "internal server error")
 
 
-EXCEPTION_HANDLERS = {DomainError: on_domain_error, HTTPException: on_http_error, Exception: on_unexpected}
+# Driver errors are handled inside the app (Starlette's ExceptionMiddleware), so an outage is a 503 and one log
+# line, not a traceback; the catch-all `Exception` handler only runs for real bugs.
+EXCEPTION_HANDLERS = {
+    DomainError: on_domain_error,
+    HTTPException: on_http_error,
+    **dict.fromkeys(DRIVER_ERRORS, on_driver_error),
+    Exception: on_unexpected,
+}

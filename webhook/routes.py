@@ -52,11 +52,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/spend/litellm",
         gateway.ingest_spend,
-        "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id",
+        "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id; 503 with "
+        "Retry-After while the database is unreachable (LiteLLM retries)",
         "gateway",
         auth="gateway",
         response=gateway.IngestResponse,
-        errors=_GATEWAY_ERRORS,
+        errors=(*_GATEWAY_ERRORS, 503),
     ),
     Endpoint(
         "POST",
@@ -66,7 +67,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "predictor",
         body=predictor.PredictRequest,
         response=predictor.PredictResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
         headers=(QueryParam("x-api-key", "a LiteLLM virtual key: adds its budget's remaining and within_budget"),),
     ),
     Endpoint(
@@ -77,7 +78,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "predictor",
         body=predictor.BudgetCheckRequest,
         response=predictor.BudgetCheckResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
     ),
     Endpoint(
         "GET",
@@ -97,7 +98,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "auth",
         body=auth.LoginRequest,
         response=auth.LoginResponse,
-        errors=(400, 401),
+        errors=(400, 401, 429),
     ),
     Endpoint("GET", "/health", health.health, "Liveness and readiness", "health", errors=(503,)),
     Endpoint(

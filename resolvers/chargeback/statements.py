@@ -37,6 +37,7 @@ from resolvers.chargeback.rules import POSTING_ORDER, AllocationRule, Allocation
 from resolvers.chargeback.splitting import LineKind, StatementLine, team_lines
 from resolvers.errors import InvalidInput
 from resolvers.pages import DEFAULT_PAGE, Keyset, Page
+from resolvers.periods import supported_day
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups
 from resolvers.runtime import Work
@@ -126,7 +127,7 @@ def parse_period(value: str, today: date) -> DayRange:
     found = _PERIOD.match((value or "").strip())
     if found is None or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
         raise InvalidInput("period", f"must be a month as YYYY-MM, e.g. 2026-02 (got {value!r})")
-    start = date(int(found.group(1)), int(found.group(2)), 1)
+    start = supported_day("period", date(int(found.group(1)), int(found.group(2)), 1))
     if start > today:
         raise InvalidInput("period", f"{value} has not started yet")
     return DayRange(start, (start + timedelta(days=32)).replace(day=1))
