@@ -14,7 +14,7 @@ same for any UTC interval (budget windows).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
@@ -584,10 +584,18 @@ async def spend_to_date(
     raw_scopes = [s for s in wanted if s.kind is ScopeKind.TAG]
     if rolled_scopes:
         source = await spend_source(session, schema)
-        tail = now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1)
-        if source.built_through is not None and source.built_through > tail:
-            source = replace(source, built_through=tail)
-        result.update(await scope_spend(session, source, rolled_scopes, period))
+        # Never the rollup for the last RAW_TAIL_DAYS, even below the watermark (the monthly summary must not be
+        # asked for a month "up to the watermark" either: that is why the period is cut, not the watermark).
+        tail = midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1))
+        cut = max(period.start, min(period.end, tail))
+        pieces = []
+        if period.start < cut:
+            pieces.append(await scope_spend(session, source, rolled_scopes, Period(period.start, cut)))
+        if cut < period.end:
+            pieces.append(await spend_by_scope(session, schema, rolled_scopes, Period(cut, period.end)))
+        for piece in pieces:
+            for scope, usd in piece.items():
+                result[scope] += usd
     if raw_scopes:
         result.update(await spend_by_scope(session, schema, raw_scopes, period))
     return result
