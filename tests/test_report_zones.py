@@ -295,3 +295,41 @@ async def test_reports_default_to_the_services_time_zone(
     async with started(settings, clock, time_zone="Asia/Tokyo", jobs_enabled=False, embedded_lock=False) as tokyo:
         found = (await tokyo.data(query))["costReport"]
     assert found == {"startDate": "2026-11-15", "timeZone": "Asia/Tokyo", "totalCost": "3"}
+
+
+CHARGEBACK = """mutation($p: String!, $zone: String) {
+  generateChargebackReport(period: $p, timeZone: $zone) { id period timeZone totalCost currentTotal difference } }"""
+FINALIZE = "mutation($id: ID!) { finalizeChargebackReport(id: $id) { status } }"
+
+
+async def test_a_chargeback_month_is_that_zones_month_and_finalizes_when_it_ends_there(
+    api: Api, db: Database, clock: Clock
+) -> None:
+    zone = "America/Los_Angeles"
+    # October in Los Angeles runs from 07:00 UTC on October 1 to 07:00 UTC on November 1.
+    await add_spend(
+        db,
+        SpendLog(1, datetime(2026, 10, 1, 6, 59, tzinfo=UTC), team_id="eng"),  # still September there
+        SpendLog(2, datetime(2026, 10, 1, 7, 0, tzinfo=UTC), team_id="eng"),
+        SpendLog(4, datetime(2026, 11, 1, 6, 59, tzinfo=UTC), team_id="eng"),  # still October there
+        SpendLog(8, datetime(2026, 11, 1, 7, 0, tzinfo=UTC), team_id="eng"),
+    )
+    in_zone = (await api.data(CHARGEBACK, {"p": "2026-10", "zone": zone}))["generateChargebackReport"]
+    assert (in_zone["timeZone"], in_zone["totalCost"], in_zone["difference"]) == (zone, "6", "0")
+    start, end = bounds(date(2026, 10, 1), zone, days=31)
+    assert Decimal(in_zone["totalCost"]) == (await raw_sql(db, start, end))["all"][0]
+    # Regenerating the draft in UTC makes it a UTC month.
+    utc = (await api.data(CHARGEBACK, {"p": "2026-10", "zone": None}))["generateChargebackReport"]
+    assert (utc["id"], utc["timeZone"], utc["totalCost"]) == (in_zone["id"], "UTC", "3")
+    again = (await api.data(CHARGEBACK, {"p": "2026-10", "zone": zone}))["generateChargebackReport"]
+    # Midnight UTC on November 1 is still October 31 in Los Angeles: too early to freeze October there.
+    clock.now = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    error = await api.error(FINALIZE, {"id": again["id"]})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and zone in error["message"]
+    clock.now = datetime(2026, 11, 1, 7, 0, tzinfo=UTC)
+    assert (await api.data(FINALIZE, {"id": again["id"]}))["finalizeChargebackReport"]["status"] == "FINALIZED"
+    refused = await api.error(CHARGEBACK, {"p": "2026-11", "zone": "Nowhere/Land"})
+    assert (refused["extensions"]["code"], refused["extensions"]["field"]) == ("BAD_USER_INPUT", "timeZone")
+    body = {"period": "2026-11", "time_zone": "Nowhere/Land"}
+    rest = await api.client.post("/api/v1/chargeback/reports/generate", json=body, headers=api.bearer())
+    assert rest.status_code == 400 and rest.json()["error"]["field"] == "time_zone", rest.text

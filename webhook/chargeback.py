@@ -57,6 +57,9 @@ class RuleOut(BaseModel):
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     period: str = Field(max_length=7, description="YYYY-MM, e.g. 2026-02")
+    time_zone: str | None = Field(
+        default=None, max_length=64, description="IANA zone whose month it is; default SPENDPLANE_TIME_ZONE"
+    )
 
 
 class LineOut(BaseModel):
@@ -82,6 +85,7 @@ class TypeSummaryOut(BaseModel):
 class ReportOut(BaseModel):
     id: str
     period: str
+    time_zone: str
     status: str
     total_cost: Decimal
     allocated_cost: Decimal
@@ -137,7 +141,7 @@ async def delete_rule(request: Request) -> Response:
 async def generate_report(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, GenerateRequest)
-    found = await statements.generate_statement(runtime, principal, body.period)
+    found = await statements.generate_statement(runtime, principal, body.period, body.time_zone)
     return JSON(ReportOut.render(found))
 
 

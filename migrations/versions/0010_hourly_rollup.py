@@ -1,4 +1,5 @@
-"""Quarter-hour rollup buckets: a day, week or month in any IANA zone as an exact sum of whole buckets
+"""Quarter-hour rollup buckets: a day, week or month in any IANA zone as an exact sum of whole buckets; chargeback
+statements carry the time zone of their month
 
 The table starts empty; the rollup job's first run after the upgrade backfills it from the raw logs (every day
 that still has raw logs is rebuilt, daily rows and buckets together, in one transaction per day): the job sees no
@@ -60,12 +61,17 @@ def upgrade() -> None:
         "spendplane_cost_tracking_buckets",
         ["end_user", "bucket"],
     )
+    # A chargeback statement's month is a month in a time zone; the existing ones are UTC months.
+    with op.batch_alter_table('spendplane_chargeback_reports') as batch:
+        batch.add_column(sa.Column('time_zone', sa.String(length=64), server_default='UTC', nullable=False))
     # Whatever an earlier run may have left: the job backfills when this row is missing.
     op.execute("DELETE FROM spendplane_rollup_state WHERE name = 'hourly'")
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM spendplane_rollup_state WHERE name = 'hourly'")
+    with op.batch_alter_table('spendplane_chargeback_reports') as batch:
+        batch.drop_column('time_zone')
     op.drop_index("ix_spendplane_cost_tracking_buckets_end_user_bucket", table_name="spendplane_cost_tracking_buckets")
     op.drop_index("ix_spendplane_cost_tracking_buckets_api_key_bucket", table_name="spendplane_cost_tracking_buckets")
     op.drop_table("spendplane_cost_tracking_buckets")
