@@ -193,7 +193,9 @@ async def _focus(session: AsyncSession, source: SpendSource, export: CostExport)
         session, source, export.window.days, _FOCUS_GRAIN, export.filters, export.window.zone
     ):
         assert isinstance(day, date)
-        for row in focus_rows(day, str(provider or ""), str(model or ""), totals, team_id=export.filters.team_id):
+        for row in focus_rows(
+            day, str(provider or ""), str(model or ""), totals, team_id=export.filters.team_id, zone=export.window.zone
+        ):
             chunk = out.write(row[c] for c in FOCUS_COLUMNS)
             if chunk:
                 yield chunk
