@@ -344,23 +344,29 @@ def _span_statements(
 def _bucket_select(
     span: Period, by: Sequence[Dim], filters: Filters, ordered: bool, local: LocalDays | None
 ) -> Select[Any]:
-    columns: list[ColumnElement[Any]] = []
-    for d in by:
-        if d is Dim.DAY:
-            assert local is not None
-            columns.append(local.label(BUCKETS.c.bucket))
-        else:
-            columns.append(BUCKETS.c[d.value].label(f"d_{d.value}"))
-    statement = select(*columns, *rollup_measures(BUCKETS)).where(
-        BUCKETS.c.bucket >= span.start, BUCKETS.c.bucket < span.end
+    others = [d for d in by if d is not Dim.DAY]
+    in_span = (BUCKETS.c.bucket >= span.start, BUCKETS.c.bucket < span.end)
+    if Dim.DAY not in by:
+        labels = [BUCKETS.c[d.value].label(f"d_{d.value}") for d in others]
+        statement = _filtered(select(*labels, *rollup_measures(BUCKETS)).where(*in_span), BUCKETS, filters)
+        return statement.group_by(*[BUCKETS.c[d.value] for d in others]) if others else statement
+    assert local is not None
+    # Per bucket first (an index range, no expression per row), then each bucket to its local day.
+    grouped = [BUCKETS.c[d.value] for d in others]
+    inner = _filtered(
+        select(
+            BUCKETS.c.bucket.label("b"),
+            *[c.label(f"d_{c.name}") for c in grouped],
+            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(BUCKETS))],
+        ).where(*in_span),
+        BUCKETS,
+        filters,
     )
-    statement = _filtered(statement, BUCKETS, filters)
-    if columns:
-        names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
-        statement = statement.group_by(*names)
-        if ordered:
-            statement = statement.order_by(*names)
-    return statement
+    sub = inner.group_by(BUCKETS.c.bucket, *grouped).subquery("per_bucket")
+    columns: list[ColumnElement[Any]] = [local.label(sub.c.b) if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
+    names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
+    statement = select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+    return statement.order_by(*names) if ordered else statement
 
 
 def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
