@@ -7,11 +7,13 @@ from a raw scan of LiteLLM_SpendLogs, in the same run, on a dedicated benchmark 
 Builds the spend logs in bulk inside the database (PostgreSQL: INSERT ... SELECT generate_series; SQLite: a
 recursive CTE, MATERIALIZED so each row's random draws are made once), 90 days ending at 2026-11-15 12:00 UTC,
 500 users in 20 teams, 50 models from 5 providers, two keys per user, end users on one team, 2% failures.
-Then it rolls the rollup up (timed), and times, through the GraphQL endpoint of an in-process app (httpx +
-ASGI, lifespan on), two reports: MONTHLY (November to date: 14
-closed days from the rollup + the open day from the raw logs) and CUSTOM October (31 closed days). The raw
-variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true. It prints a markdown table and drops the
-database afterwards (--keep keeps it).
+Then it rolls the rollup up (timed: quarter-hour buckets, daily rows, summaries), and times, through the GraphQL
+endpoint of an in-process app (httpx + ASGI, lifespan on): MONTHLY (November to date: 14 closed days from the
+rollup + the open day from the raw logs) and CUSTOM October (31 closed days) in UTC; the same in Asia/Tokyo,
+Asia/Kathmandu (+05:45) and America/Los_Angeles (whole UTC days from the daily tables, the cut UTC days at the
+ends from the buckets); and a 30-day costTrend in UTC and in Asia/Tokyo (every local day from the buckets). The
+raw variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true; rollup and raw totals must agree exactly.
+It prints a markdown table and drops the database afterwards (--keep keeps it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from graphql_api.app import create_app
 from models.db import asyncpg_dsn, normalize_database_url, open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
-from models.rollups import CostTrackingDailyRow
+from models.rollups import CostTrackingBucketRow, CostTrackingDailyRow
 from resolvers.config import Settings
 from resolvers.rollups import refresh_rollups
 
@@ -47,13 +50,31 @@ START = "2026-08-17 12:00:00"  # NOW - 90 days
 MASTER_KEY = "sk-bench-master"
 PG_ADMIN = os.environ.get("SPENDPLANE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROW = "key cost requests inputTokens outputTokens share"
-QUERY = f"""query($period: ReportPeriod!, $start: Date, $end: Date) {{
-  costReport(period: $period, startDate: $start, endDate: $end) {{
+QUERY = f"""query($period: ReportPeriod!, $start: Date, $end: Date, $zone: String) {{
+  costReport(period: $period, startDate: $start, endDate: $end, timeZone: $zone) {{
     startDate endDate totalCost totalRequests totalInputTokens totalOutputTokens
     breakdownByModel {{ {ROW} }} breakdownByUser {{ {ROW} }} breakdownByTeam {{ {ROW} }} }} }}"""
-REPORTS = {
+TREND = """query($zone: String) { costTrend(days: 30, timeZone: $zone) { changePercent points { date cost } } }"""
+REPORTS: dict[str, dict[str, Any]] = {
     "monthly (Nov 1-15, open day raw)": {"period": "MONTHLY"},
     "custom October (31 closed days)": {"period": "CUSTOM", "start": "2026-10-01", "end": "2026-10-31"},
+    # Local days: whole UTC days from the daily tables, the cut UTC days at both ends from quarter-hour buckets.
+    "monthly, Asia/Tokyo": {"period": "MONTHLY", "zone": "Asia/Tokyo"},
+    "custom October, Asia/Kathmandu": {
+        "period": "CUSTOM",
+        "start": "2026-10-01",
+        "end": "2026-10-31",
+        "zone": "Asia/Kathmandu",
+    },
+    "custom October, America/Los_Angeles": {
+        "period": "CUSTOM",
+        "start": "2026-10-01",
+        "end": "2026-10-31",
+        "zone": "America/Los_Angeles",
+    },
+    # Figures per local day: every day read from buckets.
+    "costTrend 30 days, UTC": {"query": TREND, "zone": "UTC"},
+    "costTrend 30 days, Asia/Tokyo": {"query": TREND, "zone": "Asia/Tokyo"},
 }
 
 PG_FILL = """
@@ -165,8 +186,10 @@ async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[f
                 found = []
                 for n in range(repetitions + 1):
                     started = time.perf_counter()
+                    query = variables.get("query", QUERY)
+                    values = {k: v for k, v in variables.items() if k != "query"}
                     response = await client.post(
-                        "/graphql", json={"query": QUERY, "variables": variables}, headers=headers
+                        "/graphql", json={"query": query, "variables": values}, headers=headers
                     )
                     elapsed = (time.perf_counter() - started) * 1000
                     body = response.json()
@@ -174,7 +197,11 @@ async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[f
                     if n:  # the first run warms caches and is not counted
                         found.append(elapsed)
                 timings[label] = found
-                timings[label + " total"] = [float(body["data"]["costReport"]["totalCost"])]
+                data = body["data"]
+                if "costReport" in data:
+                    timings[label + " total"] = [float(data["costReport"]["totalCost"])]
+                else:
+                    timings[label + " total"] = [float(sum(Decimal(p["cost"]) for p in data["costTrend"]["points"]))]
     return timings
 
 
@@ -202,6 +229,7 @@ async def main() -> None:
         recheck_seconds = time.perf_counter() - started
         async with db.reader() as session:
             rollup_rows = int(await session.scalar(select(func.count()).select_from(CostTrackingDailyRow)) or 0)
+            bucket_rows = int(await session.scalar(select(func.count()).select_from(CostTrackingBucketRow)) or 0)
             october = int(
                 await session.scalar(
                     select(func.count())
@@ -227,13 +255,15 @@ async def main() -> None:
         "rollup_build_seconds": round(build_seconds, 1),
         "rollup_days": status.days_rebuilt,
         "rollup_rows": rollup_rows,
+        "bucket_rows": bucket_rows,
         "october_rollup_rows": october,
         "recheck_seconds": round(recheck_seconds, 2),
         "reports": {},
     }
     print(
         f"\n{args.dialect}, {args.rows:,} spend logs: filled in {fill_seconds:.1f} s; rollup built in "
-        f"{build_seconds:.1f} s ({status.days_rebuilt} days, {rollup_rows:,} rows; October {october:,}); "
+        f"{build_seconds:.1f} s ({status.days_rebuilt} days, {rollup_rows:,} rows; October {october:,}; "
+        f"{bucket_rows:,} quarter-hour bucket rows); "
         f"a no-change refresh (62-day recount) {recheck_seconds * 1000:.0f} ms\n"
     )
     print("| report | rollup median / p95 (ms) | raw scan median / p95 (ms) | raw / rollup |")

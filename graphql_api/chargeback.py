@@ -145,6 +145,7 @@ class ChargebackReportType:
     statement: strawberry.Private[Statement]
     id: strawberry.ID
     period: str = strawberry.field(description="YYYY-MM.")
+    time_zone: str = strawberry.field(description="The IANA time zone whose calendar month `period` is.")
     status: StatementStatus
     total_cost: Decimal = strawberry.field(description="The month's spend: equal to costReport's total for it.")
     allocated_cost: Decimal = strawberry.field(description="Posted to allocation targets.")
@@ -165,11 +166,11 @@ class ChargebackReportType:
         "has re-counted their day (SPENDPLANE_ROLLUP_SCHEDULE)."
     )
     async def current_total(self, info: Info) -> Decimal:
-        return await _current_total(info, self.statement.period)
+        return await _current_total(info, self.statement)
 
     @strawberry.field(description="currentTotal - totalCost: late spend a frozen statement does not hold.")
     async def difference(self, info: Info) -> Decimal:
-        return await _current_total(info, self.statement.period) - self.statement.total_cost
+        return await _current_total(info, self.statement) - self.statement.total_cost
 
     @classmethod
     def from_statement(cls, s: Statement) -> ChargebackReportType:
@@ -177,6 +178,7 @@ class ChargebackReportType:
             statement=s,
             id=strawberry.ID(s.id),
             period=s.period,
+            time_zone=s.time_zone,
             status=s.status,
             total_cost=s.total_cost,
             allocated_cost=s.allocated_cost,
@@ -213,11 +215,11 @@ class ChargebackExportType:
     documents: int
 
 
-async def _current_total(info: Info, period: str) -> Decimal:
+async def _current_total(info: Info, statement: Statement) -> Decimal:
     runtime = info.context.runtime
     async with runtime.read() as session:
         source = await report_source(session, runtime)
-        return await statements.current_total(session, source, period)
+        return await statements.current_total(session, source, statement.period, statement.time_zone)
 
 
 def _keep(field: str, value: Any) -> Any:
@@ -300,10 +302,15 @@ class ChargebackMutations:
             rule = await rules.delete_rule(work, principal, str(id))
         return AllocationRuleType.from_rule(rule)
 
-    @strawberry.mutation(description="Build the month's DRAFT statement (YYYY-MM), replacing an earlier draft (admin).")
-    async def generate_chargeback_report(self, info: Info, period: str) -> ChargebackReportType:
+    @strawberry.mutation(
+        description="Build the month's DRAFT statement (YYYY-MM, a month in `timeZone`, default "
+        "SPENDPLANE_TIME_ZONE), replacing an earlier draft (admin)."
+    )
+    async def generate_chargeback_report(
+        self, info: Info, period: str, time_zone: str | None = None
+    ) -> ChargebackReportType:
         runtime, principal = info.context.runtime, info.context.caller()
-        found = await statements.generate_statement(runtime, principal, period)
+        found = await statements.generate_statement(runtime, principal, period, time_zone)
         return ChargebackReportType.from_statement(found)
 
     @strawberry.mutation(description="Freeze a draft once its month is over (admin); it never changes again.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 
 from graphql_api.context import Info
 from graphql_api.scalars import BigInt
-from resolvers import exports, reports, trends
+from resolvers import exports, periods, reports, trends
 from resolvers.auth import require_admin
 from resolvers.errors import InvalidInput
 from resolvers.exports import CostExport, CostExportFormat
@@ -72,7 +73,7 @@ _LIMIT = "At most this many rows, most expensive first (default and maximum 5000
 @strawberry.type(
     name="CostReport",
     description="Spend over a period with breakdowns by model, user and team; every figure is an exact sum of "
-    "LiteLLM_SpendLogs (read from the daily rollup for closed days).",
+    "LiteLLM_SpendLogs (read from the rollup for closed time: daily rows and quarter-hour buckets).",
 )
 class CostReportType:
     report: strawberry.Private[reports.CostReport]
@@ -81,13 +82,17 @@ class CostReportType:
     def period(self) -> ReportPeriod:
         return self.report.window.period
 
-    @strawberry.field(description="First day (UTC), inclusive.")
+    @strawberry.field(description="First day (in `timeZone`), inclusive.")
     def start_date(self) -> date:
         return self.report.window.start_date
 
-    @strawberry.field(description="Last day (UTC), inclusive.")
+    @strawberry.field(description="Last day (in `timeZone`), inclusive.")
     def end_date(self) -> date:
         return self.report.window.end_date
+
+    @strawberry.field(description="The IANA time zone whose days the report covers.")
+    def time_zone(self) -> str:
+        return self.report.window.time_zone
 
     @strawberry.field(description="The team filter applied (a viewer's own team, whatever it asked).")
     def team_id(self) -> str | None:
@@ -233,10 +238,25 @@ class RollupStatusType:
         )
 
 
-def _window(info: Info, period: ReportPeriod, start_date: date | None, end_date: date | None) -> reports.ReportWindow:
+_ZONE = "The IANA time zone whose days, weeks and months the report follows (default SPENDPLANE_TIME_ZONE)."
+
+
+def _zone(info: Info, time_zone: str | None) -> str:
+    return reports.report_time_zone(time_zone, info.context.runtime.settings.time_zone)
+
+
+def _window(
+    info: Info, period: ReportPeriod, start_date: date | None, end_date: date | None, time_zone: str | None
+) -> reports.ReportWindow:
     runtime = info.context.runtime
+    zone = _zone(info, time_zone)
     return reports.report_window(
-        period.value, start_date, end_date, today=runtime.clock().date(), max_days=runtime.settings.report_max_days
+        period.value,
+        start_date,
+        end_date,
+        today=reports.local_today(runtime.clock(), zone),
+        max_days=runtime.settings.report_max_days,
+        time_zone=zone,
     )
 
 
@@ -252,10 +272,11 @@ class ReportQueries:
         team_id: str | None = None,
         user_id: str | None = None,
         model: str | None = None,
+        time_zone: Annotated[str | None, strawberry.argument(description=_ZONE)] = None,
     ) -> CostReportType:
         runtime, principal = info.context.runtime, info.context.caller()
         filters = reports.scoped_filters(principal, team_id=team_id, user_id=user_id, model=model)
-        window = _window(info, period, start_date, end_date)
+        window = _window(info, period, start_date, end_date, time_zone)
         async with runtime.read() as session:
             source = await reports.report_source(session, runtime)
             report = await reports.cost_report(session, source, window, filters)
@@ -263,24 +284,39 @@ class ReportQueries:
 
     @strawberry.field(description="A daily cost series over the last `days` days (today included) and its direction.")
     async def cost_trend(
-        self, info: Info, days: int = 30, model: str | None = None, team_id: str | None = None
+        self,
+        info: Info,
+        days: int = 30,
+        model: str | None = None,
+        team_id: str | None = None,
+        time_zone: Annotated[str | None, strawberry.argument(description=_ZONE)] = None,
     ) -> CostTrendType:
         runtime, principal = info.context.runtime, info.context.caller()
         filters = reports.scoped_filters(principal, team_id=team_id, model=model)
+        zone = _zone(info, time_zone)
         async with runtime.read() as session:
             source = await reports.report_source(session, runtime)
             trend = await trends.cost_trend(
-                session, source, runtime.clock().date(), days, filters, max_days=runtime.settings.report_max_days
+                session,
+                source,
+                reports.local_today(runtime.clock(), zone),
+                days,
+                filters,
+                max_days=runtime.settings.report_max_days,
+                zone=periods.zone(zone),
             )
         return CostTrendType.from_trend(trend)
 
     @strawberry.field(description="Today's, this week's and this month's cost, and the month's top five models.")
-    async def dashboard_summary(self, info: Info) -> DashboardSummaryType:
+    async def dashboard_summary(
+        self, info: Info, time_zone: Annotated[str | None, strawberry.argument(description=_ZONE)] = None
+    ) -> DashboardSummaryType:
         runtime, principal = info.context.runtime, info.context.caller()
         filters = reports.scoped_filters(principal)
+        zone = _zone(info, time_zone)
         async with runtime.read() as session:
             source = await reports.report_source(session, runtime)
-            summary = await reports.dashboard_summary(session, source, runtime.clock(), filters)
+            summary = await reports.dashboard_summary(session, source, runtime.clock(), filters, zone)
         return DashboardSummaryType(
             date=summary.today,
             today_cost=summary.today_cost,
@@ -298,10 +334,13 @@ class ReportQueries:
         start_date: date | None = None,
         end_date: date | None = None,
         team_id: str | None = None,
+        time_zone: Annotated[str | None, strawberry.argument(description=_ZONE)] = None,
     ) -> CostExportType:
         principal = info.context.caller()
         export = CostExport(
-            format, _window(info, period, start_date, end_date), reports.scoped_filters(principal, team_id=team_id)
+            format,
+            _window(info, period, start_date, end_date, time_zone),
+            reports.scoped_filters(principal, team_id=team_id),
         )
         return CostExportType(
             export=export, format=format, filename=export.filename, content_type=export.content_type, url=export.url

@@ -38,6 +38,8 @@ class ChargebackReportRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     period: Mapped[str] = mapped_column(String(7), unique=True)  # YYYY-MM
+    #: The IANA zone whose calendar month `period` is (existing statements: UTC).
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     status: Mapped[str] = mapped_column(String(16))
     total_cost: Mapped[Decimal] = mapped_column(Money)
     allocated_cost: Mapped[Decimal] = mapped_column(Money)

@@ -87,6 +87,30 @@ class CostSummaryMonthlyRow(_SummaryGrain, Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
 
 
+class CostTrackingBucketRow(_Measures, Base):
+    """One quarter-hour (UTC) x the daily rollup's grain: what makes a day, week or month in any IANA zone an exact
+    sum of whole buckets (every zone's offset is a multiple of 15 minutes, Asia/Kathmandu's +05:45 included).
+
+    Rebuilt with its UTC day, from the raw logs; the daily rollup is summed from it in the same transaction.
+    """
+
+    __tablename__ = "spendplane_cost_tracking_buckets"
+    __table_args__ = (
+        Index("ix_spendplane_cost_tracking_buckets_api_key_bucket", "api_key", "bucket"),
+        Index("ix_spendplane_cost_tracking_buckets_end_user_bucket", "end_user", "bucket"),
+    )
+
+    #: The bucket's first instant (UTC, on a quarter hour).
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    api_key: Mapped[str] = _key(128)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+    end_user: Mapped[str] = _key(256)
+
+
 class RollupStateRow(Base):
     """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
 
@@ -121,3 +145,30 @@ def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
 
 def day_of(column: ColumnElement[Any]) -> utc_day:
     return utc_day(column)
+
+
+class quarter_hour(FunctionElement[datetime]):
+    """The UTC quarter hour a naive-UTC timestamp (LiteLLM's columns) falls in, in the bucket column's storage form
+    (timestamptz on PostgreSQL, naive-UTC text on SQLite). No bound parameters (grouped by twice)."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "quarter_hour"
+
+
+@compiles(quarter_hour, "postgresql")
+def _quarter_hour_postgresql(element: quarter_hour, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"((date_trunc('hour', {column}) + floor(extract(minute FROM {column}) / 15) * interval '15 minutes')"
+        " AT TIME ZONE 'UTC')"
+    )
+
+
+@compiles(quarter_hour, "sqlite")
+def _quarter_hour_sqlite(element: quarter_hour, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"(strftime('%Y-%m-%d %H:', {column}) || printf('%02d', (CAST(strftime('%M', {column}) AS INTEGER) / 15) * 15)"
+        " || ':00.000000')"
+    )

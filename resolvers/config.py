@@ -992,7 +992,8 @@ class Settings:
         "SPENDPLANE_TIME_ZONE",
         _time_zone,
         "UTC",
-        "the organisation's IANA time zone (`Europe/Berlin`): the default of new budgets' windows",
+        "the organisation's IANA time zone (`Europe/Berlin`): the default of new budgets' windows, and of reports, "
+        "trends, the dashboard summary, exports and chargeback months that name no `time_zone`",
     )
     #: Closed days this far back are re-counted on each rollup run, so late spend logs are rolled up.
     rollup_recheck_days: int = setting(

@@ -1,8 +1,8 @@
 """Cost report exports as files: CSV, JSON and FOCUS 1.2 (CSV), streamed in chunks over a server-side cursor so
 an export of any size never sits in memory whole.
 
-CSV and JSON hold one row per UTC day x team x user x model group x model x provider; FOCUS one row per day x
-provider x model x token meter (see `resolvers.focus`).
+CSV and JSON hold one row per day (of the report's time zone) x team x user x model group x model x provider;
+FOCUS one row per day x provider x model x token meter (see `resolvers.focus`).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class CostExport:
         params = {"format": self.format.value, "period": self.window.period.value}
         if self.window.period.value == "custom":
             params |= {"start_date": str(self.window.start_date), "end_date": str(self.window.end_date)}
+        params["time_zone"] = self.window.time_zone
         for name, value in (("team_id", self.filters.team_id), ("user_id", self.filters.user_id)):
             if value:
                 params[name] = value
@@ -140,7 +141,9 @@ class _CsvBuffer:
 async def _csv(session: AsyncSession, source: SpendSource, export: CostExport) -> AsyncIterator[bytes]:
     out = _CsvBuffer()
     out.write(CSV_COLUMNS)
-    async for key, totals in stream_aggregate(session, source, export.window.days, _GRAIN, export.filters):
+    async for key, totals in stream_aggregate(
+        session, source, export.window.days, _GRAIN, export.filters, export.window.zone
+    ):
         chunk = out.write(_cells(key, totals))
         if chunk:
             yield chunk
@@ -153,6 +156,7 @@ async def _json(session: AsyncSession, source: SpendSource, export: CostExport) 
         "period": export.window.period.value,
         "start_date": str(export.window.start_date),
         "end_date": str(export.window.end_date),
+        "time_zone": export.window.time_zone,
         "team_id": export.filters.team_id,
         "user_id": export.filters.user_id,
         "model": export.filters.model,
@@ -162,7 +166,9 @@ async def _json(session: AsyncSession, source: SpendSource, export: CostExport) 
     total = Totals()
     pieces: list[str] = []
     separator = ""
-    async for key, totals in stream_aggregate(session, source, export.window.days, _GRAIN, export.filters):
+    async for key, totals in stream_aggregate(
+        session, source, export.window.days, _GRAIN, export.filters, export.window.zone
+    ):
         cells = _cells(key, totals)
         record = dict(zip(CSV_COLUMNS[:6], cells[:6], strict=True))
         numbers = ", ".join(f'"{name}": {value}' for name, value in zip(CSV_COLUMNS[6:], cells[6:], strict=True))
@@ -184,10 +190,12 @@ async def _focus(session: AsyncSession, source: SpendSource, export: CostExport)
     out = _CsvBuffer()
     out.write(FOCUS_COLUMNS)
     async for (day, provider, model), totals in stream_aggregate(
-        session, source, export.window.days, _FOCUS_GRAIN, export.filters
+        session, source, export.window.days, _FOCUS_GRAIN, export.filters, export.window.zone
     ):
         assert isinstance(day, date)
-        for row in focus_rows(day, str(provider or ""), str(model or ""), totals, team_id=export.filters.team_id):
+        for row in focus_rows(
+            day, str(provider or ""), str(model or ""), totals, team_id=export.filters.team_id, zone=export.window.zone
+        ):
             chunk = out.write(row[c] for c in FOCUS_COLUMNS)
             if chunk:
                 yield chunk

@@ -9,7 +9,7 @@ model has no list price; the two rows always add up to the logged cost exactly (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
@@ -99,8 +99,9 @@ def split_cost(totals: Totals, prices: UnitPrices | None) -> tuple[int, int, str
     return int(part), totals.spend_nanos - int(part), basis
 
 
-def _stamp(day: date) -> str:
-    return datetime.combine(day, time(0), tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(day: date, zone: tzinfo = UTC) -> str:
+    """The first instant of a (local) day, in UTC as FOCUS wants its timestamps."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _plain(value: Decimal) -> str:
@@ -108,9 +109,11 @@ def _plain(value: Decimal) -> str:
 
 
 def focus_rows(
-    day: date, provider: str, model: str, totals: Totals, *, team_id: str | None = None
+    day: date, provider: str, model: str, totals: Totals, *, team_id: str | None = None, zone: tzinfo = UTC
 ) -> list[dict[str, str]]:
-    """The FOCUS rows of one day, provider and model: one per token meter with tokens or cost."""
+    """The FOCUS rows of one day, provider and model: one per token meter with tokens or cost. `day` is a day in
+    `zone`: its charge period runs from its local midnight to the next (UTC timestamps, 23 to 25 hours apart
+    across DST), its billing period is its local calendar month."""
     provider = provider or "unknown"
     prices = list_prices(model, provider)
     input_nanos, output_nanos, basis = split_cost(totals, prices)
@@ -119,13 +122,13 @@ def focus_rows(
         "BillingAccountId": provider,
         "BillingAccountName": f"{provider} (through LiteLLM)",
         "BillingCurrency": "USD",
-        "BillingPeriodStart": _stamp(billing.start.date()),
-        "BillingPeriodEnd": _stamp(billing.end.date()),
+        "BillingPeriodStart": _stamp(billing.start.date(), zone),
+        "BillingPeriodEnd": _stamp(billing.end.date(), zone),
         "ChargeCategory": "Usage",
         "ChargeClass": "",
         "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": _stamp(day),
-        "ChargePeriodEnd": _stamp(day + timedelta(days=1)),
+        "ChargePeriodStart": _stamp(day, zone),
+        "ChargePeriodEnd": _stamp(day + timedelta(days=1), zone),
         "ConsumedUnit": "Tokens",
         "InvoiceIssuerName": provider,
         "PricingCategory": "Standard",

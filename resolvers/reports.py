@@ -2,7 +2,9 @@
 
 Periods follow the guide: `daily` is today, `weekly` this ISO week (Monday) to today, `monthly` this calendar
 month to today, `custom` any `start_date`..`end_date` (both inclusive, at most SPENDPLANE_REPORT_MAX_DAYS days).
-All days are UTC. Every figure is an exact sum of the raw logs (rollup for closed days, raw logs for the rest).
+Days, weeks and months are those of the report's `time_zone` (an IANA name; default SPENDPLANE_TIME_ZONE), exact
+across DST (a local day may be 23 or 25 hours). Every figure is an exact sum of the raw logs (rollup for closed
+time, raw logs for the rest; see `resolvers.rollups.reading` for how a local day is read from whole buckets).
 
 Who sees what: an admin sees everything. A viewer (a LiteLLM virtual key) is held to its own team: its reports
 are filtered to that team whatever it asks, asking for another team is FORBIDDEN, and within the team it sees
@@ -13,14 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers import validation
+from resolvers import periods, validation
 from resolvers.auth import Principal
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.periods import supported_day
@@ -46,13 +48,27 @@ async def report_source(session: AsyncSession, runtime: Runtime) -> SpendSource:
     return await spend_source(session, runtime.litellm, raw_only=runtime.settings.reports_from_raw)
 
 
+def report_time_zone(value: str | None, default: str) -> str:
+    """A report's zone as asked (checked: BAD_USER_INPUT naming `time_zone`), else the service's default."""
+    return periods.time_zone("time_zone", value, default)
+
+
+def local_today(now: datetime, time_zone: str) -> date:
+    return now.astimezone(periods.zone(time_zone)).date()
+
+
 @dataclass(frozen=True)
 class ReportWindow:
-    """A report's days: `start_date` .. `end_date`, both inclusive (UTC)."""
+    """A report's days: `start_date` .. `end_date`, both inclusive, local days in `time_zone`."""
 
     period: ReportPeriod
     start_date: date
     end_date: date
+    time_zone: str = "UTC"
+
+    @property
+    def zone(self) -> tzinfo:
+        return periods.zone(self.time_zone)
 
     @property
     def days(self) -> DayRange:
@@ -83,8 +99,10 @@ def report_window(
     *,
     today: date,
     max_days: int,
+    time_zone: str = "UTC",
 ) -> ReportWindow:
-    """The days a report covers; every way to get it wrong is BAD_USER_INPUT naming the field."""
+    """The days a report covers (`today` is today in `time_zone`); every way to get it wrong is BAD_USER_INPUT
+    naming the field."""
     kind = _period(period)
     start, end = parse_date("start_date", start_date), parse_date("end_date", end_date)
     if kind is not ReportPeriod.CUSTOM:
@@ -96,7 +114,7 @@ def report_window(
             ReportPeriod.WEEKLY: today - timedelta(days=today.weekday()),
             ReportPeriod.MONTHLY: today.replace(day=1),
         }[kind]
-        return ReportWindow(kind, first, today)
+        return ReportWindow(kind, first, today, time_zone)
     if start is None:
         raise InvalidInput("start_date", "is required with period custom")
     end = end or today
@@ -104,7 +122,7 @@ def report_window(
         raise InvalidInput("end_date", f"{end} is before start_date {start}")
     if (end - start).days + 1 > max_days:
         raise InvalidInput("end_date", f"the range may cover at most {max_days} days (SPENDPLANE_REPORT_MAX_DAYS)")
-    return ReportWindow(kind, start, end)
+    return ReportWindow(kind, start, end, time_zone)
 
 
 def _period(value: str | None) -> ReportPeriod:
@@ -191,7 +209,7 @@ def _add(groups: dict[str | None, Totals], key: str | None, totals: Totals) -> N
 
 async def cost_report(session: AsyncSession, source: SpendSource, window: ReportWindow, filters: Filters) -> CostReport:
     """One grouped read (model x user x team; a few thousand groups a month at most), folded three ways."""
-    grouped = await aggregate(session, source, window.days, (Dim.MODEL, Dim.USER, Dim.TEAM), filters)
+    grouped = await aggregate(session, source, window.days, (Dim.MODEL, Dim.USER, Dim.TEAM), filters, window.zone)
     totals = Totals()
     by_model: dict[str | None, Totals] = {}
     by_user: dict[str | None, Totals] = {}
@@ -217,15 +235,15 @@ class DashboardSummary:
 
 
 async def dashboard_summary(
-    session: AsyncSession, source: SpendSource, now: datetime, filters: Filters
+    session: AsyncSession, source: SpendSource, now: datetime, filters: Filters, time_zone: str = "UTC"
 ) -> DashboardSummary:
-    """Today, this ISO week, this calendar month, and the month's five most expensive models: one read by day
-    and model from the earlier of the week's and the month's first day."""
-    today = now.date()
+    """Today, this ISO week, this calendar month (in `time_zone`), and the month's five most expensive models: one
+    read by day and model from the earlier of the week's and the month's first day."""
+    today = local_today(now, time_zone)
     week_start = today - timedelta(days=today.weekday())
     month_start = today.replace(day=1)
     days = DayRange(min(week_start, month_start), today + timedelta(days=1))
-    grouped = await aggregate(session, source, days, (Dim.DAY, Dim.MODEL), filters)
+    grouped = await aggregate(session, source, days, (Dim.DAY, Dim.MODEL), filters, periods.zone(time_zone))
     today_nanos = week_nanos = 0
     month = Totals()
     models: dict[str | None, Totals] = {}

@@ -15,7 +15,7 @@ The rule, chosen to be immune to weekday seasonality and to zero-spend days:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
@@ -69,8 +69,16 @@ def direction_of(recent_nanos: int, earlier_nanos: int) -> tuple[TrendDirection,
 
 
 async def cost_trend(
-    session: AsyncSession, source: SpendSource, today: date, days: int, filters: Filters, *, max_days: int
+    session: AsyncSession,
+    source: SpendSource,
+    today: date,
+    days: int,
+    filters: Filters,
+    *,
+    max_days: int,
+    zone: tzinfo | None = None,
 ) -> CostTrend:
+    """The series and direction over local days in `zone` (UTC by default); `today` is today there."""
     if not 1 <= days <= max_days:
         raise InvalidInput("days", f"must be from 1 to {max_days}")
     series = DayRange(today - timedelta(days=days - 1), today + timedelta(days=1))
@@ -78,7 +86,7 @@ async def cost_trend(
     recent = DayRange(today - timedelta(days=window), today)
     earlier = DayRange(recent.start - timedelta(days=window), recent.start)
     grouped = await aggregate(
-        session, source, DayRange(min(series.start, earlier.start), series.end), (Dim.DAY,), filters
+        session, source, DayRange(min(series.start, earlier.start), series.end), (Dim.DAY,), filters, zone
     )
     daily: dict[date, Totals] = {key[0]: t for key, t in grouped.items()}
 

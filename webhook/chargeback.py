@@ -60,6 +60,9 @@ class RuleOut(BaseModel):
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     period: str = Field(max_length=7, description="YYYY-MM, e.g. 2026-02")
+    time_zone: str | None = Field(
+        default=None, max_length=64, description="IANA zone whose month it is; default SPENDPLANE_TIME_ZONE"
+    )
 
 
 class LineOut(BaseModel):
@@ -88,6 +91,7 @@ _NOW_FIELDS = ("current_total", "difference")
 class ReportOut(BaseModel):
     id: str
     period: str
+    time_zone: str
     status: str
     total_cost: Decimal
     allocated_cost: Decimal
@@ -122,11 +126,12 @@ class ReportOut(BaseModel):
 
 
 async def _rendered(runtime: Runtime, found: list[Statement]) -> list[dict[str, Any]]:
-    """Statements with their current total and difference, as GraphQL gives them (one read per month)."""
+    """Statements with their current total and difference, as GraphQL gives them (one read per month and zone)."""
     async with runtime.read() as session:
         source = await report_source(session, runtime)
-        current = {p: await statements.current_total(session, source, p) for p in {s.period for s in found}}
-    return [ReportOut.render(s, current[s.period]) for s in found]
+        months = {(s.period, s.time_zone) for s in found}
+        current = {m: await statements.current_total(session, source, *m) for m in months}
+    return [ReportOut.render(s, current[s.period, s.time_zone]) for s in found]
 
 
 async def list_rules(request: Request) -> Response:
@@ -167,7 +172,7 @@ async def delete_rule(request: Request) -> Response:
 async def generate_report(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     body = await read_model(request, GenerateRequest)
-    found = await statements.generate_statement(runtime, principal, body.period)
+    found = await statements.generate_statement(runtime, principal, body.period, body.time_zone)
     return JSON((await _rendered(runtime, [found]))[0])
 
 

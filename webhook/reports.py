@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers import reports, trends
+from resolvers import periods, reports, trends
 from resolvers.exports import CostExport, export_format
 from resolvers.reports import BreakdownRow
 from resolvers.spend import require_spend_logs
@@ -37,6 +37,7 @@ class CostReportOut(BaseModel):
     period: str
     start_date: date
     end_date: date
+    time_zone: str
     team_id: str | None
     user_id: str | None
     model: str | None
@@ -77,14 +78,20 @@ class DashboardSummaryOut(BaseModel):
     top_models: list[BreakdownRowOut]
 
 
+def _zone(request: Request) -> str:
+    return reports.report_time_zone(request.query_params.get("time_zone"), runtime_of(request).settings.time_zone)
+
+
 def _window(request: Request) -> reports.ReportWindow:
     runtime, params = runtime_of(request), request.query_params
+    zone = _zone(request)
     return reports.report_window(
         params.get("period"),
         params.get("start_date"),
         params.get("end_date"),
-        today=runtime.clock().date(),
+        today=reports.local_today(runtime.clock(), zone),
         max_days=runtime.settings.report_max_days,
+        time_zone=zone,
     )
 
 
@@ -103,6 +110,7 @@ async def cost_report(request: Request) -> Response:
             "period": window.period.value,
             "start_date": window.start_date.isoformat(),
             "end_date": window.end_date.isoformat(),
+            "time_zone": window.time_zone,
             "team_id": filters.team_id,
             "user_id": filters.user_id,
             "model": filters.model,
@@ -122,10 +130,17 @@ async def cost_trend(request: Request) -> Response:
     runtime, principal, params = runtime_of(request), caller(request), request.query_params
     filters = reports.scoped_filters(principal, team_id=params.get("team_id"), model=params.get("model"))
     days = query_int(params.get("days"), "days", 30)
+    zone = _zone(request)
     async with runtime.read() as session:
         source = await reports.report_source(session, runtime)
         trend = await trends.cost_trend(
-            session, source, runtime.clock().date(), days, filters, max_days=runtime.settings.report_max_days
+            session,
+            source,
+            reports.local_today(runtime.clock(), zone),
+            days,
+            filters,
+            max_days=runtime.settings.report_max_days,
+            zone=periods.zone(zone),
         )
     return JSON(
         {
@@ -146,9 +161,10 @@ async def cost_trend(request: Request) -> Response:
 async def summary(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     filters = reports.scoped_filters(principal)
+    zone = _zone(request)
     async with runtime.read() as session:
         source = await reports.report_source(session, runtime)
-        found = await reports.dashboard_summary(session, source, runtime.clock(), filters)
+        found = await reports.dashboard_summary(session, source, runtime.clock(), filters, zone)
     return JSON(
         {
             "date": found.today.isoformat(),

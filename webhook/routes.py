@@ -19,6 +19,7 @@ _PERIOD_QUERY = (
     QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)"),
     QueryParam("team_id", "only this team (a viewer always gets its own team)"),
 )
+_ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
 
 _GATEWAY_ERRORS = (400, 401)
 
@@ -193,6 +194,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             *_PERIOD_QUERY,
             QueryParam("user_id", "only this user"),
             QueryParam("model", "only this model or model group"),
+            _ZONE_QUERY,
         ),
     ),
     Endpoint(
@@ -208,6 +210,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("days", "days of history, today included (default 30)", schema={"type": "integer"}),
             QueryParam("model", "only this model or model group"),
             QueryParam("team_id", "only this team"),
+            _ZONE_QUERY,
         ),
     ),
     Endpoint(
@@ -224,6 +227,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             *_PERIOD_QUERY,
             QueryParam("user_id", "only this user"),
             QueryParam("model", "only this model or model group"),
+            _ZONE_QUERY,
         ),
     ),
     Endpoint(
@@ -235,6 +239,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=reports.DashboardSummaryOut,
         errors=_REPORT_ERRORS,
+        query=(_ZONE_QUERY,),
     ),
     Endpoint(
         "GET",

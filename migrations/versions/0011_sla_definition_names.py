@@ -3,7 +3,7 @@ keeps its name), then a unique constraint holds it for every writer. Alert deliv
 changed (`updated_at`; existing rows get their sent or next-attempt time).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = '0011'
-down_revision: str | None = '0009'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

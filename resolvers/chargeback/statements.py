@@ -13,6 +13,9 @@ Each team's spend is split per allocation type (see `splitting`): its rules' per
 UNALLOCATED line; a team without rules is wholly unallocated. Only one allocation type per team is *posted*
 (charged and sent to SAP): cost center, else project, else department; the other types report the same spend
 another way.
+
+A statement's month is a calendar month in its time zone (`time_zone`, default SPENDPLANE_TIME_ZONE), read exactly
+like a report in that zone; adjustments re-read each earlier month in its own zone.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.chargeback import ChargebackLineRow, ChargebackReportRow
 from models.types import nanos_to_usd, usd_to_nanos
+from resolvers import periods
 from resolvers.auth import Principal, require_admin
 from resolvers.chargeback.rules import POSTING_ORDER, AllocationRule, AllocationType, all_rules, by_id
 from resolvers.chargeback.splitting import LineKind, StatementLine, team_lines
@@ -68,6 +72,7 @@ class TypeSummary:
 class Statement:
     id: str
     period: str
+    time_zone: str
     status: StatementStatus
     total_cost: Decimal
     allocated_cost: Decimal
@@ -103,6 +108,7 @@ class Statement:
         return cls(
             id=row.id,
             period=row.period,
+            time_zone=row.time_zone,
             status=StatementStatus(row.status),
             total_cost=row.total_cost,
             allocated_cost=row.allocated_cost,
@@ -140,10 +146,15 @@ def period_name(days: DayRange) -> str:
 # ---------------------------------------------------------------------------------------------- lifecycle
 
 
-async def generate_statement(runtime: Runtime, principal: Principal, period: str) -> Statement:
-    """Build (or rebuild) the month's DRAFT. The rollup is brought up to date first, so late logs count."""
+async def generate_statement(
+    runtime: Runtime, principal: Principal, period: str, time_zone: str | None = None
+) -> Statement:
+    """Build (or rebuild) the month's DRAFT: the calendar month in `time_zone` (default SPENDPLANE_TIME_ZONE;
+    a draft regenerated in another zone takes that zone). The rollup is brought up to date first, so late logs
+    count."""
     require_admin(principal, "generating a chargeback report")
-    days = parse_period(period, runtime.clock().date())
+    zone_name = periods.time_zone("time_zone", time_zone, runtime.settings.time_zone)
+    days = parse_period(period, runtime.clock().astimezone(periods.zone(zone_name)).date())
     await refresh_rollups(
         runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
     )
@@ -160,10 +171,10 @@ async def generate_statement(runtime: Runtime, principal: Principal, period: str
             )
         source = await report_source(work.session, runtime)
         rules = await all_rules(work.session)
-        spend = await _team_spend(work.session, source, days)
+        spend = await _team_spend(work.session, source, days, zone_name)
         lines = [line for team in _teams(spend) for line in team_lines(team, spend[team], _of(rules, team))]
         lines += await _adjustments(work.session, source, rules, before=name)
-        return await _write(work, principal, existing, name, sum(spend.values()), lines)
+        return await _write(work, principal, existing, name, zone_name, sum(spend.values()), lines)
 
 
 async def finalize_statement(work: Work, principal: Principal, report_id: str) -> Statement:
@@ -171,9 +182,10 @@ async def finalize_statement(work: Work, principal: Principal, report_id: str) -
     row = await by_id(work.session, ChargebackReportRow, report_id, "chargeback report")
     if row.status != StatementStatus.DRAFT:
         raise InvalidInput("id", f"the {row.period} statement is already {row.status}")
-    days = parse_period(row.period, work.now.date())
-    if work.now.date() < days.end:
-        raise InvalidInput("id", f"{row.period} has not ended: finalize it from {days.end} on (UTC)")
+    zone = periods.zone(row.time_zone)
+    days = parse_period(row.period, work.now.astimezone(zone).date())
+    if work.now < periods.local_midnight(days.end, zone):
+        raise InvalidInput("id", f"{row.period} has not ended: finalize it from {days.end} on ({row.time_zone})")
     row.status = StatementStatus.FINALIZED.value
     row.finalized_at = work.now
     row.finalized_by = principal.subject
@@ -245,10 +257,10 @@ async def statement_page(
     return page.map(lambda r: statements[r.id])
 
 
-async def current_total(session: AsyncSession, source: SpendSource, period: str) -> Decimal:
-    """The month's spend as reports read it now (differs from a frozen statement when late spend arrived and the
-    rollup has re-counted its day)."""
-    spend = await _team_spend(session, source, parse_period(period, date.max))
+async def current_total(session: AsyncSession, source: SpendSource, period: str, time_zone: str = "UTC") -> Decimal:
+    """The month's spend (in the statement's time zone) as reports read it now (differs from a frozen statement when
+    late spend arrived and the rollup has re-counted its day)."""
+    spend = await _team_spend(session, source, parse_period(period, date.max), time_zone)
     return nanos_to_usd(sum(spend.values()))
 
 
@@ -264,8 +276,10 @@ def _of(rules: Sequence[AllocationRule], team: str | None) -> list[AllocationRul
     return [r for r in rules if team is not None and r.team_id == team]
 
 
-async def _team_spend(session: AsyncSession, source: SpendSource, days: DayRange) -> dict[str | None, int]:
-    grouped = await aggregate(session, source, days, (Dim.TEAM,))
+async def _team_spend(
+    session: AsyncSession, source: SpendSource, days: DayRange, time_zone: str
+) -> dict[str | None, int]:
+    grouped = await aggregate(session, source, days, (Dim.TEAM,), zone=periods.zone(time_zone))
     return {(key[0] or None): t.spend_nanos for key, t in grouped.items()}
 
 
@@ -294,7 +308,7 @@ async def _adjustments(
         charged[(month, line.team_id)] += usd_to_nanos(line.cost)
     out: list[StatementLine] = []
     for report in frozen:
-        now = await _team_spend(session, source, parse_period(report.period, date.max))
+        now = await _team_spend(session, source, parse_period(report.period, date.max), report.time_zone)
         teams = {t for (m, t) in charged if m == report.period} | set(now)
         for team in _teams(teams):
             delta = now.get(team, 0) - charged.get((report.period, team), 0)
@@ -308,6 +322,7 @@ async def _write(
     principal: Principal,
     existing: ChargebackReportRow | None,
     period: str,
+    time_zone: str,
     total_nanos: int,
     lines: list[StatementLine],
 ) -> Statement:
@@ -318,6 +333,7 @@ async def _write(
     assert allocated + unallocated == total_nanos, "a statement's posted lines add up to its total"
     row = existing or ChargebackReportRow(id=str(uuid.uuid4()), period=period, revision=0)
     row.status = StatementStatus.DRAFT.value
+    row.time_zone = time_zone
     row.total_cost, row.allocated_cost = nanos_to_usd(total_nanos), nanos_to_usd(allocated)
     row.unallocated_cost, row.adjustment_cost = nanos_to_usd(unallocated), nanos_to_usd(adjustments)
     row.revision += 1

@@ -1,9 +1,10 @@
-"""Maintaining the rollup. Every closed UTC day below the watermark (`built_through`) is rolled up. A run rolls
-up the days the watermark has not reached yet (oldest first, the watermark following), and re-counts the closed
-days of the last SPENDPLANE_ROLLUP_RECHECK_DAYS: a day whose raw row count is now larger than its rollup's
-(late-arriving spend logs) is rebuilt. A rebuild replaces the whole day, and its summary and month rows, in one
-transaction (delete + INSERT ... SELECT), so re-runs never double count. A day whose raw logs have shrunk
-(LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
+"""Maintaining the rollup. Every closed UTC day below the watermark (`built_through`) is rolled up: its
+quarter-hour buckets (from the raw logs), its daily rows (summed from the buckets), its summary and month rows.
+A run rolls up the days the watermark has not reached yet (oldest first, the watermark following), and re-counts
+the closed days of the last SPENDPLANE_ROLLUP_RECHECK_DAYS: a day whose raw row count is now larger than its
+rollup's (late-arriving spend logs) is rebuilt. A rebuild replaces the whole day (buckets, daily, summary and month
+rows) in one transaction (delete + INSERT ... SELECT), so re-runs never double count. A day whose raw logs have
+shrunk (LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from sqlalchemy.sql.elements import literal_column
 
 from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
-from models.rollups import RollupStateRow, utc_day
+from models.rollups import RollupStateRow, quarter_hour, utc_day
 from resolvers.rollups.reading import (
+    BUCKETS,
+    BUCKETS_STATE,
     FINE,
     MONTHLY,
     ROLLUP_GRAIN,
@@ -76,6 +79,14 @@ async def refresh_rollups(
     await finish_on_cancel(_ensure_state(db, now))
     async with db.reader() as session, session.begin():
         built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
+        buckets_built = await session.scalar(
+            select(RollupStateRow.built_through).where(RollupStateRow.name == BUCKETS_STATE)
+        )
+        if built is not None and buckets_built is None:
+            # Rolled up before the buckets existed (migration 0010): rebuild every day that still has raw logs.
+            first = await session.scalar(select(func.min(spend_logs.c.start_time)))
+            if first is not None:
+                since = min(since or as_date(first), as_date(first))
         dirty = await _dirty_days(session, schema, today, built, recheck_days, since)
 
     rows_written = 0
@@ -106,7 +117,7 @@ async def _analyze(db: Database) -> None:
     """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
     an empty table."""
     async with db.engine.connect() as conn:
-        await conn.execute(text(f"ANALYZE {FINE.name}, {SUMMARY.name}, {MONTHLY.name}"))
+        await conn.execute(text(f"ANALYZE {BUCKETS.name}, {FINE.name}, {SUMMARY.name}, {MONTHLY.name}"))
         await conn.commit()
 
 
@@ -126,6 +137,13 @@ async def _advance(db: Database, today: date, now: datetime, days_rebuilt: int, 
             state.built_through = today
         state.updated_at = now
         state.days_rebuilt = days_rebuilt
+        if state.built_through is not None:
+            # Every day below the watermark now has its buckets (or had no raw logs left to make them from).
+            buckets = await session.get(RollupStateRow, BUCKETS_STATE, with_for_update=True)
+            if buckets is None:
+                session.add(RollupStateRow(name=BUCKETS_STATE, built_through=state.built_through, updated_at=now))
+            else:
+                buckets.built_through, buckets.updated_at = state.built_through, now
         return state.built_through
 
 
@@ -182,18 +200,26 @@ async def _rolled_counts(session: AsyncSession, days: DayRange) -> dict[date, in
 
 
 async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: datetime) -> int:
-    """Replace one day's rollup rows (and its summary rows, and its month's) with a fresh aggregate of its raw
-    logs, in one transaction, serialised with any other rebuild by the state row's lock (PostgreSQL) or the write lock
-    (SQLite)."""
+    """Replace one day's quarter-hour buckets (from its raw logs), its daily rows (summed from the buckets), its
+    summary rows and its month's, in one transaction, serialised with any other rebuild by the state row's lock
+    (PostgreSQL) or the write lock (SQLite)."""
     # Labels differ from every LiteLLM column name: PostgreSQL resolves GROUP BY names to input columns first.
     dims = [raw_dimension(schema, d).label(f"d_{d.value}") for d in ROLLUP_GRAIN]
     measures = raw_measures(schema)
     source = (
-        select(literal(day, Date).label("d_day"), *dims, *measures)
+        select(quarter_hour(spend_logs.c.start_time).label("d_bucket"), *dims, *measures)
         .where(*raw_filters(schema, DayRange(day, day + timedelta(days=1)), Filters()))
-        .group_by(*[literal_column(label.name) for label in dims])
+        .group_by(literal_column("d_bucket"), *[literal_column(label.name) for label in dims])
     )
     measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
+    fine_dims = [BUCKETS.c[d.value] for d in ROLLUP_GRAIN]
+    span = DayRange(day, day + timedelta(days=1)).period
+    in_day = (BUCKETS.c.bucket >= span.start, BUCKETS.c.bucket < span.end)
+    daily = (
+        select(literal(day, Date).label("d_day"), *fine_dims, *rollup_measures(BUCKETS))
+        .where(*in_day)
+        .group_by(*fine_dims)
+    )
     summary_dims = [FINE.c[d.value] for d in SUMMARY_GRAIN]
     summary = (
         select(FINE.c.day, *summary_dims, *rollup_measures(FINE))
@@ -211,15 +237,16 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         .where(SUMMARY.c.day >= month.start, SUMMARY.c.day < month.end)
         .group_by(*month_dims)
     )
+    grain = [d.value for d in ROLLUP_GRAIN]
     async with db.sessions() as session, session.begin():
         state = await session.get(RollupStateRow, STATE, with_for_update=True)
         assert state is not None
+        await session.execute(delete(BUCKETS).where(*in_day))
         await session.execute(delete(FINE).where(FINE.c.day == day))
         await session.execute(delete(SUMMARY).where(SUMMARY.c.day == day))
         await session.execute(delete(MONTHLY).where(MONTHLY.c.month == month.start))
-        result = await session.execute(
-            insert(FINE).from_select(["day", *[d.value for d in ROLLUP_GRAIN], *measures_names], source)
-        )
+        await session.execute(insert(BUCKETS).from_select(["bucket", *grain, *measures_names], source))
+        result = await session.execute(insert(FINE).from_select(["day", *grain, *measures_names], daily))
         await session.execute(
             insert(SUMMARY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)
         )

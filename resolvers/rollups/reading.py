@@ -2,13 +2,20 @@
 days below the watermark and from the raw logs for the rest (the open day, or closed days the job has not reached
 yet) and merges them exactly (integer nano-USD). Queries that need neither key nor end user read the summaries:
 the monthly one for calendar months covered whole, the daily one for the days around them.
+
+Days in another time zone (`zone`): a local day is an interval of UTC instants whose ends fall on quarter hours
+(every IANA zone's offset is a multiple of 15 minutes). Totals over local days read the UTC days they cover whole
+from the daily tables and the partial UTC days at their ends from the quarter-hour buckets; figures per local day
+read the buckets, each bucket counted in the local day it falls in. Local days not wholly below the watermark are
+read from the raw logs with the same bounds, so no local day is ever counted from both. `aggregate_span` does the
+same for any UTC interval (budget windows).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -19,7 +26,14 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
 
 from models.litellm import LiteLLMSchema, spend_logs
-from models.rollups import CostSummaryDailyRow, CostSummaryMonthlyRow, CostTrackingDailyRow, RollupStateRow, utc_day
+from models.rollups import (
+    CostSummaryDailyRow,
+    CostSummaryMonthlyRow,
+    CostTrackingBucketRow,
+    CostTrackingDailyRow,
+    RollupStateRow,
+    utc_day,
+)
 from models.types import nanos_to_usd
 from resolvers.periods import Period
 from resolvers.spend import (
@@ -33,6 +47,10 @@ from resolvers.spend import (
 )
 
 STATE = "daily"
+#: The buckets' state row: present once every day below the watermark has its buckets (see migration 0010).
+BUCKETS_STATE = "hourly"
+BUCKETS: Table = CostTrackingBucketRow.__table__  # type: ignore[assignment]
+BUCKET = timedelta(minutes=15)
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
 SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
 MONTHLY: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
@@ -115,6 +133,15 @@ class SpendSource:
     schema: LiteLLMSchema
     built_through: date | None
     raw_only: bool = False
+    #: Every day below `built_through` has its quarter-hour buckets (false until the first run after 0010).
+    buckets: bool = True
+
+    @property
+    def rolled_until(self) -> datetime | None:
+        """The first instant the rollup does not hold."""
+        if self.raw_only or self.built_through is None:
+            return None
+        return midnight(self.built_through)
 
     def split(self, days: DayRange) -> tuple[DayRange | None, DayRange | None]:
         edge = None if self.raw_only else self.built_through
@@ -130,20 +157,49 @@ Key = tuple[Any, ...]
 
 async def spend_source(session: AsyncSession, schema: LiteLLMSchema, *, raw_only: bool = False) -> SpendSource:
     require_spend_logs(schema)
-    built = await session.scalar(select(RollupStateRow.built_through).where(RollupStateRow.name == STATE))
-    return SpendSource(schema, built, raw_only)
+    rows = await session.execute(
+        select(RollupStateRow.name, RollupStateRow.built_through).where(RollupStateRow.name.in_((STATE, BUCKETS_STATE)))
+    )
+    states: dict[str, date | None] = {name: built for name, built in rows}
+    return SpendSource(schema, states.get(STATE), raw_only, buckets=states.get(BUCKETS_STATE) is not None)
 
 
 # ---------------------------------------------------------------------------------------------- reading
 
 
 async def aggregate(
-    session: AsyncSession, source: SpendSource, days: DayRange, by: Sequence[Dim], filters: Filters = Filters()
+    session: AsyncSession,
+    source: SpendSource,
+    days: DayRange,
+    by: Sequence[Dim],
+    filters: Filters = Filters(),
+    zone: tzinfo | None = None,
 ) -> dict[Key, Totals]:
-    """Totals over `days` grouped by `by`, from the rollup and the raw logs, merged exactly."""
-    result: dict[Key, Totals] = {}
+    """Totals over `days` (local days in `zone`, UTC by default) grouped by `by` (DAY = the local day), from the
+    rollup and the raw logs, merged exactly."""
     await _tune(session)
-    for statement in _statements(source, days, by, filters):
+    return await _run(session, _zoned_statements(source, days, by, filters, zone), by)
+
+
+async def aggregate_span(
+    session: AsyncSession, source: SpendSource, span: Period, by: Sequence[Dim], filters: Filters = Filters()
+) -> dict[Key, Totals]:
+    """Totals over any UTC interval grouped by `by` (no DAY): the daily tables for its whole UTC days below the
+    watermark, the buckets for the quarter-hour-aligned rest below it, the raw logs for everything else."""
+    if Dim.DAY in by:
+        raise ValueError("aggregate_span does not group by day")
+    await _tune(session)
+    until = source.rolled_until
+    split = span.start if until is None else max(span.start, min(until, span.end))
+    statements = _span_statements(source, span.start, split, by, filters) if span.start < split else []
+    if split < span.end:
+        statements.append(_raw_select(source.schema, Period(split, span.end), by, filters, False))
+    return await _run(session, statements, by)
+
+
+async def _run(session: AsyncSession, statements: Iterable[Select[Any]], by: Sequence[Dim]) -> dict[Key, Totals]:
+    result: dict[Key, Totals] = {}
+    for statement in statements:
         for row in await session.execute(statement):
             key, totals = _split_row(row, by)
             found = result.get(key)
@@ -155,13 +211,18 @@ async def aggregate(
 
 
 async def stream_aggregate(
-    session: AsyncSession, source: SpendSource, days: DayRange, by: Sequence[Dim], filters: Filters = Filters()
+    session: AsyncSession,
+    source: SpendSource,
+    days: DayRange,
+    by: Sequence[Dim],
+    filters: Filters = Filters(),
+    zone: tzinfo | None = None,
 ) -> AsyncIterator[tuple[Key, Totals]]:
     """Like `aggregate`, but ordered by `by` (DAY first when present) and streamed over a server-side cursor,
     so exports never hold the whole result. Rows for one key come once (the rollup and raw parts cover
     disjoint days), provided `by` includes DAY."""
     await _tune(session)
-    for statement in _statements(source, days, by, filters, ordered=True):
+    for statement in _zoned_statements(source, days, by, filters, zone, ordered=True):
         result = await session.stream(statement.execution_options(yield_per=2000))
         async for row in result:
             yield _split_row(row, by)
@@ -188,6 +249,124 @@ def _statements(
     if raw is not None:
         statements.append(_raw_select(source.schema, raw, by, filters, ordered))
     return statements
+
+
+def local_bounds(days: DayRange, zone: tzinfo | None) -> list[datetime] | None:
+    """The UTC instants local days start at (one more than the days: the last day's end), or None where they are
+    all UTC midnights (UTC itself, or any zone at offset zero throughout)."""
+    if zone is None:
+        return None
+    bounds = [
+        datetime.combine(days.start + timedelta(days=i), time(0), tzinfo=zone).astimezone(UTC)
+        for i in range((days.end - days.start).days + 1)
+    ]
+    if all(b.time() == time(0) for b in bounds):
+        return None
+    return bounds
+
+
+def _zoned_statements(
+    source: SpendSource,
+    days: DayRange,
+    by: Sequence[Dim],
+    filters: Filters,
+    zone: tzinfo | None,
+    *,
+    ordered: bool = False,
+) -> list[Select[Any]]:
+    bounds = local_bounds(days, zone)
+    if bounds is None:
+        return _statements(source, days, by, filters, ordered=ordered)
+    start, end = bounds[0], bounds[-1]
+    until = source.rolled_until
+    per_day = Dim.DAY in by
+    # Local days wholly below the watermark come from the rollup, the others from the raw logs.
+    split = start
+    if until is not None and (source.buckets or not per_day):
+        split = max((b for b in bounds if b <= until), default=start)
+    labels = LocalDays(days, bounds) if per_day else None
+    statements: list[Select[Any]] = []
+    if start < split:
+        if labels is not None:
+            statements.append(_bucket_select(Period(start, split), by, filters, ordered, labels))
+        else:
+            statements += _span_statements(source, start, split, by, filters)
+    if split < end:
+        statements.append(_raw_select(source.schema, Period(split, end), by, filters, ordered, labels))
+    return statements
+
+
+@dataclass(frozen=True)
+class LocalDays:
+    """Local days and the UTC instants they start at (`bounds` has one more: the last day's end)."""
+
+    days: DayRange
+    bounds: list[datetime]
+
+    def label(self, moment: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The local day (ISO text) an instant falls in; NULL outside the days. Inline day literals: the
+        expression is grouped and ordered by its label, so each bound is bound once."""
+        whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+            (moment < self.bounds[i + 1], literal_column(f"'{day.isoformat()}'"))
+            for i, day in enumerate(self.days.days())
+        ]
+        return case(*whens).label("d_day")
+
+
+def _aligned(moment: datetime) -> bool:
+    return (moment - midnight(moment.astimezone(UTC).date())) % BUCKET == timedelta(0)
+
+
+def _span_statements(
+    source: SpendSource, start: datetime, end: datetime, by: Sequence[Dim], filters: Filters
+) -> list[Select[Any]]:
+    """[start, end) below the watermark, no DAY: whole UTC days from the daily tables, the rest from buckets
+    (or the raw logs, where a bound is off the quarter hours or the buckets are not built yet)."""
+    first = midnight(start.astimezone(UTC).date())
+    if first < start:
+        first += timedelta(days=1)
+    last = midnight(end.astimezone(UTC).date())
+    statements: list[Select[Any]] = []
+    if first < last:
+        statements += _statements(source, DayRange(first.date(), last.date()), by, filters)
+        edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
+    else:
+        edges = [(start, end)]
+    for a, b in edges:
+        edge = Period(a, b)
+        if source.buckets and _aligned(edge.start) and _aligned(edge.end):
+            statements.append(_bucket_select(edge, by, filters, False, None))
+        else:
+            statements.append(_raw_select(source.schema, edge, by, filters, False))
+    return statements
+
+
+def _bucket_select(
+    span: Period, by: Sequence[Dim], filters: Filters, ordered: bool, local: LocalDays | None
+) -> Select[Any]:
+    others = [d for d in by if d is not Dim.DAY]
+    in_span = (BUCKETS.c.bucket >= span.start, BUCKETS.c.bucket < span.end)
+    if Dim.DAY not in by:
+        labels = [BUCKETS.c[d.value].label(f"d_{d.value}") for d in others]
+        statement = _filtered(select(*labels, *rollup_measures(BUCKETS)).where(*in_span), BUCKETS, filters)
+        return statement.group_by(*[BUCKETS.c[d.value] for d in others]) if others else statement
+    assert local is not None
+    # Per bucket first (an index range, no expression per row), then each bucket to its local day.
+    grouped = [BUCKETS.c[d.value] for d in others]
+    inner = _filtered(
+        select(
+            BUCKETS.c.bucket.label("b"),
+            *[c.label(f"d_{c.name}") for c in grouped],
+            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(BUCKETS))],
+        ).where(*in_span),
+        BUCKETS,
+        filters,
+    )
+    sub = inner.group_by(BUCKETS.c.bucket, *grouped).subquery("per_bucket")
+    columns: list[ColumnElement[Any]] = [local.label(sub.c.b) if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
+    names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
+    statement = select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+    return statement.order_by(*names) if ordered else statement
 
 
 def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
@@ -312,9 +491,9 @@ def raw_measures(schema: LiteLLMSchema) -> list[ColumnElement[Any]]:
     ]
 
 
-def raw_filters(schema: LiteLLMSchema, days: DayRange, filters: Filters) -> list[ColumnElement[bool]]:
+def raw_filters(schema: LiteLLMSchema, days: DayRange | Period, filters: Filters) -> list[ColumnElement[bool]]:
     s = spend_logs.c
-    period = days.period
+    period = days.period if isinstance(days, DayRange) else days
     where = [s.start_time >= period.start, s.start_time < period.end]
     if filters.team_id is not None:
         where.append(raw_dimension(schema, Dim.TEAM) == filters.team_id)
@@ -329,9 +508,19 @@ def raw_filters(schema: LiteLLMSchema, days: DayRange, filters: Filters) -> list
 
 
 def _raw_select(
-    schema: LiteLLMSchema, days: DayRange, by: Sequence[Dim], filters: Filters, ordered: bool
+    schema: LiteLLMSchema,
+    days: DayRange | Period,
+    by: Sequence[Dim],
+    filters: Filters,
+    ordered: bool,
+    local: LocalDays | None = None,
 ) -> Select[Any]:
-    labels = [raw_dimension(schema, d).label(f"d_{d.value}") for d in by]
+    labels = [
+        local.label(spend_logs.c.start_time)
+        if d is Dim.DAY and local is not None
+        else raw_dimension(schema, d).label(f"d_{d.value}")
+        for d in by
+    ]
     statement = select(*labels, *raw_measures(schema)).where(*raw_filters(schema, days, filters))
     if labels:
         # Grouping by the labels (not the expressions again) keeps every expression bound once.
@@ -345,35 +534,42 @@ def _raw_select(
 # ---------------------------------------------------------------------------------------------- budgets
 
 
-async def rollup_spend_by_scope(
-    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period
+_SCOPE_DIMS = {
+    ScopeKind.USER: Dim.USER,
+    ScopeKind.TEAM: Dim.TEAM,
+    ScopeKind.KEY: Dim.KEY,
+    ScopeKind.END_USER: Dim.END_USER,
+}
+
+
+async def scope_spend(
+    session: AsyncSession, source: SpendSource, scopes: Iterable[Scope], period: Period
 ) -> dict[Scope, Decimal]:
-    """The same answer as `resolvers.spend.spend_by_scope` for whole-day periods, from the rollup: per scope kind,
-    grouped queries over days (not requests) restricted to the scopes' ids, 500 at a time."""
-    source = await spend_source(session, schema)
-    days = DayRange(period.start.date(), period.end.date())
-    if midnight(days.start) != period.start or midnight(days.end) != period.end:
-        raise ValueError("the rollup answers whole UTC days only")
-    dims = {
-        ScopeKind.USER: Dim.USER,
-        ScopeKind.TEAM: Dim.TEAM,
-        ScopeKind.KEY: Dim.KEY,
-        ScopeKind.END_USER: Dim.END_USER,
-    }
+    """Spend per (non-tag) scope over any UTC interval through `aggregate_span`: per scope kind, grouped queries
+    restricted to the scopes' ids, 500 at a time."""
     result: dict[Scope, Decimal] = {}
     wanted = list(scopes)
     kinds = {s.kind for s in wanted}
+    if ScopeKind.TAG in kinds:
+        raise ValueError("the rollup keeps no tags")
     if ScopeKind.GLOBAL in kinds:
-        total = await aggregate(session, source, days, ())
+        total = await aggregate_span(session, source, period, ())
         result[Scope.global_()] = sum((t.cost for t in total.values()), Decimal(0))
     for kind in kinds - {ScopeKind.GLOBAL}:
         ids = sorted({s.id for s in wanted if s.kind is kind and s.id is not None})
         for chunk in chunks(ids):
-            among = Filters(among=(dims[kind], tuple(chunk)))
-            grouped = await aggregate(session, source, days, (dims[kind],), among)
+            among = Filters(among=(_SCOPE_DIMS[kind], tuple(chunk)))
+            grouped = await aggregate_span(session, source, period, (_SCOPE_DIMS[kind],), among)
             for (key,), totals in grouped.items():
                 result[Scope(kind, key)] = totals.cost
     return {s: result.get(s, Decimal(0)) for s in wanted}
+
+
+async def rollup_spend_by_scope(
+    session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period
+) -> dict[Scope, Decimal]:
+    """The same answer as `resolvers.spend.spend_by_scope` (tags aside), from the rollup where it can."""
+    return await scope_spend(session, await spend_source(session, schema), scopes, period)
 
 
 #: Days read from the raw logs at the end of a budget period: LiteLLM writes spend logs in batches, so a request
@@ -384,39 +580,30 @@ RAW_TAIL_DAYS = 2
 async def spend_to_date(
     session: AsyncSession, schema: LiteLLMSchema, scopes: Iterable[Scope], period: Period, now: datetime
 ) -> dict[Scope, Decimal]:
-    """Spend per scope in a budget window: the rollup for its whole UTC days older than RAW_TAIL_DAYS, the raw logs
-    for the rest (the window's partial first and last days, when it starts at a local midnight, and tags, which
-    the rollup does not keep). What budgets show and what enforcement grants against; its cost follows days,
-    not requests."""
+    """Spend per scope in a budget window, in any zone: closed time from the rollup (whole UTC days from the daily
+    tables, a window's partial UTC days from the quarter-hour buckets), the last RAW_TAIL_DAYS UTC days and
+    whatever the rollup has not reached from the raw logs, and tags (which the rollup does not keep) from the
+    raw logs. What budgets show, what enforcement grants against and what reports read: one function."""
     wanted = list(scopes)
     result = dict.fromkeys(wanted, Decimal(0))
     rolled_scopes = [s for s in wanted if s.kind is not ScopeKind.TAG]
     raw_scopes = [s for s in wanted if s.kind is ScopeKind.TAG]
-    first = midnight(period.start.astimezone(UTC).date())
-    if first < period.start:
-        first += timedelta(days=1)
-    tail = midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1))
-    last = min(tail, midnight(period.end.astimezone(UTC).date()))
-    pieces: list[tuple[Period, list[Scope]]] = []
-    if first < last:
-        if period.start < first:
-            pieces.append((Period(period.start, first), rolled_scopes))
-        if last < period.end:
-            pieces.append((Period(last, period.end), rolled_scopes))
-    else:
-        pieces.append((period, rolled_scopes))
+    if rolled_scopes:
+        source = await spend_source(session, schema)
+        # Never the rollup for the last RAW_TAIL_DAYS, even below the watermark (the monthly summary must not be
+        # asked for a month "up to the watermark" either: that is why the period is cut, not the watermark).
+        tail = midnight(now.astimezone(UTC).date() - timedelta(days=RAW_TAIL_DAYS - 1))
+        cut = max(period.start, min(period.end, tail))
+        pieces = []
+        if period.start < cut:
+            pieces.append(await scope_spend(session, source, rolled_scopes, Period(period.start, cut)))
+        if cut < period.end:
+            pieces.append(await spend_by_scope(session, schema, rolled_scopes, Period(cut, period.end)))
+        for piece in pieces:
+            for scope, usd in piece.items():
+                result[scope] += usd
     if raw_scopes:
-        pieces.append((period, raw_scopes))
-    if first < last and rolled_scopes:
-        closed = await rollup_spend_by_scope(session, schema, rolled_scopes, Period(first, last))
-        for scope, usd in closed.items():
-            result[scope] += usd
-    for piece, among in pieces:
-        if not among:
-            continue
-        recent = await spend_by_scope(session, schema, among, piece)
-        for scope, usd in recent.items():
-            result[scope] += usd
+        result.update(await spend_by_scope(session, schema, raw_scopes, period))
     return result
 
 
