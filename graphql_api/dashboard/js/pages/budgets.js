@@ -10,10 +10,23 @@ const WEEKDAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATUR
 
 // green below the soft limit, yellow from it, red from the hard limit (the percentages are the budget's own)
 export function barColor(b) {
-  const used = Number(b.utilization) * 100;
+  const used = Number(b.utilization);
   if (used >= Number(b.hardLimitPercent)) return "red";
   if (used >= Number(b.softLimitPercent)) return "yellow";
   return "green";
+}
+
+// The form speaks percent (80), the API fractions (0.8): the decimal point moves on the string, exactly.
+export function percentToFraction(text) {
+  const m = /^\s*(-?)(\d*)(?:\.(\d*))?\s*$/.exec(text);
+  if (!m || (!m[2] && !m[3])) return text; // not a number: the server says so at the field
+  const int = (m[2] || "0").padStart(3, "0");
+  const whole = int.slice(0, -2).replace(/^0+(?=\d)/, "");
+  return `${m[1]}${whole}.${int.slice(-2)}${m[3] || ""}`;
+}
+
+function fractionToPercent(v) {
+  return String(Number((Number(v) * 100).toFixed(6)));
 }
 
 function entityText(b) {
@@ -37,7 +50,7 @@ function card(b, ctx, actions) {
       h("dt", {}, "Limit"), h("dd", { class: "limit", "data-value": b.limit }, money(b.limit)),
       h("dt", {}, "Remaining"), h("dd", { class: "remaining", "data-value": b.remaining }, money(b.remaining)),
       h("dt", {}, "Reserved in flight"), h("dd", { class: "reserved", "data-value": b.reserved }, money(b.reserved)),
-      h("dt", {}, "Soft / hard"), h("dd", {}, `${Number(b.softLimitPercent)}% / ${Number(b.hardLimitPercent)}%`),
+      h("dt", {}, "Soft / hard"), h("dd", {}, `${fractionToPercent(b.softLimitPercent)}% / ${fractionToPercent(b.hardLimitPercent)}%`),
       h("dt", {}, "Resets"), h("dd", {}, fmtTime(b.resetsAt))),
     ctx.isAdmin ? h("div", { class: "actions" },
       h("button", { type: "button", class: "secondary", "aria-label": `Edit ${b.name}`, onclick: () => actions.edit(b) }, "Edit"),
@@ -67,8 +80,8 @@ function budgetForm(existing, onDone, onCancel) {
     field("Week Starts On", select("weekStartsOn", WEEKDAYS, v.weekStartsOn || "MONDAY")),
     field("Month Start Day", inp("monthStartDay", { type: "number", min: 1, max: 28, value: v.monthStartDay ?? 1 })),
     field("Year Start Month", inp("yearStartMonth", { type: "number", min: 1, max: 12, value: v.yearStartMonth ?? 1 })),
-    field("Soft Limit %", inp("softLimitPercent", { inputmode: "decimal", value: v.softLimitPercent ?? 80 })),
-    field("Hard Limit %", inp("hardLimitPercent", { inputmode: "decimal", value: v.hardLimitPercent ?? 100 })),
+    field("Soft Limit %", inp("softLimitPercent", { inputmode: "decimal", value: v.softLimitPercent ? fractionToPercent(v.softLimitPercent) : 80 })),
+    field("Hard Limit %", inp("hardLimitPercent", { inputmode: "decimal", value: v.hardLimitPercent ? fractionToPercent(v.hardLimitPercent) : 100 })),
     field("Alert Email", inp("alertEmail", { type: "email", value: v.alertEmail ?? "" })),
     h("p", { class: "form-error", role: "alert", hidden: true, style: "grid-column: 1 / -1" }),
     h("div", { class: "actions" },
@@ -84,8 +97,8 @@ function budgetForm(existing, onDone, onCancel) {
       weekStartsOn: f.weekStartsOn,
       monthStartDay: f.monthStartDay === "" ? null : Number(f.monthStartDay),
       yearStartMonth: f.yearStartMonth === "" ? null : Number(f.yearStartMonth),
-      softLimitPercent: f.softLimitPercent || null,
-      hardLimitPercent: f.hardLimitPercent || null,
+      softLimitPercent: f.softLimitPercent ? percentToFraction(f.softLimitPercent) : null,
+      hardLimitPercent: f.hardLimitPercent ? percentToFraction(f.hardLimitPercent) : null,
       alertEmail: f.alertEmail || null,
     };
     if (f.timeZone) input.timeZone = f.timeZone;
