@@ -31,7 +31,6 @@ async def index(request: Request) -> Response:
     return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html", headers=SECURITY_HEADERS)
 
 
-
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET", "HEAD"], include_in_schema=False),

@@ -69,8 +69,15 @@ class Server:
         return token
 
     def post_spend(
-        self, *, cost: float, user_id: str | None = None, team_id: str | None = None, model: str = "gpt-4o",
-        latency_s: float = 0.4, status: str = "success", tags: list[str] | None = None,
+        self,
+        *,
+        cost: float,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        model: str = "gpt-4o",
+        latency_s: float = 0.4,
+        status: str = "success",
+        tags: list[str] | None = None,
     ) -> None:
         """One LiteLLM spend payload (the recorded fixture, made new) to /spend/litellm, as LiteLLM sends it."""
         body = json.loads(FIXTURE.read_text())["body"]
@@ -106,7 +113,12 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     exe = Path(sys.executable).parent / "spendplane"
     demo = subprocess.run(
         [str(exe), "demo-data", "--rows", str(DEMO_ROWS), "--days", "45"],
-        env=env, cwd=workdir, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert demo.returncode == 0, demo.stderr
     log = (workdir / "serve.log").open("w")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -113,9 +114,7 @@ def test_the_guide_steps_create_a_budget_through_the_form_and_show_its_card(page
     assert Decimal(made["softLimitPercent"]) == Decimal("0.8") and Decimal(made["hardLimitPercent"]) == 1
 
 
-def test_a_daily_tag_budget_in_a_time_zone_is_created_and_edited_through_the_form(
-    page: Any, ui_server: Server
-) -> None:
+def test_a_daily_tag_budget_in_a_time_zone_is_created_and_edited_through_the_form(page: Any, ui_server: Server) -> None:
     name = unique("Tag budget")
     log_in(page, ui_server, ADMIN_KEY, "/budgets")
     page.get_by_role("button", name="Create Budget").click()
@@ -133,7 +132,8 @@ def test_a_daily_tag_budget_in_a_time_zone_is_created_and_edited_through_the_for
     page.get_by_label("Limit", exact=True).fill("30")
     page.get_by_role("button", name="Save").click()
     page.wait_for_function(
-        "n => [...document.querySelectorAll('article.budget')].some(a => a.innerText.includes(n) && a.querySelector('.limit').dataset.value === '30')",
+        "n => [...document.querySelectorAll('article.budget')]"
+        ".some(a => a.innerText.includes(n) && a.querySelector('.limit').dataset.value === '30')",
         arg=name,
     )
 
@@ -161,8 +161,15 @@ def test_the_bar_is_green_below_the_soft_limit_yellow_from_it_and_red_from_the_h
         user = unique("bar-user")
         ui_server.post_spend(cost=spent, user_id=user)
         names[colour] = unique(f"Bar {colour}")
-        create_budget(ui_server, name=names[colour], entityType="USER", entityId=user, monthlyLimit="10",
-                      softLimitPercent="0.8", hardLimitPercent="1")
+        create_budget(
+            ui_server,
+            name=names[colour],
+            entityType="USER",
+            entityId=user,
+            monthlyLimit="10",
+            softLimitPercent="0.8",
+            hardLimitPercent="1",
+        )
     log_in(page, ui_server, ADMIN_KEY, "/budgets")
     for colour, name in names.items():
         bar = card(page, name).get_by_role("progressbar")
@@ -182,7 +189,8 @@ def test_a_card_changes_live_when_spend_is_posted_without_a_reload(page: Any, ui
     page.evaluate("window.__noReload = true")
     ui_server.post_spend(cost=12.5, user_id=user)
     page.wait_for_function(
-        "n => [...document.querySelectorAll('article.budget')].some(a => a.innerText.includes(n) && a.querySelector('.spend').innerText === '$12.50')",
+        "n => [...document.querySelectorAll('article.budget')]"
+        ".some(a => a.innerText.includes(n) && a.querySelector('.spend').innerText === '$12.50')",
         arg=name,
     )
     assert page.evaluate("window.__noReload") is True  # the same document: no reload happened
@@ -231,12 +239,17 @@ def test_every_figure_on_reports_equals_the_graphql_api(page: Any, ui_server: Se
     log_in(page, ui_server, ADMIN_KEY, "/reports?period=MONTHLY")
     page.get_by_role("heading", name="By model").wait_for()
     api = ui_server.gql(
-        "{ costReport(period: MONTHLY) { totalCost totalRequests totalFailedRequests totalInputTokens totalOutputTokens "
+        "{ costReport(period: MONTHLY) { totalCost totalRequests totalFailedRequests totalInputTokens "
+        "totalOutputTokens "
         "breakdownByModel { key cost } breakdownByUser { key cost } breakdownByTeam { key cost } } }"
     )["costReport"]
     for key in ("totalCost", "totalRequests", "totalFailedRequests", "totalInputTokens", "totalOutputTokens"):
         assert page.locator(f"[data-figure={key}]").get_attribute("data-value") == str(api[key]), key
-    for title, rows in (("By model", "breakdownByModel"), ("By user", "breakdownByUser"), ("By team", "breakdownByTeam")):
+    for title, rows in (
+        ("By model", "breakdownByModel"),
+        ("By user", "breakdownByUser"),
+        ("By team", "breakdownByTeam"),
+    ):
         table = page.get_by_role("heading", name=title).locator("xpath=following::table[1]")
         shown = [
             (r.locator("td").nth(0).inner_text(), r.locator("td").nth(1).locator("span").get_attribute("data-value"))
@@ -247,7 +260,9 @@ def test_every_figure_on_reports_equals_the_graphql_api(page: Any, ui_server: Se
     table = page.get_by_role("heading", name="By model").locator("xpath=following::table[1]")
     table.get_by_role("button", name="Cost").click()
     table.get_by_role("button", name="Cost").click()
-    costs = [Decimal(v) for v in table.locator("tbody td:nth-child(2) span").evaluate_all("e => e.map(x => x.dataset.value)")]
+    costs = [
+        Decimal(v) for v in table.locator("tbody td:nth-child(2) span").evaluate_all("e => e.map(x => x.dataset.value)")
+    ]
     assert costs == sorted(costs)
 
 
@@ -256,8 +271,10 @@ def test_the_csv_download_has_the_exports_content(page: Any, ui_server: Server) 
     with page.expect_download() as info:
         page.get_by_role("button", name="Download CSV").click()
     download = info.value
-    content = open(download.path(), encoding="utf-8").read()  # noqa: PTH123
-    export = ui_server.gql("{ exportCostReport(format: CSV, period: MONTHLY) { filename content } }")["exportCostReport"]
+    content = Path(download.path()).read_text(encoding="utf-8")
+    export = ui_server.gql("{ exportCostReport(format: CSV, period: MONTHLY) { filename content } }")[
+        "exportCostReport"
+    ]
     assert download.suggested_filename == export["filename"]
     assert content == export["content"]
     assert content.splitlines()[0].startswith(("date", "day", "\ufeff")) or "," in content.splitlines()[0]
@@ -304,7 +321,7 @@ def test_the_chargeback_lifecycle_by_its_buttons(page: Any, ui_server: Server) -
         report.get_by_role("button", name="Export").click()
     assert info.value.suggested_filename.endswith(".csv")
     page.locator("article[data-report-id]").first.get_by_text("exported", exact=True).wait_for()
-    assert "CC-4711" in open(info.value.path(), encoding="utf-8").read()  # noqa: PTH123
+    assert "CC-4711" in Path(info.value.path()).read_text(encoding="utf-8")
     page.get_by_role("tab", name="Forecasts").click()
     page.get_by_role("button", name="Generate").click()
     page.get_by_role("cell", name="Platform").first.wait_for()
