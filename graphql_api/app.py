@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from graphql_api.dashboard_routes import dashboard_routes
+from graphql_api.dashboard_routes import dashboard_routes, share_page_paths
 from graphql_api.schema import build_schema
 from graphql_api.view import GraphQLView
 from models.db import open_database
@@ -180,7 +180,7 @@ def create_app(
         )
     return Starlette(
         routes=[
-            *rest_routes(),
+            *share_page_paths(rest_routes()),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             *dashboard_routes(),

@@ -3,7 +3,9 @@ like /budgets load the app, which routes in the browser). Unknown paths stay 404
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -31,9 +33,34 @@ async def index(request: Request) -> Response:
     return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html", headers=SECURITY_HEADERS)
 
 
+def wants_page(request: Request) -> bool:
+    """A browser navigating (HTML first in Accept, no token): the app; an API client (a token, JSON): the API."""
+    accept = request.headers.get("accept", "")
+    return "authorization" not in request.headers and accept.startswith("text/html")
+
+
+def share_page_paths(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """A page path that is also a REST GET route (/alerts) answers a browser's navigation with the app and every
+    other request with the API, so reloading the Alerts page works and the REST route is unchanged."""
+    shared: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route) and route.path in PAGE_PATHS and route.methods and "GET" in route.methods:
+            api = route.endpoint
+
+            async def page_or_api(request: Request, api: Any = api) -> Response:
+                if wants_page(request):
+                    return await index(request)
+                response: Response = await api(request)
+                return response
+
+            route = Route(route.path, page_or_api, methods=list(route.methods), name=route.name)
+        shared.append(route)
+    return shared
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET", "HEAD"], include_in_schema=False),
-        *(Route(path, index, methods=["GET", "HEAD"], include_in_schema=False) for path in PAGE_PATHS),
+        *(Route(path, index, methods=["GET", "HEAD"], include_in_schema=False) for path in PAGE_PATHS),  # after REST
         Mount("/ui", app=StaticFiles(directory=DASHBOARD_DIR), name="dashboard"),
     ]

@@ -96,6 +96,19 @@ class Server:
         r = httpx.post(f"{self.base}/spend/litellm", json=body, headers={"x-api-key": ADMIN_KEY}, timeout=30)
         assert r.status_code < 300, r.text
 
+    def pre_request(self, **fields: Any) -> dict[str, Any]:
+        """LiteLLM's pre-request check through the webhook (where approaching_limit alerts are raised)."""
+        body = {
+            "litellm_call_id": f"ui-{uuid.uuid4()}",
+            "model": "gpt-4o",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+            **fields,
+        }
+        r = httpx.post(f"{self.base}/webhook/pre-request", json=body, headers={"x-api-key": ADMIN_KEY}, timeout=30)
+        answer: dict[str, Any] = r.json()
+        return answer
+
 
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

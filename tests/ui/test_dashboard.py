@@ -308,15 +308,15 @@ def test_the_chargeback_lifecycle_by_its_buttons(page: Any, ui_server: Server) -
     page.wait_for_selector("textarea[name=metadata][aria-invalid=true]")
     page.get_by_label("Metadata (JSON)").fill('{"gl_account": "6100"}')
     page.get_by_role("button", name="Create Rule").click()
-    page.get_by_role("cell", name="CC-4711").wait_for()
+    page.get_by_role("cell", name="CC-4711", exact=True).wait_for()
     page.get_by_role("tab", name="Reports").click()
     page.get_by_role("button", name="Generate Report").click()
     report = page.locator("article[data-report-id]").first
-    report.get_by_text("draft").wait_for()
+    report.get_by_text("draft", exact=True).wait_for()
     report.get_by_role("button", name="Finalize").click()
     page.get_by_role("dialog").get_by_role("button", name="Finalize").click()
     report = page.locator("article[data-report-id]").first
-    report.get_by_text("finalized").wait_for()
+    report.get_by_text("finalized", exact=True).wait_for()
     with page.expect_download() as info:
         report.get_by_role("button", name="Export").click()
     assert info.value.suggested_filename.endswith(".csv")
@@ -358,11 +358,23 @@ def test_the_sla_monitor_shows_health_after_a_collector_run_and_creates_a_failov
 
 def test_the_alert_feed_shows_a_raised_alert_live(page: Any, ui_server: Server) -> None:
     user = unique("alert-user")
+    ui_server.post_spend(cost=9, user_id=user)
     create_budget(ui_server, name=unique("Alerting"), entityType="USER", entityId=user, monthlyLimit="10")
     log_in(page, ui_server, ADMIN_KEY, "/alerts")
-    page.get_by_text("Live: listening for new alerts").wait_for()
-    ui_server.post_spend(cost=9, user_id=user)
-    page.locator("li[data-alert-id]").filter(has_text=user).first.wait_for()
+    page.get_by_text("Live: listening for new alerts").wait_for()  # the socket is acknowledged
+    page.wait_for_timeout(1000)  # and the subscribe message that followed it reached the server
+    # LiteLLM's pre-request check at 90% of the limit raises an approaching_limit alert (the gateway learns of a
+    # new budget and its spend within moments: ask until it warns, bounded)
+    for _ in range(60):
+        if ui_server.pre_request(user_id=user)["action"] == "warn":
+            break
+        page.wait_for_timeout(500)
+    else:
+        pytest.fail("the gateway never warned")
+    item = page.locator("li[data-alert-id]").filter(has_text=user).first
+    item.wait_for()
+    assert item.get_by_text("new", exact=True).is_visible()  # it came through alertRaised, not a reload
+    assert "approaching limit" in item.inner_text()
 
 
 def test_the_phone_layout_opens_the_navigation_from_the_menu_button(browser: Any, ui_server: Server) -> None:
@@ -408,4 +420,12 @@ def test_the_dashboard_is_served_with_a_strict_content_security_policy_and_no_ex
     assert "default-src 'self'" in csp and "script-src 'self'" in csp
     assert "http" not in r.text.replace('href="/ui', "").split("<noscript>")[0]
     assert httpx.get(ui_server.base + "/no-such-page", timeout=30).status_code == 404
+    # /alerts is a page and a REST route: a browser's navigation gets the app, an API client the API
+    page = httpx.get(ui_server.base + "/alerts", headers={"accept": "text/html,*/*"}, timeout=30)
+    assert page.status_code == 200 and "<title>spendplane</title>" in page.text
+    api = httpx.get(
+        ui_server.base + "/alerts", headers={"authorization": f"Bearer {ui_server.admin_token}"}, timeout=30
+    )
+    assert api.status_code == 200 and isinstance(api.json(), (list, dict))
+    assert httpx.get(ui_server.base + "/alerts", timeout=30).status_code == 401
     assert httpx.get(ui_server.base + "/ui/../graphql_api/app.py", timeout=30).status_code == 404

@@ -6,6 +6,15 @@ const TOKEN_KEY = "spendplane.token";
 let expiredHandler = () => {};
 let wsClient = null;
 let capabilities = null;
+const connectedListeners = new Set();
+let connected = false;
+
+// Called (now, if already connected, and on every reconnect) once the subscription socket is acknowledged.
+export function onConnected(fn) {
+  connectedListeners.add(fn);
+  if (connected) fn();
+  return () => connectedListeners.delete(fn);
+}
 
 export class ApiError extends Error {
   constructor(message, code, field) {
@@ -26,7 +35,7 @@ export function onExpired(fn) {
 export function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
   capabilities = null;
-  if (wsClient) { wsClient.dispose(); wsClient = null; }
+  if (wsClient) { wsClient.dispose(); wsClient = null; connected = false; }
 }
 
 function expire() {
@@ -97,7 +106,8 @@ function ws() {
       shouldRetry: (ev) => !(ev && ev.code === 4401 || ev && ev.code === 4403),
       connectionParams: () => ({ authorization: `Bearer ${token()}` }),
       on: {
-        closed: (ev) => { if (ev && ev.code === 4401) expire(); },
+        connected: () => { connected = true; for (const fn of connectedListeners) fn(); },
+        closed: (ev) => { connected = false; if (ev && ev.code === 4401) expire(); },
       },
     });
   }

@@ -1,6 +1,6 @@
 // Alerts: a live feed (alertRaised) on top of the history, with filters; delivery status per channel where the
 // server has it (Alert.deliveries).
-import { gql, subscribe, schemaHas } from "../api.js";
+import { gql, subscribe, schemaHas, onConnected } from "../api.js";
 import { h, field, select, badge, fmtTime, money, notice } from "../dom.js";
 
 const TYPES = ["", "APPROACHING_LIMIT", "REQUEST_EXCEEDS_BUDGET", "BUDGET_EXCEEDED", "PROJECTED_LIMIT_EXCEEDED", "SLA_VIOLATION",
@@ -35,7 +35,7 @@ export async function render(ctx) {
       live.textContent = `Live: new ${a.type.toLowerCase().replaceAll("_", " ")} alert`;
     }, (err) => { live.replaceChildren(notice(`Live updates stopped: ${err.message || err.reason || "connection lost"}`, "error")); });
   ctx.onLeave(stop);
-  setTimeout(() => { if (live.textContent === "Live: connecting…") live.textContent = "Live: listening for new alerts"; }, 500);
+  ctx.onLeave(onConnected(() => { live.textContent = "Live: listening for new alerts"; }));
   const form = h("form", { class: "toolbar", "aria-label": "Alert filters" },
     field("Team", h("input", { name: "teamId", value: filters.teamId ?? "" })),
     field("User", h("input", { name: "userId", value: filters.userId ?? "" })),
