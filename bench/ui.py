@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def log_in(page: Page, base: str, path: str) -> None:
     page.goto(base + path)
     page.get_by_label("API key").fill(ADMIN_KEY)
     page.get_by_role("button", name="Log in").click()
-    page.get_by_role("navigation", name="Main").wait_for()
+    page.locator("header.top").wait_for()  # the navigation itself is behind the Menu button on a phone
 
 
 def seed_budgets(base: str, token: str, n: int) -> None:
@@ -186,6 +187,33 @@ def screenshots(out: Path, rows: int) -> None:
         token = login_token(base)
         seed_budgets(base, token, 12)
         gql(base, token, "mutation { generateForecasts { period } }")
+        for team, target, pct in (
+            ("engineering", "CC-1000", "60"),
+            ("engineering", "CC-2000", "40"),
+            ("data-science", "PRJ-ML", "100"),
+        ):
+            gql(
+                base,
+                token,
+                "mutation($i: AllocationRuleInput!) { createAllocationRule(input: $i) { id } }",
+                {
+                    "i": {
+                        "teamId": team,
+                        "allocationType": "COST_CENTER",
+                        "allocationTarget": target,
+                        "allocationPercent": pct,
+                    }
+                },
+            )
+        last_month = (date.today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+        gql(base, token, "mutation($p: String!) { generateChargebackReport(period: $p) { id } }", {"p": last_month})
+        gql(
+            base,
+            token,
+            "mutation($i: SlaDefinitionInput!) { createSlaDefinition(input: $i) { id } }",
+            {"i": {"name": "Interactive p95", "modelPattern": "*", "targetP95Ms": 8000, "targetErrorRate": 0.02}},
+        )
+        gql(base, token, "mutation { collectProviderHealth { provider } }")
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for label, size in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 390, "height": 844})):
             context = browser.new_context(viewport=size, device_scale_factor=1)
