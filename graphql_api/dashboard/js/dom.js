@@ -44,9 +44,9 @@ export function select(name, options, value) {
 }
 
 // Money is an exact decimal string from the API; shown to the cent, rounded half-up on the string itself.
-export function money(value) {
+export function money(value, places = 2) {
   if (value === null || value === undefined) return "—";
-  return "$" + groupDigits(roundDecimal(String(value), 2));
+  return "$" + groupDigits(roundDecimal(String(value), places));
 }
 
 export function roundDecimal(s, places) {

@@ -23,7 +23,28 @@ export async function render(ctx) {
     box.id = id;
     return h("div", { class: "switch" }, box, h("label", { for: id }, label));
   };
-  const pricingRows = d.pricing;
+  // hundreds of models: overrides first, then a filter; at most 100 rows shown at a time
+  const sorted = [...d.pricing].sort((a, b) => (b.source === "override") - (a.source === "override") || a.model.localeCompare(b.model));
+  const pricingTable = h("div");
+  const pricingCount = h("p", { class: "muted", role: "status" });
+  const filterInput = h("input", { name: "modelFilter", type: "search", placeholder: "e.g. gpt-4o" });
+  const pricingFilter = h("div", { class: "toolbar" }, field("Filter models", filterInput));
+  const columns = [
+    { label: "Model", get: (r) => r.model }, { label: "Provider", get: (r) => r.provider ?? "—" },
+    { label: "Input / M", get: (r) => money(r.inputPerMillion, 4), sort: (r) => Number(r.inputPerMillion) },
+    { label: "Output / M", get: (r) => money(r.outputPerMillion, 4), sort: (r) => Number(r.outputPerMillion) },
+    { label: "Source", get: (r) => r.source },
+    ...(ctx.isAdmin ? [{ label: "Override", nosort: true, get: (r) => r.source === "override"
+      ? h("button", { type: "button", class: "secondary", "aria-label": `Remove the override of ${r.model}`, onclick: () => removeOverride(r.model) }, "Remove") : "" }] : []),
+  ];
+  const drawPricing = () => {
+    const q = filterInput.value.trim().toLowerCase();
+    const rows = sorted.filter((r) => !q || r.model.toLowerCase().includes(q) || (r.provider || "").toLowerCase().includes(q));
+    pricingTable.replaceChildren(table(columns, rows.slice(0, 50), { sortable: true }));
+    pricingCount.textContent = `${rows.length} of ${sorted.length} models${rows.length > 50 ? " (the first 50 shown; filter to find one)" : ""}`;
+  };
+  filterInput.addEventListener("input", drawPricing);
+  drawPricing();
   const priceForm = h("form", { class: "panel card", "aria-label": "Set a price override" },
     field("Model", h("input", { name: "model", required: true })),
     field("Input per million", h("input", { name: "inputPerMillion", inputmode: "decimal", required: true })),
@@ -65,13 +86,6 @@ export async function render(ctx) {
     status,
     h("h2", {}, "Pricing"),
     ctx.isAdmin ? priceForm : null,
-    table([
-      { label: "Model", get: (r) => r.model }, { label: "Provider", get: (r) => r.provider ?? "—" },
-      { label: "Input / M", get: (r) => money(r.inputPerMillion), sort: (r) => Number(r.inputPerMillion) },
-      { label: "Output / M", get: (r) => money(r.outputPerMillion), sort: (r) => Number(r.outputPerMillion) },
-      { label: "Source", get: (r) => r.source },
-      ...(ctx.isAdmin ? [{ label: "Override", nosort: true, get: (r) => r.source === "admin" || r.source === "override"
-        ? h("button", { type: "button", class: "secondary", "aria-label": `Remove the override of ${r.model}`, onclick: () => removeOverride(r.model) }, "Remove") : "" }] : []),
-    ], pricingRows, { sortable: true }),
+    pricingFilter, pricingCount, pricingTable,
     h("h2", {}, "Instance"), instance);
 }
