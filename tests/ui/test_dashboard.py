@@ -354,6 +354,20 @@ def test_the_sla_monitor_shows_health_after_a_collector_run_and_creates_a_failov
     rules = page.get_by_role("heading", name="Failover rules").locator("xpath=following::table[1]")
     rules.get_by_role("cell", name="gpt-4o-mini").wait_for()
     assert any(r["primaryModel"] == model for r in ui_server.gql("{ failoverRules { primaryModel } }")["failoverRules"])
+    # the definition is edited through the same form
+    definitions = page.get_by_role("heading", name="Definitions").locator("xpath=following::table[1]")
+    definitions.locator("tbody tr").filter(has_text=model).get_by_role(
+        "button", name=re.compile("^Edit definition")
+    ).click()
+    page.get_by_label("Target p95 (ms)").fill("5000")
+    page.get_by_role("button", name="Save Definition").click()
+    page.get_by_role("cell", name=re.compile("p95 5000 ms")).first.wait_for()
+    (edited,) = [
+        d
+        for d in ui_server.gql("{ slaDefinitions { modelPattern targetP95Ms } }")["slaDefinitions"]
+        if d["modelPattern"] == model
+    ]
+    assert edited["targetP95Ms"] == 5000
 
 
 def test_the_alert_feed_shows_a_raised_alert_live(page: Any, ui_server: Server) -> None:

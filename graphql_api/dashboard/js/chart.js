@@ -2,7 +2,7 @@
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { h } from "./dom.js";
 
-export function lineChart(title, dates, series, { band } = {}) {
+export function lineChart(title, dates, series, { band, unit = "$" } = {}) {
   const box = h("figure", { class: "chart", "aria-label": title },
     h("figcaption", { class: "muted" }, title));
   const xs = dates.map((d) => Date.parse(d.length === 10 ? d + "T00:00:00Z" : d) / 1000);
@@ -10,7 +10,7 @@ export function lineChart(title, dates, series, { band } = {}) {
   const opts = {
     width: 600, height: 220,
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2, dash: s.dash }))],
-    axes: [{}, { values: (u, v) => v.map((x) => "$" + x.toLocaleString()) }],
+    axes: [{}, { size: 80, values: (u, v) => v.map((x) => (unit === "$" ? "$" + x.toLocaleString() : `${x.toLocaleString()} ${unit}`)) }],
   };
   if (band) opts.bands = [{ series: band, fill: "#1f5fbf22" }];
   const plot = new uPlot(opts, [xs, ...series.map((s) => s.values.map((v) => (v === null ? null : Number(v))))], box);

@@ -25,18 +25,22 @@ function judge(defs, row, key, target, higherIsBetter = false) {
 
 export async function render(ctx) {
   const hours = Number(ctx.params.get("hours") || 24);
-  const d = await gql(`query($hours: Int!) { providerHealth { ${HEALTH} } providerHealthHistory(hours: $hours) { ${HEALTH} }
+  const activeOnly = ctx.params.get("active") === "1";
+  const d = await gql(`query($hours: Int!, $activeOnly: Boolean!) { providerHealth { ${HEALTH} } providerHealthHistory(hours: $hours) { ${HEALTH} }
     slaDefinitions { id name provider modelPattern targetP50Ms targetP95Ms targetP99Ms targetTtftP95Ms targetErrorRate targetAvailability evaluationWindowMinutes }
-    slaViolations(limit: 100) { id definitionName provider modelPattern metric targetValue measuredValue openedAt active resolvedAt resolution }
+    slaViolations(activeOnly: $activeOnly, limit: 100) { id definitionName provider modelPattern metric targetValue measuredValue openedAt active resolvedAt resolution }
     failoverRules { id primaryModel fallbackModel triggerCondition triggerThreshold cooldownMinutes active activatedAt lastMeasuredValue
-      transitions(limit: 5) { at kind reason } } }`, { hours }).catch(async (err) => {
+      transitions(limit: 5) { at kind reason } } }`, { hours, activeOnly }).catch(async (err) => {
     if (err.code !== "FORBIDDEN") throw err;
-    return gql(`query($hours: Int!) { providerHealth { ${HEALTH} } providerHealthHistory(hours: $hours) { ${HEALTH} }
+    return gql(`query($hours: Int!, $activeOnly: Boolean!) { providerHealth { ${HEALTH} } providerHealthHistory(hours: $hours) { ${HEALTH} }
       slaDefinitions { id name provider modelPattern targetP50Ms targetP95Ms targetP99Ms targetTtftP95Ms targetErrorRate targetAvailability evaluationWindowMinutes }
-      slaViolations(limit: 100) { id definitionName provider modelPattern metric targetValue measuredValue openedAt active resolvedAt resolution } }`, { hours });
+      slaViolations(activeOnly: $activeOnly, limit: 100) { id definitionName provider modelPattern metric targetValue measuredValue openedAt active resolvedAt resolution } }`, { hours, activeOnly });
   });
   const status = h("div", { role: "status" });
-  const refresh = () => ctx.navigate(`/sla?hours=${hours}`, { replace: true });
+  const here = (changes = {}) => `/sla?${new URLSearchParams({ hours: String(hours), active: activeOnly ? "1" : "0", ...changes })}`;
+  const refresh = () => ctx.navigate(here(), { replace: true });
+  const activeBox = h("input", { type: "checkbox", id: "active-only", checked: activeOnly,
+    onchange: () => ctx.navigate(here({ active: activeBox.checked ? "1" : "0" }), { replace: true }) });
   const cell = (row, key, target, fmt, hib) => {
     const kind = judge(d.slaDefinitions, row, key, target, hib);
     return h("span", { class: `badge ${kind}`, "data-judged": kind || "none" }, fmt(row[key]));
@@ -62,8 +66,8 @@ export async function render(ctx) {
   const times = [...new Set(d.providerHealthHistory.map((r) => r.windowEnd))].sort();
   const top = [...byKey.entries()].slice(0, 4);
   const hoursSel = select("hours", [["1", "1 hour"], ["6", "6 hours"], ["24", "24 hours"], ["168", "7 days"], ["720", "30 days"]], String(hours));
-  hoursSel.addEventListener("change", () => ctx.navigate(`/sla?hours=${hoursSel.value}`, { replace: true }));
-  const history = times.length ? lineChart(`Latency p95 (ms), last ${hours} h`, times, top.map(([k, m]) => ({ label: k, values: times.map((t) => m.get(t) ?? null) }))) : h("p", { class: "muted" }, "No history in this window.");
+  hoursSel.addEventListener("change", () => ctx.navigate(here({ hours: hoursSel.value }), { replace: true }));
+  const history = times.length ? lineChart(`Latency p95 (ms), last ${hours} h`, times, top.map(([k, m]) => ({ label: k, values: times.map((t) => m.get(t) ?? null) })), { unit: "ms" }) : h("p", { class: "muted" }, "No history in this window.");
 
   const defs = table([
     { label: "Name", get: (x) => x.name }, { label: "Provider", get: (x) => x.provider ?? "any" }, { label: "Models", get: (x) => x.modelPattern },
@@ -71,6 +75,7 @@ export async function render(ctx) {
       ["errors", x.targetErrorRate, (v) => percent(v, 2)], ["availability", x.targetAvailability, (v) => percent(v, 2)]]
       .filter((t) => t[1] !== null).map((t) => `${t[0]} ${t[2](t[1])}`).join(", ") },
     { label: "Window", get: (x) => `${x.evaluationWindowMinutes} min` },
+    ...(ctx.isAdmin ? [{ label: "", get: (x) => h("button", { type: "button", class: "secondary", "aria-label": `Edit definition ${x.name}`, onclick: () => editDefinition(x) }, "Edit") }] : []),
     ...(ctx.isAdmin ? [{ label: "", get: (x) => h("button", { type: "button", class: "danger", "aria-label": `Delete definition ${x.name}`, onclick: async () => {
       if (!(await confirmDialog(`Delete the SLA definition "${x.name}"?`, "Delete"))) return;
       try { await gql(`mutation($id: ID!) { deleteSlaDefinition(id: $id) { id } }`, { id: x.id }); refresh(); }
@@ -103,15 +108,30 @@ export async function render(ctx) {
     field("Evaluation Window (min)", inp("evaluationWindowMinutes", { type: "number", value: "60" })),
     h("p", { class: "form-error", role: "alert", hidden: true }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Create Definition")));
+  let editing = null; // the definition being edited, or null: the form creates
+  const editDefinition = (x) => {
+    editing = x;
+    for (const key of ["name", "provider", "modelPattern", "targetP95Ms", "targetTtftP95Ms", "targetErrorRate", "targetAvailability", "evaluationWindowMinutes"]) {
+      defForm.elements[key].value = x[key] ?? "";
+    }
+    defForm.querySelector("button[type=submit]").textContent = "Save Definition";
+    defForm.setAttribute("aria-label", `Edit definition ${x.name}`);
+    defForm.elements.name.focus();
+  };
   defForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = Object.fromEntries(new FormData(defForm).entries());
     const nOrNull = (v) => (v === "" ? null : Number(v));
+    const input = {
+      name: f.name, provider: f.provider || null, modelPattern: f.modelPattern || "*", targetP95Ms: nOrNull(f.targetP95Ms),
+      targetTtftP95Ms: nOrNull(f.targetTtftP95Ms), targetErrorRate: nOrNull(f.targetErrorRate), targetAvailability: nOrNull(f.targetAvailability),
+      evaluationWindowMinutes: Number(f.evaluationWindowMinutes || 60) };
     try {
-      await gql(`mutation($input: SlaDefinitionInput!) { createSlaDefinition(input: $input) { id } }`, { input: {
-        name: f.name, provider: f.provider || null, modelPattern: f.modelPattern || "*", targetP95Ms: nOrNull(f.targetP95Ms),
-        targetTtftP95Ms: nOrNull(f.targetTtftP95Ms), targetErrorRate: nOrNull(f.targetErrorRate), targetAvailability: nOrNull(f.targetAvailability),
-        evaluationWindowMinutes: Number(f.evaluationWindowMinutes || 60) } });
+      if (editing) {
+        await gql(`mutation($id: ID!, $input: SlaDefinitionUpdateInput!) { updateSlaDefinition(id: $id, input: $input) { id } }`, { id: editing.id, input });
+      } else {
+        await gql(`mutation($input: SlaDefinitionInput!) { createSlaDefinition(input: $input) { id } }`, { input });
+      }
       refresh();
     } catch (err) { showErrors(defForm, err); }
   });
@@ -142,6 +162,6 @@ export async function render(ctx) {
     h("h2", {}, "Provider health"), health,
     h("div", { class: "toolbar" }, field("History", hoursSel)), history,
     h("h2", {}, "Definitions"), ctx.isAdmin ? defForm : "", defs,
-    h("h2", {}, "Violations"), violations,
+    h("h2", {}, "Violations"), h("div", { class: "switch" }, activeBox, h("label", { for: "active-only" }, "Active only")), violations,
     h("h2", {}, "Failover rules"), ctx.isAdmin ? ruleForm : "", rules);
 }
