@@ -25,7 +25,7 @@ export async function render(ctx) {
       h("div", { class: "card stat" }, h("div", { class: "label" }, "Month-to-date vs monthly budgets"),
         h("div", { class: "value" }, budgetTotal ? `${money(s.monthCost)} / ${money(budgetTotal.toFixed(2))}` : "no monthly budgets")),
       h("div", { class: "card stat" }, h("div", { class: "label" }, "30-day trend"),
-        h("div", { class: "value trend" }, `${t.direction.toLowerCase()} ${t.changePercent === null ? "" : Number(t.changePercent).toFixed(1) + "%"}`)),
+        h("div", { class: "value trend" }, `${t.direction.toLowerCase()} ${t.changePercent === null ? "" : (Number(t.changePercent) > 0 ? "+" : "") + Number(t.changePercent).toFixed(1) + "%"}`)),
       platform ? h("div", { class: "card stat" }, h("div", { class: "label" }, `Month-end forecast (${percent(platform.confidenceLevel, 0)} interval)`),
         h("div", { class: "value" }, money(platform.forecastedCost)),
         h("div", { class: "muted" }, `${money(platform.confidenceLow)} – ${money(platform.confidenceHigh)}`)) : null),
