@@ -92,6 +92,19 @@ def test_a_deep_link_loads_the_app_and_an_expired_token_returns_to_the_same_page
     assert "/chargeback" in page.url
 
 
+def test_when_the_token_runs_out_the_login_comes_back_and_then_the_same_page(page: Any, ui_server: Server) -> None:
+    page.clock.install()  # the browser's clock, so the token's lifetime (an hour) can pass at once
+    log_in(page, ui_server, ADMIN_KEY, "/reports?period=WEEKLY")
+    page.get_by_role("heading", name="Reports", level=1).wait_for()
+    page.clock.fast_forward("02:00:00")  # past me.expiresAt
+    page.get_by_text("Your session has expired").wait_for()
+    assert page.evaluate("sessionStorage.getItem('spendplane.token')") is None
+    page.get_by_label("API key").fill(ADMIN_KEY)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Reports", level=1).wait_for()
+    assert page.url.endswith("/reports?period=WEEKLY")
+
+
 def test_the_guide_steps_create_a_budget_through_the_form_and_show_its_card(page: Any, ui_server: Server) -> None:
     name = unique("Engineering Team Budget")
     team = unique("team")

@@ -3,6 +3,7 @@
 import { createClient } from "../vendor/graphql-ws/client.js";
 
 const TOKEN_KEY = "spendplane.token";
+const EXPIRES_KEY = "spendplane.expiresAt";
 let expiredHandler = () => {};
 let wsClient = null;
 let capabilities = null;
@@ -32,8 +33,15 @@ export function onExpired(fn) {
   expiredHandler = fn;
 }
 
+// When the token runs out, in this browser's clock (ms since the epoch), or null when unknown.
+export function tokenDeadline() {
+  const v = Number(sessionStorage.getItem(EXPIRES_KEY));
+  return Number.isFinite(v) && v > 0 ? v : null;
+}
+
 export function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(EXPIRES_KEY);
   capabilities = null;
   if (wsClient) { wsClient.dispose(); wsClient = null; connected = false; }
 }
@@ -55,6 +63,8 @@ export async function login(apiKey) {
     throw new ApiError(e.message || `login failed (${res.status})`, e.code || String(res.status), "apiKey");
   }
   sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  // the deadline on this browser's clock, from the relative lifetime: a skewed clock does not end it early
+  sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + Number(body.expires_in) * 1000));
   return body;
 }
 

@@ -1,6 +1,6 @@
 // The shell: login, navigation, the router (History API; the server answers every page path with this app),
 // and the return to the same page after a token expires.
-import { gql, login, logout, onExpired, token, ApiError } from "./api.js";
+import { gql, login, logout, onExpired, token, tokenDeadline, ApiError } from "./api.js";
 import { h, field, showErrors } from "./dom.js";
 
 export const PAGES = [
@@ -114,8 +114,9 @@ async function route() {
       root.replaceChildren(h("main", { id: "main" }, h("p", { class: "notice error", role: "alert" }, err.message)));
       return;
     }
-    if (me.expiresAt) {
-      const wait = new Date(me.expiresAt).getTime() - Date.now();
+    const deadline = tokenDeadline();
+    if (deadline) {
+      const wait = deadline - Date.now();
       if (expiryTimer) clearTimeout(expiryTimer);
       expiryTimer = setTimeout(() => { logout(); sessionExpired(); }, Math.max(0, Math.min(wait, 2 ** 31 - 1)));
     }
