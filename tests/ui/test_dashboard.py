@@ -199,7 +199,16 @@ def test_a_card_changes_live_when_spend_is_posted_without_a_reload(page: Any, ui
     log_in(page, ui_server, ADMIN_KEY, "/budgets")
     spend = card(page, name).locator(".spend")
     assert spend.inner_text() == "$0.00"
+    page.get_by_text("Live updates: on").wait_for()  # the subscription's socket is acknowledged
+    page.wait_for_timeout(1000)  # and the subscribe message that followed it reached the server
     page.evaluate("window.__noReload = true")
+    # LiteLLM asks first: the request's hold shows as reserved in flight, live
+    assert ui_server.pre_request(user_id=user)["allowed"] is True
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('article.budget')]"
+        ".some(a => a.innerText.includes(n) && Number(a.querySelector('.reserved').dataset.value) > 0)",
+        arg=name,
+    )
     ui_server.post_spend(cost=12.5, user_id=user)
     page.wait_for_function(
         "n => [...document.querySelectorAll('article.budget')]"

@@ -1,5 +1,5 @@
 // Budgets: a card per budget with its utilization bar, Create Budget / edit / delete (admin), live budgetUpdated.
-import { gql, subscribe } from "../api.js";
+import { gql, subscribe, onConnected } from "../api.js";
 import { h, field, select, money, fmtTime, showErrors, confirmDialog, notice } from "../dom.js";
 
 const FIELDS = `id name entityType entityId period timeZone weekStartsOn monthStartDay yearStartMonth limit monthlyLimit
@@ -164,9 +164,22 @@ export async function render(ctx) {
     if (old) old.replaceWith(card(b, ctx, actions)); else draw();
   });
   ctx.onLeave(stop);
+  const live = h("p", { class: "muted live", role: "status" }, "Live updates: connecting…");
+  let first = true;
+  ctx.onLeave(onConnected(async () => {
+    live.textContent = "Live updates: on";
+    // what changed between the first query and the subscription's start (or while the socket was down)
+    if (first) { first = false; return; }
+    try {
+      const fresh = await gql(`{ budgets { ${FIELDS} } }`);
+      byId.clear();
+      for (const b of fresh.budgets) byId.set(b.id, b);
+      draw();
+    } catch { /* the next event or reload shows it */ }
+  }));
   return h("section", { "aria-labelledby": "page-title" },
     h("div", { class: "toolbar" },
       h("h1", { id: "page-title", style: "margin:0; flex:1" }, "Budgets"),
       ctx.isAdmin ? h("button", { type: "button", onclick: () => openForm(null) }, "Create Budget") : null),
-    formSlot, status, grid);
+    live, formSlot, status, grid);
 }
