@@ -142,7 +142,8 @@ export async function render(ctx) {
     },
   };
   const draw = () => {
-    const list = [...byId.values()].sort((a, b) => a.name.localeCompare(b.name));
+    // the most used first: what is at risk is at the top
+    const list = [...byId.values()].sort((a, b) => Number(b.utilization) - Number(a.utilization) || a.name.localeCompare(b.name));
     grid.replaceChildren(...list.map((b) => card(b, ctx, actions)));
     if (!list.length) grid.append(h("p", { class: "muted" }, "No budgets yet."));
   };
