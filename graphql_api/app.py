@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from graphql_api.dashboard_routes import dashboard_routes, share_page_paths
 from graphql_api.schema import build_schema
 from graphql_api.view import GRAPHIQL_ASSETS_PACKAGE, GRAPHIQL_ASSETS_PATH, GraphQLView
 from models.db import open_database
@@ -63,6 +64,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 class State(TypedDict):
     runtime: Runtime
+    throttle: Throttle
 
 
 def _log_admin_key(key: str) -> None:
@@ -85,6 +87,8 @@ def create_app(
         allowed_origins=settings.allowed_origins,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
+
+    throttle = Throttle.from_settings(settings)  # the REST doors that test keys (webhook/throttle.py)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -162,7 +166,8 @@ def create_app(
             # Start-up objects (schema, price book, tokenizer) live as long as the process: keep them out of the
             # garbage collector's full scans, which otherwise grow into request-latency pauses.
             gc.freeze()
-            yield {"runtime": runtime}
+            # The throttle rides in the lifespan state so the guide's optional listeners share its counts.
+            yield {"runtime": runtime, "throttle": throttle}
         finally:
             stop.set()
             if delivery is not None:
@@ -187,20 +192,23 @@ def create_app(
                 allow_headers=["authorization", "content-type", "x-api-key"],
             )
         )
-    routes: list[BaseRoute] = [*rest_routes(), Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)]
+    routes: list[BaseRoute] = [
+        *share_page_paths(rest_routes()),
+        Route("/graphql", graphql),
+        WebSocketRoute("/graphql", graphql),
+    ]
     if settings.graphiql:
         # GraphiQL's scripts and styles, vendored: the page works offline (no CDN).
         assets = StaticFiles(packages=[GRAPHIQL_ASSETS_PACKAGE])
         routes.append(Mount(GRAPHIQL_ASSETS_PATH, app=assets, name="graphiql-assets"))
-    app = Starlette(
+    routes += dashboard_routes()  # the Admin UI at / and its page paths, last: every API route wins first
+    return Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
-    app.state.throttle = Throttle.from_settings(settings)  # the REST doors that test keys (webhook/throttle.py)
-    return app
 
 
 #: The guide's two other services, served by extra listeners of the same process (`spendplane serve`).

@@ -152,5 +152,5 @@ class Throttle:
 
 
 def throttle_of(request: Request) -> Throttle:
-    throttle: Throttle = request.app.state.throttle
+    throttle: Throttle = request.state.throttle  # one per app, shared by its extra listeners (lifespan state)
     return throttle
