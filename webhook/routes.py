@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resolvers.alerts import AlertType
+from resolvers.budgets import EntityType
+from resolvers.chargeback.files import ChargebackFormat
+from resolvers.chargeback.sap import SapLayout
+from resolvers.exports import CostExportFormat
+from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
-from webhook.openapi import Endpoint, QueryParam, build_openapi
+from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi
 from webhook.rest import JSON
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def choice(*values: str) -> dict[str, Any]:
+    """A query parameter taking one of `values`, in any case, blank meaning the default (as the routes read it)."""
+    return {"type": "string", "pattern": rf"^\s*({'|'.join(_any_case(v) for v in values)})?\s*$"}
+
+
+def whole(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+#: An id or filter: control characters are refused (leading and trailing blanks are trimmed), at most 256 long.
+IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f]*\s*$"}
+#: A day as YYYY-MM-DD, or blank.
+DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
+
+ALERT_TYPE = choice(*(t.value for t in AlertType))
+#: A month as YYYY-MM (the routes also refuse one that has not started).
+MONTH: dict[str, Any] = {"type": "string", "pattern": r"^\s*(2[0-9]{3}-(0[1-9]|1[0-2]))?\s*$"}
 
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
 _PERIOD_QUERY = (
-    QueryParam("period", "daily, weekly, monthly (default) or custom"),
-    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)"),
-    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)"),
-    QueryParam("team_id", "only this team (a viewer always gets its own team)"),
+    QueryParam("period", "daily, weekly, monthly (default) or custom", schema=choice(*(p.value for p in ReportPeriod))),
+    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
+    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
+    QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
 )
 
 _GATEWAY_ERRORS = (400, 401)
@@ -111,8 +143,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response_is_list=True,
         errors=_BUDGET_ERRORS,
         query=(
-            QueryParam("entity_type", "user, team or global"),
-            QueryParam("entity_id", "a user or team id"),
+            QueryParam(
+                "entity_type", "user, team, global, key, end_user or tag", schema=choice(*(e.value for e in EntityType))
+            ),
+            QueryParam("entity_id", "a user or team id", schema=IDENT),
         ),
     ),
     Endpoint(
@@ -159,14 +193,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response_is_list=True,
         errors=(400, 401),
         query=(
-            QueryParam("team_id", "only this team's alerts"),
-            QueryParam("user_id", "only this user's alerts"),
+            QueryParam("team_id", "only this team's alerts", schema=IDENT),
+            QueryParam("user_id", "only this user's alerts", schema=IDENT),
             QueryParam(
                 "type",
                 "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded, "
                 "sla_violation, failover_activated, failover_deactivated",
+                schema=ALERT_TYPE,
             ),
-            QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+            QueryParam("limit", "at most this many (1-500, default 100)", schema=whole(1, 500)),
         ),
     ),
     Endpoint(
@@ -190,8 +225,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_REPORT_ERRORS,
         query=(
             *_PERIOD_QUERY,
-            QueryParam("user_id", "only this user"),
-            QueryParam("model", "only this model or model group"),
+            QueryParam("user_id", "only this user", schema=IDENT),
+            QueryParam("model", "only this model or model group", schema=IDENT),
         ),
     ),
     Endpoint(
@@ -204,9 +239,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=reports.CostTrendOut,
         errors=_REPORT_ERRORS,
         query=(
-            QueryParam("days", "days of history, today included (default 30)", schema={"type": "integer"}),
-            QueryParam("model", "only this model or model group"),
-            QueryParam("team_id", "only this team"),
+            QueryParam("days", "days of history, today included (default 30)", schema=whole(1, 366)),
+            QueryParam("model", "only this model or model group", schema=IDENT),
+            QueryParam("team_id", "only this team", schema=IDENT),
         ),
     ),
     Endpoint(
@@ -219,10 +254,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_REPORT_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or focus"),
+            QueryParam("format", "csv (default), json or focus", schema=choice(*(f.value for f in CostExportFormat))),
             *_PERIOD_QUERY,
-            QueryParam("user_id", "only this user"),
-            QueryParam("model", "only this model or model group"),
+            QueryParam("user_id", "only this user", schema=IDENT),
+            QueryParam("model", "only this model or model group", schema=IDENT),
         ),
     ),
     Endpoint(
@@ -245,7 +280,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=forecasts.ForecastOut,
         response_is_list=True,
         errors=(400, 401, 403),
-        query=(QueryParam("team_id", "only this team (a viewer always gets its own team)"),),
+        query=(QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),),
     ),
     Endpoint(
         "POST",
@@ -278,7 +313,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         response_is_list=True,
         errors=_CHARGEBACK_ERRORS,
-        query=(QueryParam("team_id", "only this team's rules"),),
+        query=(QueryParam("team_id", "only this team's rules", schema=IDENT),),
     ),
     Endpoint(
         "POST",
@@ -334,7 +369,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.ReportOut,
         response_is_list=True,
         errors=_CHARGEBACK_ERRORS,
-        query=(QueryParam("period", "only this month, YYYY-MM"),),
+        query=(QueryParam("period", "only this month, YYYY-MM (from 2000-01, not a future month)", schema=MONTH),),
     ),
     Endpoint(
         "GET",
@@ -366,8 +401,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_CHARGEBACK_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or sap"),
-            QueryParam("layout", "with format=sap: fi (FI journal, default) or co (CO reposting)"),
+            QueryParam("format", "csv (default), json or sap", schema=choice(*(f.value for f in ChargebackFormat))),
+            QueryParam(
+                "layout",
+                "with format=sap: fi (FI journal, default) or co (CO reposting)",
+                schema=choice(*(layout.value for layout in SapLayout)),
+            ),
         ),
     ),
     *(
@@ -459,9 +498,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response_is_list=True,
             errors=_SLA_ERRORS,
             query=(
-                QueryParam("hours", "how far back (1-720, default 24)", schema={"type": "integer"}),
-                QueryParam("provider", "only this provider"),
-                QueryParam("model", "only this model"),
+                QueryParam("hours", "how far back (1-720, default 24)", schema=whole(1, 720)),
+                QueryParam("provider", "only this provider", schema=IDENT),
+                QueryParam("model", "only this model", schema=IDENT),
             ),
         ),
         Endpoint(
@@ -475,8 +514,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response_is_list=True,
             errors=_SLA_ERRORS,
             query=(
-                QueryParam("active_only", "true: only open violations", schema={"type": "boolean"}),
-                QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+                QueryParam("active_only", "true: only open violations", schema=choice("true", "false", "1", "0")),
+                QueryParam("limit", "at most this many (1-500, default 100)", schema=whole(1, 500)),
             ),
         ),
         Endpoint(
@@ -562,7 +601,19 @@ async def openapi_document(request: Request) -> Response:
     return JSON(build_openapi(ENDPOINTS))
 
 
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def handle(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return handle
+
+
 def routes() -> list[Route]:
-    found = [Route(e.path, e.handler, methods=[e.method], name=f"{e.method.lower()} {e.path}") for e in ENDPOINTS]
+    """One route per path, with every method the document lists for it: a 405 answers `Allow` with all of them
+    (one route per method answered only its own, so `Allow: PUT` on a path that also takes DELETE)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for e in ENDPOINTS:
+        by_path.setdefault(e.path, {})[e.method] = e.handler
+    found = [Route(path, _dispatch(handlers), methods=list(handlers), name=path) for path, handlers in by_path.items()]
     found.append(Route("/openapi.json", openapi_document, methods=["GET"], include_in_schema=False))
     return found
