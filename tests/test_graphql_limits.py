@@ -108,9 +108,7 @@ async def test_twenty_aliased_exports_from_a_viewer_stop_at_the_response_budget(
         codes = {error["extensions"]["code"] for error in body["errors"]}
         assert codes == {"RESPONSE_TOO_LARGE"}
         named = body["errors"][0]["extensions"].get("field")
-        assert named is not None and named.endswith(".content") and named.split(".")[0] in {
-            f"e{i}" for i in range(20)
-        }
+        assert named is not None and named.endswith(".content") and named.split(".")[0] in {f"e{i}" for i in range(20)}
         assert "SPENDPLANE_MAX_RESPONSE_BYTES" in body["errors"][0]["message"]
 
 
@@ -123,7 +121,9 @@ async def test_any_answer_past_the_budget_is_replaced_by_one_coded_error(
     )
     async with started(settings, clock, max_response_bytes=SMALL_BUDGET) as api:
         one = await api.client.post(
-            "/graphql", json={"query": "{ costReport { breakdownByUser { key cost requests share } } }"}, headers=api.bearer()
+            "/graphql",
+            json={"query": "{ costReport { breakdownByUser { key cost requests share } } }"},
+            headers=api.bearer(),
         )
         assert one.status_code == 200 and "errors" not in one.json()
         response = await api.client.post("/graphql", json={"query": "{ " + reports + " }"}, headers=api.bearer())
@@ -139,3 +139,19 @@ async def test_any_answer_past_the_budget_is_replaced_by_one_coded_error(
 def test_the_response_budget_setting_is_bounded(value: str) -> None:
     with pytest.raises(ValueError, match="SPENDPLANE_MAX_RESPONSE_BYTES"):
         Settings.from_env({"SPENDPLANE_MAX_RESPONSE_BYTES": value, "DATABASE_URL": "sqlite:///x.db"})
+
+
+@pytest.mark.parametrize("token", ["admin", None])
+async def test_a_malformed_scalar_literal_is_bad_input_not_an_internal_error(api: Api, token: str | None) -> None:
+    # Found by the GraphQL fuzzer: a Decimal literal that is no number answered INTERNAL_SERVER_ERROR.
+    for literal in ('""', '"\\u0003"', '"12abc"'):
+        price = f'{{ model: "m", inputPerMillion: {literal}, outputPerMillion: "1" }}'
+        query = f"mutation {{ setModelPrice(input: {price}) {{ model }} }}"
+        error = await api.error(query, token=token)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    # A variable is coerced after the token check: without one, the answer is UNAUTHENTICATED.
+    price = '{ model: "m", inputPerMillion: $d, outputPerMillion: 1 }'
+    error = await api.error(
+        f"mutation($d: Decimal!) {{ setModelPrice(input: {price}) {{ model }} }}", {"d": "x"}, token=token
+    )
+    assert error["extensions"]["code"] == ("BAD_USER_INPUT" if token else "UNAUTHENTICATED"), error

@@ -16,6 +16,7 @@ from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetSt
 from resolvers.errors import InvalidInput
 from resolvers.periods import cadence_of
 from resolvers.runtime import Runtime
+from webhook.openapi import refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
@@ -44,8 +45,11 @@ class _Window(BaseModel):
         )
 
 
+_WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "month_start_day", "year_start_month")
+
+
 class BudgetCreate(_Window):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=refine(not_blank=("name", "entity_type")))
     name: str = Field(max_length=200)
     entity_type: str = Field(description="user, team, key, end_user, tag or global")
     entity_id: str | None = Field(default=None, max_length=256)
@@ -59,7 +63,12 @@ class BudgetCreate(_Window):
 
 
 class BudgetUpdate(_Window):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_null=("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_WINDOW_FIELDS)
+        ),
+    )
     name: str | None = Field(default=None, max_length=200)
     monthly_limit: Decimal | None = Field(default=None, allow_inf_nan=False)
     limit: Decimal | None = Field(default=None, allow_inf_nan=False)

@@ -17,11 +17,14 @@ from resolvers.chargeback.rules import AllocationRule, RuleChanges, RuleDraft
 from resolvers.chargeback.statements import Statement
 from resolvers.errors import InvalidInput
 from webhook.downloads import download
+from webhook.openapi import refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
 class RuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(not_blank=("team_id", "allocation_type", "allocation_target"))
+    )
     name: str | None = Field(default=None, max_length=200)
     team_id: str = Field(max_length=256)
     allocation_type: str = Field(description="cost_center, project or department")
@@ -31,7 +34,10 @@ class RuleCreate(BaseModel):
 
 
 class RuleUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(not_null=("name", "allocation_target", "allocation_percent", "metadata")),
+    )
     name: str | None = Field(default=None, max_length=200)
     allocation_target: str | None = Field(default=None, max_length=128)
     allocation_percent: Decimal | None = Field(default=None, allow_inf_nan=False)

@@ -42,6 +42,25 @@ ALERT_TYPE = choice(*(t.value for t in AlertType))
 #: A month as YYYY-MM (the routes also refuse one that has not started).
 MONTH: dict[str, Any] = {"type": "string", "pattern": r"^\s*(2[0-9]{3}-(0[1-9]|1[0-2]))?\s*$"}
 
+#: A moment in a spend event: epoch seconds or an ISO 8601 time, from 2000 to 2200.
+_MOMENT = {
+    "anyOf": [
+        {"type": "number", "minimum": 946_684_800, "maximum": 7_258_031_999},
+        {"type": "string", "format": "date-time"},
+    ]
+}
+#: LiteLLM's StandardLoggingPayload, as much of it as the route requires; other keys are read when present.
+SPEND_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "LiteLLM's StandardLoggingPayload",
+    "required": ["id", "startTime", "endTime"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"\S", "maxLength": 256, "description": "the request id LiteLLM logs"},
+        "startTime": _MOMENT,
+        "endTime": _MOMENT,
+    },
+}
+
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
@@ -89,6 +108,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="gateway",
         response=gateway.IngestResponse,
         errors=_GATEWAY_ERRORS,
+        raw_body={
+            "application/json": {
+                "schema": {
+                    "anyOf": [SPEND_EVENT, {"type": "array", "items": SPEND_EVENT, "minItems": 1, "maxItems": 1000}]
+                }
+            },
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one spend event per line"}},
+        },
     ),
     Endpoint(
         "POST",

@@ -17,6 +17,7 @@ from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTran
 from resolvers.sla.health import Health
 from resolvers.sla.violations import SlaViolation
 from webhook.downloads import query_int
+from webhook.openapi import refine
 from webhook.rest import JSON, Text, caller, read_model, runtime_of
 
 _Latency = Field(default=None, allow_inf_nan=False, description="milliseconds above 0")
@@ -24,7 +25,7 @@ _Rate = Field(default=None, allow_inf_nan=False, description="a fraction from 0 
 
 
 class SlaDefinitionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=refine(not_blank=("name",)))
     name: Text = Field(max_length=200)
     provider: Text | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
     model_pattern: Text = Field(default="*", max_length=200, description="a glob, e.g. gpt-4o*")
@@ -134,7 +135,9 @@ class SlaViolationOut(BaseModel):
 
 
 class FailoverRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(not_blank=("primary_model", "fallback_model", "trigger_condition"))
+    )
     primary_model: Text = Field(max_length=256)
     fallback_model: Text = Field(max_length=256)
     trigger_condition: Text = Field(max_length=32, description="error_rate, latency_p95, ttft_p95 or availability")
