@@ -13,17 +13,20 @@ from starlette.responses import Response
 
 from resolvers.chargeback import rules, statements
 from resolvers.chargeback.files import chargeback_format, sap_layout, statement_file
-from resolvers.chargeback.rules import AllocationRule, RuleChanges, RuleDraft
+from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChanges, RuleDraft
 from resolvers.chargeback.statements import Statement
 from resolvers.errors import InvalidInput
 from webhook.downloads import download
-from webhook.openapi import refine
+from webhook.openapi import choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
 class RuleCreate(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=refine(not_blank=("team_id", "allocation_type", "allocation_target"))
+        extra="forbid",
+        json_schema_extra=refine(
+            not_blank=("team_id", "allocation_target"), props={"allocation_type": choice(*AllocationType)}
+        ),
     )
     name: str | None = Field(default=None, max_length=200)
     team_id: str = Field(max_length=256)

@@ -63,14 +63,39 @@ _ERROR_SCHEMA = {
 }
 
 
-def refine(*, not_null: Iterable[str] = (), not_blank: Iterable[str] = ()) -> Callable[[dict[str, Any]], None]:
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def choice(*values: str, trimmed: bool = True, any_case: bool = True, blank: bool = False) -> dict[str, Any]:
+    """Text that is one of `values`: as the routes read it, `trimmed` of surrounding blanks, in `any_case`;
+    `blank`: the empty string is taken too (a query parameter's default)."""
+    words = "|".join(_any_case(v) if any_case else re.escape(v) for v in values)
+    word = rf"\s*({words})\s*" if trimmed else f"({words})"
+    return {"type": "string", "pattern": f"^({word})?$" if blank else f"^{word}$"}
+
+
+def refine(
+    *,
+    not_null: Iterable[str] = (),
+    not_blank: Iterable[str] = (),
+    props: dict[str, dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Callable[[dict[str, Any]], None]:
     """A model's `json_schema_extra`: what its route refuses beyond pydantic's own checks, so the document says
     it. `not_null`: optional fields that may be omitted but not sent as null; `not_blank`: text that must hold
-    more than blanks."""
+    more than blanks; `props`: keywords merged into a field's schema (into its non-null alternative); `extra`:
+    keywords for the whole object (e.g. `anyOf` of required fields, `not` of two exclusive ones)."""
     never_null, never_blank = tuple(not_null), tuple(not_blank)
 
     def patch(schema: dict[str, Any]) -> None:
         properties = schema.get("properties", {})
+        for name, keywords in (props or {}).items():
+            prop = properties[name]
+            options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}] or [prop]
+            for option in options:
+                option.update(keywords)
+        schema.update(extra or {})
         for name in never_null:
             prop = properties[name]
             kept = [option for option in prop.get("anyOf", ()) if option != {"type": "null"}]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -16,17 +15,8 @@ from resolvers.chargeback.sap import SapLayout
 from resolvers.exports import CostExportFormat
 from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
-from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi
+from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
 from webhook.rest import JSON
-
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
-
-
-def choice(*values: str) -> dict[str, Any]:
-    """A query parameter taking one of `values`, in any case, blank meaning the default (as the routes read it)."""
-    return {"type": "string", "pattern": rf"^\s*({'|'.join(_any_case(v) for v in values)})?\s*$"}
 
 
 def whole(low: int, high: int) -> dict[str, Any]:
@@ -38,15 +28,15 @@ IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^
 #: A day as YYYY-MM-DD, or blank.
 DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
 
-ALERT_TYPE = choice(*(t.value for t in AlertType))
-#: A month as YYYY-MM (the routes also refuse one that has not started).
-MONTH: dict[str, Any] = {"type": "string", "pattern": r"^\s*(2[0-9]{3}-(0[1-9]|1[0-2]))?\s*$"}
+ALERT_TYPE = choice(*(t.value for t in AlertType), trimmed=False, any_case=False, blank=True)
+#: A month as YYYY-MM from 2000, or blank (the routes also refuse one that has not started).
+MONTH: dict[str, Any] = {"type": "string", "pattern": r"^(\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*)?$"}
 
 #: A moment in a spend event: epoch seconds or an ISO 8601 time, from 2000 to 2200.
 _MOMENT = {
     "anyOf": [
-        {"type": "number", "minimum": 946_684_800, "maximum": 7_258_031_999},
-        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 946_684_800, "maximum": 7_289_567_999},
+        {"type": "string", "format": "date-time", "pattern": "^(2[01][0-9]{2}|2200)-"},
     ]
 }
 #: LiteLLM's StandardLoggingPayload, as much of it as the route requires; other keys are read when present.
@@ -65,7 +55,11 @@ _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
 _PERIOD_QUERY = (
-    QueryParam("period", "daily, weekly, monthly (default) or custom", schema=choice(*(p.value for p in ReportPeriod))),
+    QueryParam(
+        "period",
+        "daily, weekly, monthly (default) or custom",
+        schema=choice(*ReportPeriod, blank=True),
+    ),
     QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
     QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
     QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
@@ -171,7 +165,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_BUDGET_ERRORS,
         query=(
             QueryParam(
-                "entity_type", "user, team, global, key, end_user or tag", schema=choice(*(e.value for e in EntityType))
+                "entity_type",
+                "user, team, global, key, end_user or tag",
+                schema=choice(*EntityType, blank=True),
             ),
             QueryParam("entity_id", "a user or team id", schema=IDENT),
         ),
@@ -224,8 +220,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("user_id", "only this user's alerts", schema=IDENT),
             QueryParam(
                 "type",
-                "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded, "
-                "sla_violation, failover_activated, failover_deactivated",
+                ", ".join(AlertType),
                 schema=ALERT_TYPE,
             ),
             QueryParam("limit", "at most this many (1-500, default 100)", schema=whole(1, 500)),
@@ -281,7 +276,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_REPORT_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or focus", schema=choice(*(f.value for f in CostExportFormat))),
+            QueryParam(
+                "format",
+                "csv (default), json or focus",
+                schema=choice(*CostExportFormat, blank=True),
+            ),
             *_PERIOD_QUERY,
             QueryParam("user_id", "only this user", schema=IDENT),
             QueryParam("model", "only this model or model group", schema=IDENT),
@@ -428,11 +427,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_CHARGEBACK_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or sap", schema=choice(*(f.value for f in ChargebackFormat))),
+            QueryParam("format", "csv (default), json or sap", schema=choice(*ChargebackFormat, blank=True)),
             QueryParam(
                 "layout",
                 "with format=sap: fi (FI journal, default) or co (CO reposting)",
-                schema=choice(*(layout.value for layout in SapLayout)),
+                schema=choice(*SapLayout, blank=True),
             ),
         ),
     ),
@@ -541,8 +540,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response_is_list=True,
             errors=_SLA_ERRORS,
             query=(
-                QueryParam("active_only", "true: only open violations", schema=choice("true", "false", "1", "0")),
-                QueryParam("limit", "at most this many (1-500, default 100)", schema=whole(1, 500)),
+                QueryParam(
+                    "active_only",
+                    "true: only open violations",
+                    schema=choice("true", "false", "1", "0", trimmed=False, blank=True),
+                ),
+                QueryParam("limit", "at most this many (default 100; clamped to 1-500)", schema={"type": "integer"}),
             ),
         ),
         Endpoint(
