@@ -14,7 +14,7 @@ from starlette.responses import Response
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
-from resolvers.periods import MAX_MONTH_START_DAY, Weekday, cadence_of
+from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Weekday, cadence_of
 from resolvers.runtime import Runtime
 from webhook.openapi import choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
@@ -48,11 +48,20 @@ class _Window(BaseModel):
 _WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "month_start_day", "year_start_month")
 #: What the window's fields take (checked by resolvers.periods), for the document.
 _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
+    "period": choice(*PERIOD_NAMES),
+    "budget_duration": choice(*PERIOD_NAMES),
     "week_starts_on": choice(*Weekday),
     "month_start_day": {"minimum": 1, "maximum": MAX_MONTH_START_DAY},
     "year_start_month": {"minimum": 1, "maximum": 12},
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
+#: A budget names its user, team, key, end user or tag; a global one names none.
+_ENTITY = {
+    "anyOf": [
+        {"properties": {"entity_type": choice(EntityType.GLOBAL)}},
+        {"required": ["entity_id"], "properties": {"entity_id": {"type": "string", "pattern": r"\S"}}},
+    ]
+}
 
 
 class BudgetCreate(_Window):
@@ -61,7 +70,7 @@ class BudgetCreate(_Window):
         json_schema_extra=refine(
             not_blank=("name",),
             props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA},
-            extra=_ONE_WINDOW_NAME,
+            extra={**_ONE_WINDOW_NAME, **_ENTITY},
         ),
     )
     name: str = Field(max_length=200)

@@ -20,12 +20,16 @@ from webhook.downloads import download
 from webhook.openapi import choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
+#: A rule's share of its team's spend, in percent.
+_PERCENT = {"exclusiveMinimum": 0, "maximum": 100}
+
 
 class RuleCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra=refine(
-            not_blank=("team_id", "allocation_target"), props={"allocation_type": choice(*AllocationType)}
+            not_blank=("team_id", "allocation_target"),
+            props={"allocation_type": choice(*AllocationType), "allocation_percent": _PERCENT},
         ),
     )
     name: str | None = Field(default=None, max_length=200)
@@ -39,7 +43,10 @@ class RuleCreate(BaseModel):
 class RuleUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra=refine(not_null=("name", "allocation_target", "allocation_percent", "metadata")),
+        json_schema_extra=refine(
+            not_null=("name", "allocation_target", "allocation_percent", "metadata"),
+            props={"allocation_percent": _PERCENT},
+        ),
     )
     name: str | None = Field(default=None, max_length=200)
     allocation_target: str | None = Field(default=None, max_length=128)
@@ -64,7 +71,9 @@ class RuleOut(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(props={"period": {"pattern": r"^\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*$"}})
+    )
     period: str = Field(max_length=7, description="YYYY-MM, e.g. 2026-02")
 
 

@@ -35,8 +35,9 @@ MONTH: dict[str, Any] = {"type": "string", "pattern": r"^(\s*2[0-9]{3}-(0[1-9]|1
 #: A moment in a spend event: epoch seconds or an ISO 8601 time, from 2000 to 2200.
 _MOMENT = {
     "anyOf": [
-        {"type": "number", "minimum": 946_684_800, "maximum": 7_289_567_999},
-        {"type": "string", "format": "date-time", "pattern": "^(2[01][0-9]{2}|2200)-"},
+        {"type": "number", "minimum": 946_684_800, "exclusiveMaximum": 7_289_654_400},
+        # 2001 to 2199 as text: an offset can move a time at either end out of range.
+        {"type": "string", "format": "date-time", "pattern": "^(200[1-9]|20[1-9][0-9]|21[0-9]{2})-"},
     ]
 }
 #: LiteLLM's StandardLoggingPayload, as much of it as the route requires; other keys are read when present.

@@ -35,6 +35,8 @@ _Rate = Field(
     description="a fraction from 0 to 1",
     json_schema_extra={"minimum": 0, "maximum": 1},
 )
+#: Where alerts are POSTed: an http(s) URL with a host (or blank: none).
+_URL = {"alert_webhook_url": {"pattern": r"^(\s*[hH][tT][tT][pP][sS]?://[^/?#\s].*|\s*)$"}}
 #: An SLA needs at least one target.
 _SOME_TARGET = {
     "anyOf": [
@@ -52,7 +54,9 @@ _SOME_TARGET = {
 
 
 class SlaDefinitionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=refine(not_blank=("name",), extra=_SOME_TARGET))
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(not_blank=("name",), props=_URL, extra=_SOME_TARGET)
+    )
     name: Text = Field(max_length=200)
     provider: Text | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
     model_pattern: Text = Field(default="*", max_length=200, description="a glob, e.g. gpt-4o*")
@@ -72,7 +76,7 @@ class SlaDefinitionUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra=refine(not_null=("name", "model_pattern"), not_blank=("name", "model_pattern")),
+        json_schema_extra=refine(not_null=("name", "model_pattern"), not_blank=("name", "model_pattern"), props=_URL),
     )
     name: Text | None = Field(default=None, max_length=200)
     provider: Text | None = Field(default=None, max_length=64)
