@@ -7,10 +7,12 @@ the same checks with many more examples before a release (docs/commands.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,12 @@ from webhook.routes import ENDPOINTS
 
 ROLES = ("admin", "viewer", "anonymous")
 #: Examples per operation and role: small in the suite (about a minute in all), large from scripts/fuzz.
-REST_EXAMPLES = int(os.environ.get("SPENDPLANE_FUZZ_REST_EXAMPLES", "6"))
-GRAPHQL_EXAMPLES = int(os.environ.get("SPENDPLANE_FUZZ_GRAPHQL_EXAMPLES", "3"))
+REST_EXAMPLES = int(os.environ.get("SPENDPLANE_FUZZ_REST_EXAMPLES", "4"))
+GRAPHQL_EXAMPLES = int(os.environ.get("SPENDPLANE_FUZZ_GRAPHQL_EXAMPLES", "2"))
+#: When set, the counts (operations, cases per face and role) are written there as JSON at the end.
+COUNTS_FILE = os.environ.get("SPENDPLANE_FUZZ_COUNTS")
+_cases: Counter[tuple[str, str]] = Counter()
+_operations: dict[str, set[str]] = {"rest": set(), "graphql": set()}
 #: Any answer slower than this fails the run (on a loaded CI machine too: it is a hang detector, not a benchmark).
 SLOW_SECONDS = 5.0
 VIEWER_KEY = "sk-fuzz-viewer"
@@ -54,6 +60,17 @@ async def _add_viewer(url: str) -> None:
         await add_virtual_key(database, VIEWER_KEY, user_id="fuzz-viewer", team_id="fuzz-team")
     finally:
         await database.dispose()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def counts() -> Iterator[None]:
+    yield
+    if COUNTS_FILE:
+        found = {
+            "operations": {face: len(labels) for face, labels in _operations.items()},
+            "cases": {f"{face} {role}": n for (face, role), n in sorted(_cases.items())},
+        }
+        Path(COUNTS_FILE).write_text(json.dumps(found, indent=2) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +154,15 @@ def graphql_answer_is_coded(ctx: Any, response: Any, case: Case) -> bool | None:
     return None
 
 
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: Any, value: Any) -> bytes:
+    """The spend route's NDJSON body: text as it is, anything else one JSON document per line."""
+    if isinstance(value, str):
+        return value.encode()
+    lines = value if isinstance(value, list) else [value]
+    return b"\n".join(json.dumps(line).encode() for line in lines)
+
+
 # The custom scalars, as a client sends them (exact decimals as text or numbers; any text, to be refused).
 schemathesis.graphql.scalar(
     "Decimal",
@@ -168,6 +194,8 @@ graphql = schemathesis.graphql.from_path(str(Path(__file__).resolve().parent.par
 def test_every_rest_route_answers_any_input_as_documented(
     case: Case, role: str, live_server: str, tokens: dict[str, str]
 ) -> None:
+    _cases["rest", role] += 1
+    _operations["rest"].add(case.operation.label)
     case.call_and_validate(base_url=live_server, headers=_headers(role, tokens), checks=REST_CHECKS, timeout=30)
 
 
@@ -177,6 +205,8 @@ def test_every_rest_route_answers_any_input_as_documented(
 def test_every_graphql_field_answers_any_input_without_an_internal_error(
     case: Case, role: str, live_server: str, tokens: dict[str, str]
 ) -> None:
+    _cases["graphql", role] += 1
+    _operations["graphql"].add(case.operation.label)
     case.call_and_validate(
         base_url=f"{live_server}/graphql",
         headers=_headers(role, tokens),
