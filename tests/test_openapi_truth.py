@@ -101,6 +101,13 @@ BODIES = [
         {"team_id": "t", "allocation_type": " Project", "allocation_target": "P"},
         True,
     ),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "team", "entity_id": "t"}, False),  # no limit
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": ""},
+        False,
+    ),
     ("POST", "/api/v1/chargeback/reports/generate", {"period": "000000"}, False),
     ("POST", "/api/v1/sla/definitions", {"name": "s", "target_availability": False}, False),
     ("POST", "/api/v1/sla/definitions", {"name": "s"}, False),  # no target

@@ -55,6 +55,8 @@ _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "year_start_month": {"minimum": 1, "maximum": 12},
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
+#: A new budget has a limit (`monthly_limit` is the older name of the same figure).
+_A_LIMIT = {"anyOf": [{"required": ["limit"]}, {"required": ["monthly_limit"]}]}
 #: A budget names its user, team, key, end user or tag; a global one names none.
 _ENTITY = {
     "anyOf": [
@@ -70,7 +72,7 @@ class BudgetCreate(_Window):
         json_schema_extra=refine(
             not_blank=("name",),
             props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA},
-            extra={**_ONE_WINDOW_NAME, **_ENTITY},
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT]},
         ),
     )
     name: str = Field(max_length=200)

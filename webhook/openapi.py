@@ -132,9 +132,10 @@ def _decimal_text(node: Any) -> None:
     if isinstance(options, list):
         numbers = [o for o in options if isinstance(o, dict) and o.get("type") == "number"]
         for i, option in enumerate(options):
-            if numbers and option == {"type": "string"}:
+            if numbers and isinstance(option, dict) and option.get("type") == "string" and "pattern" not in option:
                 number = numbers[0]
-                low, high = number.get("minimum"), number.get("maximum")
+                low = number.get("minimum", number.get("exclusiveMinimum"))
+                high = number.get("maximum", number.get("exclusiveMaximum"))
                 sign = r"\+?" if low is not None and low >= 0 else "[+-]?"
                 digits = "+" if high is None else f"{{1,{len(str(int(high))) - 1}}}"
                 options[i] = {"type": "string", "pattern": _DECIMAL_TEXT.format(sign=sign, digits=digits)}

@@ -46,7 +46,7 @@ SPEND_EVENT: dict[str, Any] = {
     "description": "LiteLLM's StandardLoggingPayload",
     "required": ["id", "startTime", "endTime"],
     "properties": {
-        "id": {"type": "string", "pattern": r"\S", "maxLength": 256, "description": "the request id LiteLLM logs"},
+        "id": {"type": "string", "pattern": r"\S", "description": "the request id LiteLLM logs (clipped to 256)"},
         "startTime": _MOMENT,
         "endTime": _MOMENT,
     },
