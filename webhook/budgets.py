@@ -56,7 +56,11 @@ _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
 #: A new budget has a limit (`monthly_limit` is the older name of the same figure).
-_A_LIMIT = {"anyOf": [{"required": ["limit"]}, {"required": ["monthly_limit"]}]}
+_A_LIMIT = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("limit", "monthly_limit")
+    ]
+}
 #: A budget names its user, team, key, end user or tag; a global one names none.
 _ENTITY = {
     "anyOf": [

@@ -45,7 +45,7 @@ class RuleUpdate(BaseModel):
         extra="forbid",
         json_schema_extra=refine(
             not_null=("name", "allocation_target", "allocation_percent", "metadata"),
-            not_blank=("allocation_target",),
+            not_blank=("name", "allocation_target"),
             props={"allocation_percent": _PERCENT},
         ),
     )
