@@ -86,6 +86,7 @@ def create_app(
         connection_init_wait_timeout=timedelta(seconds=10),
         allowed_origins=settings.allowed_origins,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        max_response_bytes=settings.max_response_bytes,
     )
 
     throttle = Throttle.from_settings(settings)  # the REST doors that test keys (webhook/throttle.py)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from resolvers.auth import Principal
-from resolvers.errors import Unauthenticated
+from resolvers.errors import ResponseBudget, Unauthenticated
 from resolvers.runtime import Runtime
 
 
@@ -23,6 +23,8 @@ class Context:
     principal: Principal | None = None
     #: Set by Strawberry from the graphql-transport-ws connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
+    #: What this operation may still answer, in bytes (SPENDPLANE_MAX_RESPONSE_BYTES); set per HTTP request.
+    response_budget: ResponseBudget | None = None
 
     def caller(self) -> Principal:
         if self.principal is None:

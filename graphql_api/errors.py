@@ -39,7 +39,13 @@ def classify(error: GraphQLError) -> None:
             extensions["field"] = field
             if isinstance(original, InvalidInput):
                 error.message = f"{field}: {original.problem}"
-    elif original is None or isinstance(original, GraphQLError):  # parse, validation, variable coercion
+    elif (
+        original is None
+        or isinstance(original, GraphQLError)
+        # A scalar's parser refusing a literal or a variable ('' is not a decimal number): validation and
+        # variable coercion carry its exception but no path, unlike a resolver's.
+        or (error.path is None and isinstance(original, ValueError | TypeError))
+    ):  # parse, validation, variable coercion
         message = error.message
         if message.startswith("Syntax Error"):
             extensions["code"] = "GRAPHQL_PARSE_FAILED"

@@ -220,7 +220,14 @@ class CostExportType:
         runtime = info.context.runtime
         async with runtime.read() as session:
             source = await reports.report_source(session, runtime)
-            return await exports.export_text(session, source, self.export, max_bytes=MAX_INLINE_EXPORT_BYTES)
+            return await exports.export_text(
+                session,
+                source,
+                self.export,
+                max_bytes=MAX_INLINE_EXPORT_BYTES,
+                budget=info.context.response_budget,
+                field=".".join(str(key) for key in info.path.as_list()),
+            )
 
 
 @strawberry.type(name="RollupStatus", description="The daily rollup's watermark.")

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -23,6 +24,7 @@ from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import RequireToken, classify
 from graphql_api.forecasts import ForecastMutations, ForecastQueries
 from graphql_api.instance import InstanceQueries
+from graphql_api.limits import hide_suggestions, introspection_depth_rule
 from graphql_api.me import MeQueries
 from graphql_api.pricing import PricingMutations, PricingQueries
 from graphql_api.reports import ReportMutations, ReportQueries
@@ -73,15 +75,20 @@ class Subscription(BudgetSubscriptions, AlertSubscriptions, SlaSubscriptions):
 class SpendplaneSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Expected errors (bad input, auth, not found) are answers, not incidents: only the unexpected are
-        # logged (by classify), then masked.
+        # logged (by classify), then masked. Without a valid token, no "Did you mean ...?" schema hints.
+        anonymous = execution_context is None or getattr(execution_context.context, "principal", None) is None
         for error in errors:
             classify(error)
+            if anonymous:
+                hide_suggestions(error)
 
 
 def build_schema(settings: Settings | None = None) -> SpendplaneSchema:
     settings = settings or Settings()
     extensions: list[Any] = [
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        # QueryDepthLimiter skips `__` fields: introspection has a depth limit of its own.
+        lambda: AddValidationRules([introspection_depth_rule(settings.max_introspection_depth)]),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
         lambda: ParserCache(maxsize=256),

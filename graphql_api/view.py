@@ -8,15 +8,17 @@ import math
 from importlib import resources
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
-from resolvers.errors import InvalidInput, Unauthenticated
+from resolvers.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
 from webhook.rest import parse_json
@@ -29,6 +31,11 @@ GRAPHIQL_ASSETS_PACKAGE = ("graphql_api", "static/graphiql")
 
 
 class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, *args: Any, max_response_bytes: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: SPENDPLANE_MAX_RESPONSE_BYTES: no HTTP answer leaves larger (see create_response).
+        self._max_response_bytes = max_response_bytes
+
     async def render_graphql_ide(self, request: Request) -> Response:
         """Strawberry's GraphiQL page, but with no CDN: every script and stylesheet comes from this server."""
         return HTMLResponse(GRAPHIQL_HTML)
@@ -45,6 +52,7 @@ class GraphQLView(GraphQL[Context, None]):
         runtime: Runtime = request.state.runtime
         context = Context(request=request, response=response, runtime=runtime)
         if isinstance(request, Request):
+            context.response_budget = ResponseBudget(runtime.settings.max_response_bytes)
             token = bearer_token(request.headers.get("authorization"))
             if token is not None:
                 try:
@@ -52,6 +60,23 @@ class GraphQLView(GraphQL[Context, None]):
                 except Unauthenticated:
                     context.principal = None  # the operation is refused with UNAUTHENTICATED
         return context
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        """The backstop of SPENDPLANE_MAX_RESPONSE_BYTES: whatever produced them, an answer past the limit leaves as
+        one coded RESPONSE_TOO_LARGE error instead."""
+        response = super().create_response(response_data, sub_response)
+        limit = self._max_response_bytes
+        if limit is not None and len(response.body) > limit:
+            refusal = ResponseTooLarge(
+                f"the answer would pass {limit} bytes (SPENDPLANE_MAX_RESPONSE_BYTES): ask for fewer or smaller "
+                "fields per operation, or download exports from their url"
+            )
+            error = {"message": refusal.message, "extensions": {"code": refusal.code}}
+            response.body = orjson.dumps({"data": None, "errors": [error]})
+            response.headers["content-length"] = str(len(response.body))
+        return response
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any]:
         """Browsers cannot set headers on a WebSocket: the token travels in the connection_init payload

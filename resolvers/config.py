@@ -820,6 +820,20 @@ class Settings:
     max_query_aliases: int = setting(
         "SPENDPLANE_MAX_QUERY_ALIASES", whole_number(1, 1000), "20", "GraphQL alias limit per query"
     )
+    max_introspection_depth: int = setting(
+        "SPENDPLANE_MAX_INTROSPECTION_DEPTH",
+        whole_number(2, 100),
+        "15",
+        "GraphQL depth limit for introspection (`__schema`, `__type`); the standard introspection query GraphiQL "
+        "sends needs 14",
+    )
+    max_response_bytes: int = setting(
+        "SPENDPLANE_MAX_RESPONSE_BYTES",
+        whole_number(65_536, 1_073_741_824),
+        "8388608",
+        "most bytes one GraphQL operation may answer (inline exports count as they are read); past it the "
+        "operation fails with `RESPONSE_TOO_LARGE`",
+    )
     #: Live subscriptions one WebSocket connection, and one token holder across connections, may have open.
     max_subscriptions_per_connection: int = setting(
         "SPENDPLANE_MAX_SUBSCRIPTIONS_PER_CONNECTION",

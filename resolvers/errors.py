@@ -72,3 +72,29 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 def database_unavailable() -> Unavailable:
     """What both faces answer when the database cannot be reached (models/db.py `database_unreachable`)."""
     return Unavailable("the database is unreachable; try again shortly", retry_after=DATABASE_RETRY_AFTER_SECONDS)
+
+
+class ResponseTooLarge(DomainError):
+    """An operation whose answer would pass the caller's response-size budget; `field` names where it stopped."""
+
+    code = "RESPONSE_TOO_LARGE"
+    status = 413
+
+
+class ResponseBudget:
+    """The bytes one operation may still answer (SPENDPLANE_MAX_RESPONSE_BYTES). Producers of large values (inline
+    exports) take from it as they read, so twenty aliased exports stop at the budget instead of filling memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, size: int, field: str) -> None:
+        if size > self.left:
+            self.left = 0
+            raise ResponseTooLarge(
+                f"the answer would pass {self.limit} bytes (SPENDPLANE_MAX_RESPONSE_BYTES) at {field}: ask for fewer "
+                "or smaller fields per operation, or download exports from their url",
+                field=field,
+            )
+        self.left -= size

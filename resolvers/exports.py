@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.types import nanos_to_usd
-from resolvers.errors import InvalidInput
+from resolvers.errors import InvalidInput, ResponseBudget
 from resolvers.focus import COLUMNS as FOCUS_COLUMNS
 from resolvers.focus import focus_rows
 from resolvers.reports import ReportWindow
@@ -202,8 +202,17 @@ async def _focus(session: AsyncSession, source: SpendSource, export: CostExport)
     yield out.take()
 
 
-async def export_text(session: AsyncSession, source: SpendSource, export: CostExport, *, max_bytes: int) -> str:
-    """The whole file as text, for GraphQL callers; larger files must be downloaded from `export.url`."""
+async def export_text(
+    session: AsyncSession,
+    source: SpendSource,
+    export: CostExport,
+    *,
+    max_bytes: int,
+    budget: ResponseBudget | None = None,
+    field: str = "content",
+) -> str:
+    """The whole file as text, for GraphQL callers; larger files must be downloaded from `export.url`. Each chunk
+    is taken from the operation's response `budget` as it is read (ResponseTooLarge past it, naming `field`)."""
     parts: list[bytes] = []
     size = 0
     async for chunk in export.chunks(session, source):
@@ -212,5 +221,7 @@ async def export_text(session: AsyncSession, source: SpendSource, export: CostEx
             raise InvalidInput(
                 "format", f"the export is larger than {max_bytes} bytes: download it from {export.url} instead"
             )
+        if budget is not None:
+            budget.take(len(chunk), field)
         parts.append(chunk)
     return b"".join(parts).decode()

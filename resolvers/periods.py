@@ -214,6 +214,8 @@ _DURATIONS = {
     "12mo": Cadence.YEARLY,
     "365d": Cadence.YEARLY,
 }
+#: Every name a period may be given by: the cadences and LiteLLM's budget_duration strings.
+PERIOD_NAMES: tuple[str, ...] = (*Cadence, *_DURATIONS)
 
 
 def cadence_of(field: str, value: str) -> Cadence:

@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import budgets
-from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, Thresholds, WindowDraft
+from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
-from resolvers.periods import cadence_of
+from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Weekday, cadence_of
 from resolvers.runtime import Runtime
+from webhook.openapi import choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
@@ -44,8 +45,40 @@ class _Window(BaseModel):
         )
 
 
+_WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "month_start_day", "year_start_month")
+#: What the window's fields take (checked by resolvers.periods), for the document.
+_WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
+    "period": choice(*PERIOD_NAMES),
+    "budget_duration": choice(*PERIOD_NAMES),
+    "week_starts_on": choice(*Weekday),
+    "month_start_day": {"minimum": 1, "maximum": MAX_MONTH_START_DAY},
+    "year_start_month": {"minimum": 1, "maximum": 12},
+}
+_ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
+#: A new budget has a limit (`monthly_limit` is the older name of the same figure).
+_A_LIMIT = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("limit", "monthly_limit")
+    ]
+}
+#: A budget names its user, team, key, end user or tag; a global one names none.
+_ENTITY = {
+    "anyOf": [
+        {"properties": {"entity_type": choice(EntityType.GLOBAL)}},
+        {"required": ["entity_id"], "properties": {"entity_id": {"type": "string", "pattern": r"\S"}}},
+    ]
+}
+
+
 class BudgetCreate(_Window):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_blank=("name",),
+            props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA},
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT]},
+        ),
+    )
     name: str = Field(max_length=200)
     entity_type: str = Field(description="user, team, key, end_user, tag or global")
     entity_id: str | None = Field(default=None, max_length=256)
@@ -59,7 +92,15 @@ class BudgetCreate(_Window):
 
 
 class BudgetUpdate(_Window):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_null=("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_WINDOW_FIELDS),
+            not_blank=("name",),
+            props=_WINDOW_SCHEMA,
+            extra=_ONE_WINDOW_NAME,
+        ),
+    )
     name: str | None = Field(default=None, max_length=200)
     monthly_limit: Decimal | None = Field(default=None, allow_inf_nan=False)
     limit: Decimal | None = Field(default=None, allow_inf_nan=False)

@@ -13,17 +13,27 @@ from starlette.responses import Response
 
 from resolvers.chargeback import rules, statements
 from resolvers.chargeback.files import chargeback_format, sap_layout, statement_file
-from resolvers.chargeback.rules import AllocationRule, RuleChanges, RuleDraft
+from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChanges, RuleDraft
 from resolvers.chargeback.statements import Statement
 from resolvers.errors import InvalidInput
 from resolvers.reports import report_source
 from resolvers.runtime import Runtime
 from webhook.downloads import download
+from webhook.openapi import choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
+
+#: A rule's share of its team's spend, in percent.
+_PERCENT = {"exclusiveMinimum": 0, "maximum": 100}
 
 
 class RuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_blank=("team_id", "allocation_target"),
+            props={"allocation_type": choice(*AllocationType), "allocation_percent": _PERCENT},
+        ),
+    )
     name: str | None = Field(default=None, max_length=200)
     team_id: str = Field(max_length=256)
     allocation_type: str = Field(description="cost_center, project or department")
@@ -33,7 +43,14 @@ class RuleCreate(BaseModel):
 
 
 class RuleUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_null=("name", "allocation_target", "allocation_percent", "metadata"),
+            not_blank=("name", "allocation_target"),
+            props={"allocation_percent": _PERCENT},
+        ),
+    )
     name: str | None = Field(default=None, max_length=200)
     allocation_target: str | None = Field(default=None, max_length=128)
     allocation_percent: Decimal | None = Field(default=None, allow_inf_nan=False)
@@ -58,7 +75,9 @@ class RuleOut(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(props={"period": {"pattern": r"^\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*$"}})
+    )
     period: str = Field(max_length=7, description="YYYY-MM, e.g. 2026-02")
     time_zone: str | None = Field(
         default=None, max_length=64, description="IANA zone whose month it is; default SPENDPLANE_TIME_ZONE"

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -68,13 +68,15 @@ def tags_of(*sources: Any) -> tuple[str, ...]:
 
 # What a client controls reaches these models through the gateway, so nothing in it is refused (a 400 would let a
 # client fail the check open): names are clipped, odd values left out. Only the gateway's own fields are strict.
-Name = Annotated[str | None, BeforeValidator(clipped)]
-CallId = Annotated[str | None, BeforeValidator(clipped_id)]
-KeyText = Annotated[str | None, BeforeValidator(lambda v: clipped(v, limit=1024))]
-Prompt = Annotated[str | None, BeforeValidator(_prompt)]
-MaxTokens = Annotated[int | None, BeforeValidator(_max_tokens)]
-Messages = Annotated[list[dict[str, Any]] | None, BeforeValidator(_messages)]
-Texts = Annotated[list[str] | None, BeforeValidator(_texts)]
+# The document says so: any JSON value is accepted in these fields.
+_ANY = WithJsonSchema({"description": "any JSON value; one of the expected type is read, anything else ignored"})
+Name = Annotated[str | None, BeforeValidator(clipped), _ANY]
+CallId = Annotated[str | None, BeforeValidator(clipped_id), _ANY]
+KeyText = Annotated[str | None, BeforeValidator(lambda v: clipped(v, limit=1024)), _ANY]
+Prompt = Annotated[str | None, BeforeValidator(_prompt), _ANY]
+MaxTokens = Annotated[int | None, BeforeValidator(_max_tokens), _ANY]
+Messages = Annotated[list[dict[str, Any]] | None, BeforeValidator(_messages), _ANY]
+Texts = Annotated[list[str] | None, BeforeValidator(_texts), _ANY]
 
 
 class PreRequest(BaseModel):

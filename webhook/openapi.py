@@ -42,6 +42,8 @@ class Endpoint:
     headers: tuple[QueryParam, ...] = ()
     #: Media types of a file download (streamed, with Content-Disposition) instead of a JSON response.
     download: tuple[str, ...] = ()
+    #: A request body that is no pydantic model: its `content` map (media type -> {"schema": ...}).
+    raw_body: dict[str, Any] | None = None
 
 
 _ERROR_SCHEMA = {
@@ -61,8 +63,89 @@ _ERROR_SCHEMA = {
 }
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def choice(*values: str, trimmed: bool = True, any_case: bool = True, blank: bool = False) -> dict[str, Any]:
+    """Text that is one of `values`: as the routes read it, `trimmed` of surrounding blanks, in `any_case`;
+    `blank`: the empty string is taken too (a query parameter's default)."""
+    words = "|".join(_any_case(v) if any_case else re.escape(v) for v in values)
+    word = rf"\s*({words})\s*" if trimmed else f"({words})"
+    return {"type": "string", "pattern": f"^({word})?$" if blank else f"^{word}$"}
+
+
+def refine(
+    *,
+    not_null: Iterable[str] = (),
+    not_blank: Iterable[str] = (),
+    props: dict[str, dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Callable[[dict[str, Any]], None]:
+    """A model's `json_schema_extra`: what its route refuses beyond pydantic's own checks, so the document says
+    it. `not_null`: optional fields that may be omitted but not sent as null; `not_blank`: text that must hold
+    more than blanks; `props`: keywords merged into a field's schema (into its non-null alternative); `extra`:
+    keywords for the whole object (e.g. `anyOf` of required fields, `not` of two exclusive ones)."""
+    never_null, never_blank = tuple(not_null), tuple(not_blank)
+
+    def patch(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        for name, keywords in (props or {}).items():
+            prop = properties[name]
+            options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}] or [prop]
+            for option in options:
+                option.update(keywords)
+        schema.update(extra or {})
+        for name in never_null:
+            prop = properties[name]
+            kept = [option for option in prop.get("anyOf", ()) if option != {"type": "null"}]
+            if kept:
+                prop.pop("anyOf")
+                prop.pop("default", None)
+                if len(kept) == 1:
+                    prop.update(kept[0])
+                else:
+                    prop["anyOf"] = kept
+        for name in never_blank:
+            prop = properties[name]
+            for option in [prop, *prop.get("anyOf", ())]:
+                if option.get("type") == "string":
+                    option["pattern"] = r"\S"
+
+    return patch
+
+
+#: Decimal fields also take their amount as text; the document says which text.
+_DECIMAL_TEXT = r"^\s*{sign}([0-9]{digits}(\.[0-9]*)?|\.[0-9]+)\s*$"
+
+
+def _decimal_text(node: Any) -> None:
+    """pydantic documents a Decimal as a number or *any* string; the string must be a decimal, within the
+    number's bounds (a sign only when negatives are allowed, no more integer digits than the maximum has)."""
+    if isinstance(node, list):
+        for item in node:
+            _decimal_text(item)
+        return
+    if not isinstance(node, dict):
+        return
+    options = node.get("anyOf")
+    if isinstance(options, list):
+        numbers = [o for o in options if isinstance(o, dict) and o.get("type") == "number"]
+        for i, option in enumerate(options):
+            if numbers and isinstance(option, dict) and option.get("type") == "string" and "pattern" not in option:
+                number = numbers[0]
+                low = number.get("minimum", number.get("exclusiveMinimum"))
+                high = number.get("maximum", number.get("exclusiveMaximum"))
+                sign = r"\+?" if low is not None and low >= 0 else "[+-]?"
+                digits = "+" if high is None else f"{{1,{len(str(int(high))) - 1}}}"
+                options[i] = {"type": "string", "pattern": _DECIMAL_TEXT.format(sign=sign, digits=digits)}
+    for value in node.values():
+        _decimal_text(value)
+
+
 def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _decimal_text(schema)
     for name, definition in {**schema.pop("$defs", {}), model.__name__: schema}.items():
         if components.setdefault(name, definition) != definition:
             raise ValueError(f"two different REST models are both named {name}: rename one")
@@ -99,6 +182,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         ]
         if parameters:
             operation["parameters"] = parameters
+        if e.raw_body is not None:
+            operation["requestBody"] = {"required": True, "content": e.raw_body}
         if e.body is not None:
             operation["requestBody"] = {
                 "required": True,

@@ -27,8 +27,17 @@ class ChatMessage(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    # Whole OpenAI request bodies are welcome: fields the predictor does not use are ignored.
-    model_config = ConfigDict(extra="ignore")
+    # Whole OpenAI request bodies are welcome: fields the predictor does not use are ignored. Something to price is
+    # required: chat messages or a text prompt.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["messages"], "properties": {"messages": {"minItems": 1}}},
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            ]
+        },
+    )
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(default_factory=list, max_length=10_000)
     prompt: str | None = None

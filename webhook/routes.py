@@ -2,22 +2,68 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resolvers.alerts import AlertType
+from resolvers.budgets import EntityType
+from resolvers.chargeback.files import ChargebackFormat
+from resolvers.chargeback.sap import SapLayout
+from resolvers.exports import CostExportFormat
+from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
-from webhook.openapi import Endpoint, QueryParam, build_openapi
+from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
 from webhook.rest import JSON
+
+
+def whole(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+#: An id or filter: control characters are refused (leading and trailing blanks are trimmed), at most 256 long.
+IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f]*\s*$"}
+#: A day as YYYY-MM-DD, or blank.
+DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
+
+ALERT_TYPE = choice(*(t.value for t in AlertType), trimmed=False, any_case=False, blank=True)
+#: A month as YYYY-MM from 2000, or blank (the routes also refuse one that has not started).
+MONTH: dict[str, Any] = {"type": "string", "pattern": r"^(\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*)?$"}
+
+#: A moment in a spend event: epoch seconds or an ISO 8601 time, from 2000 to 2200.
+_MOMENT = {
+    "anyOf": [
+        {"type": "number", "minimum": 946_684_800, "exclusiveMaximum": 7_289_654_400},
+        # 2001 to 2199 as text: an offset can move a time at either end out of range.
+        {"type": "string", "format": "date-time", "pattern": "^(200[1-9]|20[1-9][0-9]|21[0-9]{2})-"},
+    ]
+}
+#: LiteLLM's StandardLoggingPayload, as much of it as the route requires; other keys are read when present.
+SPEND_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "LiteLLM's StandardLoggingPayload",
+    "required": ["id", "startTime", "endTime"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"\S", "description": "the request id LiteLLM logs (clipped to 256)"},
+        "startTime": _MOMENT,
+        "endTime": _MOMENT,
+    },
+}
 
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
 _PERIOD_QUERY = (
-    QueryParam("period", "daily, weekly, monthly (default) or custom"),
-    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)"),
-    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)"),
-    QueryParam("team_id", "only this team (a viewer always gets its own team)"),
+    QueryParam(
+        "period",
+        "daily, weekly, monthly (default) or custom",
+        schema=choice(*ReportPeriod, blank=True),
+    ),
+    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
+    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
+    QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
 )
 _ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
 
@@ -59,6 +105,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="gateway",
         response=gateway.IngestResponse,
         errors=(*_GATEWAY_ERRORS, 503),
+        raw_body={
+            "application/json": {
+                "schema": {
+                    "anyOf": [SPEND_EVENT, {"type": "array", "items": SPEND_EVENT, "minItems": 1, "maxItems": 1000}]
+                }
+            },
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one spend event per line"}},
+        },
     ),
     Endpoint(
         "POST",
@@ -113,8 +167,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response_is_list=True,
         errors=_BUDGET_ERRORS,
         query=(
-            QueryParam("entity_type", "user, team or global"),
-            QueryParam("entity_id", "a user or team id"),
+            QueryParam(
+                "entity_type",
+                "user, team, global, key, end_user or tag",
+                schema=choice(*EntityType, blank=True),
+            ),
+            QueryParam("entity_id", "a user or team id", schema=IDENT),
         ),
     ),
     Endpoint(
@@ -161,14 +219,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response_is_list=True,
         errors=(400, 401),
         query=(
-            QueryParam("team_id", "only this team's alerts"),
-            QueryParam("user_id", "only this user's alerts"),
+            QueryParam("team_id", "only this team's alerts", schema=IDENT),
+            QueryParam("user_id", "only this user's alerts", schema=IDENT),
             QueryParam(
                 "type",
-                "approaching_limit, request_exceeds_budget, budget_exceeded, projected_limit_exceeded, "
-                "sla_violation, failover_activated, failover_deactivated",
+                ", ".join(AlertType),
+                schema=ALERT_TYPE,
             ),
-            QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+            QueryParam("limit", "at most this many (1-500, default 100)", schema=whole(1, 500)),
         ),
     ),
     Endpoint(
@@ -192,8 +250,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_REPORT_ERRORS,
         query=(
             *_PERIOD_QUERY,
-            QueryParam("user_id", "only this user"),
-            QueryParam("model", "only this model or model group"),
+            QueryParam("user_id", "only this user", schema=IDENT),
+            QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
     ),
@@ -207,9 +265,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=reports.CostTrendOut,
         errors=_REPORT_ERRORS,
         query=(
-            QueryParam("days", "days of history, today included (default 30)", schema={"type": "integer"}),
-            QueryParam("model", "only this model or model group"),
-            QueryParam("team_id", "only this team"),
+            QueryParam("days", "days of history, today included (default 30)", schema=whole(1, 366)),
+            QueryParam("model", "only this model or model group", schema=IDENT),
+            QueryParam("team_id", "only this team", schema=IDENT),
             _ZONE_QUERY,
         ),
     ),
@@ -223,10 +281,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_REPORT_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or focus"),
+            QueryParam(
+                "format",
+                "csv (default), json or focus",
+                schema=choice(*CostExportFormat, blank=True),
+            ),
             *_PERIOD_QUERY,
-            QueryParam("user_id", "only this user"),
-            QueryParam("model", "only this model or model group"),
+            QueryParam("user_id", "only this user", schema=IDENT),
+            QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
     ),
@@ -251,7 +313,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=forecasts.ForecastOut,
         response_is_list=True,
         errors=(400, 401, 403),
-        query=(QueryParam("team_id", "only this team (a viewer always gets its own team)"),),
+        query=(QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),),
     ),
     Endpoint(
         "POST",
@@ -284,7 +346,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         response_is_list=True,
         errors=_CHARGEBACK_ERRORS,
-        query=(QueryParam("team_id", "only this team's rules"),),
+        query=(QueryParam("team_id", "only this team's rules", schema=IDENT),),
     ),
     Endpoint(
         "POST",
@@ -340,7 +402,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.ReportOut,
         response_is_list=True,
         errors=_CHARGEBACK_ERRORS,
-        query=(QueryParam("period", "only this month, YYYY-MM"),),
+        query=(QueryParam("period", "only this month, YYYY-MM (from 2000-01, not a future month)", schema=MONTH),),
     ),
     Endpoint(
         "GET",
@@ -372,8 +434,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=_CHARGEBACK_ERRORS,
         download=("text/csv", "application/json"),
         query=(
-            QueryParam("format", "csv (default), json or sap"),
-            QueryParam("layout", "with format=sap: fi (FI journal, default) or co (CO reposting)"),
+            QueryParam("format", "csv (default), json or sap", schema=choice(*ChargebackFormat, blank=True)),
+            QueryParam(
+                "layout",
+                "with format=sap: fi (FI journal, default) or co (CO reposting)",
+                schema=choice(*SapLayout, blank=True),
+            ),
         ),
     ),
     *(
@@ -465,9 +531,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response_is_list=True,
             errors=_SLA_ERRORS,
             query=(
-                QueryParam("hours", "how far back (1-720, default 24)", schema={"type": "integer"}),
-                QueryParam("provider", "only this provider"),
-                QueryParam("model", "only this model"),
+                QueryParam("hours", "how far back (1-720, default 24)", schema=whole(1, 720)),
+                QueryParam("provider", "only this provider", schema=IDENT),
+                QueryParam("model", "only this model", schema=IDENT),
             ),
         ),
         Endpoint(
@@ -481,8 +547,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response_is_list=True,
             errors=_SLA_ERRORS,
             query=(
-                QueryParam("active_only", "true: only open violations", schema={"type": "boolean"}),
-                QueryParam("limit", "at most this many (1-500, default 100)", schema={"type": "integer"}),
+                QueryParam(
+                    "active_only",
+                    "true: only open violations",
+                    schema=choice("true", "false", "1", "0", trimmed=False, blank=True),
+                ),
+                QueryParam("limit", "at most this many (default 100; clamped to 1-500)", schema={"type": "integer"}),
             ),
         ),
         Endpoint(
@@ -568,7 +638,19 @@ async def openapi_document(request: Request) -> Response:
     return JSON(build_openapi(ENDPOINTS))
 
 
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def handle(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return handle
+
+
 def routes() -> list[Route]:
-    found = [Route(e.path, e.handler, methods=[e.method], name=f"{e.method.lower()} {e.path}") for e in ENDPOINTS]
+    """One route per path, with every method the document lists for it: a 405 answers `Allow` with all of them
+    (one route per method answered only its own, so `Allow: PUT` on a path that also takes DELETE)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for e in ENDPOINTS:
+        by_path.setdefault(e.path, {})[e.method] = e.handler
+    found = [Route(path, _dispatch(handlers), methods=list(handlers), name=path) for path, handlers in by_path.items()]
     found.append(Route("/openapi.json", openapi_document, methods=["GET"], include_in_schema=False))
     return found

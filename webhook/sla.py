@@ -12,19 +12,51 @@ from starlette.responses import Response
 
 from resolvers.errors import InvalidInput
 from resolvers.sla import collector, definitions, failover, health, violations
-from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
-from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition
+from resolvers.sla.definitions import MAX_LATENCY_MS, SlaDefinition, SlaDefinitionDraft
+from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, TriggerCondition
 from resolvers.sla.health import Health
 from resolvers.sla.violations import SlaViolation
 from webhook.downloads import query_int
+from webhook.openapi import choice, refine
 from webhook.rest import JSON, Text, caller, read_model, runtime_of
 
-_Latency = Field(default=None, allow_inf_nan=False, description="milliseconds above 0")
-_Rate = Field(default=None, allow_inf_nan=False, description="a fraction from 0 to 1")
+# strict: true and false are no figures (lax pydantic read false as 0.0).
+_Latency = Field(
+    default=None,
+    allow_inf_nan=False,
+    strict=True,
+    description="milliseconds above 0",
+    json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_LATENCY_MS},
+)
+_Rate = Field(
+    default=None,
+    allow_inf_nan=False,
+    strict=True,
+    description="a fraction from 0 to 1",
+    json_schema_extra={"minimum": 0, "maximum": 1},
+)
+#: Where alerts are POSTed: an http(s) URL with a host (or blank: none).
+_URL = {"alert_webhook_url": {"pattern": r"^(\s*[hH][tT][tT][pP][sS]?://[^/?#\s].*|\s*)$"}}
+#: An SLA needs at least one target.
+_SOME_TARGET = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "number"}}}
+        for name in (
+            "target_p50_ms",
+            "target_p95_ms",
+            "target_p99_ms",
+            "target_ttft_p95_ms",
+            "target_error_rate",
+            "target_availability",
+        )
+    ]
+}
 
 
 class SlaDefinitionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=refine(not_blank=("name",), props=_URL, extra=_SOME_TARGET)
+    )
     name: Text = Field(max_length=200)
     provider: Text | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
     model_pattern: Text = Field(default="*", max_length=200, description="a glob, e.g. gpt-4o*")
@@ -42,7 +74,10 @@ class SlaDefinitionCreate(BaseModel):
 class SlaDefinitionUpdate(BaseModel):
     """Only the fields sent change; null clears an optional one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(not_null=("name", "model_pattern"), not_blank=("name", "model_pattern"), props=_URL),
+    )
     name: Text | None = Field(default=None, max_length=200)
     provider: Text | None = Field(default=None, max_length=64)
     model_pattern: Text | None = Field(default=None, max_length=200)
@@ -137,7 +172,12 @@ class SlaViolationOut(BaseModel):
 
 
 class FailoverRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=refine(
+            not_blank=("primary_model", "fallback_model"), props={"trigger_condition": choice(*TriggerCondition)}
+        ),
+    )
     primary_model: Text = Field(max_length=256)
     fallback_model: Text = Field(max_length=256)
     trigger_condition: Text = Field(max_length=32, description="error_rate, latency_p95, ttft_p95 or availability")

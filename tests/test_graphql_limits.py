@@ -1,0 +1,157 @@
+"""What one GraphQL operation may ask and answer: no schema hints without a token, introspection held to a depth
+limit, and a response-size budget per operation (twenty aliased exports do not answer megabytes)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from graphql import get_introspection_query
+
+from models.db import Database
+from resolvers.config import Settings
+from tests.conftest import NOW, Clock, started
+from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+SMALL_BUDGET = 65_536  # the lowest SPENDPLANE_MAX_RESPONSE_BYTES allows
+
+
+async def test_without_a_token_validation_errors_carry_no_did_you_mean_hints(api: Api) -> None:
+    probes = {  # a mistake, and the hint graphql-core would add to it
+        "{ budgts { id } }": "'budgets'",  # a field
+        "{ budgets { id nme } }": "'name'",  # a field of a type
+        "{ costReport(perod: MONTHLY) { totalCost } }": "'period'",  # an argument
+        "{ costReport(period: MONTHL) { totalCost } }": "'MONTHLY'",  # an enum value
+        "query($p: ReportPeriodd!) { costReport(period: $p) { totalCost } }": "'ReportPeriod'",  # a type
+    }
+    for query, hint in probes.items():
+        anonymous = await api.gql(query, token=None)
+        messages = " ".join(error["message"] for error in anonymous["errors"])
+        assert "Did you mean" not in messages and hint not in messages, (query, messages)
+        assert all(error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" for error in anonymous["errors"])
+        # A caller with a token may be helped: the same mistake names what it meant.
+        helped = " ".join(error["message"] for error in (await api.gql(query))["errors"])
+        assert "Did you mean" in helped and hint in helped, (query, helped)
+
+
+async def test_an_invalid_token_gets_no_hints_either(api: Api) -> None:
+    result = await api.gql("{ budgts { id } }", token="not-a-jwt")
+    assert "Did you mean" not in result["errors"][0]["message"]
+
+
+def _of_types(levels: int) -> str:
+    return "ofType { " * levels + "name" + " }" * levels
+
+
+async def test_introspection_is_held_to_the_depth_limit(api: Api) -> None:
+    # __schema > types > fields > type > ofType x 12: 16 levels, past SPENDPLANE_MAX_INTROSPECTION_DEPTH (15).
+    deep = "{ __schema { types { fields { type { " + _of_types(12) + " } } } } }"
+    error = await api.error(deep)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "exceeds maximum introspection depth of 15" in error["message"]
+    # ... also when the introspection hides in a fragment or an inline fragment.
+    fragment = "{ ...Deep } fragment Deep on Query { ... on Query { __schema { types { fields { type { "
+    error = await api.error(fragment + _of_types(12) + " } } } } } }")
+    assert "introspection depth" in error["message"]
+    # __type is introspection too.
+    error = await api.error('{ __type(name: "Budget") { fields { type { ' + _of_types(14) + " } } } }")
+    assert "introspection depth" in error["message"]
+
+
+async def test_introspection_cycles_through_fields_and_types_are_refused(api: Api) -> None:
+    cycle = "{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }"
+    error = await api.error(cycle)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "Maximum introspection depth exceeded" in error["message"]
+
+
+async def test_the_standard_introspection_query_still_works(api: Api) -> None:
+    data = await api.data(get_introspection_query(descriptions=True, input_value_deprecation=True))
+    assert data["__schema"]["queryType"]["name"] == "Query"
+
+
+async def test_a_lower_introspection_limit_is_applied(settings: Settings, clock: Clock) -> None:
+    async with started(settings, clock, max_introspection_depth=3) as api:
+        assert (await api.data("{ __schema { queryType { fields { name } } } }"))["__schema"]["queryType"]
+        error = await api.error("{ __schema { queryType { fields { type { name } } } } }")
+        assert "exceeds maximum introspection depth of 3" in error["message"]
+
+
+async def _team_spend(db: Database, rows: int) -> None:
+    await add_spend(
+        db,
+        *(
+            SpendLog(0.25, NOW - timedelta(hours=i % 200), team_id="eng", user=f"user-{i:04d}", model=f"model-{i % 7}")
+            for i in range(rows)
+        ),
+    )
+
+
+EXPORTS = "{ " + " ".join(f"e{i}: exportCostReport(format: JSON) {{ url content }}" for i in range(20)) + " }"
+
+
+async def test_twenty_aliased_exports_from_a_viewer_stop_at_the_response_budget(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    await _team_spend(db, 150)
+    await add_virtual_key(db, "sk-ann", user_id="ann", team_id="eng")
+    async with started(settings, clock, max_response_bytes=SMALL_BUDGET) as api:
+        viewer = await api.login("sk-ann")
+        one = await api.data("{ exportCostReport(format: JSON) { content } }", token=viewer)
+        single = len(one["exportCostReport"]["content"])
+        assert 10_000 < single < SMALL_BUDGET  # one export fits; twenty of them would not
+        response = await api.client.post("/graphql", json={"query": EXPORTS}, headers=api.bearer(viewer))
+        assert response.status_code == 200
+        assert len(response.content) < SMALL_BUDGET
+        body = response.json()
+        assert body["data"] is None
+        codes = {error["extensions"]["code"] for error in body["errors"]}
+        assert codes == {"RESPONSE_TOO_LARGE"}
+        named = body["errors"][0]["extensions"].get("field")
+        assert named is not None and named.endswith(".content") and named.split(".")[0] in {f"e{i}" for i in range(20)}
+        assert "SPENDPLANE_MAX_RESPONSE_BYTES" in body["errors"][0]["message"]
+
+
+async def test_any_answer_past_the_budget_is_replaced_by_one_coded_error(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    await _team_spend(db, 150)
+    reports = " ".join(
+        f"r{i}: costReport {{ totalCost breakdownByUser {{ key cost requests share }} }}" for i in range(20)
+    )
+    async with started(settings, clock, max_response_bytes=SMALL_BUDGET) as api:
+        one = await api.client.post(
+            "/graphql",
+            json={"query": "{ costReport { breakdownByUser { key cost requests share } } }"},
+            headers=api.bearer(),
+        )
+        assert one.status_code == 200 and "errors" not in one.json()
+        response = await api.client.post("/graphql", json={"query": "{ " + reports + " }"}, headers=api.bearer())
+        assert response.status_code == 200
+        assert len(response.content) < 1024
+        assert int(response.headers["content-length"]) == len(response.content)
+        body = response.json()
+        assert body["data"] is None
+        assert body["errors"][0]["extensions"]["code"] == "RESPONSE_TOO_LARGE"
+
+
+@pytest.mark.parametrize("value", ["65535", "1073741825", "lots"])
+def test_the_response_budget_setting_is_bounded(value: str) -> None:
+    with pytest.raises(ValueError, match="SPENDPLANE_MAX_RESPONSE_BYTES"):
+        Settings.from_env({"SPENDPLANE_MAX_RESPONSE_BYTES": value, "DATABASE_URL": "sqlite:///x.db"})
+
+
+@pytest.mark.parametrize("token", ["admin", None])
+async def test_a_malformed_scalar_literal_is_bad_input_not_an_internal_error(api: Api, token: str | None) -> None:
+    # Found by the GraphQL fuzzer: a Decimal literal that is no number answered INTERNAL_SERVER_ERROR.
+    for literal in ('""', '"\\u0003"', '"12abc"'):
+        price = f'{{ model: "m", inputPerMillion: {literal}, outputPerMillion: "1" }}'
+        query = f"mutation {{ setModelPrice(input: {price}) {{ model }} }}"
+        error = await api.error(query, token=token)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    # A variable is coerced after the token check: without one, the answer is UNAUTHENTICATED.
+    price = '{ model: "m", inputPerMillion: $d, outputPerMillion: 1 }'
+    error = await api.error(
+        f"mutation($d: Decimal!) {{ setModelPrice(input: {price}) {{ model }} }}", {"d": "x"}, token=token
+    )
+    assert error["extensions"]["code"] == ("BAD_USER_INPUT" if token else "UNAUTHENTICATED"), error

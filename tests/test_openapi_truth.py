@@ -1,0 +1,161 @@
+"""/openapi.json says what the REST routes take: each input below, once found by schemathesis as "schema-valid
+request rejected" or "schema-violating request accepted", is now judged the same by the document and the route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from tests.conftest import MASTER_KEY
+from tests.support import Api
+from webhook.openapi import build_openapi
+from webhook.routes import ENDPOINTS
+
+DOCUMENT = build_openapi(ENDPOINTS)
+
+
+def _operation(method: str, path: str) -> dict[str, Any]:
+    operation: dict[str, Any] = DOCUMENT["paths"][path][method.lower()]
+    return operation
+
+
+def document_takes_param(method: str, path: str, name: str, value: Any) -> bool:
+    (param,) = [p for p in _operation(method, path)["parameters"] if p["name"] == name]
+    return bool(jsonschema_rs.validator_for(param["schema"], validate_formats=True).is_valid(value))
+
+
+def document_takes_body(method: str, path: str, body: Any) -> bool:
+    content = _operation(method, path)["requestBody"]["content"]["application/json"]["schema"]
+    root = {**content, "components": DOCUMENT["components"]}
+    return bool(jsonschema_rs.validator_for(root, validate_formats=True).is_valid(body))
+
+
+# (method, path, query parameter, value as the document types it, as the URL carries it, taken?)
+PARAMS = [
+    ("GET", "/alerts", "limit", 0, "0", False),
+    ("GET", "/alerts", "limit", 500, "500", True),
+    ("GET", "/alerts", "type", "\t\n", "\t\n", False),
+    ("GET", "/alerts", "type", "budget_exceeded", "budget_exceeded", True),
+    ("GET", "/api/v1/reports/trend", "days", 0, "0", False),
+    ("GET", "/api/v1/reports/trend", "days", 366, "366", True),
+    ("GET", "/api/v1/sla/health/history", "hours", 721, "721", False),
+    ("GET", "/api/v1/sla/violations", "limit", 501, "501", True),  # clamped, not refused
+    ("GET", "/api/v1/sla/violations", "active_only", " false", " false", False),
+    ("GET", "/api/v1/sla/violations", "active_only", "TRUE", "TRUE", True),
+    ("GET", "/api/v1/budgets", "entity_type", "\t ", "\t ", False),
+    ("GET", "/api/v1/budgets", "entity_type", " TEAM ", " TEAM ", True),
+    ("GET", "/api/v1/budgets", "entity_type", "", "", True),
+    ("GET", "/api/v1/chargeback/reports", "period", "monthly", "monthly", False),
+    ("GET", "/api/v1/chargeback/reports", "period", "\t \r ", "\t \r ", False),
+    ("GET", "/api/v1/chargeback/reports", "period", "2026-02", "2026-02", True),
+    ("GET", "/api/v1/cost-allocation/rules", "team_id", "g\x87\t\xe5", "g\x87\t\xe5", False),
+    ("GET", "/api/v1/reports/cost", "start_date", "\x8c", "\x8c", False),
+    ("GET", "/api/v1/reports/cost", "period", "WEEKLY", "WEEKLY", True),
+    ("GET", "/api/v1/reports/export", "format", "xml", "xml", False),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "name", "typed", "raw", "taken"), PARAMS)
+async def test_a_query_parameter_is_taken_by_the_route_exactly_when_the_document_allows_it(
+    api: Api, method: str, path: str, name: str, typed: Any, raw: str, taken: bool
+) -> None:
+    assert document_takes_param(method, path, name, typed) is taken
+    response = await api.client.request(method, path, params={name: raw}, headers=api.bearer())
+    assert (response.status_code == 200) is taken, response.text
+    if not taken:
+        assert response.status_code == 400 and response.json()["error"]["field"] == name
+
+
+BODIES = [
+    ("POST", "/api/v1/budgets", {"name": " ", "entity_type": "global", "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "user", "limit": 5}, False),  # no entity_id
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "", "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": 5, "month_start_day": 29}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": 5, "period": "1d"}, True),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "global", "period": "daily", "budget_duration": "1d"},
+        False,
+    ),
+    ("POST", "/budget/check", {"api_key": "sk-x", "estimated_cost": ""}, False),
+    ("POST", "/predict", {"model": "gpt-4o", "messages": []}, False),
+    ("POST", "/predict", {"model": "gpt-4o", "prompt": "hello"}, True),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "", "allocation_type": "project", "allocation_target": "P"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "0", "allocation_target": "P"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": " Project", "allocation_target": "P"},
+        True,
+    ),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "team", "entity_id": "t"}, False),  # no limit
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": ""},
+        False,
+    ),
+    ("POST", "/api/v1/chargeback/reports/generate", {"period": "000000"}, False),
+    ("POST", "/api/v1/sla/definitions", {"name": "s", "target_availability": False}, False),
+    ("POST", "/api/v1/sla/definitions", {"name": "s"}, False),  # no target
+    ("POST", "/api/v1/sla/definitions", {"name": "s", "target_p95_ms": 0}, False),
+    ("POST", "/api/v1/sla/definitions", {"name": "s", "target_error_rate": 0.05, "alert_webhook_url": "0000"}, False),
+    ("POST", "/api/v1/sla/definitions", {"name": "s", "target_error_rate": 0.05}, True),
+    (
+        "POST",
+        "/api/v1/sla/failover-rules",
+        {"primary_model": "a", "fallback_model": "b", "trigger_condition": "x", "trigger_threshold": 1},
+        False,
+    ),
+    ("POST", "/beta/litellm_basic_guardrail_api", {"model": {}}, True),  # the gateway ignores odd values
+    ("POST", "/webhook/pre-request", {"max_tokens": "many"}, True),
+    ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 7_289_654_400}, False),
+    ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 1999999999.5}, True),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "taken"), BODIES)
+async def test_a_request_body_is_taken_by_the_route_exactly_when_the_document_allows_it(
+    api: Api, method: str, path: str, body: Any, taken: bool
+) -> None:
+    assert document_takes_body(method, path, body) is taken
+    gateway = path.startswith(("/webhook/", "/beta/", "/spend/"))
+    headers = {**api.bearer(), "x-api-key": MASTER_KEY} if gateway else api.bearer()
+    response = await api.client.request(method, path, json=body, headers=headers)
+    assert (response.status_code < 300) is taken, response.text
+    if not taken:
+        assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [("/api/v1/budgets/{budget_id}", "name"), ("/api/v1/budgets/{budget_id}", "limit")]
+)
+async def test_an_update_may_omit_a_field_but_not_null_it_and_the_document_says_so(
+    api: Api, path: str, field: str
+) -> None:
+    assert not document_takes_body("PUT", path, {field: None})
+    created = await api.client.post(
+        "/api/v1/budgets", json={"name": "b", "entity_type": "global", "limit": 5}, headers=api.bearer()
+    )
+    budget_id = created.json()["id"]
+    response = await api.client.put(f"/api/v1/budgets/{budget_id}", json={field: None}, headers=api.bearer())
+    assert response.status_code == 400 and response.json()["error"]["field"] == field
+
+
+async def test_the_spend_route_documents_its_body() -> None:
+    body = _operation("POST", "/spend/litellm")["requestBody"]
+    assert body["required"] is True
+    assert set(body["content"]) == {"application/json", "application/x-ndjson"}
