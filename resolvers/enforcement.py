@@ -503,22 +503,29 @@ class Enforcer:
         if model is None:
             return decision
         wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
+        quantile = self.settings.reservation_quantile
         try:
-            prediction = await predict(self.prices, self.history, wanted, counting=self.counting)
+            prediction = await predict(self.prices, self.history, wanted, quantile=quantile, counting=self.counting)
         except InvalidInput:
-            # No price: held at a conservative price (UNPRICED_MODEL_PRICE), and the answer says so.
+            # No price: held at a conservative price (UNPRICED_MODEL_PRICE) and at least the range's high end.
             prediction = await unpriced_prediction(
-                self.prices, self.history, wanted, self.settings.unpriced_model_price, counting=self.counting
+                self.prices,
+                self.history,
+                wanted,
+                self.settings.unpriced_model_price,
+                quantile=quantile,
+                counting=self.counting,
             )
             return replace(
                 decision,
                 prediction=prediction,
                 price_missing=True,
                 estimated_cost=prediction.total_cost,
-                held_cost=prediction.total_cost_high,
+                held_cost=max(prediction.total_cost_high, prediction.held_cost),
             )
+        # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate.
         return replace(
-            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.total_cost
+            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.held_cost
         )
 
     def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:

@@ -64,6 +64,12 @@ class PredictResponse(BaseModel):
     estimated_output_tokens_high: int = Field(description="The high end of the range (90th percentile or max_tokens).")
     total_estimated_cost_high_usd: Decimal
     history_requests: int | None = Field(description="How many recent requests the learned estimate rests on.")
+    held_quantile: Decimal | None = Field(
+        description="The quantile of the learned output length a reservation holds (RESERVATION_QUANTILE); "
+        "null when no history is learned for the model and the profile's estimate is held."
+    )
+    held_output_tokens: int = Field(description="The output tokens a reservation for this request holds.")
+    held_cost_usd: Decimal = Field(description="What a reservation for this request holds on its budgets.")
 
 
 async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
@@ -80,11 +86,18 @@ async def _known_key(runtime: Runtime, raw_key: str) -> Caller:
 async def predict_cost(request: Request) -> Response:
     body = await read_model(request, PredictRequest)
     runtime = runtime_of(request)
-    prediction = await predict(runtime.prices, runtime.history, body.to_domain(), counting=runtime.predictor_counting)
+    prediction = await predict(
+        runtime.prices,
+        runtime.history,
+        body.to_domain(),
+        quantile=runtime.settings.reservation_quantile,
+        counting=runtime.predictor_counting,
+    )
     fit = None
     api_key = request.headers.get("x-api-key")
     if api_key:
-        fit = await runtime.enforcement().fits(await _known_key(runtime, api_key), body.model, prediction.total_cost)
+        # Judged on what admission would hold, so within_budget says what the gateway will decide.
+        fit = await runtime.enforcement().fits(await _known_key(runtime, api_key), body.model, prediction.held_cost)
     return JSON(render_prediction(prediction, fit))
 
 
@@ -108,6 +121,9 @@ def render_prediction(p: Prediction, fit: BudgetFit | None) -> dict[str, Any]:
         estimated_output_tokens_high=p.output_tokens_high,
         total_estimated_cost_high_usd=p.total_cost_high,
         history_requests=p.history_requests,
+        held_quantile=p.held_quantile,
+        held_output_tokens=p.held_output_tokens,
+        held_cost_usd=p.held_cost,
     ).model_dump()
 
 
