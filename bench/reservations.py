@@ -62,7 +62,7 @@ REQUESTS_PER_TEAM = 300
 HISTORY_PER_MODEL = 1500
 #: Each budget's limit is what its share of the trace would cost in all, divided by this: budgets run out.
 OVERSUBSCRIBED = Decimal("1.25")
-WORDS = "budget forecast ledger spend model token request team key report invoice usage quota".split()
+WORDS = ("budget", "forecast", "ledger", "spend", "model", "token", "request", "team", "key", "report", "usage")
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,9 @@ class Outcome:
     spent: dict[str, Decimal] = field(default_factory=dict)
 
 
-async def run_policy(label: str, quantile: Decimal, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]) -> Outcome:
+async def run_policy(
+    label: str, quantile: Decimal, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]
+) -> Outcome:
     outcome = Outcome(label, quantile)
     rng = random.Random(seed * 7919 + 1)
     with tempfile.TemporaryDirectory(prefix="spendplane-reservations-") as tmp:
@@ -185,7 +187,9 @@ async def run_policy(label: str, quantile: Decimal, seed: int, trace: list[Trace
                     payload = spend_event(f"hist-{uuid.uuid4().hex}", "history", mix.name, length, Decimal("0.001"), at)
                     events.append(parse_event(payload, MASTER_KEY))
             for start in range(0, len(events), 1000):
-                await ingest(runtime.work, runtime.litellm, enforcer.ledger, events[start : start + 1000], write_rows=True)
+                await ingest(
+                    runtime.work, runtime.litellm, enforcer.ledger, events[start : start + 1000], write_rows=True
+                )
             await refresh_output_history(runtime, now)
             # 2. The budgets.
             async with runtime.db.engine.begin() as conn:
@@ -219,7 +223,9 @@ async def run_policy(label: str, quantile: Decimal, seed: int, trace: list[Trace
                 payload = spend_event(
                     call_id, item.team, item.model.name, item.output_tokens, item.cost, runtime.clock()
                 )
-                await ingest(runtime.work, runtime.litellm, enforcer.ledger, [parse_event(payload, MASTER_KEY)], write_rows=True)
+                await ingest(
+                    runtime.work, runtime.litellm, enforcer.ledger, [parse_event(payload, MASTER_KEY)], write_rows=True
+                )
                 spent[item.team] += item.cost
 
             for item in trace:
@@ -277,12 +283,15 @@ async def main() -> None:
     policies = [("calibrated", calibrated), ("median", Decimal("0.5")), ("worst", Decimal(1))]
     policies += [(f"q={q}", Decimal(q)) for q in args.quantiles.split(",") if q.strip()]
     print(
-        f"seed {args.seed}: {len(trace)} requests over {TEAMS} team budgets (limits {min(limits.values())}–"
+        f"seed {args.seed}: {len(trace)} requests over {TEAMS} team budgets (limits {min(limits.values())} to "
         f"{max(limits.values())} USD, demand {OVERSUBSCRIBED}x the limits), {IN_FLIGHT} in flight, "
         f"{len(MODELS)} models; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     print()
-    print("| policy | quantile held | admitted | refused | false refusals | overshoot (of limits) | worst budget | budgets over | limits used | run s |")
+    print(
+        "| policy | quantile held | admitted | refused | false refusals | overshoot (of limits) | worst budget "
+        "| budgets over | limits used | run s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for label, quantile in policies:
@@ -297,9 +306,7 @@ async def main() -> None:
         if outcome.degraded:
             print(f"  ({outcome.degraded} decisions degraded: the database did not answer in time)")
     print()
-    print(
-        " | ".join(f"{o.label}: overshoot={pct(o.overshoot)} false_refusals={o.false_refusals}" for o in results[:3])
-    )
+    print(" | ".join(f"{o.label}: overshoot={pct(o.overshoot)} false_refusals={o.false_refusals}" for o in results[:3]))
 
 
 if __name__ == "__main__":

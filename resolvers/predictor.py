@@ -157,8 +157,9 @@ class OutputHistory:
 
 
 async def learn_output_lengths(session: AsyncSession, schema: LiteLLMSchema, now: datetime) -> dict[str, OutputStats]:
-    """Quantiles (median, 90th percentile, every per mille) of completion tokens for each model with enough successful requests in the last
-    30 days, from the newest HISTORY_SAMPLE rows of each (recent behaviour matters more than old)."""
+    """Quantiles (median, 90th percentile, every per mille) of completion tokens for each model with enough
+    successful requests in the last 30 days, from the newest HISTORY_SAMPLE rows of each (recent behaviour matters
+    more than old)."""
     if not schema.has_table(spend_logs):
         return {}
     t = spend_logs.c
