@@ -21,11 +21,8 @@ The surprise is a robust z-score on that scale: (sqrt(actual) - sqrt(expected)) 
 the median absolute
 deviation of the decomposition's residuals (the MAD, consistent with a standard deviation for Gaussian noise),
 floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, but above 0 for sparse series
-whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity), the
-excess is at least the minimum in USD, and the actual is at least MIN_RATIO (twice) the expected: a minimum
-practical effect size as a share, because the in-sample scale understates a new bucket's error, and on a busy
-scope a z of 5 is reached by ordinary 1.5x hours that nobody would act on. Only spend above the expected is an
-anomaly: these are cost alerts.
+whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity) and the
+excess is at least the minimum in USD. Only spend above the expected is an anomaly: these are cost alerts.
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
@@ -53,8 +50,6 @@ MIN_HOURLY_DAYS = 3
 MIN_DAILY_DAYS = 21
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533
-#: The smallest effect worth an anomaly, as a share: spend at least this many times the expected.
-MIN_RATIO = 2.0
 
 
 class Granularity(StrEnum):
@@ -136,10 +131,10 @@ class Verdict:
 
 
 def judge(actual: float, expected: float, scale: float, threshold: float, min_usd: float) -> Verdict | None:
-    """An anomaly when the robust z (on the square-root scale) reaches `threshold`, the excess is at least
-    `min_usd` and the actual is at least MIN_RATIO times the expected; else None."""
+    """An anomaly when the robust z (on the square-root scale) reaches `threshold` and the excess is at least
+    `min_usd`; else None."""
     excess = actual - expected
-    if excess < min_usd or excess <= 0 or actual < MIN_RATIO * expected:
+    if excess < min_usd or excess <= 0:
         return None
     rise = float(np.sqrt(actual) - np.sqrt(max(expected, 0.0)))
     score = rise / scale if scale > 0 else float("inf")
