@@ -843,7 +843,7 @@ class Settings:
     reservation_quantile: Decimal = setting(
         "RESERVATION_QUANTILE",
         _quantile,
-        "0.75",
+        "0.8",
         "which quantile of a request's predicted cost its reservation holds, from the model's learned output "
         "lengths: `0.5` the median, `1` the worst case (`max_tokens`); chosen by `bench/reservations.py`",
     )
