@@ -210,32 +210,6 @@ def test_detection_statistics() -> None:
     assert Granularity("hour") is Granularity.HOUR
 
 
-def test_a_mostly_idle_keys_first_dollar_is_not_an_anomaly_but_a_real_burst_is() -> None:
-    """A key that spends a request of about 0.5 USD in a few hours a fortnight: its residuals are mostly exactly 0,
-    so without a floor a 1.2 USD hour scored z 20-50. The scale is floored at the Poisson noise of one such
-    request (0.5 x sqrt(0.5 USD)), so that hour is ordinary; twenty requests' worth in an hour is still found."""
-    day = NOW.date()
-    rng = np.random.default_rng(11)
-    hours = {}
-    for k in range(1, 15):
-        values = np.zeros(24)
-        values[rng.choice(24, size=2, replace=False)] = rng.uniform(0.4, 0.6, 2)
-        hours[day - timedelta(days=k)] = values
-    expectation = hourly_expectation(day, hours)
-    assert expectation is not None
-    assert expectation.scale >= 0.5 * np.sqrt(0.4)
-    quiet_hour = int(np.argmin(expectation.expected))
-    expected = float(expectation.expected[quiet_hour])
-    assert judge(1.2, expected, expectation.scale, 5.0, 1.0) is None
-    assert judge(10.0, expected, expectation.scale, 5.0, 1.0) is not None
-    # A busy, steady scope (spend every hour) gets no floor: its own residuals set the scale, and four times its
-    # usual hour is found.
-    busy = {day - timedelta(days=k): 50.0 + rng.normal(0, 5.0, 24) for k in range(1, 15)}
-    steady = hourly_expectation(day, busy)
-    assert steady is not None and steady.scale < 0.5 * np.sqrt(40.0)
-    assert judge(200.0, 50.0, steady.scale, 5.0, 1.0) is not None
-
-
 def test_the_scan_is_an_hourly_job(settings: Settings) -> None:
     jobs = {job.name: job for job in scheduled_jobs(settings)}
     assert jobs["spend-anomalies"].schedule == "5 * * * *"

@@ -18,12 +18,12 @@ lambda = 1/2, the variance-stabilising transform of counts), where the noise is 
 day; expected spend is the decomposition's expectation squared back into USD.
 
 The surprise is a robust z-score on that scale: (sqrt(actual) - sqrt(expected)) / scale, where scale is 1.4826 x
-the median absolute deviation of the decomposition's residuals (the MAD, consistent with a standard deviation for
-Gaussian noise), floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, but above 0 for
-sparse series whose residuals are mostly exactly 0); hourly, for a scope idle in most hours, also floored at the
-Poisson noise of its quietest active hours (`request_noise_floor`), so its first dollar is not a z of 40. A bucket is
-an anomaly when z reaches the threshold (sensitivity) and the excess is at least the minimum in USD. Only spend
-above the expected is an anomaly: these are cost alerts.
+the median absolute
+deviation of the decomposition's residuals (the MAD, consistent with a standard deviation for Gaussian noise),
+floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, but above 0 for sparse series
+whose residuals are mostly exactly 0); hourly, also floored at the Poisson noise of the scope's quietest active
+hours (`request_noise_floor`), so a mostly-idle key's first dollar is not a z of 40. A bucket is an anomaly when z reaches the threshold (sensitivity) and the
+excess is at least the minimum in USD. Only spend above the expected is an anomaly: these are cost alerts.
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
@@ -54,8 +54,6 @@ MEAN_ABS_TO_SIGMA = 1.2533
 #: sd of sqrt(N) for a Poisson count N (Anscombe), and which of a scope's active hours stand for one request.
 POISSON_SQRT_SD = 0.5
 QUIET_ACTIVE_QUANTILE = 0.1
-#: A scope with spend in at most this share of its history hours is mostly idle.
-MOSTLY_IDLE_SHARE = 0.5
 
 
 class Granularity(StrEnum):
@@ -117,14 +115,13 @@ def hourly_expectation(day: date, hours: Mapping[date, Series]) -> Expectation |
 
 
 def request_noise_floor(values: Series) -> float:
-    """The least noise an hour of a mostly-idle scope has on the square-root scale: spend comes in requests, a
-    Poisson count N of them costing about c each has sd(sqrt(c N)) of about 0.5 sqrt(c) whatever its rate, and
-    when the scope is idle in most hours its quietest active hours (the 10th percentile of its hours with spend)
-    are about one request, so approximate c. Such scopes otherwise get a scale near 0 from residuals that are
-    mostly exactly 0. Scopes active in more than half their hours get no floor (0)."""
+    """The least noise an hour of this scope has on the square-root scale: spend comes in requests, a Poisson
+    count N of them costing about c each has sd(sqrt(c N)) of about 0.5 sqrt(c) whatever its rate, and the
+    scope's quietest active hours (the 10th percentile of its hours with spend) approximate one request's c.
+    Mostly-idle scopes otherwise get a scale near 0 from residuals that are mostly exactly 0."""
     active = values[values > 0]
-    if len(active) == 0 or len(active) > MOSTLY_IDLE_SHARE * len(values):
-        return 0.0  # a busy scope's quietest hours are many requests: its own residuals measure its noise
+    if len(active) == 0:
+        return 0.0
     return POISSON_SQRT_SD * float(np.sqrt(np.quantile(active, QUIET_ACTIVE_QUANTILE)))
 
 
