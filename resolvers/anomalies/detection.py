@@ -21,8 +21,7 @@ The surprise is a robust z-score on that scale: (sqrt(actual) - sqrt(expected)) 
 the median absolute
 deviation of the decomposition's residuals (the MAD, consistent with a standard deviation for Gaussian noise),
 floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, but above 0 for sparse series
-whose residuals are mostly exactly 0); hourly, also floored at the Poisson noise of the scope's quietest active
-hours (`request_noise_floor`), so a mostly-idle key's first dollar is not a z of 40. A bucket is an anomaly when z reaches the threshold (sensitivity) and the
+whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity) and the
 excess is at least the minimum in USD. Only spend above the expected is an anomaly: these are cost alerts.
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
@@ -51,9 +50,6 @@ MIN_HOURLY_DAYS = 3
 MIN_DAILY_DAYS = 21
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533
-#: sd of sqrt(N) for a Poisson count N (Anscombe), and which of a scope's active hours stand for one request.
-POISSON_SQRT_SD = 0.5
-QUIET_ACTIVE_QUANTILE = 0.1
 
 
 class Granularity(StrEnum):
@@ -111,18 +107,7 @@ def hourly_expectation(day: date, hours: Mapping[date, Series]) -> Expectation |
         return None
     trend, seasonal, residuals = _decompose(np.sqrt(np.clip(values, 0.0, None)), 24)
     expected = np.clip(trend[-1] + seasonal[-24:], 0.0, None)
-    return Expectation(expected**2, max(robust_scale(residuals), request_noise_floor(values)))
-
-
-def request_noise_floor(values: Series) -> float:
-    """The least noise an hour of this scope has on the square-root scale: spend comes in requests, a Poisson
-    count N of them costing about c each has sd(sqrt(c N)) of about 0.5 sqrt(c) whatever its rate, and the
-    scope's quietest active hours (the 10th percentile of its hours with spend) approximate one request's c.
-    Mostly-idle scopes otherwise get a scale near 0 from residuals that are mostly exactly 0."""
-    active = values[values > 0]
-    if len(active) == 0:
-        return 0.0
-    return POISSON_SQRT_SD * float(np.sqrt(np.quantile(active, QUIET_ACTIVE_QUANTILE)))
+    return Expectation(expected**2, robust_scale(residuals))
 
 
 def daily_expectation(history: Series) -> Expectation | None:
