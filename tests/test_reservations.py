@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from models.db import Database
 from resolvers.config import Settings
@@ -202,3 +203,47 @@ async def test_a_burst_at_the_calibrated_quantile_stays_within_one_percent_of_th
         admitted, spent = await _burst_and_settle(api, lengths(200, seed=8))
     assert admitted >= 20  # the budget is used, not refused wholesale
     assert (spent <= Decimal("1.01")) is within_bound, (admitted, spent)
+
+
+async def test_holding_a_quantile_costs_no_database_round_trip_per_decision(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """The quantiles are learned once per model (the hourly job); a decision picks one from memory. After the
+    first request has its allowance, 30 more admissions at the calibrated quantile send no SQL at all."""
+    async with started(settings, clock, **PATIENT, spend_refresh_seconds=3600) as api:
+        await learn(api, db, lengths(400, seed=9))
+        await create_budget(api, entityId="eng", monthlyLimit="100")
+        enforcer = api.runtime().enforcement()
+        await enforcer.refresh()
+        statements: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        async def admit(i: int) -> None:
+            response = await api.client.post(
+                "/webhook/pre-request",
+                headers=GATEWAY,
+                json={
+                    "litellm_call_id": f"m{i}",
+                    "model": "gpt-4o",
+                    "messages": HI,
+                    "max_tokens": MAX_TOKENS,
+                    "team_id": "eng",
+                },
+            )
+            assert response.status_code == 200, response.text
+
+        await admit(0)  # the first one may ask for an allowance
+        event.listen(enforcer.db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            for i in range(1, 31):
+                await admit(i)
+            assert statements == []
+            await enforcer.refresh()
+            assert statements  # the listener does see the gateway's database traffic
+        finally:
+            event.remove(enforcer.db.engine.sync_engine, "before_cursor_execute", seen)
+        budget = (await api.data("{ budgets { reserved } }"))["budgets"][0]
+        held = Decimal(str((await predicted(api, max_tokens=MAX_TOKENS))["held_cost_usd"]))
+        assert Decimal(budget["reserved"]) == 31 * held
