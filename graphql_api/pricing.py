@@ -69,6 +69,12 @@ class CostPredictionView:
     estimate_method: str = strawberry.field(description="learned (from the spend logs) or profile (the guide's)")
     verbosity_profile: str
     history_requests: int | None
+    held_quantile: Decimal | None = strawberry.field(
+        description="The quantile of the learned output length a reservation holds (RESERVATION_QUANTILE); "
+        "null when no history is learned for the model and the profile's estimate is held."
+    )
+    held_output_tokens: int = strawberry.field(description="The output tokens a reservation for this request holds.")
+    held_cost: Decimal = strawberry.field(description="What a reservation for this request holds on its budgets.")
     budget_remaining: Decimal | None = strawberry.field(
         description="For a key's token: what its tightest budget still allows."
     )
@@ -113,11 +119,17 @@ class PricingQueries:
             for m in input.messages
         ]
         request = PredictionRequest(input.model, messages, input.prompt, input.max_tokens)
-        p = await predict(runtime.prices, runtime.history, request, counting=runtime.predictor_counting)
+        p = await predict(
+            runtime.prices,
+            runtime.history,
+            request,
+            quantile=runtime.settings.reservation_quantile,
+            counting=runtime.predictor_counting,
+        )
         fit = None
         if principal.key_hash is not None:
             caller = Caller(principal.key_hash, principal.user_id, principal.team_id)
-            fit = await runtime.enforcement().fits(caller, input.model, p.total_cost)
+            fit = await runtime.enforcement().fits(caller, input.model, p.held_cost)
         return CostPredictionView(
             model=p.model,
             resolved_model=p.resolved_model,
@@ -134,6 +146,9 @@ class PricingQueries:
             estimate_method=p.method,
             verbosity_profile=p.profile,
             history_requests=p.history_requests,
+            held_quantile=p.held_quantile,
+            held_output_tokens=p.held_output_tokens,
+            held_cost=p.held_cost,
             budget_remaining=fit.remaining if fit else None,
             within_budget=fit.within if fit else None,
             warning=fit.warning if fit else None,

@@ -236,6 +236,20 @@ def _fraction_parse(raw: str) -> Decimal:
 
 _fraction = Parser(_fraction_parse, "above 0, at most 10")
 
+
+def _quantile_parse(raw: str) -> Decimal:
+    problem = "must be a quantile from 0.5 (the median) to 1 (the worst case, max_tokens), e.g. 0.95"
+    try:
+        value = _number(raw)
+    except ValueError:
+        raise ValueError(problem) from None
+    if not Decimal("0.5") <= value <= 1:
+        raise ValueError(problem)
+    return value
+
+
+_quantile = Parser(_quantile_parse, "0.5 to 1")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -945,6 +959,14 @@ class Settings:
         whole_number(10, 86_400),
         "900",
         "an admitted request's hold on budget is released when its spend arrives, or after this many seconds",
+    )
+    #: Which quantile of a request's predicted cost its reservation holds (learned output lengths per model).
+    reservation_quantile: Decimal = setting(
+        "RESERVATION_QUANTILE",
+        _quantile,
+        "0.8",
+        "which quantile of a request's predicted cost its reservation holds, from the model's learned output "
+        "lengths: `0.5` the median, `1` the worst case (`max_tokens`); chosen by `bench/reservations.py`",
     )
     #: What a request for a model with no known price holds: None (the default, "auto") the dearest price of a
     #: known model of its provider, else of any model; or a fixed (input, output) price per million tokens.

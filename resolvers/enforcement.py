@@ -543,22 +543,29 @@ class Enforcer:
         if model is None:
             return decision
         wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
+        quantile = self.settings.reservation_quantile
         try:
-            prediction = await predict(self.prices, self.history, wanted, counting=self.counting)
+            prediction = await predict(self.prices, self.history, wanted, quantile=quantile, counting=self.counting)
         except InvalidInput:
-            # No price: held at a conservative price (UNPRICED_MODEL_PRICE), and the answer says so.
+            # No price: held at a conservative price (UNPRICED_MODEL_PRICE) and at least the range's high end.
             prediction = await unpriced_prediction(
-                self.prices, self.history, wanted, self.settings.unpriced_model_price, counting=self.counting
+                self.prices,
+                self.history,
+                wanted,
+                self.settings.unpriced_model_price,
+                quantile=quantile,
+                counting=self.counting,
             )
             return replace(
                 decision,
                 prediction=prediction,
                 price_missing=True,
                 estimated_cost=prediction.total_cost,
-                held_cost=prediction.total_cost_high,
+                held_cost=max(prediction.total_cost_high, prediction.held_cost),
             )
+        # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate.
         return replace(
-            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.total_cost
+            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.held_cost
         )
 
     def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:
@@ -858,7 +865,7 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
             return f"{HIDDEN_BUDGET} is exhausted"
         if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
             return (
-                f"this request (estimated {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
+                f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
             )
         return f"{HIDDEN_BUDGET} is close to its limit"
     resets = check.resets_at.isoformat()
@@ -870,7 +877,7 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
     if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
         left = check.remaining if decision.left is None else decision.left
         return (
-            f"this request (estimated {_usd(decision.held_cost)}) does not fit in what is left of "
+            f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of "
             f"{rule.describe()}: {_usd(left)}; it resets at {resets}"
         )
     return (

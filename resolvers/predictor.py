@@ -3,6 +3,12 @@
 Output length comes from the guide's verbosity profiles (share of max_tokens, or an output/input ratio without
 it), or — where the spend logs hold enough recent history for the model — from that history: the median as the
 estimate and the 90th percentile as the high end of the range. The answer says which method it used.
+
+What a reservation holds is a chosen quantile of the predicted cost (RESERVATION_QUANTILE): the learned
+distribution's quantiles are precomputed per model, per mille, when output lengths are learned, so choosing one
+is an index, not a sort, on the hot path. Quantile 1 is the worst case (max_tokens when the request sets it, as
+LiteLLM holds). A model without learned history holds the profile's estimate (no distribution to take a
+quantile of), except at quantile 1.
 """
 
 from __future__ import annotations
@@ -107,11 +113,32 @@ def profile_for(*names: str) -> Profile:
     return STANDARD
 
 
+#: Learned quantiles are kept per mille (0.001 ... 0.999), plus the maximum.
+QUANTILE_STEPS = 1000
+MEDIAN = Decimal("0.5")
+WORST_CASE = Decimal(1)
+
+
 @dataclass(frozen=True)
 class OutputStats:
     requests: int
     median: int
     p90: int
+    #: Completion tokens at each quantile k/1000 for k = 1 ... 999 (inclusive method), then the maximum.
+    per_mille: tuple[int, ...] = ()
+
+    @classmethod
+    def learn(cls, lengths: Sequence[int]) -> OutputStats:
+        cuts = statistics.quantiles(lengths, n=QUANTILE_STEPS, method="inclusive")
+        per_mille = (*(round(c) for c in cuts), max(lengths))
+        return cls(len(lengths), per_mille[QUANTILE_STEPS // 2 - 1], per_mille[QUANTILE_STEPS * 9 // 10 - 1], per_mille)
+
+    def at(self, quantile: Decimal) -> int:
+        """Completion tokens at `quantile` (0.5 to 1; rounded to the nearest per mille)."""
+        if not self.per_mille:
+            return self.median if quantile <= MEDIAN else self.p90
+        step = min(QUANTILE_STEPS, max(1, int((quantile * QUANTILE_STEPS).to_integral_value(ROUND_HALF_UP))))
+        return self.per_mille[step - 1]
 
 
 @dataclass
@@ -130,8 +157,9 @@ class OutputHistory:
 
 
 async def learn_output_lengths(session: AsyncSession, schema: LiteLLMSchema, now: datetime) -> dict[str, OutputStats]:
-    """Median and 90th percentile of completion tokens for each model with enough successful requests in the last
-    30 days, from the newest HISTORY_SAMPLE rows of each (recent behaviour matters more than old)."""
+    """Quantiles (median, 90th percentile, every per mille) of completion tokens for each model with enough
+    successful requests in the last 30 days, from the newest HISTORY_SAMPLE rows of each (recent behaviour matters
+    more than old)."""
     if not schema.has_table(spend_logs):
         return {}
     t = spend_logs.c
@@ -156,8 +184,7 @@ async def learn_output_lengths(session: AsyncSession, schema: LiteLLMSchema, now
                 )
             ).all()
             if len(lengths) >= MIN_HISTORY:
-                deciles = statistics.quantiles(lengths, n=10, method="inclusive")
-                out[name] = OutputStats(len(lengths), round(statistics.median(lengths)), round(deciles[8]))
+                out[name] = OutputStats.learn(lengths)
     return out
 
 
@@ -178,6 +205,11 @@ class Prediction:
     method: str  # learned | profile
     profile: str
     history_requests: int | None = None
+    #: What a reservation for this request holds: output tokens at `held_quantile` of the learned distribution
+    #: (None: the profile's estimate, no distribution learned), and their cost.
+    held_quantile: Decimal | None = None
+    held_output_tokens: int = 0
+    held_output_cost: Decimal = Decimal(0)
 
     @property
     def total_cost(self) -> Decimal:
@@ -186,6 +218,11 @@ class Prediction:
     @property
     def total_cost_high(self) -> Decimal:
         return self.input_cost + self.output_cost_high
+
+    @property
+    def held_cost(self) -> Decimal:
+        """What an admitted request holds on its budgets until its spend arrives."""
+        return self.input_cost + self.held_output_cost
 
 
 @dataclass(frozen=True)
@@ -229,8 +266,14 @@ async def _off_loop(counting: Counting | None, work: Callable[..., TokenCount], 
 
 
 async def predict(
-    book: PriceBook, history: OutputHistory, request: PredictionRequest, *, counting: Counting | None = None
+    book: PriceBook,
+    history: OutputHistory,
+    request: PredictionRequest,
+    *,
+    quantile: Decimal,
+    counting: Counting | None = None,
 ) -> Prediction:
+    """The prediction, and what a reservation holds: output at `quantile` (RESERVATION_QUANTILE)."""
     match = book.lookup(request.model)
     if match is None:
         raise InvalidInput(
@@ -238,7 +281,7 @@ async def predict(
             f"no price is known for {request.model!r}: add it with setModelPrice, "
             "SELF_HOSTED_MODELS or LiteLLM's config.yaml",
         )
-    return await _predict(match.price, match.alias, history, request, counting)
+    return await _predict(match.price, match.alias, history, request, quantile, counting)
 
 
 async def unpriced_prediction(
@@ -247,6 +290,7 @@ async def unpriced_prediction(
     request: PredictionRequest,
     fixed: tuple[Decimal, Decimal] | None,
     *,
+    quantile: Decimal,
     counting: Counting | None = None,
 ) -> Prediction:
     """A model with no known price, priced conservatively (UNPRICED_MODEL_PRICE): a fixed price, or by default the
@@ -255,30 +299,41 @@ async def unpriced_prediction(
     if price is None:
         low, high = fixed if fixed is not None else (Decimal(0), Decimal(0))
         price = ModelPrice(request.model, None, low, high, "unpriced: UNPRICED_MODEL_PRICE")
-    return await _predict(price, None, history, request, counting)
+    return await _predict(price, None, history, request, quantile, counting)
 
 
 async def _predict(
-    price: ModelPrice, alias: str | None, history: OutputHistory, request: PredictionRequest, counting: Counting | None
+    price: ModelPrice,
+    alias: str | None,
+    history: OutputHistory,
+    request: PredictionRequest,
+    quantile: Decimal,
+    counting: Counting | None,
 ) -> Prediction:
     tokens = await count_input(request, price.model, counting)
     learned = history.for_model(request.model, price.model)
     profile = profile_for(request.model, price.model)
+    held_quantile: Decimal | None = quantile
     if learned is not None:
-        expected, high = learned.median, learned.p90
+        expected, high, held = learned.median, learned.p90, learned.at(quantile)
         if request.max_tokens is not None:
-            expected, high = min(expected, request.max_tokens), min(high, request.max_tokens)
+            expected, high, held = (min(n, request.max_tokens) for n in (expected, high, held))
         method = "learned"
     elif request.max_tokens is not None:
         expected = _half_up(profile.share_of_max_tokens * request.max_tokens)
         high = request.max_tokens
+        held, held_quantile = (high, quantile) if quantile >= WORST_CASE else (expected, None)
         method = "profile"
     else:
         expected = _half_up(profile.output_input_ratio * tokens.tokens)
         high = expected * 2
+        held, held_quantile = expected, None
         method = "profile"
+    if quantile >= WORST_CASE and request.max_tokens is not None:
+        held = request.max_tokens  # the worst case: what LiteLLM holds
     input_cost, output_cost = price.cost(tokens.tokens, expected)
     _, output_cost_high = price.cost(0, high)
+    _, held_output_cost = price.cost(0, held)
     return Prediction(
         model=request.model,
         resolved_model=price.model,
@@ -295,6 +350,9 @@ async def _predict(
         method=method,
         profile=profile.name,
         history_requests=learned.requests if learned else None,
+        held_quantile=held_quantile,
+        held_output_tokens=held,
+        held_output_cost=held_output_cost.normalize(),
     )
 
 

@@ -154,10 +154,13 @@ def test_exponential_smoothing_never_ships_where_it_loses() -> None:
 
     assert choice((1.2, 0.5), (0.9, 0.8)).method is ForecastMethod.EXPONENTIAL_SMOOTHING
     assert choice((0.9, 0.8), (0.95, 0.8)).method is ForecastMethod.WEIGHTED_MOVING_AVERAGE  # worse MASE
-    for coverage in (0.5, 0.69, 0.91, 1.0):  # outside 0.70-0.90, too narrow or too wide
-        lost = choice((1.2, 0.8), (0.9, coverage))
-        assert lost.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "coverage" in lost.reason
-    assert choice((1.2, 0.5), (0.9, 0.7)).method is ForecastMethod.EXPONENTIAL_SMOOTHING  # the edges count
+    # Coverage is judged by a binomial test: it fails only where every true coverage in 0.70-0.90 is implausible.
+    for coverage, judged_on in ((0.25, 12), (0.5, 40), (1.0, 40), (0.97, 96)):  # too narrow or too wide, surely
+        lost = choice((1.2, 0.8), (0.9, coverage), judged_on)
+        assert lost.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "coverage" in lost.reason, lost.reason
+    for coverage, judged_on in ((0.5, 12), (1.0, 12), (11 / 12, 12), (0.7, 12), (0.85, 96)):  # not ruled out
+        kept = choice((1.2, 0.5), (0.9, coverage), judged_on)
+        assert kept.method is ForecastMethod.EXPONENTIAL_SMOOTHING, (coverage, judged_on, kept.reason)
     short = choice((1.2, 0.5), (0.9, 0.8), origins=3)
     assert short.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "too short to judge (3" in short.reason
     missing = decide(

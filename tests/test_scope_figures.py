@@ -83,7 +83,7 @@ async def test_a_request_too_big_for_a_hidden_budget_says_so_without_its_figures
     await api.runtime().enforcement().refresh()
     body = (await api.client.post("/budget/check", json={"api_key": "sk-alice", "estimated_cost": 40})).json()
     assert body["allowed"] is False
-    assert body["message"] == f"this request (estimated 40.00 USD) does not fit in what is left of {HIDDEN}"
+    assert body["message"] == f"this request (held at 40.00 USD) does not fit in what is left of {HIDDEN}"
     assert body["remaining"] == 80  # its own 100 USD default less its own 20
 
 
@@ -179,7 +179,7 @@ async def test_a_request_too_big_for_a_hidden_budget_reaches_the_client_without_
     await api.runtime().enforcement().refresh()
     status, body = await pre_request(api, user_api_key_hash=key_hash, estimated_cost="40")
     assert (status, body["error"]["type"]) == (429, "request_exceeds_budget")
-    assert body["client_message"] == f"this request (estimated 40.00 USD) does not fit in what is left of {HIDDEN}"
+    assert body["client_message"] == f"this request (held at 40.00 USD) does not fit in what is left of {HIDDEN}"
     assert "30.00 USD" in body["error"]["message"]  # the operator's: what is left of the global budget
 
 

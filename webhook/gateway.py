@@ -167,6 +167,10 @@ class PreRequestAllowed(BaseModel):
     model: str | None = Field(description="The model to call (the one asked for, or a failover's fallback).")
     call_id: str
     estimated_cost_usd: Decimal
+    held_cost_usd: Decimal = Field(
+        description="What the request holds on its budgets until its spend arrives: RESERVATION_QUANTILE of its "
+        "predicted cost (or the gateway's own estimate when it sent one)."
+    )
     price_missing: bool = Field(
         description="No price is known for the model: held at UNPRICED_MODEL_PRICE, a conservative price."
     )
@@ -196,6 +200,7 @@ class PreRequestBlocked(BaseModel):
         description="Every budget that blocks the request, the binding one first."
     )
     estimated_cost_usd: Decimal
+    held_cost_usd: Decimal = Field(description="What the request would have held on its budgets.")
     budgets: list[AdmissionBudget]
 
 
@@ -233,6 +238,7 @@ def render_decision(decision: Decision, now: datetime, client_message: str | Non
                 "model": decision.model,
                 "call_id": decision.call_id,
                 "estimated_cost_usd": decision.estimated_cost,
+                "held_cost_usd": decision.held_cost,
                 "price_missing": decision.price_missing,
                 "enforced": decision.enforced,
                 "degraded": decision.degraded,
@@ -252,6 +258,7 @@ def render_decision(decision: Decision, now: datetime, client_message: str | Non
             "resets_at": decision.resets_at,
             "blocked_by": [_budget(c) for c in decision.crossed],
             "estimated_cost_usd": decision.estimated_cost,
+            "held_cost_usd": decision.held_cost,
             "budgets": budgets,
         },
         status_code=429,

@@ -74,6 +74,12 @@ class PredictResponse(BaseModel):
     estimated_output_tokens_high: int = Field(description="The high end of the range (90th percentile or max_tokens).")
     total_estimated_cost_high_usd: Decimal
     history_requests: int | None = Field(description="How many recent requests the learned estimate rests on.")
+    held_quantile: Decimal | None = Field(
+        description="The quantile of the learned output length a reservation holds (RESERVATION_QUANTILE); "
+        "null when no history is learned for the model and the profile's estimate is held."
+    )
+    held_output_tokens: int = Field(description="The output tokens a reservation for this request holds.")
+    held_cost_usd: Decimal = Field(description="What a reservation for this request holds on its budgets.")
 
 
 async def _known_key(request: Request, runtime: Runtime, raw_key: str) -> Caller:
@@ -96,10 +102,17 @@ async def predict_cost(request: Request) -> Response:
     api_key = request.headers.get("x-api-key")
     # The key first: a wrong or throttled one costs no token counting.
     key = await _known_key(request, runtime, api_key) if api_key else None
-    prediction = await predict(runtime.prices, runtime.history, body.to_domain(), counting=runtime.predictor_counting)
+    prediction = await predict(
+        runtime.prices,
+        runtime.history,
+        body.to_domain(),
+        quantile=runtime.settings.reservation_quantile,
+        counting=runtime.predictor_counting,
+    )
     fit = None
     if key is not None:
-        fit = await runtime.enforcement().fits(key, body.model, prediction.total_cost)
+        # Judged on what admission would hold, so within_budget says what the gateway will decide.
+        fit = await runtime.enforcement().fits(key, body.model, prediction.held_cost)
     return JSON(render_prediction(prediction, fit))
 
 
@@ -123,6 +136,9 @@ def render_prediction(p: Prediction, fit: BudgetFit | None) -> dict[str, Any]:
         estimated_output_tokens_high=p.output_tokens_high,
         total_estimated_cost_high_usd=p.total_cost_high,
         history_requests=p.history_requests,
+        held_quantile=p.held_quantile,
+        held_output_tokens=p.held_output_tokens,
+        held_cost_usd=p.held_cost,
     ).model_dump()
 
 
