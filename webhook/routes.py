@@ -16,7 +16,7 @@ from resolvers.exports import CostExportFormat
 from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
 from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
-from webhook.rest import JSON
+from webhook.rest import JSON, runtime_of
 
 
 def whole(low: int, high: int) -> dict[str, Any]:
@@ -46,7 +46,14 @@ SPEND_EVENT: dict[str, Any] = {
     "description": "LiteLLM's StandardLoggingPayload",
     "required": ["id", "startTime", "endTime"],
     "properties": {
-        "id": {"type": "string", "pattern": r"\S", "description": "the request id LiteLLM logs (clipped to 256)"},
+        "id": {
+            "anyOf": [
+                {"type": "string", "pattern": r"\S"},
+                # resolvers.validation.clipped: a whole number is kept as its text, like LiteLLM's own ids.
+                {"type": "integer", "exclusiveMinimum": -(10**18), "exclusiveMaximum": 10**18},
+            ],
+            "description": "the request id LiteLLM logs (clipped to 256); a whole number is taken as its text",
+        },
         "startTime": _MOMENT,
         "endTime": _MOMENT,
     },
@@ -64,6 +71,29 @@ _PERIOD_QUERY = (
     QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
     QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
     QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
+)
+#: What the report routes refuse that the document cannot say (it compares parameters or depends on the day).
+_PERIOD_RULES = (
+    "`start_date` and `end_date` are taken only with `period=custom`, which requires `start_date`; `end_date` "
+    "(default today) may not be before `start_date`, and the range may not exceed SPENDPLANE_REPORT_MAX_DAYS "
+    "days. Each is refused with 400 naming the parameter."
+)
+_PERIOD_400 = (
+    "Bad input; also `start_date`/`end_date` without `period=custom`, `period=custom` without `start_date`, "
+    "`end_date` before `start_date`, or a range longer than SPENDPLANE_REPORT_MAX_DAYS (`error.field` names it)"
+)
+_UNPRICED_400 = (
+    "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
+    "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
+)
+_FAILOVER_RULES = (
+    "The document cannot say what compares two fields or depends on stored rules: a `fallback_model` equal to "
+    "the (new or stored) `primary_model` is refused with 400 on `fallback_model`, a second rule for a primary "
+    "model with 400 on `primary_model`."
+)
+_FAILOVER_400 = (
+    "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`) or a primary model "
+    "that has a rule already (`primary_model`)"
 )
 _ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
 
@@ -124,6 +154,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=predictor.PredictResponse,
         errors=(400, 401, 429),
         headers=(QueryParam("x-api-key", "a LiteLLM virtual key: adds its budget's remaining and within_budget"),),
+        error_notes=((400, _UNPRICED_400),),
     ),
     Endpoint(
         "POST",
@@ -254,6 +285,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
+        description=_PERIOD_RULES,
+        error_notes=((400, _PERIOD_400),),
     ),
     Endpoint(
         "GET",
@@ -291,6 +324,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
+        description=_PERIOD_RULES,
+        error_notes=((400, _PERIOD_400),),
     ),
     Endpoint(
         "GET",
@@ -391,6 +426,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=chargeback.GenerateRequest,
         response=chargeback.ReportOut,
         errors=(*_CHARGEBACK_ERRORS, 503),
+        description=(
+            "The document cannot say what depends on the calendar or stored data: a month that has not started "
+            "yet, or one whose statement is already finalized or exported, is refused with 400 on `period`."
+        ),
+        error_notes=(
+            (
+                400,
+                "Bad input; also, with `error.field` = `period`, a month that has not started yet or whose "
+                "statement is no longer a draft (finalized or exported: it never changes)",
+            ),
+        ),
     ),
     Endpoint(
         "GET",
@@ -487,6 +533,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.SlaDefinitionUpdate,
             response=sla.SlaDefinitionOut,
             errors=_SLA_ERRORS,
+            description=(
+                "The document cannot say what depends on the stored definition: an update that would leave it with "
+                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`."
+            ),
+            error_notes=(
+                (400, "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`)"),
+            ),
         ),
         Endpoint(
             "DELETE",
@@ -598,6 +651,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response=sla.FailoverRuleOut,
             status=201,
             errors=_SLA_ERRORS,
+            description=_FAILOVER_RULES,
+            error_notes=((400, _FAILOVER_400),),
         ),
         Endpoint(
             "GET",
@@ -619,6 +674,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.FailoverRuleUpdate,
             response=sla.FailoverRuleOut,
             errors=_SLA_ERRORS,
+            description=_FAILOVER_RULES,
+            error_notes=((400, _FAILOVER_400),),
         ),
         Endpoint(
             "DELETE",
@@ -635,7 +692,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 async def openapi_document(request: Request) -> Response:
-    return JSON(build_openapi(ENDPOINTS))
+    """The document, with the bounds that are settings of this server (the SLA windows' minimum)."""
+    interval = runtime_of(request).settings.sla.collector_interval_minutes
+    return JSON(sla.with_collector_interval(build_openapi(ENDPOINTS), interval))
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
