@@ -23,9 +23,24 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     return operation
 
 
+def document_takes_params(method: str, path: str, values: dict[str, Any]) -> bool:
+    """Whether the document takes these query parameters: each by its own schema, or together by the object
+    schema of the exploded parameter (`style: form`, `explode: true`) that holds them."""
+    taken = True
+    for param in _operation(method, path)["parameters"]:
+        if param.get("explode") and param["schema"]["type"] == "object":
+            group = {k: v for k, v in values.items() if k in param["schema"]["properties"]}
+            value: Any = group
+        elif param["name"] in values:
+            value = values[param["name"]]
+        else:
+            continue
+        taken &= bool(jsonschema_rs.validator_for(param["schema"], validate_formats=True).is_valid(value))
+    return taken
+
+
 def document_takes_param(method: str, path: str, name: str, value: Any) -> bool:
-    (param,) = [p for p in _operation(method, path)["parameters"] if p["name"] == name]
-    return bool(jsonschema_rs.validator_for(param["schema"], validate_formats=True).is_valid(value))
+    return document_takes_params(method, path, {name: value})
 
 
 def document_takes_body(method: str, path: str, body: Any, document: dict[str, Any] = DOCUMENT) -> bool:
@@ -53,6 +68,9 @@ PARAMS = [
     ("GET", "/api/v1/chargeback/reports", "period", "\t \r ", "\t \r ", False),
     ("GET", "/api/v1/chargeback/reports", "period", "2026-02", "2026-02", True),
     ("GET", "/api/v1/cost-allocation/rules", "team_id", "g\x87\t\xe5", "g\x87\t\xe5", False),
+    ("GET", "/api/v1/reports/forecast", "team_id", "\t\x8bx", "\t\x8bx", False),  # a C1 control
+    ("GET", "/api/v1/sla/health/history", "provider", "a\u2028b", "a\u2028b", False),  # a line separator
+    ("GET", "/api/v1/sla/health/history", "provider", "\u00e9\u00a0", "\u00e9\u00a0", True),  # past C1: taken
     ("GET", "/api/v1/reports/cost", "start_date", "\x8c", "\x8c", False),
     ("GET", "/api/v1/reports/cost", "period", "WEEKLY", "WEEKLY", True),
     ("GET", "/api/v1/reports/export", "format", "xml", "xml", False),
@@ -68,6 +86,34 @@ async def test_a_query_parameter_is_taken_by_the_route_exactly_when_the_document
     assert (response.status_code == 200) is taken, response.text
     if not taken:
         assert response.status_code == 400 and response.json()["error"]["field"] == name
+
+
+# start_date and end_date only with period=custom, which requires start_date (one exploded object, if/then).
+WINDOWS_OF_A_REPORT = [
+    ({"period": "daily", "start_date": "2026-11-01"}, False),
+    ({"start_date": "2026-11-01"}, False),  # the default period is monthly
+    ({"period": " WEEKLY ", "end_date": "2026-11-01"}, False),
+    ({"period": "custom"}, False),
+    ({"period": "Custom", "start_date": ""}, False),
+    ({"period": "custom", "end_date": "2026-11-01"}, False),
+    ({"period": "custom", "start_date": "2026-11-01"}, True),
+    ({"period": " CUSTOM", "start_date": "2026-11-01", "end_date": "2026-11-02"}, True),
+    ({"period": "daily", "start_date": "", "end_date": ""}, True),
+    ({"period": ""}, True),
+    ({}, True),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports/cost", "/api/v1/reports/export"])
+@pytest.mark.parametrize(("params", "taken"), WINDOWS_OF_A_REPORT)
+async def test_a_report_takes_its_days_only_with_a_custom_period_and_the_document_says_so(
+    api: Api, path: str, params: dict[str, str], taken: bool
+) -> None:
+    assert document_takes_params("GET", path, params) is taken
+    response = await api.client.get(path, params=params, headers=api.bearer())
+    assert (response.status_code == 200) is taken, response.text
+    if not taken:
+        assert response.status_code == 400 and response.json()["error"]["field"] in params.keys() | {"start_date"}
 
 
 BODIES = [
@@ -129,7 +175,27 @@ BODIES = [
     # A whole-number id is taken as its text (resolvers.validation.clipped); a fraction or a huge one is not.
     ("POST", "/spend/litellm", {"id": 12345, "startTime": 1999999999, "endTime": 1999999999}, True),
     ("POST", "/spend/litellm", {"id": 1.5, "startTime": 1999999999, "endTime": 1999999999}, False),
+    ("POST", "/spend/litellm", {"id": -414.0, "startTime": 1999999999, "endTime": 1999999999}, True),
+    ("POST", "/spend/litellm", {"id": 1e300, "startTime": 1999999999, "endTime": 1999999999}, False),
     ("POST", "/spend/litellm", {"id": 10**18, "startTime": 1999999999, "endTime": 1999999999}, False),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "0"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "12.1234567"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "100.000000"},
+        True,
+    ),
     # Amounts as text: the pattern says above 0 and at most 9 (USD) or 6 (fraction) decimal places.
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0"}, False),
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": " 0.000 "}, False),
@@ -270,8 +336,14 @@ async def _failover_rule(api: Api) -> str:
 # What no schema can say (it compares fields or depends on stored data or the day): the document allows the
 # request, the route answers 400 naming the field, and the operation's 400 answer says so.
 DATA_DEPENDENT = [
-    ("GET", "/api/v1/reports/cost", {"period": "daily", "start_date": "2026-11-01"}, None, "start_date"),
-    ("GET", "/api/v1/reports/export", {"period": "custom"}, None, "start_date"),
+    # Expressible per parameter, not across them: the order of the days and the range's length.
+    (
+        "GET",
+        "/api/v1/reports/cost",
+        {"period": "custom", "start_date": "2026-11-10", "end_date": "2026-11-01"},
+        None,
+        "end_date",
+    ),
     ("POST", "/predict", None, {"model": "no-such-model-anywhere", "prompt": "hi"}, "model"),
     ("POST", "/api/v1/chargeback/reports/generate", None, {"period": "2199-12"}, "period"),
     (
@@ -292,8 +364,8 @@ async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operatio
 ) -> None:
     if body is not None:
         assert document_takes_body(method, path, body)
-    for name, value in (query or {}).items():
-        assert document_takes_param(method, path, name, value)
+    if query is not None:
+        assert document_takes_params(method, path, query)
     url = path.replace("{rule_id}", await _failover_rule(api)) if "{rule_id}" in path else path
     url = url.replace("{definition_id}", await _sla_definition(api)) if "{definition_id}" in url else url
     response = await api.client.request(method, url, params=query, json=body, headers=api.bearer())

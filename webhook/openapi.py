@@ -21,6 +21,14 @@ class QueryParam:
     description: str
     required: bool = False
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    #: The schema is an object whose properties are query parameters of their own (OpenAPI's `style: form`,
+    #: `explode: true`), so one schema can relate them (`if`/`then`); `name` only names the group.
+    exploded: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The query parameters this one stands for."""
+        return tuple(self.schema["properties"]) if self.exploded else (self.name,)
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,7 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 "required": p.required,
                 "description": p.description,
                 "schema": p.schema,
+                **({"style": "form", "explode": True} if p.exploded else {}),
             }
             for p in e.query
         ]

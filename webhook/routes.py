@@ -23,8 +23,9 @@ def whole(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
 
 
-#: An id or filter: control characters are refused (leading and trailing blanks are trimmed), at most 256 long.
-IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f]*\s*$"}
+#: An id or filter: control characters (C0, DEL, C1) and line separators are refused (leading and trailing blanks
+#: are trimmed), at most 256 long (resolvers.validation.refuse_controls).
+IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\s*$"}
 #: A day as YYYY-MM-DD, or blank.
 DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
 
@@ -62,14 +63,27 @@ SPEND_EVENT: dict[str, Any] = {
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
+#: A report's period and, only with `period=custom` (which requires `start_date`), its days: one exploded object,
+#: so `if`/`then` can say what depends on `period` (resolvers.reports.report_window).
+_PERIOD_WINDOW: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "period": {**choice(*ReportPeriod, blank=True), "description": "daily, weekly, monthly (default) or custom"},
+        "start_date": {**DAY, "description": "YYYY-MM-DD, with period=custom (inclusive)"},
+        "end_date": {**DAY, "description": "YYYY-MM-DD, with period=custom (inclusive; default today)"},
+    },
+    "if": {"required": ["period"], "properties": {"period": choice(ReportPeriod.CUSTOM)}},
+    "then": {"required": ["start_date"], "properties": {"start_date": {"type": "string", "format": "date"}}},
+    "else": {"properties": {"start_date": {"maxLength": 0}, "end_date": {"maxLength": 0}}},
+}
 _PERIOD_QUERY = (
     QueryParam(
-        "period",
-        "daily, weekly, monthly (default) or custom",
-        schema=choice(*ReportPeriod, blank=True),
+        "window",
+        "the period; start_date and end_date only with period=custom, which requires start_date",
+        schema=_PERIOD_WINDOW,
+        exploded=True,
     ),
-    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
-    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
     QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
 )
 #: What the report routes refuse that the document cannot say (it compares parameters or depends on the day).
