@@ -68,6 +68,8 @@ PARAMS = [
     ("GET", "/api/v1/chargeback/reports", "period", "\t \r ", "\t \r ", False),
     ("GET", "/api/v1/chargeback/reports", "period", "2026-02", "2026-02", True),
     ("GET", "/api/v1/cost-allocation/rules", "team_id", "g\x87\t\xe5", "g\x87\t\xe5", False),
+    ("GET", "/alerts", "team_id", "a" * 257, "a" * 257, False),
+    ("GET", "/alerts", "team_id", "a" * 256 + "\n" * 20, "a" * 256 + "\n" * 20, True),  # 256 once trimmed
     ("GET", "/api/v1/reports/forecast", "team_id", "\t\x8bx", "\t\x8bx", False),  # a C1 control
     ("GET", "/api/v1/sla/health/history", "provider", "a\u2028b", "a\u2028b", False),  # a line separator
     ("GET", "/api/v1/sla/health/history", "provider", "\u00e9\u00a0", "\u00e9\u00a0", True),  # past C1: taken
@@ -354,6 +356,14 @@ DATA_DEPENDENT = [
         "fallback_model",
     ),
     ("PUT", "/api/v1/sla/failover-rules/{rule_id}", None, {"fallback_model": "a"}, "fallback_model"),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        None,
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "taken"},
+        "allocation_target",
+    ),
+    ("POST", "/api/v1/chargeback/reports/{report_id}/finalize", None, None, "id"),
     ("PUT", "/api/v1/sla/definitions/{definition_id}", None, {"target_p95_ms": None}, "target_p95_ms"),
 ]
 
@@ -368,6 +378,14 @@ async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operatio
         assert document_takes_params(method, path, query)
     url = path.replace("{rule_id}", await _failover_rule(api)) if "{rule_id}" in path else path
     url = url.replace("{definition_id}", await _sla_definition(api)) if "{definition_id}" in url else url
+    if "{report_id}" in url:  # finalized once already
+        report = await api.client.post(
+            "/api/v1/chargeback/reports/generate", json={"period": "2026-10"}, headers=api.bearer()
+        )
+        url = url.replace("{report_id}", report.json()["id"])
+        assert (await api.client.post(url, headers=api.bearer())).status_code == 200
+    if path == "/api/v1/cost-allocation/rules":  # a rule for this team and target exists already
+        assert (await api.client.post(path, json=body, headers=api.bearer())).status_code == 201
     response = await api.client.request(method, url, params=query, json=body, headers=api.bearer())
     assert response.status_code == 400 and response.json()["error"]["field"] == field, response.text
     operation = _operation(method, path)

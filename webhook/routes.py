@@ -24,8 +24,8 @@ def whole(low: int, high: int) -> dict[str, Any]:
 
 
 #: An id or filter: control characters (C0, DEL, C1) and line separators are refused (leading and trailing blanks
-#: are trimmed), at most 256 long (resolvers.validation.refuse_controls).
-IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\s*$"}
+#: are trimmed, so the 256 characters are counted between them; resolvers.validation.refuse_controls).
+IDENT: dict[str, Any] = {"type": "string", "pattern": r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,256}\s*$"}
 #: A day as YYYY-MM-DD, or blank.
 DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
 
@@ -408,6 +408,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         status=201,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Bad input; also a rule for a team and `allocation_target` that exists already "
+                "(`error.field` = `allocation_target`: update it instead)",
+            ),
+        ),
     ),
     Endpoint(
         "PUT",
@@ -483,6 +490,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=chargeback.ReportOut,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Also a statement that is no longer a draft (finalized or exported) or whose month has not ended "
+                "(`error.field` = `id`)",
+            ),
+        ),
     ),
     Endpoint(
         "GET",
