@@ -198,6 +198,24 @@ BODIES = [
         {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "100.000000"},
         True,
     ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "budget_duration": ""},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "budget_duration": " "},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "period": "daily", "budget_duration": ""},
+        False,
+    ),
     # Amounts as text: the pattern says above 0 and at most 9 (USD) or 6 (fraction) decimal places.
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0"}, False),
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": " 0.000 "}, False),
@@ -281,6 +299,8 @@ async def test_an_update_takes_an_amount_as_text_exactly_when_the_document_allow
         ({"soft_limit_percent": ".0000000"}, False),
         ({"limit": "12.123456789"}, True),
         ({"soft_limit_percent": ".5"}, True),
+        ({"budget_duration": ""}, True),  # not given: the period stays
+        ({"budget_duration": "\t"}, False),
     ]:
         assert document_takes_body("PUT", "/api/v1/budgets/{budget_id}", body) is taken, body
         response = await api.client.put(path, json=body, headers=api.bearer())

@@ -51,7 +51,8 @@ _WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "m
 #: What the window's fields take (checked by resolvers.periods), for the document.
 _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "period": choice(*PERIOD_NAMES),
-    "budget_duration": choice(*PERIOD_NAMES),
+    # Empty is taken as not given (`_Window.window`), as LiteLLM sends it; blanks are not.
+    "budget_duration": choice(*PERIOD_NAMES, blank=True),
     "week_starts_on": choice(*Weekday),
     "month_start_day": {"minimum": 1, "maximum": MAX_MONTH_START_DAY},
     "year_start_month": {"minimum": 1, "maximum": 12},
