@@ -35,7 +35,7 @@ def rest_endpoints() -> str:
 
     rows = ["| method | path | auth | what | query |", "|---|---|---|---|---|"]
     for e in ENDPOINTS:
-        query = ", ".join(f"`{q.name}`" for q in e.query)
+        query = ", ".join(f"`{name}`" for q in e.query for name in q.names)
         rows.append(f"| {e.method} | `{e.path}` | {_AUTH[e.auth]} | {cell(e.summary)} | {query} |")
     return "\n".join(rows) + "\n"
 

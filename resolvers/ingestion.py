@@ -71,12 +71,20 @@ def parse_batch(body: Any, master_key: str | None) -> list[SpendEvent]:
     ]
 
 
+def _event_id(value: Any) -> str | None:
+    """An event's id: text, or a whole number as its text (JSON's 414.0 is the number 414, as /openapi.json's
+    `integer` says); anything else is no id."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return clipped_id(value)
+
+
 def parse_event(item: Any, master_key: str | None, where: str = "body") -> SpendEvent:
     if not isinstance(item, dict):
         raise InvalidInput(where, "a spend event must be a JSON object (LiteLLM's StandardLoggingPayload)")
     raw_meta = item.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-    request_id = clipped_id(item.get("id")) or clipped_id(item.get("litellm_call_id"))
+    request_id = _event_id(item.get("id")) or clipped_id(item.get("litellm_call_id"))
     if not request_id:
         raise InvalidInput(f"{where}.id", "is required (the request id LiteLLM logs)")
     call_id = clipped_id(item.get("litellm_call_id")) or request_id

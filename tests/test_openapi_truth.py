@@ -3,12 +3,14 @@ request rejected" or "schema-violating request accepted", is now judged the same
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
-from tests.conftest import MASTER_KEY
+from resolvers.config import Settings
+from tests.conftest import MASTER_KEY, Clock, started
 from tests.support import Api
 from webhook.openapi import build_openapi
 from webhook.routes import ENDPOINTS
@@ -21,14 +23,29 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     return operation
 
 
+def document_takes_params(method: str, path: str, values: dict[str, Any]) -> bool:
+    """Whether the document takes these query parameters: each by its own schema, or together by the object
+    schema of the exploded parameter (`style: form`, `explode: true`) that holds them."""
+    taken = True
+    for param in _operation(method, path)["parameters"]:
+        if param.get("explode") and param["schema"]["type"] == "object":
+            group = {k: v for k, v in values.items() if k in param["schema"]["properties"]}
+            value: Any = group
+        elif param["name"] in values:
+            value = values[param["name"]]
+        else:
+            continue
+        taken &= bool(jsonschema_rs.validator_for(param["schema"], validate_formats=True).is_valid(value))
+    return taken
+
+
 def document_takes_param(method: str, path: str, name: str, value: Any) -> bool:
-    (param,) = [p for p in _operation(method, path)["parameters"] if p["name"] == name]
-    return bool(jsonschema_rs.validator_for(param["schema"], validate_formats=True).is_valid(value))
+    return document_takes_params(method, path, {name: value})
 
 
-def document_takes_body(method: str, path: str, body: Any) -> bool:
-    content = _operation(method, path)["requestBody"]["content"]["application/json"]["schema"]
-    root = {**content, "components": DOCUMENT["components"]}
+def document_takes_body(method: str, path: str, body: Any, document: dict[str, Any] = DOCUMENT) -> bool:
+    content = document["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+    root = {**content, "components": document["components"]}
     return bool(jsonschema_rs.validator_for(root, validate_formats=True).is_valid(body))
 
 
@@ -51,6 +68,11 @@ PARAMS = [
     ("GET", "/api/v1/chargeback/reports", "period", "\t \r ", "\t \r ", False),
     ("GET", "/api/v1/chargeback/reports", "period", "2026-02", "2026-02", True),
     ("GET", "/api/v1/cost-allocation/rules", "team_id", "g\x87\t\xe5", "g\x87\t\xe5", False),
+    ("GET", "/alerts", "team_id", "a" * 257, "a" * 257, False),
+    ("GET", "/alerts", "team_id", "a" * 256 + "\n" * 20, "a" * 256 + "\n" * 20, True),  # 256 once trimmed
+    ("GET", "/api/v1/reports/forecast", "team_id", "\t\x8bx", "\t\x8bx", False),  # a C1 control
+    ("GET", "/api/v1/sla/health/history", "provider", "a\u2028b", "a\u2028b", False),  # a line separator
+    ("GET", "/api/v1/sla/health/history", "provider", "\u00e9\u00a0", "\u00e9\u00a0", True),  # past C1: taken
     ("GET", "/api/v1/reports/cost", "start_date", "\x8c", "\x8c", False),
     ("GET", "/api/v1/reports/cost", "period", "WEEKLY", "WEEKLY", True),
     ("GET", "/api/v1/reports/export", "format", "xml", "xml", False),
@@ -66,6 +88,34 @@ async def test_a_query_parameter_is_taken_by_the_route_exactly_when_the_document
     assert (response.status_code == 200) is taken, response.text
     if not taken:
         assert response.status_code == 400 and response.json()["error"]["field"] == name
+
+
+# start_date and end_date only with period=custom, which requires start_date (one exploded object, if/then).
+WINDOWS_OF_A_REPORT = [
+    ({"period": "daily", "start_date": "2026-11-01"}, False),
+    ({"start_date": "2026-11-01"}, False),  # the default period is monthly
+    ({"period": " WEEKLY ", "end_date": "2026-11-01"}, False),
+    ({"period": "custom"}, False),
+    ({"period": "Custom", "start_date": ""}, False),
+    ({"period": "custom", "end_date": "2026-11-01"}, False),
+    ({"period": "custom", "start_date": "2026-11-01"}, True),
+    ({"period": " CUSTOM", "start_date": "2026-11-01", "end_date": "2026-11-02"}, True),
+    ({"period": "daily", "start_date": "", "end_date": ""}, True),
+    ({"period": ""}, True),
+    ({}, True),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports/cost", "/api/v1/reports/export"])
+@pytest.mark.parametrize(("params", "taken"), WINDOWS_OF_A_REPORT)
+async def test_a_report_takes_its_days_only_with_a_custom_period_and_the_document_says_so(
+    api: Api, path: str, params: dict[str, str], taken: bool
+) -> None:
+    assert document_takes_params("GET", path, params) is taken
+    response = await api.client.get(path, params=params, headers=api.bearer())
+    assert (response.status_code == 200) is taken, response.text
+    if not taken:
+        assert response.status_code == 400 and response.json()["error"]["field"] in params.keys() | {"start_date"}
 
 
 BODIES = [
@@ -124,6 +174,83 @@ BODIES = [
     ("POST", "/webhook/pre-request", {"max_tokens": "many"}, True),
     ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 7_289_654_400}, False),
     ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 1999999999.5}, True),
+    # A whole-number id is taken as its text (resolvers.validation.clipped); a fraction or a huge one is not.
+    ("POST", "/spend/litellm", {"id": 12345, "startTime": 1999999999, "endTime": 1999999999}, True),
+    ("POST", "/spend/litellm", {"id": 1.5, "startTime": 1999999999, "endTime": 1999999999}, False),
+    ("POST", "/spend/litellm", {"id": -414.0, "startTime": 1999999999, "endTime": 1999999999}, True),
+    ("POST", "/spend/litellm", {"id": 1e300, "startTime": 1999999999, "endTime": 1999999999}, False),
+    ("POST", "/spend/litellm", {"id": 10**18, "startTime": 1999999999, "endTime": 1999999999}, False),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "0"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "12.1234567"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "P", "allocation_percent": "100.000000"},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "budget_duration": ""},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "budget_duration": " "},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "period": "daily", "budget_duration": ""},
+        False,
+    ),
+    # Amounts as text: the pattern says above 0 and at most 9 (USD) or 6 (fraction) decimal places.
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0"}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": " 0.000 "}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": 0}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0.0000000001"}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0.000000001"}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "007.5"}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "1000000000.0"}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "1000000000.000000001"}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "999999999.999999999"}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "monthly_limit": "-1"}, False),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "global", "limit": 5, "soft_limit_percent": "0.0000001"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "global", "limit": 5, "soft_limit_percent": "0.000001"},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "global", "limit": 5, "hard_limit_percent": "0"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "global", "limit": 5, "hard_limit_percent": "10.000001"},
+        False,
+    ),
 ]
 
 
@@ -159,3 +286,127 @@ async def test_the_spend_route_documents_its_body() -> None:
     body = _operation("POST", "/spend/litellm")["requestBody"]
     assert body["required"] is True
     assert set(body["content"]) == {"application/json", "application/x-ndjson"}
+
+
+async def test_an_update_takes_an_amount_as_text_exactly_when_the_document_allows_it(api: Api) -> None:
+    created = await api.client.post(
+        "/api/v1/budgets", json={"name": "b", "entity_type": "global", "limit": 5}, headers=api.bearer()
+    )
+    path = f"/api/v1/budgets/{created.json()['id']}"
+    for body, taken in [
+        ({"limit": "0"}, False),
+        ({"limit": "1.1234567891"}, False),
+        ({"soft_limit_percent": ".0000000"}, False),
+        ({"limit": "12.123456789"}, True),
+        ({"soft_limit_percent": ".5"}, True),
+        ({"budget_duration": ""}, True),  # not given: the period stays
+        ({"budget_duration": "\t"}, False),
+    ]:
+        assert document_takes_body("PUT", "/api/v1/budgets/{budget_id}", body) is taken, body
+        response = await api.client.put(path, json=body, headers=api.bearer())
+        assert (response.status_code == 200) is taken, response.text
+        if not taken:
+            assert response.status_code == 400 and response.json()["error"]["field"] in body
+
+
+WINDOWS = [
+    ("POST", "/api/v1/sla/definitions", {"name": "s", "target_error_rate": 0.05}),
+    (
+        "POST",
+        "/api/v1/sla/failover-rules",
+        {"primary_model": "a", "fallback_model": "b"} | {"trigger_condition": "error_rate", "trigger_threshold": 0.5},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WINDOWS)
+async def test_the_published_document_carries_the_collector_interval_as_the_least_window(
+    settings: Settings, clock: Clock, method: str, path: str, body: dict[str, Any]
+) -> None:
+    async with started(settings, clock, sla=replace(settings.sla, collector_interval_minutes=30)) as api:
+        document = (await api.client.get("/openapi.json")).json()
+        for window, taken in [(29, False), (30, True), (1440, True), (1441, False)]:
+            sent = body | {"evaluation_window_minutes": window}
+            assert document_takes_body(method, path, sent, document) is taken, window
+            response = await api.client.request(method, path, json=sent, headers=api.bearer())
+            assert (response.status_code == 201) is taken, response.text
+            if not taken:
+                error = response.json()["error"]
+                assert error["field"] == "evaluation_window_minutes" and "30" in error["message"]
+            else:
+                kind = "definitions" if "definitions" in path else "failover-rules"
+                await api.client.delete(f"/api/v1/sla/{kind}/{response.json()['id']}", headers=api.bearer())
+
+
+def test_the_static_document_keeps_the_least_window_any_setting_allows() -> None:
+    prop = DOCUMENT["components"]["schemas"]["SlaDefinitionCreate"]["properties"]["evaluation_window_minutes"]
+    assert (prop["minimum"], prop["maximum"]) == (1, 1440)
+
+
+async def _sla_definition(api: Api) -> str:
+    created = await api.client.post(
+        "/api/v1/sla/definitions", json={"name": "s", "target_p95_ms": 500}, headers=api.bearer()
+    )
+    return str(created.json()["id"])
+
+
+async def _failover_rule(api: Api) -> str:
+    body = {"primary_model": "a", "fallback_model": "b", "trigger_condition": "error_rate", "trigger_threshold": 0.5}
+    return str((await api.client.post("/api/v1/sla/failover-rules", json=body, headers=api.bearer())).json()["id"])
+
+
+# What no schema can say (it compares fields or depends on stored data or the day): the document allows the
+# request, the route answers 400 naming the field, and the operation's 400 answer says so.
+DATA_DEPENDENT = [
+    # Expressible per parameter, not across them: the order of the days and the range's length.
+    (
+        "GET",
+        "/api/v1/reports/cost",
+        {"period": "custom", "start_date": "2026-11-10", "end_date": "2026-11-01"},
+        None,
+        "end_date",
+    ),
+    ("POST", "/predict", None, {"model": "no-such-model-anywhere", "prompt": "hi"}, "model"),
+    ("POST", "/api/v1/chargeback/reports/generate", None, {"period": "2199-12"}, "period"),
+    (
+        "POST",
+        "/api/v1/sla/failover-rules",
+        None,
+        {"primary_model": "m", "fallback_model": "m", "trigger_condition": "error_rate", "trigger_threshold": 0.5},
+        "fallback_model",
+    ),
+    ("PUT", "/api/v1/sla/failover-rules/{rule_id}", None, {"fallback_model": "a"}, "fallback_model"),
+    (
+        "POST",
+        "/api/v1/cost-allocation/rules",
+        None,
+        {"team_id": "t", "allocation_type": "project", "allocation_target": "taken"},
+        "allocation_target",
+    ),
+    ("POST", "/api/v1/chargeback/reports/{report_id}/finalize", None, None, "id"),
+    ("PUT", "/api/v1/sla/definitions/{definition_id}", None, {"target_p95_ms": None}, "target_p95_ms"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "body", "field"), DATA_DEPENDENT)
+async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operation(
+    api: Api, method: str, path: str, query: dict[str, str] | None, body: Any, field: str
+) -> None:
+    if body is not None:
+        assert document_takes_body(method, path, body)
+    if query is not None:
+        assert document_takes_params(method, path, query)
+    url = path.replace("{rule_id}", await _failover_rule(api)) if "{rule_id}" in path else path
+    url = url.replace("{definition_id}", await _sla_definition(api)) if "{definition_id}" in url else url
+    if "{report_id}" in url:  # finalized once already
+        report = await api.client.post(
+            "/api/v1/chargeback/reports/generate", json={"period": "2026-10"}, headers=api.bearer()
+        )
+        url = url.replace("{report_id}", report.json()["id"])
+        assert (await api.client.post(url, headers=api.bearer())).status_code == 200
+    if path == "/api/v1/cost-allocation/rules":  # a rule for this team and target exists already
+        assert (await api.client.post(path, json=body, headers=api.bearer())).status_code == 201
+    response = await api.client.request(method, url, params=query, json=body, headers=api.bearer())
+    assert response.status_code == 400 and response.json()["error"]["field"] == field, response.text
+    operation = _operation(method, path)
+    assert f"`{field}`" in operation["responses"]["400"]["description"]

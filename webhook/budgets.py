@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from models.types import MONEY_PLACES, RATIO_PLACES
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
 from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Weekday, cadence_of
 from resolvers.runtime import Runtime
-from webhook.openapi import choice, refine
+from resolvers.validation import MAX_USD
+from webhook.openapi import amount, choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
@@ -49,10 +51,20 @@ _WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "m
 #: What the window's fields take (checked by resolvers.periods), for the document.
 _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "period": choice(*PERIOD_NAMES),
-    "budget_duration": choice(*PERIOD_NAMES),
+    # Empty is taken as not given (`_Window.window`), as LiteLLM sends it; blanks are not.
+    "budget_duration": choice(*PERIOD_NAMES, blank=True),
     "week_starts_on": choice(*Weekday),
     "month_start_day": {"minimum": 1, "maximum": MAX_MONTH_START_DAY},
     "year_start_month": {"minimum": 1, "maximum": 12},
+}
+#: The amounts: a limit in USD (above 0, at most 9 places), a soft or hard limit as a fraction (above 0, at most 10,
+#: at most 6 places), as resolvers.validation checks them.
+_AMOUNTS: dict[str, dict[str, Any]] = {
+    **{name: amount(places=MONEY_PLACES, maximum=int(MAX_USD), above_zero=True) for name in ("limit", "monthly_limit")},
+    **{
+        name: amount(places=RATIO_PLACES, maximum=10, above_zero=True)
+        for name in ("soft_limit_percent", "hard_limit_percent")
+    },
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
 #: A new budget has a limit (`monthly_limit` is the older name of the same figure).
@@ -75,7 +87,7 @@ class BudgetCreate(_Window):
         extra="forbid",
         json_schema_extra=refine(
             not_blank=("name",),
-            props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA},
+            props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA, **_AMOUNTS},
             extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT]},
         ),
     )
@@ -97,7 +109,7 @@ class BudgetUpdate(_Window):
         json_schema_extra=refine(
             not_null=("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_WINDOW_FIELDS),
             not_blank=("name",),
-            props=_WINDOW_SCHEMA,
+            props={**_WINDOW_SCHEMA, **_AMOUNTS},
             extra=_ONE_WINDOW_NAME,
         ),
     )

@@ -19,11 +19,12 @@ from resolvers.errors import InvalidInput
 from resolvers.reports import report_source
 from resolvers.runtime import Runtime
 from webhook.downloads import download
-from webhook.openapi import choice, refine
+from webhook.openapi import amount, choice, refine
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 #: A rule's share of its team's spend, in percent.
-_PERCENT = {"exclusiveMinimum": 0, "maximum": 100}
+#: resolvers.chargeback.rules._percent: above 0, at most 100, at most 6 decimal places.
+_PERCENT = amount(places=6, maximum=100, above_zero=True)
 
 
 class RuleCreate(BaseModel):

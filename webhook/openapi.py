@@ -21,6 +21,14 @@ class QueryParam:
     description: str
     required: bool = False
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    #: The schema is an object whose properties are query parameters of their own (OpenAPI's `style: form`,
+    #: `explode: true`), so one schema can relate them (`if`/`then`); `name` only names the group.
+    exploded: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The query parameters this one stands for."""
+        return tuple(self.schema["properties"]) if self.exploded else (self.name,)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,10 @@ class Endpoint:
     download: tuple[str, ...] = ()
     #: A request body that is no pydantic model: its `content` map (media type -> {"schema": ...}).
     raw_body: dict[str, Any] | None = None
+    #: What the route refuses that no schema can say (it depends on stored data or compares two fields).
+    description: str = ""
+    #: A documented error status's own description (status -> when it is answered), instead of "Error".
+    error_notes: tuple[tuple[int, str], ...] = ()
 
 
 _ERROR_SCHEMA = {
@@ -115,13 +127,43 @@ def refine(
     return patch
 
 
-#: Decimal fields also take their amount as text; the document says which text.
-_DECIMAL_TEXT = r"^\s*{sign}([0-9]{digits}(\.[0-9]*)?|\.[0-9]+)\s*$"
+#: The vendor keyword `amount()` puts on a decimal's number schema: how many decimal places the route takes.
+_PLACES = "x-decimal-places"
+
+
+def amount(*, places: int, maximum: int, above_zero: bool = False) -> dict[str, Any]:
+    """A decimal field's bounds as its route checks them (`refine(props=...)`): above 0 (or at least 0), at most
+    `maximum`, at most `places` decimal places; `_decimal_text` writes the same bounds as a text pattern."""
+    if str(maximum) != f"1{'0' * (len(str(maximum)) - 1)}":
+        raise ValueError(f"an amount's maximum is a power of ten, so a pattern can bound it (got {maximum})")
+    low: dict[str, Any] = {"exclusiveMinimum": 0} if above_zero else {"minimum": 0}
+    return {**low, "maximum": maximum, _PLACES: places}
+
+
+def _text_pattern(number: dict[str, Any]) -> str:
+    """The decimals a number schema allows, written as text: a sign only when negatives are allowed, no more
+    integer digits than the maximum has, at most `x-decimal-places` places, a non-zero digit when above 0."""
+    places = number.pop(_PLACES, None)
+    low = number.get("minimum", number.get("exclusiveMinimum"))
+    high = number.get("maximum", number.get("exclusiveMaximum"))
+    sign = r"\+?" if low is not None and low >= 0 else "[+-]?"
+    if places is None or high is None:
+        digits = "+" if high is None else f"{{1,{len(str(int(high))) - 1}}}"
+        return rf"^\s*{sign}([0-9]{digits}(\.[0-9]*)?|\.[0-9]+)\s*$"
+    whole = len(str(int(high))) - 1  # digits below the maximum: 10**whole <= maximum (`amount` takes powers of 10)
+    fraction = rf"(\.[0-9]{{0,{places}}})?"
+    non_zero_fraction = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{places - 1 - k}}}" for k in range(places))
+    positive = rf"0*[1-9][0-9]{{0,{whole - 1}}}{fraction}|0*\.({non_zero_fraction})"
+    if "maximum" in number and str(int(high)) == f"1{'0' * whole}":  # the maximum itself, a power of ten
+        positive += rf"|0*{int(high)}(\.0{{0,{places}}})?"
+    zero = rf"0+(\.0{{0,{places}}})?|\.0{{1,{places}}}"
+    above_zero = number.get("exclusiveMinimum") == 0 or (low is not None and low > 0)
+    return rf"^\s*{sign}({positive if above_zero else positive + '|' + zero})\s*$"
 
 
 def _decimal_text(node: Any) -> None:
     """pydantic documents a Decimal as a number or *any* string; the string must be a decimal, within the
-    number's bounds (a sign only when negatives are allowed, no more integer digits than the maximum has)."""
+    number's bounds (`_text_pattern`)."""
     if isinstance(node, list):
         for item in node:
             _decimal_text(item)
@@ -133,12 +175,7 @@ def _decimal_text(node: Any) -> None:
         numbers = [o for o in options if isinstance(o, dict) and o.get("type") == "number"]
         for i, option in enumerate(options):
             if numbers and isinstance(option, dict) and option.get("type") == "string" and "pattern" not in option:
-                number = numbers[0]
-                low = number.get("minimum", number.get("exclusiveMinimum"))
-                high = number.get("maximum", number.get("exclusiveMaximum"))
-                sign = r"\+?" if low is not None and low >= 0 else "[+-]?"
-                digits = "+" if high is None else f"{{1,{len(str(int(high))) - 1}}}"
-                options[i] = {"type": "string", "pattern": _DECIMAL_TEXT.format(sign=sign, digits=digits)}
+                options[i] = {"type": "string", "pattern": _text_pattern(numbers[0])}
     for value in node.values():
         _decimal_text(value)
 
@@ -162,6 +199,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             "tags": [e.tag],
             "responses": {},
         }
+        if e.description:
+            operation["description"] = e.description
         parameters = [
             {
                 "name": p.name,
@@ -169,6 +208,7 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 "required": p.required,
                 "description": p.description,
                 "schema": p.schema,
+                **({"style": "form", "explode": True} if p.exploded else {}),
             }
             for p in e.query
         ]
@@ -210,9 +250,12 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             }
         # A body past the app's size limit is refused with 413 on any route that reads one.
         too_large = (413,) if e.method in {"POST", "PUT", "PATCH"} and 413 not in e.errors else ()
+        notes = dict(e.error_notes)
+        if not set(notes) <= set(e.errors):
+            raise ValueError(f"{e.method} {e.path}: error_notes for undocumented statuses {set(notes) - set(e.errors)}")
         for status in (*e.errors, *too_large):
             operation["responses"][str(status)] = {
-                "description": "Error",
+                "description": notes.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
         if e.auth == "jwt":

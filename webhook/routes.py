@@ -16,15 +16,16 @@ from resolvers.exports import CostExportFormat
 from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
 from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
-from webhook.rest import JSON
+from webhook.rest import JSON, runtime_of
 
 
 def whole(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
 
 
-#: An id or filter: control characters are refused (leading and trailing blanks are trimmed), at most 256 long.
-IDENT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": r"^\s*[^\x00-\x1f\x7f]*\s*$"}
+#: An id or filter: control characters (C0, DEL, C1) and line separators are refused (leading and trailing blanks
+#: are trimmed, so the 256 characters are counted between them; resolvers.validation.refuse_controls).
+IDENT: dict[str, Any] = {"type": "string", "pattern": r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,256}\s*$"}
 #: A day as YYYY-MM-DD, or blank.
 DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
 
@@ -46,7 +47,14 @@ SPEND_EVENT: dict[str, Any] = {
     "description": "LiteLLM's StandardLoggingPayload",
     "required": ["id", "startTime", "endTime"],
     "properties": {
-        "id": {"type": "string", "pattern": r"\S", "description": "the request id LiteLLM logs (clipped to 256)"},
+        "id": {
+            "anyOf": [
+                {"type": "string", "pattern": r"\S"},
+                # resolvers.validation.clipped: a whole number is kept as its text, like LiteLLM's own ids.
+                {"type": "integer", "exclusiveMinimum": -(10**18), "exclusiveMaximum": 10**18},
+            ],
+            "description": "the request id LiteLLM logs (clipped to 256); a whole number is taken as its text",
+        },
         "startTime": _MOMENT,
         "endTime": _MOMENT,
     },
@@ -55,15 +63,51 @@ SPEND_EVENT: dict[str, Any] = {
 _BUDGET_ERRORS = (400, 401, 403, 404)
 _REPORT_ERRORS = (400, 401, 403, 503)
 _CHARGEBACK_ERRORS = (400, 401, 403, 404)
+#: A report's period and, only with `period=custom` (which requires `start_date`), its days: one exploded object,
+#: so `if`/`then` can say what depends on `period` (resolvers.reports.report_window).
+_PERIOD_WINDOW: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "period": {**choice(*ReportPeriod, blank=True), "description": "daily, weekly, monthly (default) or custom"},
+        "start_date": {**DAY, "description": "YYYY-MM-DD, with period=custom (inclusive)"},
+        "end_date": {**DAY, "description": "YYYY-MM-DD, with period=custom (inclusive; default today)"},
+    },
+    "if": {"required": ["period"], "properties": {"period": choice(ReportPeriod.CUSTOM)}},
+    "then": {"required": ["start_date"], "properties": {"start_date": {"type": "string", "format": "date"}}},
+    "else": {"properties": {"start_date": {"maxLength": 0}, "end_date": {"maxLength": 0}}},
+}
 _PERIOD_QUERY = (
     QueryParam(
-        "period",
-        "daily, weekly, monthly (default) or custom",
-        schema=choice(*ReportPeriod, blank=True),
+        "window",
+        "the period; start_date and end_date only with period=custom, which requires start_date",
+        schema=_PERIOD_WINDOW,
+        exploded=True,
     ),
-    QueryParam("start_date", "YYYY-MM-DD, with period=custom (inclusive)", schema=DAY),
-    QueryParam("end_date", "YYYY-MM-DD, with period=custom (inclusive; default today)", schema=DAY),
     QueryParam("team_id", "only this team (a viewer always gets its own team)", schema=IDENT),
+)
+#: What the report routes refuse that the document cannot say (it compares parameters or depends on the day).
+_PERIOD_RULES = (
+    "`start_date` and `end_date` are taken only with `period=custom`, which requires `start_date`; `end_date` "
+    "(default today) may not be before `start_date`, and the range may not exceed SPENDPLANE_REPORT_MAX_DAYS "
+    "days. Each is refused with 400 naming the parameter."
+)
+_PERIOD_400 = (
+    "Bad input; also `start_date`/`end_date` without `period=custom`, `period=custom` without `start_date`, "
+    "`end_date` before `start_date`, or a range longer than SPENDPLANE_REPORT_MAX_DAYS (`error.field` names it)"
+)
+_UNPRICED_400 = (
+    "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
+    "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
+)
+_FAILOVER_RULES = (
+    "The document cannot say what compares two fields or depends on stored rules: a `fallback_model` equal to "
+    "the (new or stored) `primary_model` is refused with 400 on `fallback_model`, a second rule for a primary "
+    "model with 400 on `primary_model`."
+)
+_FAILOVER_400 = (
+    "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`) or a primary model "
+    "that has a rule already (`primary_model`)"
 )
 _ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
 
@@ -124,6 +168,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=predictor.PredictResponse,
         errors=(400, 401, 429),
         headers=(QueryParam("x-api-key", "a LiteLLM virtual key: adds its budget's remaining and within_budget"),),
+        error_notes=((400, _UNPRICED_400),),
     ),
     Endpoint(
         "POST",
@@ -254,6 +299,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
+        description=_PERIOD_RULES,
+        error_notes=((400, _PERIOD_400),),
     ),
     Endpoint(
         "GET",
@@ -291,6 +338,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             QueryParam("model", "only this model or model group", schema=IDENT),
             _ZONE_QUERY,
         ),
+        description=_PERIOD_RULES,
+        error_notes=((400, _PERIOD_400),),
     ),
     Endpoint(
         "GET",
@@ -359,6 +408,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         status=201,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Bad input; also a rule for a team and `allocation_target` that exists already "
+                "(`error.field` = `allocation_target`: update it instead)",
+            ),
+        ),
     ),
     Endpoint(
         "PUT",
@@ -391,6 +447,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=chargeback.GenerateRequest,
         response=chargeback.ReportOut,
         errors=(*_CHARGEBACK_ERRORS, 503),
+        description=(
+            "The document cannot say what depends on the calendar or stored data: a month that has not started "
+            "yet, or one whose statement is already finalized or exported, is refused with 400 on `period`."
+        ),
+        error_notes=(
+            (
+                400,
+                "Bad input; also, with `error.field` = `period`, a month that has not started yet or whose "
+                "statement is no longer a draft (finalized or exported: it never changes)",
+            ),
+        ),
     ),
     Endpoint(
         "GET",
@@ -423,6 +490,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=chargeback.ReportOut,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Also a statement that is no longer a draft (finalized or exported) or whose month has not ended "
+                "(`error.field` = `id`)",
+            ),
+        ),
     ),
     Endpoint(
         "GET",
@@ -487,6 +561,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.SlaDefinitionUpdate,
             response=sla.SlaDefinitionOut,
             errors=_SLA_ERRORS,
+            description=(
+                "The document cannot say what depends on the stored definition: an update that would leave it with "
+                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`."
+            ),
+            error_notes=(
+                (400, "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`)"),
+            ),
         ),
         Endpoint(
             "DELETE",
@@ -598,6 +679,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response=sla.FailoverRuleOut,
             status=201,
             errors=_SLA_ERRORS,
+            description=_FAILOVER_RULES,
+            error_notes=((400, _FAILOVER_400),),
         ),
         Endpoint(
             "GET",
@@ -619,6 +702,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.FailoverRuleUpdate,
             response=sla.FailoverRuleOut,
             errors=_SLA_ERRORS,
+            description=_FAILOVER_RULES,
+            error_notes=((400, _FAILOVER_400),),
         ),
         Endpoint(
             "DELETE",
@@ -635,7 +720,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 async def openapi_document(request: Request) -> Response:
-    return JSON(build_openapi(ENDPOINTS))
+    """The document, with the bounds that are settings of this server (the SLA windows' minimum)."""
+    interval = runtime_of(request).settings.sla.collector_interval_minutes
+    return JSON(sla.with_collector_interval(build_openapi(ENDPOINTS), interval))
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:

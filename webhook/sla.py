@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from resolvers.errors import InvalidInput
 from resolvers.sla import collector, definitions, failover, health, violations
-from resolvers.sla.definitions import MAX_LATENCY_MS, SlaDefinition, SlaDefinitionDraft
+from resolvers.sla.definitions import MAX_LATENCY_MS, MAX_WINDOW_MINUTES, SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, TriggerCondition
 from resolvers.sla.health import Health
 from resolvers.sla.violations import SlaViolation
@@ -37,6 +37,24 @@ _Rate = Field(
 )
 #: Where alerts are POSTed: an http(s) URL with a host (or blank: none).
 _URL = {"alert_webhook_url": {"pattern": r"^(\s*[hH][tT][tT][pP][sS]?://[^/?#\s].*|\s*)$"}}
+#: An evaluation window's bounds; its minimum is SLA_COLLECTOR_INTERVAL_MINUTES, which `with_collector_interval`
+#: writes into the document the server publishes (1 is the least that setting can be).
+_WINDOW = {"evaluation_window_minutes": {"minimum": 1, "maximum": MAX_WINDOW_MINUTES}}
+_WINDOW_MODELS = ("SlaDefinitionCreate", "SlaDefinitionUpdate", "FailoverRuleCreate", "FailoverRuleUpdate")
+
+
+def with_collector_interval(document: dict[str, Any], minutes: int) -> dict[str, Any]:
+    """The OpenAPI document with the SLA and failover windows' minimum set to this server's
+    SLA_COLLECTOR_INTERVAL_MINUTES (`resolvers.sla.definitions.window_minutes` refuses a shorter one)."""
+    schemas = document["components"]["schemas"]
+    for name in _WINDOW_MODELS:
+        prop = schemas[name]["properties"]["evaluation_window_minutes"]
+        for option in [prop, *prop.get("anyOf", ())]:
+            if option.get("type") == "integer":
+                option["minimum"] = minutes
+    return document
+
+
 #: An SLA needs at least one target.
 _SOME_TARGET = {
     "anyOf": [
@@ -55,7 +73,7 @@ _SOME_TARGET = {
 
 class SlaDefinitionCreate(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=refine(not_blank=("name",), props=_URL, extra=_SOME_TARGET)
+        extra="forbid", json_schema_extra=refine(not_blank=("name",), props={**_URL, **_WINDOW}, extra=_SOME_TARGET)
     )
     name: Text = Field(max_length=200)
     provider: Text | None = Field(default=None, max_length=64, description="custom_llm_provider; null: every one")
@@ -76,7 +94,9 @@ class SlaDefinitionUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra=refine(not_null=("name", "model_pattern"), not_blank=("name", "model_pattern"), props=_URL),
+        json_schema_extra=refine(
+            not_null=("name", "model_pattern"), not_blank=("name", "model_pattern"), props={**_URL, **_WINDOW}
+        ),
     )
     name: Text | None = Field(default=None, max_length=200)
     provider: Text | None = Field(default=None, max_length=64)
@@ -175,7 +195,8 @@ class FailoverRuleCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra=refine(
-            not_blank=("primary_model", "fallback_model"), props={"trigger_condition": choice(*TriggerCondition)}
+            not_blank=("primary_model", "fallback_model"),
+            props={"trigger_condition": choice(*TriggerCondition), **_WINDOW},
         ),
     )
     primary_model: Text = Field(max_length=256)
@@ -189,7 +210,7 @@ class FailoverRuleCreate(BaseModel):
 class FailoverRuleUpdate(BaseModel):
     """Only the fields sent change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=refine(props=_WINDOW))
     primary_model: Text | None = Field(default=None, max_length=256)
     fallback_model: Text | None = Field(default=None, max_length=256)
     trigger_condition: Text | None = Field(default=None, max_length=32)
