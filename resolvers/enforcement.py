@@ -864,9 +864,7 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
         if decision.alert_type is AlertType.BUDGET_EXCEEDED:
             return f"{HIDDEN_BUDGET} is exhausted"
         if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
-            return (
-                f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
-            )
+            return f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
         return f"{HIDDEN_BUDGET} is close to its limit"
     resets = check.resets_at.isoformat()
     if decision.alert_type is AlertType.BUDGET_EXCEEDED:
