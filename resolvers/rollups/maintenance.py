@@ -31,6 +31,7 @@ from resolvers.rollups.reading import (
     ROLLUP_GRAIN,
     STATE,
     SUMMARY,
+    SUMMARY_BUCKETS,
     SUMMARY_GRAIN,
     DayRange,
     Filters,
@@ -117,7 +118,9 @@ async def _analyze(db: Database) -> None:
     """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
     an empty table."""
     async with db.engine.connect() as conn:
-        await conn.execute(text(f"ANALYZE {BUCKETS.name}, {FINE.name}, {SUMMARY.name}, {MONTHLY.name}"))
+        await conn.execute(
+            text(f"ANALYZE {BUCKETS.name}, {SUMMARY_BUCKETS.name}, {FINE.name}, {SUMMARY.name}, {MONTHLY.name}")
+        )
         await conn.commit()
 
 
@@ -220,6 +223,12 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         .where(*in_day)
         .group_by(*fine_dims)
     )
+    bucket_summary_dims = [BUCKETS.c[d.value] for d in SUMMARY_GRAIN]
+    summary_buckets = (
+        select(BUCKETS.c.bucket, *bucket_summary_dims, *rollup_measures(BUCKETS))
+        .where(*in_day)
+        .group_by(BUCKETS.c.bucket, *bucket_summary_dims)
+    )
     summary_dims = [FINE.c[d.value] for d in SUMMARY_GRAIN]
     summary = (
         select(FINE.c.day, *summary_dims, *rollup_measures(FINE))
@@ -242,10 +251,18 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         state = await session.get(RollupStateRow, STATE, with_for_update=True)
         assert state is not None
         await session.execute(delete(BUCKETS).where(*in_day))
+        await session.execute(
+            delete(SUMMARY_BUCKETS).where(SUMMARY_BUCKETS.c.bucket >= span.start, SUMMARY_BUCKETS.c.bucket < span.end)
+        )
         await session.execute(delete(FINE).where(FINE.c.day == day))
         await session.execute(delete(SUMMARY).where(SUMMARY.c.day == day))
         await session.execute(delete(MONTHLY).where(MONTHLY.c.month == month.start))
         await session.execute(insert(BUCKETS).from_select(["bucket", *grain, *measures_names], source))
+        await session.execute(
+            insert(SUMMARY_BUCKETS).from_select(
+                ["bucket", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary_buckets
+            )
+        )
         result = await session.execute(insert(FINE).from_select(["day", *grain, *measures_names], daily))
         await session.execute(
             insert(SUMMARY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)
