@@ -392,3 +392,33 @@ async def test_figures_per_local_day_from_the_daily_rollup_and_offset_pieces_equ
         assert len(closed) >= 3 * 18
         after = await per_day_and_model(zone)
         assert {k: v for k, v in after.items() if k in closed} == closed, zone
+
+
+async def test_a_month_in_any_zone_is_the_utc_month_plus_and_minus_its_offset_pieces_exactly(
+    api: Api, db: Database
+) -> None:
+    # A request every quarter hour from late September to mid November, and one of a model nobody else uses in
+    # the evening of October 31 (UTC): in Kathmandu that is already November, so the October report reads the
+    # UTC month and subtracts that evening; the model must not appear as a zero row.
+    logs = []
+    moment = datetime(2026, 9, 29, 0, 7, tzinfo=UTC)
+    cents = 1
+    while moment < datetime(2026, 11, 3, tzinfo=UTC):
+        logs.append(SpendLog(cents / 100, moment, team_id=("eng", "ops")[cents % 2], model=("a", "b")[cents % 2]))
+        moment += timedelta(minutes=15)
+        cents = cents % 991 + 1
+    logs.append(SpendLog(2.5, datetime(2026, 10, 31, 22, 7, tzinfo=UTC), team_id="eng", model="rare-model"))
+    await add_spend(db, *logs)
+    await refresh(api)
+    for zone in ZONES_FOR_DAYS:
+        start, end = bounds(date(2026, 10, 1), zone, days=31)
+        found = await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31))
+        assert_matches(found, await raw_sql(db, start, end))
+        by_model = {k: v[0] for k, v in (await raw_sql(db, start, end, "model")).items()}
+        assert {r["key"]: Decimal(r["cost"]) for r in found["breakdownByModel"]} == by_model, zone
+        assert ("rare-model" in by_model) == (start <= datetime(2026, 10, 31, 22, 7, tzinfo=UTC) < end), zone
+    # The same from the rollup alone.
+    reports = {zone: await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) for zone in ZONES_FOR_DAYS}
+    await purge_raw_before(db, datetime(2026, 11, 3, tzinfo=UTC))
+    for zone in ZONES_FOR_DAYS:
+        assert await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) == reports[zone], zone

@@ -194,7 +194,9 @@ async def aggregate_span(
     await _tune(session)
     until = source.rolled_until
     split = span.start if until is None else max(span.start, min(until, span.end))
-    statements = _span_statements(source, span.start, split, by, filters) if span.start < split else []
+    statements: list[Select[Any] | Negated] = []
+    if span.start < split:
+        statements = _span_statements(source, span.start, split, by, filters)
     if split < span.end:
         statements.append(_raw_select(source.schema, Period(split, span.end), by, filters, False))
     return await _run(session, statements, by)
@@ -412,16 +414,37 @@ def _aligned(moment: datetime) -> bool:
     return (moment - midnight(moment.astimezone(UTC).date())) % BUCKET == timedelta(0)
 
 
+def _nearest_midnight(moment: datetime) -> datetime:
+    day = midnight(moment.astimezone(UTC).date())
+    return day + timedelta(days=1) if moment - day > timedelta(hours=12) else day
+
+
 def _span_statements(
     source: SpendSource, start: datetime, end: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any]]:
-    """[start, end) below the watermark, no DAY: whole UTC days from the daily tables, the rest from buckets
-    (or the raw logs, where a bound is off the quarter hours or the buckets are not built yet)."""
+) -> list[Select[Any] | Negated]:
+    """[start, end) below the watermark, no DAY: the UTC days between the midnights nearest its ends from the
+    daily tables (whole months from the monthly one), plus the buckets of [start, end) outside them, minus the
+    buckets of those days outside [start, end): at most 12 hours of buckets at each end, exact (integer sums).
+    Where a bound is off the quarter hours or the buckets are not built yet: the whole UTC days inside, and the
+    raw logs for the rest."""
+    until = source.rolled_until
+    if source.buckets and until is not None and _aligned(start) and _aligned(end):
+        near_first, near_last = _nearest_midnight(start), _nearest_midnight(end)
+        if near_first < near_last <= until:
+            statements: list[Select[Any] | Negated] = [
+                *_statements(source, DayRange(near_first.date(), near_last.date()), by, filters)
+            ]
+            for a, b in ((start, near_first), (near_last, end)):
+                if a < b:
+                    statements.append(_bucket_select(Period(a, b), by, filters, False, None))
+                elif b < a:
+                    statements.append(Negated(_bucket_select(Period(b, a), by, filters, False, None)))
+            return statements
     first = midnight(start.astimezone(UTC).date())
     if first < start:
         first += timedelta(days=1)
     last = midnight(end.astimezone(UTC).date())
-    statements: list[Select[Any]] = []
+    statements = []
     if first < last:
         statements += _statements(source, DayRange(first.date(), last.date()), by, filters)
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
