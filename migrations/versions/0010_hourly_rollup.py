@@ -80,6 +80,17 @@ def upgrade() -> None:
             name=op.f("pk_spendplane_cost_summary_buckets"),
         ),
     )
+    # And summed over every dimension: what unfiltered zoned reports read.
+    op.create_table(
+        "spendplane_cost_total_buckets",
+        sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("requests", sa.BigInteger(), nullable=False),
+        sa.Column("failures", sa.BigInteger(), nullable=False),
+        sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("spend", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("bucket", name=op.f("pk_spendplane_cost_total_buckets")),
+    )
     # A chargeback statement's month is a month in a time zone; the existing ones are UTC months.
     with op.batch_alter_table('spendplane_chargeback_reports') as batch:
         batch.add_column(sa.Column('time_zone', sa.String(length=64), server_default='UTC', nullable=False))
@@ -91,6 +102,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM spendplane_rollup_state WHERE name = 'hourly'")
     with op.batch_alter_table('spendplane_chargeback_reports') as batch:
         batch.drop_column('time_zone')
+    op.drop_table("spendplane_cost_total_buckets")
     op.drop_table("spendplane_cost_summary_buckets")
     op.drop_index("ix_spendplane_cost_tracking_buckets_end_user_bucket", table_name="spendplane_cost_tracking_buckets")
     op.drop_index("ix_spendplane_cost_tracking_buckets_api_key_bucket", table_name="spendplane_cost_tracking_buckets")

@@ -30,6 +30,7 @@ from models.rollups import (
     CostSummaryBucketRow,
     CostSummaryDailyRow,
     CostSummaryMonthlyRow,
+    CostTotalBucketRow,
     CostTrackingBucketRow,
     CostTrackingDailyRow,
     RollupStateRow,
@@ -53,6 +54,8 @@ BUCKETS_STATE = "hourly"
 BUCKETS: Table = CostTrackingBucketRow.__table__  # type: ignore[assignment]
 #: The buckets at the summary's grain (no key, no end user): what zoned reports read when they can.
 SUMMARY_BUCKETS: Table = CostSummaryBucketRow.__table__  # type: ignore[assignment]
+#: The buckets summed over every dimension: what unfiltered, ungrouped zoned reads take.
+TOTAL_BUCKETS: Table = CostTotalBucketRow.__table__  # type: ignore[assignment]
 BUCKET = timedelta(minutes=15)
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
 SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
@@ -374,6 +377,15 @@ def _telescoped(
     return statements
 
 
+def _bucket_table(others: Sequence[Dim], filters: Filters) -> Table:
+    """The narrowest bucket table that holds what a read groups and filters by: the totals (neither), the summary
+    grain, or (key and end user) the full grain."""
+    if not others and filters == Filters():
+        return TOTAL_BUCKETS
+    wanted = [*others, *([filters.among[0]] if filters.among is not None else [])]
+    return SUMMARY_BUCKETS if all(d in SUMMARY_GRAIN for d in wanted) else BUCKETS
+
+
 def _label(day: date) -> ColumnElement[Any]:
     return literal_column(f"'{day.isoformat()}'")
 
@@ -391,8 +403,7 @@ def _labelled_days_select(whole: dict[date, date], by: Sequence[Dim], filters: F
 def _pieces_select(pieces: list[tuple[Period, date]], by: Sequence[Dim], filters: Filters) -> Select[Any]:
     """Quarter-hour buckets of some UTC intervals, each interval under its local day."""
     others = [d for d in by if d is not Dim.DAY]
-    wanted = [*others, *([filters.among[0]] if filters.among is not None else [])]
-    table = SUMMARY_BUCKETS if all(d in SUMMARY_GRAIN for d in wanted) else BUCKETS
+    table = _bucket_table(others, filters)
     grouped = [table.c[d.value] for d in others]
     inner = _filtered(
         select(
@@ -463,9 +474,7 @@ def _bucket_select(
     span: Period, by: Sequence[Dim], filters: Filters, ordered: bool, local: LocalDays | None
 ) -> Select[Any]:
     others = [d for d in by if d is not Dim.DAY]
-    # Key and end user only live in the full-grain buckets; everything else reads the much narrower summary ones.
-    wanted = [*others, *([filters.among[0]] if filters.among is not None else [])]
-    table = SUMMARY_BUCKETS if all(d in SUMMARY_GRAIN for d in wanted) else BUCKETS
+    table = _bucket_table(others, filters)
     in_span = (table.c.bucket >= span.start, table.c.bucket < span.end)
     if Dim.DAY not in by:
         labels = [table.c[d.value].label(f"d_{d.value}") for d in others]
