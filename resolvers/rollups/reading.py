@@ -4,9 +4,12 @@ yet) and merges them exactly (integer nano-USD). Queries that need neither key n
 the monthly one for calendar months covered whole, the daily one for the days around them.
 
 Days in another time zone (`zone`): a local day is an interval of UTC instants whose ends fall on quarter hours
-(every IANA zone's offset is a multiple of 15 minutes). Totals over local days read the UTC days they cover whole
-from the daily tables and the partial UTC days at their ends from the quarter-hour buckets; figures per local day
-read the buckets, each bucket counted in the local day it falls in. Local days not wholly below the watermark are
+(every IANA zone's offset is a multiple of 15 minutes). Totals over local days read the UTC days between the
+midnights nearest their ends from the daily tables, plus the quarter-hour buckets of the local days outside those
+UTC days, minus the buckets of those UTC days outside the local days; figures per local day do the same per day
+(the UTC day it overlaps most, plus and minus the offset's pieces), so only the offset's share of the buckets is
+read, from the narrowest bucket table that holds the read's dimensions (totals, summary grain, full grain).
+Ordered reads (exports) label every bucket with the local day it falls in. Local days not wholly below the watermark are
 read from the raw logs with the same bounds, so no local day is ever counted from both. `aggregate_span` does the
 same for any UTC interval (budget windows).
 """
