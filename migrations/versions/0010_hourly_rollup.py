@@ -1,8 +1,10 @@
 """Quarter-hour rollup buckets: a day, week or month in any IANA zone as an exact sum of whole buckets; chargeback
 statements carry the time zone of their month
 
-The table starts empty; the rollup job's first run after the upgrade backfills it from the raw logs (every day
-that still has raw logs is rebuilt, daily rows and buckets together, in one transaction per day): the job sees no
+Three bucket tables: the full rollup grain (budgets per key and end user), the summary grain (reports) and the
+totals (unfiltered reports), all rebuilt together with their UTC day. They start empty; the rollup job's first
+run after the upgrade backfills them from the raw logs (every day that still has raw logs is rebuilt, daily rows
+and buckets together, in one transaction per day): the job sees no
 `hourly` state row and rebuilds from the first raw day. Days whose raw logs LiteLLM's retention already purged keep
 their daily rollup and get no buckets.
 
