@@ -10,8 +10,9 @@ recursive CTE, MATERIALIZED so each row's random draws are made once), 90 days e
 Then it rolls the rollup up (timed: quarter-hour buckets, daily rows, summaries), and times, through the GraphQL
 endpoint of an in-process app (httpx + ASGI, lifespan on): MONTHLY (November to date: 14 closed days from the
 rollup + the open day from the raw logs) and CUSTOM October (31 closed days) in UTC; the same in Asia/Tokyo,
-Asia/Kathmandu (+05:45) and America/Los_Angeles (whole UTC days from the daily tables, the cut UTC days at the
-ends from the buckets); and a 30-day costTrend in UTC and in Asia/Tokyo (every local day from the buckets). The
+Asia/Kathmandu (+05:45) and America/Los_Angeles (the UTC days between the nearest midnights from the daily tables,
+plus and minus the offset's pieces from the quarter-hour buckets); and a 30-day costTrend in UTC and in Asia/Tokyo
+(each local day its UTC day, plus and minus 9 hours of buckets). The
 raw variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true; rollup and raw totals must agree exactly.
 It prints a markdown table and drops the database afterwards (--keep keeps it).
 """
@@ -58,7 +59,7 @@ TREND = """query($zone: String) { costTrend(days: 30, timeZone: $zone) { changeP
 REPORTS: dict[str, dict[str, Any]] = {
     "monthly (Nov 1-15, open day raw)": {"period": "MONTHLY"},
     "custom October (31 closed days)": {"period": "CUSTOM", "start": "2026-10-01", "end": "2026-10-31"},
-    # Local days: whole UTC days from the daily tables, the cut UTC days at both ends from quarter-hour buckets.
+    # Local days: UTC days from the daily tables, plus and minus quarter-hour buckets at both ends.
     "monthly, Asia/Tokyo": {"period": "MONTHLY", "zone": "Asia/Tokyo"},
     "custom October, Asia/Kathmandu": {
         "period": "CUSTOM",
@@ -72,7 +73,7 @@ REPORTS: dict[str, dict[str, Any]] = {
         "end": "2026-10-31",
         "zone": "America/Los_Angeles",
     },
-    # Figures per local day: every day read from buckets.
+    # Figures per local day: each the UTC day it overlaps most, plus and minus the offset's pieces of buckets.
     "costTrend 30 days, UTC": {"query": TREND, "zone": "UTC"},
     "costTrend 30 days, Asia/Tokyo": {"query": TREND, "zone": "Asia/Tokyo"},
 }

@@ -111,6 +111,28 @@ class CostTrackingBucketRow(_Measures, Base):
     end_user: Mapped[str] = _key(256)
 
 
+class CostSummaryBucketRow(_SummaryGrain, Base):
+    """The quarter-hour buckets without key and end user (the summary's grain): what reports, trends, the summary
+    and exports in a time zone read for their partial UTC days and per-local-day figures. Summed from
+    `CostTrackingBucketRow` in the same transaction; budgets per key or end user keep reading the full grain."""
+
+    __tablename__ = "spendplane_cost_summary_buckets"
+
+    #: The bucket's first instant (UTC, on a quarter hour).
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
+
+
+class CostTotalBucketRow(_Measures, Base):
+    """The quarter-hour buckets summed over every dimension: what an unfiltered report in a time zone (the
+    dashboard's trend, an organisation's month) reads, 96 rows a day. Summed from `CostTrackingBucketRow` in the
+    same transaction."""
+
+    __tablename__ = "spendplane_cost_total_buckets"
+
+    #: The bucket's first instant (UTC, on a quarter hour).
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+
+
 class RollupStateRow(Base):
     """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
 

@@ -20,6 +20,7 @@ from models.rollups import CostTrackingBucketRow, RollupStateRow
 from resolvers.config import Settings
 from resolvers.periods import Cadence, Window
 from resolvers.rollups import spend_to_date
+from resolvers.rollups.reading import DayRange, Dim, Filters, aggregate, spend_source
 from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, Clock, started
 from tests.ledger import demo, refresh
@@ -333,3 +334,91 @@ async def test_a_chargeback_month_is_that_zones_month_and_finalizes_when_it_ends
     body = {"period": "2026-11", "time_zone": "Nowhere/Land"}
     rest = await api.client.post("/api/v1/chargeback/reports/generate", json=body, headers=api.bearer())
     assert rest.status_code == 400 and rest.json()["error"]["field"] == "time_zone", rest.text
+
+
+ZONES_FOR_DAYS = ["Asia/Tokyo", "Asia/Kathmandu", "America/Los_Angeles", "Pacific/Chatham", "America/St_Johns"]
+
+
+async def test_figures_per_local_day_from_the_daily_rollup_and_offset_pieces_equal_raw_sql_in_every_zone(
+    api: Api, db: Database
+) -> None:
+    # A request in every quarter hour for three weeks (the Los Angeles DST change included), so a piece one bucket
+    # off, counted twice or never subtracted changes a local day's figures; models rotate so groups differ too.
+    logs = []
+    moment = datetime(2026, 10, 24, 0, 7, tzinfo=UTC)
+    cents = 1
+    while moment < NOW:
+        model = ("gpt-4o", "claude", "mistral")[cents % 3]
+        logs.append(SpendLog(cents / 100, moment, team_id="eng", model=model, prompt_tokens=cents % 7))
+        moment += timedelta(minutes=15)
+        cents = cents % 997 + 1
+    # One request of a model nobody else uses, late in a UTC day: in Tokyo its UTC day counts for the local day
+    # before, minus the evening piece; the model must show up on its own local day only, never as a zero row.
+    rare = datetime(2026, 11, 10, 20, 7, tzinfo=UTC)
+    logs.append(SpendLog(1.23, rare, team_id="eng", model="rare-model"))
+    await add_spend(db, *logs)
+    await refresh(api)
+    runtime = api.runtime()
+    days = DayRange(date(2026, 10, 26), date(2026, 11, 15))
+
+    async def per_day_and_model(zone: str) -> dict[tuple[date, str], tuple[Decimal, int, int]]:
+        async with db.reader() as session:
+            source = await spend_source(session, runtime.litellm)
+            grouped = await aggregate(session, source, days, (Dim.DAY, Dim.MODEL), Filters(), ZoneInfo(zone))
+        return {(d, m): (t.cost, t.requests, t.input_tokens) for (d, m), t in grouped.items()}
+
+    found = {zone: await per_day_and_model(zone) for zone in ZONES_FOR_DAYS}
+    for zone in ZONES_FOR_DAYS:
+        expected = {}
+        for day in days.days():
+            for model, (usd, requests, prompt, _) in (await raw_sql(db, *bounds(day, zone), "model")).items():
+                expected[(day, model)] = (usd, requests, prompt)
+        assert found[zone] == expected, zone
+        tokyo_day = rare.astimezone(ZoneInfo(zone)).date()
+        assert [k for k in found[zone] if k[1] == "rare-model"] == [(tokyo_day, "rare-model")], zone
+        # The trend (GraphQL) reads the same way.
+        points = (await api.data(TREND, {"days": 14, "zone": zone}))["costTrend"]["points"]
+        for point in points:
+            day = date.fromisoformat(point["date"])
+            if days.start <= day < days.end:
+                per_day = [v for (d, _), v in found[zone].items() if d == day]
+                assert Decimal(point["cost"]) == sum((v[0] for v in per_day), Decimal(0)), (zone, day)
+                assert point["requests"] == sum(v[1] for v in per_day), (zone, day)
+    # And from the rollup alone once the raw logs of closed days are gone.
+    purged = datetime.combine(NOW.date(), time(0), tzinfo=UTC)
+    await purge_raw_before(db, purged)
+    for zone in ZONES_FOR_DAYS:
+        closed = {k: v for k, v in found[zone].items() if bounds(k[0], zone)[1] <= purged}
+        assert len(closed) >= 3 * 18
+        after = await per_day_and_model(zone)
+        assert {k: v for k, v in after.items() if k in closed} == closed, zone
+
+
+async def test_a_month_in_any_zone_is_the_utc_month_plus_and_minus_its_offset_pieces_exactly(
+    api: Api, db: Database
+) -> None:
+    # A request every quarter hour from late September to mid November, and one of a model nobody else uses in
+    # the evening of October 31 (UTC): in Kathmandu that is already November, so the October report reads the
+    # UTC month and subtracts that evening; the model must not appear as a zero row.
+    logs = []
+    moment = datetime(2026, 9, 29, 0, 7, tzinfo=UTC)
+    cents = 1
+    while moment < datetime(2026, 11, 3, tzinfo=UTC):
+        logs.append(SpendLog(cents / 100, moment, team_id=("eng", "ops")[cents % 2], model=("a", "b")[cents % 2]))
+        moment += timedelta(minutes=15)
+        cents = cents % 991 + 1
+    logs.append(SpendLog(2.5, datetime(2026, 10, 31, 22, 7, tzinfo=UTC), team_id="eng", model="rare-model"))
+    await add_spend(db, *logs)
+    await refresh(api)
+    for zone in ZONES_FOR_DAYS:
+        start, end = bounds(date(2026, 10, 1), zone, days=31)
+        found = await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31))
+        assert_matches(found, await raw_sql(db, start, end))
+        by_model = {k: v[0] for k, v in (await raw_sql(db, start, end, "model")).items()}
+        assert {r["key"]: Decimal(r["cost"]) for r in found["breakdownByModel"]} == by_model, zone
+        assert ("rare-model" in by_model) == (start <= datetime(2026, 10, 31, 22, 7, tzinfo=UTC) < end), zone
+    # The same from the rollup alone.
+    reports = {zone: await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) for zone in ZONES_FOR_DAYS}
+    await purge_raw_before(db, datetime(2026, 11, 3, tzinfo=UTC))
+    for zone in ZONES_FOR_DAYS:
+        assert await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) == reports[zone], zone

@@ -31,7 +31,9 @@ from resolvers.rollups.reading import (
     ROLLUP_GRAIN,
     STATE,
     SUMMARY,
+    SUMMARY_BUCKETS,
     SUMMARY_GRAIN,
+    TOTAL_BUCKETS,
     DayRange,
     Filters,
     as_date,
@@ -117,7 +119,8 @@ async def _analyze(db: Database) -> None:
     """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
     an empty table."""
     async with db.engine.connect() as conn:
-        await conn.execute(text(f"ANALYZE {BUCKETS.name}, {FINE.name}, {SUMMARY.name}, {MONTHLY.name}"))
+        tables = (BUCKETS, SUMMARY_BUCKETS, TOTAL_BUCKETS, FINE, SUMMARY, MONTHLY)
+        await conn.execute(text(f"ANALYZE {', '.join(table.name for table in tables)}"))
         await conn.commit()
 
 
@@ -220,6 +223,13 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         .where(*in_day)
         .group_by(*fine_dims)
     )
+    bucket_summary_dims = [BUCKETS.c[d.value] for d in SUMMARY_GRAIN]
+    summary_buckets = (
+        select(BUCKETS.c.bucket, *bucket_summary_dims, *rollup_measures(BUCKETS))
+        .where(*in_day)
+        .group_by(BUCKETS.c.bucket, *bucket_summary_dims)
+    )
+    total_buckets = select(BUCKETS.c.bucket, *rollup_measures(BUCKETS)).where(*in_day).group_by(BUCKETS.c.bucket)
     summary_dims = [FINE.c[d.value] for d in SUMMARY_GRAIN]
     summary = (
         select(FINE.c.day, *summary_dims, *rollup_measures(FINE))
@@ -242,10 +252,22 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         state = await session.get(RollupStateRow, STATE, with_for_update=True)
         assert state is not None
         await session.execute(delete(BUCKETS).where(*in_day))
+        await session.execute(
+            delete(SUMMARY_BUCKETS).where(SUMMARY_BUCKETS.c.bucket >= span.start, SUMMARY_BUCKETS.c.bucket < span.end)
+        )
+        await session.execute(
+            delete(TOTAL_BUCKETS).where(TOTAL_BUCKETS.c.bucket >= span.start, TOTAL_BUCKETS.c.bucket < span.end)
+        )
         await session.execute(delete(FINE).where(FINE.c.day == day))
         await session.execute(delete(SUMMARY).where(SUMMARY.c.day == day))
         await session.execute(delete(MONTHLY).where(MONTHLY.c.month == month.start))
         await session.execute(insert(BUCKETS).from_select(["bucket", *grain, *measures_names], source))
+        await session.execute(
+            insert(SUMMARY_BUCKETS).from_select(
+                ["bucket", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary_buckets
+            )
+        )
+        await session.execute(insert(TOTAL_BUCKETS).from_select(["bucket", *measures_names], total_buckets))
         result = await session.execute(insert(FINE).from_select(["day", *grain, *measures_names], daily))
         await session.execute(
             insert(SUMMARY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], summary)

@@ -4,9 +4,12 @@ yet) and merges them exactly (integer nano-USD). Queries that need neither key n
 the monthly one for calendar months covered whole, the daily one for the days around them.
 
 Days in another time zone (`zone`): a local day is an interval of UTC instants whose ends fall on quarter hours
-(every IANA zone's offset is a multiple of 15 minutes). Totals over local days read the UTC days they cover whole
-from the daily tables and the partial UTC days at their ends from the quarter-hour buckets; figures per local day
-read the buckets, each bucket counted in the local day it falls in. Local days not wholly below the watermark are
+(every IANA zone's offset is a multiple of 15 minutes). Totals over local days read the UTC days between the
+midnights nearest their ends from the daily tables, plus the quarter-hour buckets of the local days outside those
+UTC days, minus the buckets of those UTC days outside the local days; figures per local day do the same per day
+(the UTC day it overlaps most, plus and minus the offset's pieces), so only the offset's share of the buckets is
+read, from the narrowest bucket table that holds the read's dimensions (totals, summary grain, full grain).
+Ordered reads (exports) label every bucket with the local day it falls in. Local days not wholly below the watermark are
 read from the raw logs with the same bounds, so no local day is ever counted from both. `aggregate_span` does the
 same for any UTC interval (budget windows).
 """
@@ -20,15 +23,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, case, func, or_, select, text, type_coerce
+from sqlalchemy import BigInteger, Table, and_, case, func, or_, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
 
 from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import (
+    CostSummaryBucketRow,
     CostSummaryDailyRow,
     CostSummaryMonthlyRow,
+    CostTotalBucketRow,
     CostTrackingBucketRow,
     CostTrackingDailyRow,
     RollupStateRow,
@@ -50,6 +55,10 @@ STATE = "daily"
 #: The buckets' state row: present once every day below the watermark has its buckets (see migration 0010).
 BUCKETS_STATE = "hourly"
 BUCKETS: Table = CostTrackingBucketRow.__table__  # type: ignore[assignment]
+#: The buckets at the summary's grain (no key, no end user): what zoned reports read when they can.
+SUMMARY_BUCKETS: Table = CostSummaryBucketRow.__table__  # type: ignore[assignment]
+#: The buckets summed over every dimension: what unfiltered, ungrouped zoned reads take.
+TOTAL_BUCKETS: Table = CostTotalBucketRow.__table__  # type: ignore[assignment]
 BUCKET = timedelta(minutes=15)
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
 SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
@@ -99,12 +108,12 @@ class Totals:
     output_tokens: int = 0
     spend_nanos: int = 0
 
-    def add(self, other: Totals) -> None:
-        self.requests += other.requests
-        self.failures += other.failures
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.spend_nanos += other.spend_nanos
+    def add(self, other: Totals, sign: int = 1) -> None:
+        self.requests += sign * other.requests
+        self.failures += sign * other.failures
+        self.input_tokens += sign * other.input_tokens
+        self.output_tokens += sign * other.output_tokens
+        self.spend_nanos += sign * other.spend_nanos
 
     @property
     def cost(self) -> Decimal:
@@ -191,22 +200,39 @@ async def aggregate_span(
     await _tune(session)
     until = source.rolled_until
     split = span.start if until is None else max(span.start, min(until, span.end))
-    statements = _span_statements(source, span.start, split, by, filters) if span.start < split else []
+    statements: list[Select[Any] | Negated] = []
+    if span.start < split:
+        statements = _span_statements(source, span.start, split, by, filters)
     if split < span.end:
         statements.append(_raw_select(source.schema, Period(split, span.end), by, filters, False))
     return await _run(session, statements, by)
 
 
-async def _run(session: AsyncSession, statements: Iterable[Select[Any]], by: Sequence[Dim]) -> dict[Key, Totals]:
+@dataclass(frozen=True)
+class Negated:
+    """A statement whose figures are subtracted, not added (see `_telescoped`)."""
+
+    statement: Select[Any]
+
+
+async def _run(
+    session: AsyncSession, statements: Iterable[Select[Any] | Negated], by: Sequence[Dim]
+) -> dict[Key, Totals]:
     result: dict[Key, Totals] = {}
+    negated = False
     for statement in statements:
+        sign = 1
+        if isinstance(statement, Negated):
+            statement, sign, negated = statement.statement, -1, True
         for row in await session.execute(statement):
             key, totals = _split_row(row, by)
             found = result.get(key)
             if found is None:
-                result[key] = totals
-            else:
-                found.add(totals)
+                found = result[key] = Totals()
+            found.add(totals, sign)
+    if negated:
+        # A group whose pieces cancel out had no request in its local day (every real group counts at least one).
+        result = {key: totals for key, totals in result.items() if totals.requests}
     return result
 
 
@@ -223,6 +249,7 @@ async def stream_aggregate(
     disjoint days), provided `by` includes DAY."""
     await _tune(session)
     for statement in _zoned_statements(source, days, by, filters, zone, ordered=True):
+        assert not isinstance(statement, Negated)  # ordered reads never telescope
         result = await session.stream(statement.execution_options(yield_per=2000))
         async for row in result:
             yield _split_row(row, by)
@@ -273,10 +300,10 @@ def _zoned_statements(
     zone: tzinfo | None,
     *,
     ordered: bool = False,
-) -> list[Select[Any]]:
+) -> list[Select[Any] | Negated]:
     bounds = local_bounds(days, zone)
     if bounds is None:
-        return _statements(source, days, by, filters, ordered=ordered)
+        return [*_statements(source, days, by, filters, ordered=ordered)]
     start, end = bounds[0], bounds[-1]
     until = source.rolled_until
     per_day = Dim.DAY in by
@@ -285,9 +312,11 @@ def _zoned_statements(
     if until is not None and (source.buckets or not per_day):
         split = max((b for b in bounds if b <= until), default=start)
     labels = LocalDays(days, bounds) if per_day else None
-    statements: list[Select[Any]] = []
+    statements: list[Select[Any] | Negated] = []
     if start < split:
-        if labels is not None:
+        if labels is not None and not ordered:
+            statements += _telescoped(source, labels, split, by, filters)
+        elif labels is not None:
             statements.append(_bucket_select(Period(start, split), by, filters, ordered, labels))
         else:
             statements += _span_statements(source, start, split, by, filters)
@@ -313,20 +342,123 @@ class LocalDays:
         return case(*whens).label("d_day")
 
 
+def _telescoped(
+    source: SpendSource, local: LocalDays, split: datetime, by: Sequence[Dim], filters: Filters
+) -> list[Select[Any] | Negated]:
+    """Figures per local day below `split` without reading every bucket: each local day is the UTC day it
+    overlaps most (from the daily tables, like a UTC report), plus the buckets of the local day outside that UTC
+    day, minus the buckets of the UTC day outside the local day. Those pieces are the zone's offset long (at most
+    12 hours a day, 5 h 45 min for Asia/Kathmandu), so a 30-day trend in Tokyo reads 9/24 of the buckets instead
+    of all of them. Exact: integer sums, added and subtracted. A local day whose UTC day is not wholly rolled up
+    (or is another local day's already, which no real zone does) is read from its buckets directly."""
+    assert source.built_through is not None
+    rolled_end = source.built_through
+    whole: dict[date, date] = {}  # UTC day -> the local day it counts for
+    plus: list[tuple[Period, date]] = []
+    minus: list[tuple[Period, date]] = []
+    direct: list[Period] = []
+    for i, day in enumerate(local.days.days()):
+        start, end = local.bounds[i], local.bounds[i + 1]
+        if end > split:
+            break
+        utc = (start + (end - start) / 2).date()
+        utc_start, utc_end = midnight(utc), midnight(utc + timedelta(days=1))
+        if utc >= rolled_end or utc in whole or not (_aligned(start) and _aligned(end)):
+            direct.append(Period(start, end))
+            continue
+        whole[utc] = day
+        plus += [(Period(a, b), day) for a, b in ((start, min(end, utc_start)), (max(start, utc_end), end)) if a < b]
+        minus += [(Period(a, b), day) for a, b in ((utc_start, start), (end, utc_end)) if a < b]
+    statements: list[Select[Any] | Negated] = []
+    if whole:
+        statements.append(_labelled_days_select(whole, by, filters))
+    if plus:
+        statements.append(_pieces_select(plus, by, filters))
+    if minus:
+        statements.append(Negated(_pieces_select(minus, by, filters)))
+    statements += [_bucket_select(period, by, filters, False, local) for period in direct]
+    return statements
+
+
+def _bucket_table(others: Sequence[Dim], filters: Filters) -> Table:
+    """The narrowest bucket table that holds what a read groups and filters by: the totals (neither), the summary
+    grain, or (key and end user) the full grain."""
+    if not others and filters == Filters():
+        return TOTAL_BUCKETS
+    wanted = [*others, *([filters.among[0]] if filters.among is not None else [])]
+    return SUMMARY_BUCKETS if all(d in SUMMARY_GRAIN for d in wanted) else BUCKETS
+
+
+def _label(day: date) -> ColumnElement[Any]:
+    return literal_column(f"'{day.isoformat()}'")
+
+
+def _labelled_days_select(whole: dict[date, date], by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    """UTC days from the daily tables, each under the local day it counts for."""
+    table = SUMMARY if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else FINE
+    label = case(*[(table.c.day == _label(utc), _label(day)) for utc, day in whole.items()]).label("d_day")
+    columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else table.c[d.value] for d in by]
+    names: list[ColumnElement[Any]] = [literal_column("d_day") if d is Dim.DAY else table.c[d.value] for d in by]
+    statement = select(*columns, *rollup_measures(table)).where(table.c.day.in_(sorted(whole))).group_by(*names)
+    return _filtered(statement, table, filters)
+
+
+def _pieces_select(pieces: list[tuple[Period, date]], by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    """Quarter-hour buckets of some UTC intervals, each interval under its local day."""
+    others = [d for d in by if d is not Dim.DAY]
+    table = _bucket_table(others, filters)
+    grouped = [table.c[d.value] for d in others]
+    inner = _filtered(
+        select(
+            table.c.bucket.label("b"),
+            *[c.label(f"d_{c.name}") for c in grouped],
+            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(table))],
+        ).where(or_(*[and_(table.c.bucket >= p.start, table.c.bucket < p.end) for p, _ in pieces])),
+        table,
+        filters,
+    )
+    sub = inner.group_by(table.c.bucket, *grouped).subquery("per_bucket")
+    label = case(*[(and_(sub.c.b >= p.start, sub.c.b < p.end), _label(day)) for p, day in pieces]).label("d_day")
+    columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
+    names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
+    return select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+
+
 def _aligned(moment: datetime) -> bool:
     return (moment - midnight(moment.astimezone(UTC).date())) % BUCKET == timedelta(0)
 
 
+def _nearest_midnight(moment: datetime) -> datetime:
+    day = midnight(moment.astimezone(UTC).date())
+    return day + timedelta(days=1) if moment - day > timedelta(hours=12) else day
+
+
 def _span_statements(
     source: SpendSource, start: datetime, end: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any]]:
-    """[start, end) below the watermark, no DAY: whole UTC days from the daily tables, the rest from buckets
-    (or the raw logs, where a bound is off the quarter hours or the buckets are not built yet)."""
+) -> list[Select[Any] | Negated]:
+    """[start, end) below the watermark, no DAY: the UTC days between the midnights nearest its ends from the
+    daily tables (whole months from the monthly one), plus the buckets of [start, end) outside them, minus the
+    buckets of those days outside [start, end): at most 12 hours of buckets at each end, exact (integer sums).
+    Where a bound is off the quarter hours or the buckets are not built yet: the whole UTC days inside, and the
+    raw logs for the rest."""
+    until = source.rolled_until
+    if source.buckets and until is not None and _aligned(start) and _aligned(end):
+        near_first, near_last = _nearest_midnight(start), _nearest_midnight(end)
+        if near_first < near_last <= until:
+            statements: list[Select[Any] | Negated] = [
+                *_statements(source, DayRange(near_first.date(), near_last.date()), by, filters)
+            ]
+            for a, b in ((start, near_first), (near_last, end)):
+                if a < b:
+                    statements.append(_bucket_select(Period(a, b), by, filters, False, None))
+                elif b < a:
+                    statements.append(Negated(_bucket_select(Period(b, a), by, filters, False, None)))
+            return statements
     first = midnight(start.astimezone(UTC).date())
     if first < start:
         first += timedelta(days=1)
     last = midnight(end.astimezone(UTC).date())
-    statements: list[Select[Any]] = []
+    statements = []
     if first < last:
         statements += _statements(source, DayRange(first.date(), last.date()), by, filters)
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
@@ -345,24 +477,25 @@ def _bucket_select(
     span: Period, by: Sequence[Dim], filters: Filters, ordered: bool, local: LocalDays | None
 ) -> Select[Any]:
     others = [d for d in by if d is not Dim.DAY]
-    in_span = (BUCKETS.c.bucket >= span.start, BUCKETS.c.bucket < span.end)
+    table = _bucket_table(others, filters)
+    in_span = (table.c.bucket >= span.start, table.c.bucket < span.end)
     if Dim.DAY not in by:
-        labels = [BUCKETS.c[d.value].label(f"d_{d.value}") for d in others]
-        statement = _filtered(select(*labels, *rollup_measures(BUCKETS)).where(*in_span), BUCKETS, filters)
-        return statement.group_by(*[BUCKETS.c[d.value] for d in others]) if others else statement
+        labels = [table.c[d.value].label(f"d_{d.value}") for d in others]
+        statement = _filtered(select(*labels, *rollup_measures(table)).where(*in_span), table, filters)
+        return statement.group_by(*[table.c[d.value] for d in others]) if others else statement
     assert local is not None
     # Per bucket first (an index range, no expression per row), then each bucket to its local day.
-    grouped = [BUCKETS.c[d.value] for d in others]
+    grouped = [table.c[d.value] for d in others]
     inner = _filtered(
         select(
-            BUCKETS.c.bucket.label("b"),
+            table.c.bucket.label("b"),
             *[c.label(f"d_{c.name}") for c in grouped],
-            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(BUCKETS))],
+            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(table))],
         ).where(*in_span),
-        BUCKETS,
+        table,
         filters,
     )
-    sub = inner.group_by(BUCKETS.c.bucket, *grouped).subquery("per_bucket")
+    sub = inner.group_by(table.c.bucket, *grouped).subquery("per_bucket")
     columns: list[ColumnElement[Any]] = [local.label(sub.c.b) if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
     names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
     statement = select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
