@@ -142,7 +142,8 @@ class AlertQueries:
                 first=first,
                 after=after,
             )
-        return connection(page, AlertView.from_domain)
+            sent = await alerts.deliveries_for(session, [e.node.id for e in page.edges])  # one query per page
+        return connection(page, lambda a: AlertView.from_domain(a, sent[a.id]))
 
 
 @strawberry.type

@@ -24,25 +24,30 @@ def require_gateway(request: Request) -> None:
     presented = request.headers.get("x-api-key") or bearer_token(request.headers.get("authorization"))
     if not presented:
         raise Unauthenticated("send the shared secret (SPENDPLANE_WEBHOOK_KEY) in the x-api-key header")
+    throttle, address = throttle_of(request), client_address(request)
+    # Every LiteLLM request passes here: the right key from an address that is not locked out costs one look-up.
+    # (The check has no await, so no burst of wrong keys can slip past the count below in the meantime; a locked
+    # address is refused whatever it sends, so the lock-out tells no right key from a wrong one.)
+    if not throttle.gateway_locked(address) and _is_gateway_key(request, presented):
+        return
     try:
-        with throttle_of(request).checking_key(client_address(request), presented, by_prefix=False):
-            _check_gateway_key(request, presented)
+        with throttle.checking_key(address, presented, by_prefix=False):
+            if not _is_gateway_key(request, presented):
+                raise Unauthenticated("x-api-key is not this service's webhook key")
     except TooManyRequests as refused:
         raise Unauthenticated(refused.message) from None
 
 
-def _check_gateway_key(request: Request, presented: str) -> None:
+def _is_gateway_key(request: Request, presented: str) -> bool:
     runtime = runtime_of(request)
     settings = runtime.settings
     accepted = [k for k in (settings.webhook_key,) if k]
     if not accepted:
         accepted = [k for k in (settings.litellm_master_key,) if k]
     if any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted):
-        return
-    if (
+        return True
+    return bool(
         not settings.webhook_key
         and runtime.admin_key_hash is not None
         and hmac.compare_digest(hash_key(presented), runtime.admin_key_hash)
-    ):
-        return
-    raise Unauthenticated("x-api-key is not this service's webhook key")
+    )

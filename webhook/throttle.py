@@ -112,27 +112,42 @@ class Throttle:
             for kind, identity in identities:
                 for item in self._failures[kind]:
                     self._window.hit(item, "failures", kind, identity)
+                if kind == _GATEWAY:
+                    # Locked the moment its wrong keys run out (not at its next try), so the gateway's fast path
+                    # (`gateway_locked`, one look-up) refuses exactly what the full check would.
+                    self._lock_if_out(kind, identity, in_flight=0)
             raise
         finally:
             for kind, identity in identities:
                 self._storage.decr(self._in_flight_key(kind, identity))
 
+    def gateway_locked(self, address: str) -> bool:
+        """Whether this address is locked out of the gateway's door (too many wrong shared secrets lately)."""
+        return self._storage.get(f"lock/{_GATEWAY}/{address}") > 0
+
     def _admit(self, kind: str, identity: str) -> None:
         lock = f"lock/{kind}/{identity}"
         if self._storage.get(lock) > 0:
             raise self._refusal(kind, math.ceil(self._storage.get_expiry(lock) - time.time()))
-        in_flight = self._storage.get(self._in_flight_key(kind, identity))
+        wait = self._lock_if_out(kind, identity, in_flight=self._storage.get(self._in_flight_key(kind, identity)))
+        if wait is not None:
+            raise self._refusal(kind, wait)
+
+    def _lock_if_out(self, kind: str, identity: str, *, in_flight: int) -> int | None:
+        """Out of wrong keys: locked until a slot frees, and twice as long for each time this happened today.
+        Returns the wait, or None when keys are left."""
+        lock = f"lock/{kind}/{identity}"
         for item in self._failures[kind]:
             stats = self._window.get_window_stats(item, "failures", kind, identity)
             if stats.remaining - in_flight > 0:
                 continue
-            # Out of wrong keys: locked until a slot frees, and twice as long for each time this happened today.
             strikes = self._storage.incr(f"strikes/{kind}/{identity}", STRIKE_MEMORY_SECONDS)
             base = max(1, math.ceil(stats.reset_time - time.time()))
-            wait = min(self.max_backoff_seconds, base * 2 ** min(strikes - 1, 20))
+            wait: int = min(self.max_backoff_seconds, base * 2 ** min(strikes - 1, 20))
             self._storage.clear(lock)
             self._storage.incr(lock, wait)
-            raise self._refusal(kind, wait)
+            return wait
+        return None
 
     def _until_free(self, item: RateLimitItem, *identifiers: str) -> int:
         return max(1, math.ceil(self._window.get_window_stats(item, *identifiers).reset_time - time.time()))
