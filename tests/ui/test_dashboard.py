@@ -465,3 +465,15 @@ def test_the_dashboard_is_served_with_a_strict_content_security_policy_and_no_ex
     assert api.status_code == 200 and isinstance(api.json(), (list, dict))
     assert httpx.get(ui_server.base + "/alerts", timeout=30).status_code == 401
     assert httpx.get(ui_server.base + "/ui/../graphql_api/app.py", timeout=30).status_code == 404
+
+
+def test_a_filtered_request_search_with_no_start_covers_the_last_seven_days(page: Any, ui_server: Server) -> None:
+    """LiteLLM indexes spend logs by time only, so a team filter without Since is bounded to a week (and says so),
+    and every row shown is that team's."""
+    log_in(page, ui_server, ADMIN_KEY, "/requests?teamId=engineering")
+    page.get_by_text("A filtered search with no Since covers the last 7 days").wait_for()
+    teams = page.locator("table tbody tr td:nth-child(3)").all_inner_texts()
+    assert teams and set(teams) == {"engineering"}
+    page.goto(f"{ui_server.base}/requests")
+    page.locator("table tbody tr").first.wait_for()
+    assert page.get_by_text("A filtered search with no Since").count() == 0

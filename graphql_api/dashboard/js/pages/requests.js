@@ -14,6 +14,10 @@ export async function render(ctx) {
   const vars = { first: 50, after: p.get("after") || null };
   for (const k of FILTERS) vars[k] = p.get(k) || null;
   for (const k of ["since", "until"]) if (vars[k] && vars[k].length === 16) vars[k] = new Date(vars[k]).toISOString();
+  // LiteLLM indexes its spend logs by time only: a filter with no start searches the last 7 days, so a team or
+  // model with no requests answers in a bounded time instead of scanning every log (bench/requests.py).
+  const bounded = !vars.since && ["teamId", "userId", "keyAlias", "model", "status"].some((k) => vars[k]);
+  if (bounded) vars.since = new Date(Date.now() - 7 * 864e5).toISOString();
   const { spendLogs } = await gql(`query($first: Int, $after: String, $since: DateTime, $until: DateTime, $teamId: String, $userId: String,
     $keyAlias: String, $model: String, $status: String) {
     spendLogs(first: $first, after: $after, since: $since, until: $until, teamId: $teamId, userId: $userId, keyAlias: $keyAlias,
@@ -44,7 +48,8 @@ export async function render(ctx) {
   });
   const next = new URLSearchParams(p);
   next.set("after", spendLogs.pageInfo.endCursor || "");
-  return h("section", {}, h("h1", {}, "Requests"), ctx.isAdmin ? "" : notice("You see your own key's, user's and team's requests only."), form, detail,
+  return h("section", {}, h("h1", {}, "Requests"), ctx.isAdmin ? "" : notice("You see your own key's, user's and team's requests only."), form,
+    bounded ? notice("A filtered search with no Since covers the last 7 days; set Since to look further back.") : "", detail,
     table([
       { label: "Time", get: (r) => h("button", { type: "button", class: "secondary", onclick: () => open(r.node), "aria-label": `Open request ${r.node.requestId}` }, fmtTime(r.node.startTime)) },
       { label: "Model", get: (r) => r.node.model }, { label: "Team", get: (r) => r.node.teamId ?? "—" }, { label: "User", get: (r) => r.node.userId ?? "—" },
