@@ -45,7 +45,20 @@ class _SummaryGrain(_Measures):
     team_id: Mapped[str] = _key(256)
 
 
-class CostTrackingDailyRow(_Measures, Base):
+class _FullGrain(_Measures):
+    """Model group x model x provider x key x user x team x end user (missing ones stored as ''): the summary's grain
+    plus what budgets per key and per end user need."""
+
+    model_group: Mapped[str] = _key(256)
+    model: Mapped[str] = _key(256)
+    provider: Mapped[str] = _key(64)
+    api_key: Mapped[str] = _key(128)
+    user_id: Mapped[str] = _key(256)
+    team_id: Mapped[str] = _key(256)
+    end_user: Mapped[str] = _key(256)
+
+
+class CostTrackingDailyRow(_FullGrain, Base):
     """One UTC day x model group x model x provider x key x user x team x end user.
 
     Missing dimensions are stored as '' (not NULL) so the composite primary key can hold them. Rows exist only
@@ -59,14 +72,7 @@ class CostTrackingDailyRow(_Measures, Base):
         Index("ix_spendplane_cost_tracking_daily_end_user_day", "end_user", "day"),
     )
 
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    model_group: Mapped[str] = _key(256)
-    model: Mapped[str] = _key(256)
-    provider: Mapped[str] = _key(64)
-    api_key: Mapped[str] = _key(128)
-    user_id: Mapped[str] = _key(256)
-    team_id: Mapped[str] = _key(256)
-    end_user: Mapped[str] = _key(256)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
 
 
 class CostSummaryDailyRow(_SummaryGrain, Base):
@@ -87,7 +93,7 @@ class CostSummaryMonthlyRow(_SummaryGrain, Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
 
 
-class CostTrackingBucketRow(_Measures, Base):
+class CostTrackingBucketRow(_FullGrain, Base):
     """One quarter-hour (UTC) x the daily rollup's grain: what makes a day, week or month in any IANA zone an exact
     sum of whole buckets (every zone's offset is a multiple of 15 minutes, Asia/Kathmandu's +05:45 included).
 
@@ -101,14 +107,7 @@ class CostTrackingBucketRow(_Measures, Base):
     )
 
     #: The bucket's first instant (UTC, on a quarter hour).
-    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    model_group: Mapped[str] = _key(256)
-    model: Mapped[str] = _key(256)
-    provider: Mapped[str] = _key(64)
-    api_key: Mapped[str] = _key(128)
-    user_id: Mapped[str] = _key(256)
-    team_id: Mapped[str] = _key(256)
-    end_user: Mapped[str] = _key(256)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
 
 
 class CostSummaryBucketRow(_SummaryGrain, Base):
