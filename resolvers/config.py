@@ -266,16 +266,21 @@ def _bool_parse(raw: str) -> bool:
 _bool = Parser(_bool_parse, "`true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`)")
 
 
-def _auto_bool_parse(raw: str) -> bool | None:
-    if raw.lower() == "auto":
-        return None
-    try:
-        return _bool_parse(raw)
-    except ValueError:
-        raise ValueError("must be auto, true or false") from None
+def _or_auto(parse: Callable[[str], T], problem: str) -> Callable[[str], T | None]:
+    """`auto` (None: decided at run time) or what `parse` reads; anything else is `problem`."""
+
+    def parse_or_auto(raw: str) -> T | None:
+        if raw.lower() == "auto":
+            return None
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ValueError(problem) from None
+
+    return parse_or_auto
 
 
-_auto_bool = Parser(_auto_bool_parse, "`auto`, `true`, `false`")
+_auto_bool = Parser(_or_auto(_bool_parse, "must be auto, true or false"), "`auto`, `true`, `false`")
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -300,16 +305,10 @@ def _usd_or_zero_parse(raw: str) -> Decimal:
 _usd_or_zero = Parser(_usd_or_zero_parse, "0 to 1000000000")
 
 
-def _usd_or_auto_parse(raw: str) -> Decimal | None:
-    if raw.lower() == "auto":
-        return None
-    try:
-        return _usd_or_zero_parse(raw)
-    except ValueError:
-        raise ValueError("must be auto or an amount in USD from 0 (none) to 1000000000") from None
-
-
-_usd_or_auto = Parser(_usd_or_auto_parse, "auto, or 0 to 1000000000")
+_usd_or_auto = Parser(
+    _or_auto(_usd_or_zero_parse, "must be auto or an amount in USD from 0 (none) to 1000000000"),
+    "auto, or 0 to 1000000000",
+)
 
 
 def _one_of(*choices: str) -> Parser[str]:
