@@ -144,6 +144,7 @@ def spend_event(call_id: str, team: str, model: str, output: int, cost: Decimal,
 class Outcome:
     label: str
     quantile: Decimal
+    margin: str
     admitted: int = 0
     refused: int = 0
     degraded: int = 0
@@ -157,9 +158,9 @@ class Outcome:
 
 
 async def run_policy(
-    label: str, quantile: Decimal, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]
+    label: str, quantile: Decimal, margin: str, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]
 ) -> Outcome:
-    outcome = Outcome(label, quantile)
+    outcome = Outcome(label, quantile, margin)
     rng = random.Random(seed * 7919 + 1)
     with tempfile.TemporaryDirectory(prefix="spendplane-reservations-") as tmp:
         settings = Settings(
@@ -170,6 +171,7 @@ async def run_policy(
             price_map_url=None,
             price_map_cache=str(Path(tmp) / "price-map.json"),
             reservation_quantile=quantile,
+            reservation_margin=margin,
             enforcement_timeout_ms=60_000,  # a loaded machine must not turn decisions into fail-open ones
         )
         app = create_app(settings, announce_admin_key=lambda key: None)
@@ -270,18 +272,25 @@ def pct(value: Decimal) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quantiles", default="", help="extra quantiles to run besides the three policies")
+    parser.add_argument("--quantiles", default="", help="extra quantiles to run (pooled) besides the three policies")
+    parser.add_argument(
+        "--per-request", default="", help="extra quantiles to run held per request (RESERVATION_MARGIN=per_request)"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # budget alerts are expected here, by the hundred
-    calibrated = Settings().reservation_quantile
+    defaults = Settings()
+    calibrated, margin = defaults.reservation_quantile, defaults.reservation_margin
     book = PriceBook()
     trace = build_trace(args.seed, book)
     demand: dict[str, Decimal] = {}
     for item in trace:
         demand[item.team] = demand.get(item.team, Decimal(0)) + item.cost
     limits = {team: (cost / OVERSUBSCRIBED).quantize(Decimal("0.01")) for team, cost in sorted(demand.items())}
-    policies = [("calibrated", calibrated), ("median", Decimal("0.5")), ("worst", Decimal(1))]
-    policies += [(f"q={q}", Decimal(q)) for q in args.quantiles.split(",") if q.strip()]
+    # The median and the worst case are held per request: what spendplane held before, and what LiteLLM holds.
+    policies = [("calibrated", calibrated, margin), ("median", Decimal("0.5"), "per_request")]
+    policies += [("worst", Decimal(1), "per_request")]
+    policies += [(f"q={q}", Decimal(q), "pooled") for q in args.quantiles.split(",") if q.strip()]
+    policies += [(f"q={q} per request", Decimal(q), "per_request") for q in args.per_request.split(",") if q.strip()]
     print(
         f"seed {args.seed}: {len(trace)} requests over {TEAMS} team budgets (limits {min(limits.values())} to "
         f"{max(limits.values())} USD, demand {OVERSUBSCRIBED}x the limits), {IN_FLIGHT} in flight, "
@@ -289,16 +298,16 @@ async def main() -> None:
     )
     print()
     print(
-        "| policy | quantile held | admitted | refused | false refusals | overshoot (of limits) | worst budget "
-        "| budgets over | limits used | run s |"
+        "| policy | quantile held | margin | admitted | refused | false refusals | overshoot (of limits) "
+        "| worst budget | budgets over | limits used | run s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
-    for label, quantile in policies:
-        outcome = await run_policy(label, quantile, args.seed, trace, limits)
+    for label, quantile, how in policies:
+        outcome = await run_policy(label, quantile, how, args.seed, trace, limits)
         results.append(outcome)
         print(
-            f"| {label} | {quantile} | {outcome.admitted} | {outcome.refused} | {outcome.false_refusals} | "
+            f"| {label} | {quantile} | {how} | {outcome.admitted} | {outcome.refused} | {outcome.false_refusals} | "
             f"{pct(outcome.overshoot)} | {pct(outcome.worst_budget_overshoot)} | {outcome.budgets_over}/{TEAMS} | "
             f"{pct(outcome.used)} | {outcome.seconds:.0f} |",
             flush=True,
