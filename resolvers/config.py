@@ -971,13 +971,16 @@ class Settings:
         "900",
         "an admitted request's hold on budget is released when its spend arrives, or after this many seconds",
     )
-    #: Which quantile of a request's predicted cost its reservation holds (learned output lengths per model).
+    #: Which quantile of the predicted cost holds cover (learned output lengths per model): of the sum in flight
+    #: on each budget (RESERVATION_MARGIN=pooled) or of each request's own cost (per_request).
     reservation_quantile: Decimal = setting(
         "RESERVATION_QUANTILE",
         _quantile,
-        "0.8",
-        "which quantile of a request's predicted cost its reservation holds, from the model's learned output "
-        "lengths: `0.5` the median, `1` the worst case (`max_tokens`); chosen by `bench/reservations.py`",
+        "0.9",
+        "which quantile of the predicted cost holds cover, from the models' learned output lengths: with "
+        "`RESERVATION_MARGIN=pooled` of the sum in flight on each budget, with `per_request` of each request's "
+        "cost; `0.5` the mean (pooled) or median (per request), `1` the worst case (`max_tokens`); chosen by "
+        "`bench/reservations.py`",
     )
     #: How the quantile is held: per budget over the requests in flight (pooled) or by each request alone.
     reservation_margin: str = setting(

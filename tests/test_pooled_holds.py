@@ -25,6 +25,9 @@ from tests.test_ledger import TTL, claim, ledgers, settle
 from tests.test_reservations import GATEWAY, GPT_4O_OUT, HI, MAX_TOKENS, PATIENT, learn, lengths, predicted
 
 Z = margin_z(Decimal("0.8"), pooled=True)
+#: What the gateway uses when nothing is set.
+DEFAULT_QUANTILE = Settings.from_env({}).reservation_quantile
+DEFAULT_Z = margin_z(DEFAULT_QUANTILE, pooled=True)
 AMOUNT, VARIANCE = Decimal("0.1"), Decimal("0.01")  # each request: mean 0.10 USD, standard deviation 0.10 USD
 
 
@@ -169,7 +172,7 @@ async def test_predict_reports_the_mean_and_spread_that_a_pooled_hold_takes(
         body = await predicted(api, max_tokens=MAX_TOKENS)
         sample = np.array(history, dtype=float)
         assert body["held_output_tokens"] == math.ceil(sample.mean())
-        assert Decimal(str(body["held_quantile"])) == Decimal("0.8")
+        assert Decimal(str(body["held_quantile"])) == DEFAULT_QUANTILE
         spread = Decimal(str(body["held_std_dev_usd"]))
         assert abs(spread - GPT_4O_OUT * Decimal(float(sample.std()))) < Decimal("1e-8")
         data = await api.data(
@@ -197,7 +200,7 @@ async def test_the_gateway_refuses_a_request_whose_mean_fits_but_not_its_margin_
         held, spread = Decimal(str(body["held_cost_usd"])), Decimal(str(body["held_std_dev_usd"]))
         assert held > 0 and spread > 0
         # A limit between the mean and the mean plus its margin (z x spread).
-        limit = (held + Z * spread / 2).quantize(Decimal("0.000001"))
+        limit = (held + DEFAULT_Z * spread / 2).quantize(Decimal("0.000001"))
         await create_budget(api, entityId="eng", monthlyLimit=str(limit))
         await api.runtime().enforcement().refresh()
         answer = await api.client.post(
@@ -216,8 +219,8 @@ async def test_the_gateway_refuses_a_request_whose_mean_fits_but_not_its_margin_
         six = Decimal("0.000001")
         assert message.startswith(
             f"this request (held at {held.quantize(six).normalize():f} USD, plus "
-            f"{(Z * spread).quantize(six).normalize():f} USD of margin for the spread of the requests in flight) "
-            "does not fit in what is left of team budget"
+            f"{(DEFAULT_Z * spread).quantize(six).normalize():f} USD of margin for the spread of the requests in "
+            "flight) does not fit in what is left of team budget"
         ), message
         budget = (await api.data("{ budgets { reserved } }"))["budgets"][0]
         assert Decimal(budget["reserved"]) == 0  # refused: nothing held

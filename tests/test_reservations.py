@@ -253,6 +253,7 @@ async def test_holding_a_quantile_costs_no_database_round_trip_per_decision(
         body = await predicted(api, max_tokens=MAX_TOKENS)
         held, spread = Decimal(str(body["held_cost_usd"])), Decimal(str(body["held_std_dev_usd"]))
         # 31 means, and the pooled margin: z x sqrt(31) x one request's spread (the spread is shown rounded up).
-        margin = margin_z(Decimal("0.8"), pooled=True) * Decimal(31).sqrt() * spread
+        z = margin_z(Settings.from_env({}).reservation_quantile, pooled=True)
+        margin = z * Decimal(31).sqrt() * spread
         assert spread > 0
         assert margin - Decimal("1e-8") <= Decimal(budget["reserved"]) - 31 * held <= margin + Decimal("1e-8")
