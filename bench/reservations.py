@@ -15,6 +15,8 @@ the median, what spendplane held before; the calibrated one is the setting's def
    decision, prediction, ledger and all; nothing of the decision is re-implemented here — with 200 requests in
    flight; when 200 are, one of them (at random) finishes and its real cost (its output length drawn from the
    same distributions) arrives through `ingest`, which settles its hold, as LiteLLM's logging callback does.
+   The app runs on a simulated clock (10 ms per request) and refreshes spend every 2 simulated seconds, as its
+   background loop would: a run does not depend on how fast the machine is.
 
 Then, per policy: overshoot = money spent beyond the hard limit, summed over budgets, as a share of the limits'
 sum (and the worst single budget); false refusals = refused requests whose real cost fitted in what their budget
@@ -62,6 +64,10 @@ REQUESTS_PER_TEAM = 300
 HISTORY_PER_MODEL = 1500
 #: Each budget's limit is what its share of the trace would cost in all, divided by this: budgets run out.
 OVERSUBSCRIBED = Decimal("1.25")
+#: Simulated time between two requests of the trace, and how often (simulated) the enforcer refreshes spend and
+#: settles, as its background loop does every SPEND_REFRESH_SECONDS: the run does not depend on the machine's speed.
+STEP = timedelta(milliseconds=10)
+REFRESH_EVERY = timedelta(seconds=2)
 WORDS = ("budget", "forecast", "ledger", "spend", "model", "token", "request", "team", "key", "report", "usage")
 
 
@@ -173,8 +179,10 @@ async def run_policy(
             reservation_quantile=quantile,
             reservation_margin=margin,
             enforcement_timeout_ms=60_000,  # a loaded machine must not turn decisions into fail-open ones
+            spend_refresh_seconds=3600,  # the background loop stays idle: refreshes come at simulated times
         )
-        app = create_app(settings, announce_admin_key=lambda key: None)
+        clock = SimulatedClock(datetime.now(UTC).replace(microsecond=0))
+        app = create_app(settings, clock=clock, announce_admin_key=lambda key: None)
         async with app.router.lifespan_context(app) as state:
             runtime: Runtime = state["runtime"]  # type: ignore[index]
             enforcer = runtime.enforcement()
@@ -230,7 +238,12 @@ async def run_policy(
                 )
                 spent[item.team] += item.cost
 
+            last_refresh = clock.now
             for item in trace:
+                clock.now += STEP
+                if clock.now - last_refresh >= REFRESH_EVERY:
+                    await enforcer.refresh()
+                    last_refresh = clock.now
                 call_id = f"call-{uuid.uuid4().hex}"
                 decision = await enforcer.admit(
                     Admission(
@@ -263,6 +276,16 @@ async def run_policy(
     outcome.false_refusals = sum(1 for item in refused if item.cost <= left[item.team])
     outcome.spent = spent
     return outcome
+
+
+@dataclass
+class SimulatedClock:
+    """The app's clock: it moves only when the replay says (STEP per request)."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def pct(value: Decimal) -> str:
