@@ -1,11 +1,12 @@
 """Benchmark: what a reservation should hold — the worst case, the median or a calibrated quantile — in one run.
 
     .venv/bin/python bench/reservations.py --seed 1
-    .venv/bin/python bench/reservations.py --seed 1 --quantiles 0.8,0.9,0.95,0.99   # also sweep other quantiles
+    .venv/bin/python bench/reservations.py --seed 1 --quantiles 0.9,0.95 --per-request 0.9   # other policies too
 
 For each policy it starts spendplane's real app (lifespan, in process) on a fresh SQLite file with
-RESERVATION_QUANTILE set to the policy's quantile (`1` is the worst case: `max_tokens`, what LiteLLM holds; `0.5`
-the median, what spendplane held before; the calibrated one is the setting's default), then:
+RESERVATION_QUANTILE and RESERVATION_MARGIN set to the policy's (`1` per request is the worst case: `max_tokens`,
+what LiteLLM holds; `0.5` per request the median, what spendplane held before issue 12; the calibrated one is the
+settings' default; `--quantiles` runs pooled holds, `--per-request` per-request ones), then:
 
 1. writes 18 days of spend history through the real ingestion (`resolvers.ingestion.ingest`): four models whose
    completion lengths follow log-normal distributions (each capped at the model's max_tokens), and lets the
@@ -295,7 +296,7 @@ def pct(value: Decimal) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quantiles", default="", help="extra quantiles to run (pooled) besides the three policies")
+    parser.add_argument("--quantiles", default="", help="extra quantiles to run pooled (RESERVATION_MARGIN=pooled)")
     parser.add_argument(
         "--per-request", default="", help="extra quantiles to run held per request (RESERVATION_MARGIN=per_request)"
     )
@@ -312,7 +313,7 @@ async def main() -> None:
     # The median and the worst case are held per request: what spendplane held before, and what LiteLLM holds.
     policies = [("calibrated", calibrated, margin), ("median", Decimal("0.5"), "per_request")]
     policies += [("worst", Decimal(1), "per_request")]
-    policies += [(f"q={q}", Decimal(q), "pooled") for q in args.quantiles.split(",") if q.strip()]
+    policies += [(f"q={q} pooled", Decimal(q), "pooled") for q in args.quantiles.split(",") if q.strip()]
     policies += [(f"q={q} per request", Decimal(q), "per_request") for q in args.per_request.split(",") if q.strip()]
     print(
         f"seed {args.seed}: {len(trace)} requests over {TEAMS} team budgets (limits {min(limits.values())} to "

@@ -976,7 +976,7 @@ class Settings:
     reservation_quantile: Decimal = setting(
         "RESERVATION_QUANTILE",
         _quantile,
-        "0.9",
+        "0.8",
         "which quantile of the predicted cost holds cover, from the models' learned output lengths: with "
         "`RESERVATION_MARGIN=pooled` of the sum in flight on each budget, with `per_request` of each request's "
         "cost; `0.5` the mean (pooled) or median (per request), `1` the worst case (`max_tokens`); chosen by "
@@ -986,7 +986,7 @@ class Settings:
     reservation_margin: str = setting(
         "RESERVATION_MARGIN",
         _reservation_margin,
-        "pooled",
+        "per_request",
         "`pooled`: each request holds its mean predicted cost and each budget a margin so that the sum in flight "
         "stays within `RESERVATION_QUANTILE` (z x the square root of the requests' summed variance); "
         "`per_request`: each request holds its own quantile",

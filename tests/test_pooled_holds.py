@@ -1,4 +1,4 @@
-"""Pooled holds (RESERVATION_MARGIN=pooled, the default): each admitted request holds its mean predicted cost, and
+"""Pooled holds (RESERVATION_MARGIN=pooled): each admitted request holds its mean predicted cost, and
 each budget a margin of z x sqrt(sum of its in-flight requests' variances) beside them, so n requests in flight
 need a margin sqrt(n) times one request's, not n times. The margin lives inside the instance's allowance like
 any hold: crashes, limit cuts and other instances are bounded exactly as before."""
@@ -25,9 +25,10 @@ from tests.test_ledger import TTL, claim, ledgers, settle
 from tests.test_reservations import GATEWAY, GPT_4O_OUT, HI, MAX_TOKENS, PATIENT, learn, lengths, predicted
 
 Z = margin_z(Decimal("0.8"), pooled=True)
-#: What the gateway uses when nothing is set.
+#: The quantile the gateway uses when nothing is set, here held pooled.
 DEFAULT_QUANTILE = Settings.from_env({}).reservation_quantile
 DEFAULT_Z = margin_z(DEFAULT_QUANTILE, pooled=True)
+POOLED = {"reservation_margin": "pooled"}
 AMOUNT, VARIANCE = Decimal("0.1"), Decimal("0.01")  # each request: mean 0.10 USD, standard deviation 0.10 USD
 
 
@@ -167,7 +168,7 @@ async def test_predict_reports_the_mean_and_spread_that_a_pooled_hold_takes(
     settings: Settings, clock: Clock, db: Database
 ) -> None:
     history = lengths(400, seed=11)
-    async with started(settings, clock) as api:
+    async with started(settings, clock, **POOLED) as api:
         await learn(api, db, history)
         body = await predicted(api, max_tokens=MAX_TOKENS)
         sample = np.array(history, dtype=float)
@@ -194,7 +195,7 @@ async def test_predict_reports_the_mean_and_spread_that_a_pooled_hold_takes(
 async def test_the_gateway_refuses_a_request_whose_mean_fits_but_not_its_margin_and_says_so(
     settings: Settings, clock: Clock, db: Database
 ) -> None:
-    async with started(settings, clock, **PATIENT) as api:
+    async with started(settings, clock, **PATIENT, **POOLED) as api:
         await learn(api, db, lengths(400, seed=12))
         body = await predicted(api, max_tokens=MAX_TOKENS)
         held, spread = Decimal(str(body["held_cost_usd"])), Decimal(str(body["held_std_dev_usd"]))
