@@ -381,8 +381,10 @@ async def _predict(
     input_cost, output_cost = price.cost(tokens.tokens, expected)
     _, output_cost_high = price.cost(0, high)
     _, held_output_cost = price.cost(0, held)
-    per_token = price.output_per_million / MILLION
-    held_variance = (per_token * per_token * Decimal(variance_tokens)).quantize(VARIANCE_QUANTUM, ROUND_CEILING)
+    held_variance = Decimal(0)
+    if variance_tokens:
+        per_token = price.output_per_million / MILLION
+        held_variance = (per_token * per_token * Decimal(variance_tokens)).quantize(VARIANCE_QUANTUM, ROUND_CEILING)
     return Prediction(
         model=request.model,
         resolved_model=price.model,
