@@ -1,11 +1,12 @@
 """Benchmark: what a reservation should hold — the worst case, the median or a calibrated quantile — in one run.
 
     .venv/bin/python bench/reservations.py --seed 1
-    .venv/bin/python bench/reservations.py --seed 1 --quantiles 0.8,0.9,0.95,0.99   # also sweep other quantiles
+    .venv/bin/python bench/reservations.py --seed 1 --quantiles 0.9,0.95 --per-request 0.9   # other policies too
 
 For each policy it starts spendplane's real app (lifespan, in process) on a fresh SQLite file with
-RESERVATION_QUANTILE set to the policy's quantile (`1` is the worst case: `max_tokens`, what LiteLLM holds; `0.5`
-the median, what spendplane held before; the calibrated one is the setting's default), then:
+RESERVATION_QUANTILE and RESERVATION_MARGIN set to the policy's (`1` per request is the worst case: `max_tokens`,
+what LiteLLM holds; `0.5` per request the median, what spendplane held before issue 12; the calibrated one is the
+settings' default; `--quantiles` runs pooled holds, `--per-request` per-request ones), then:
 
 1. writes 18 days of spend history through the real ingestion (`resolvers.ingestion.ingest`): four models whose
    completion lengths follow log-normal distributions (each capped at the model's max_tokens), and lets the
@@ -15,6 +16,8 @@ the median, what spendplane held before; the calibrated one is the setting's def
    decision, prediction, ledger and all; nothing of the decision is re-implemented here — with 200 requests in
    flight; when 200 are, one of them (at random) finishes and its real cost (its output length drawn from the
    same distributions) arrives through `ingest`, which settles its hold, as LiteLLM's logging callback does.
+   The app runs on a simulated clock (10 ms per request) and refreshes spend every 2 simulated seconds, as its
+   background loop would: a run does not depend on how fast the machine is.
 
 Then, per policy: overshoot = money spent beyond the hard limit, summed over budgets, as a share of the limits'
 sum (and the worst single budget); false refusals = refused requests whose real cost fitted in what their budget
@@ -62,6 +65,10 @@ REQUESTS_PER_TEAM = 300
 HISTORY_PER_MODEL = 1500
 #: Each budget's limit is what its share of the trace would cost in all, divided by this: budgets run out.
 OVERSUBSCRIBED = Decimal("1.25")
+#: Simulated time between two requests of the trace, and how often (simulated) the enforcer refreshes spend and
+#: settles, as its background loop does every SPEND_REFRESH_SECONDS: the run does not depend on the machine's speed.
+STEP = timedelta(milliseconds=10)
+REFRESH_EVERY = timedelta(seconds=2)
 WORDS = ("budget", "forecast", "ledger", "spend", "model", "token", "request", "team", "key", "report", "usage")
 
 
@@ -144,6 +151,7 @@ def spend_event(call_id: str, team: str, model: str, output: int, cost: Decimal,
 class Outcome:
     label: str
     quantile: Decimal
+    margin: str
     admitted: int = 0
     refused: int = 0
     degraded: int = 0
@@ -157,9 +165,9 @@ class Outcome:
 
 
 async def run_policy(
-    label: str, quantile: Decimal, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]
+    label: str, quantile: Decimal, margin: str, seed: int, trace: list[TraceItem], limits: dict[str, Decimal]
 ) -> Outcome:
-    outcome = Outcome(label, quantile)
+    outcome = Outcome(label, quantile, margin)
     rng = random.Random(seed * 7919 + 1)
     with tempfile.TemporaryDirectory(prefix="spendplane-reservations-") as tmp:
         settings = Settings(
@@ -170,9 +178,12 @@ async def run_policy(
             price_map_url=None,
             price_map_cache=str(Path(tmp) / "price-map.json"),
             reservation_quantile=quantile,
+            reservation_margin=margin,
             enforcement_timeout_ms=60_000,  # a loaded machine must not turn decisions into fail-open ones
+            spend_refresh_seconds=3600,  # the background loop stays idle: refreshes come at simulated times
         )
-        app = create_app(settings, announce_admin_key=lambda key: None)
+        clock = SimulatedClock(datetime.now(UTC).replace(microsecond=0))
+        app = create_app(settings, clock=clock, announce_admin_key=lambda key: None)
         async with app.router.lifespan_context(app) as state:
             runtime: Runtime = state["runtime"]  # type: ignore[index]
             enforcer = runtime.enforcement()
@@ -228,7 +239,12 @@ async def run_policy(
                 )
                 spent[item.team] += item.cost
 
+            last_refresh = clock.now
             for item in trace:
+                clock.now += STEP
+                if clock.now - last_refresh >= REFRESH_EVERY:
+                    await enforcer.refresh()
+                    last_refresh = clock.now
                 call_id = f"call-{uuid.uuid4().hex}"
                 decision = await enforcer.admit(
                     Admission(
@@ -263,6 +279,16 @@ async def run_policy(
     return outcome
 
 
+@dataclass
+class SimulatedClock:
+    """The app's clock: it moves only when the replay says (STEP per request)."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def pct(value: Decimal) -> str:
     return f"{float(value) * 100:.1f}%"
 
@@ -270,18 +296,25 @@ def pct(value: Decimal) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quantiles", default="", help="extra quantiles to run besides the three policies")
+    parser.add_argument("--quantiles", default="", help="extra quantiles to run pooled (RESERVATION_MARGIN=pooled)")
+    parser.add_argument(
+        "--per-request", default="", help="extra quantiles to run held per request (RESERVATION_MARGIN=per_request)"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # budget alerts are expected here, by the hundred
-    calibrated = Settings().reservation_quantile
+    defaults = Settings()
+    calibrated, margin = defaults.reservation_quantile, defaults.reservation_margin
     book = PriceBook()
     trace = build_trace(args.seed, book)
     demand: dict[str, Decimal] = {}
     for item in trace:
         demand[item.team] = demand.get(item.team, Decimal(0)) + item.cost
     limits = {team: (cost / OVERSUBSCRIBED).quantize(Decimal("0.01")) for team, cost in sorted(demand.items())}
-    policies = [("calibrated", calibrated), ("median", Decimal("0.5")), ("worst", Decimal(1))]
-    policies += [(f"q={q}", Decimal(q)) for q in args.quantiles.split(",") if q.strip()]
+    # The median and the worst case are held per request: what spendplane held before, and what LiteLLM holds.
+    policies = [("calibrated", calibrated, margin), ("median", Decimal("0.5"), "per_request")]
+    policies += [("worst", Decimal(1), "per_request")]
+    policies += [(f"q={q} pooled", Decimal(q), "pooled") for q in args.quantiles.split(",") if q.strip()]
+    policies += [(f"q={q} per request", Decimal(q), "per_request") for q in args.per_request.split(",") if q.strip()]
     print(
         f"seed {args.seed}: {len(trace)} requests over {TEAMS} team budgets (limits {min(limits.values())} to "
         f"{max(limits.values())} USD, demand {OVERSUBSCRIBED}x the limits), {IN_FLIGHT} in flight, "
@@ -289,16 +322,16 @@ async def main() -> None:
     )
     print()
     print(
-        "| policy | quantile held | admitted | refused | false refusals | overshoot (of limits) | worst budget "
-        "| budgets over | limits used | run s |"
+        "| policy | quantile held | margin | admitted | refused | false refusals | overshoot (of limits) "
+        "| worst budget | budgets over | limits used | run s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
-    for label, quantile in policies:
-        outcome = await run_policy(label, quantile, args.seed, trace, limits)
+    for label, quantile, how in policies:
+        outcome = await run_policy(label, quantile, how, args.seed, trace, limits)
         results.append(outcome)
         print(
-            f"| {label} | {quantile} | {outcome.admitted} | {outcome.refused} | {outcome.false_refusals} | "
+            f"| {label} | {quantile} | {how} | {outcome.admitted} | {outcome.refused} | {outcome.false_refusals} | "
             f"{pct(outcome.overshoot)} | {pct(outcome.worst_budget_overshoot)} | {outcome.budgets_over}/{TEAMS} | "
             f"{pct(outcome.used)} | {outcome.seconds:.0f} |",
             flush=True,

@@ -34,7 +34,7 @@ from resolvers.budgets import BudgetState
 from resolvers.config import Settings
 from resolvers.delivery import DeliveryWorker
 from resolvers.embedded import EmbeddedLock
-from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer
+from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer, ledger_margin_z
 from resolvers.errors import NotFound
 from resolvers.events import Event, event_bus_for
 from resolvers.feeds import Feed
@@ -145,7 +145,7 @@ def create_app(
                 bus=bus,
                 prices=prices,
                 history=runtime.history,
-                ledger=Ledger(gateway_db, litellm, spend_to_date, clock, ttl),
+                ledger=Ledger(gateway_db, litellm, spend_to_date, clock, ttl, margin_z=ledger_margin_z(settings)),
                 clock=clock,
                 unit_of_work=runtime.work,
             )

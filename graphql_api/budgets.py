@@ -67,7 +67,8 @@ class BudgetType:
     alert_email: str | None
     current_spend: Decimal = strawberry.field(description="USD spent in the current window, from LiteLLM_SpendLogs.")
     reserved: Decimal = strawberry.field(
-        description="USD held for admitted requests whose spend is not recorded yet (in flight), on every instance."
+        description="USD held for admitted requests whose spend is not recorded yet (in flight), on every instance, "
+        "the pooled margin over them included."
     )
     remaining: Decimal = strawberry.field(
         description="USD that can still be spent before the hard limit blocks (limit x hard percent - spend), "

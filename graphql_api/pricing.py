@@ -70,11 +70,17 @@ class CostPredictionView:
     verbosity_profile: str
     history_requests: int | None
     held_quantile: Decimal | None = strawberry.field(
-        description="The quantile of the learned output length a reservation holds (RESERVATION_QUANTILE); "
+        description="The quantile a reservation holds (RESERVATION_QUANTILE): of the learned output length when "
+        "RESERVATION_MARGIN is per_request; pooled (the default), of the sum in flight on each budget, the "
+        "request holding its mean and the budget a margin over its requests' spread (heldStdDev); "
         "null when no history is learned for the model and the profile's estimate is held."
     )
     held_output_tokens: int = strawberry.field(description="The output tokens a reservation for this request holds.")
     held_cost: Decimal = strawberry.field(description="What a reservation for this request holds on its budgets.")
+    held_std_dev: Decimal = strawberry.field(
+        description="Pooled holds: the held cost's standard deviation, from the learned output lengths; each budget "
+        "holds z x the square root of its requests' summed variances beside their means (0: held per request)."
+    )
     budget_remaining: Decimal | None = strawberry.field(
         description="For a key's token: what its tightest budget still allows."
     )
@@ -125,6 +131,7 @@ class PricingQueries:
             request,
             quantile=runtime.settings.reservation_quantile,
             counting=runtime.predictor_counting,
+            pooled=runtime.settings.reservation_margin == "pooled",
         )
         fit = None
         if principal.key_hash is not None:
@@ -149,6 +156,7 @@ class PricingQueries:
             held_quantile=p.held_quantile,
             held_output_tokens=p.held_output_tokens,
             held_cost=p.held_cost,
+            held_std_dev=p.held_std_dev,
             budget_remaining=fit.remaining if fit else None,
             within_budget=fit.within if fit else None,
             warning=fit.warning if fit else None,

@@ -344,6 +344,18 @@ def _failure_mode_parse(raw: str) -> str:
 _failure_mode = Parser(_failure_mode_parse, "`open`, `closed`")
 
 
+def _reservation_margin_parse(raw: str) -> str:
+    if raw.lower() not in {"pooled", "per_request"}:
+        raise ValueError(
+            "must be pooled (each request holds its mean, each budget a margin for the sum in flight) or "
+            "per_request (each request holds its own quantile)"
+        )
+    return raw.lower()
+
+
+_reservation_margin = Parser(_reservation_margin_parse, "`pooled`, `per_request`")
+
+
 def _seconds_parse(raw: str) -> float:
     problem = "must be a number of seconds from 0.1 to 3600"
     try:
@@ -959,13 +971,25 @@ class Settings:
         "900",
         "an admitted request's hold on budget is released when its spend arrives, or after this many seconds",
     )
-    #: Which quantile of a request's predicted cost its reservation holds (learned output lengths per model).
+    #: Which quantile of the predicted cost holds cover (learned output lengths per model): of the sum in flight
+    #: on each budget (RESERVATION_MARGIN=pooled) or of each request's own cost (per_request).
     reservation_quantile: Decimal = setting(
         "RESERVATION_QUANTILE",
         _quantile,
         "0.8",
-        "which quantile of a request's predicted cost its reservation holds, from the model's learned output "
-        "lengths: `0.5` the median, `1` the worst case (`max_tokens`); chosen by `bench/reservations.py`",
+        "which quantile of the predicted cost holds cover, from the models' learned output lengths: with "
+        "`RESERVATION_MARGIN=pooled` of the sum in flight on each budget, with `per_request` of each request's "
+        "cost; `0.5` the mean (pooled) or median (per request), `1` the worst case (`max_tokens`); chosen by "
+        "`bench/reservations.py`",
+    )
+    #: How the quantile is held: per budget over the requests in flight (pooled) or by each request alone.
+    reservation_margin: str = setting(
+        "RESERVATION_MARGIN",
+        _reservation_margin,
+        "per_request",
+        "`pooled`: each request holds its mean predicted cost and each budget a margin so that the sum in flight "
+        "stays within `RESERVATION_QUANTILE` (z x the square root of the requests' summed variance); "
+        "`per_request`: each request holds its own quantile",
     )
     #: What a request for a model with no known price holds: None (the default, "auto") the dearest price of a
     #: known model of its provider, else of any model; or a fixed (input, output) price per million tokens.

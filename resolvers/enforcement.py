@@ -51,7 +51,7 @@ from resolvers.config import Settings
 from resolvers.errors import InvalidInput
 from resolvers.events import Event, EventBus
 from resolvers.features import FEATURES_TOPIC, get_features
-from resolvers.ledger import Claim, Ledger, Refusal, SpendSeen
+from resolvers.ledger import Claim, Ledger, Refusal, SpendSeen, margin_z
 from resolvers.periods import Period, Window
 from resolvers.predictor import Counting, OutputHistory, Prediction, PredictionRequest, predict, unpriced_prediction
 from resolvers.pricing import PriceBook
@@ -213,12 +213,16 @@ class Decision:
     estimated_cost: Decimal = Decimal(0)
     #: What was (or would be) held for the request: the estimate, or a conservative one for unpriced models.
     held_cost: Decimal = Decimal(0)
+    #: Pooled holds: the held cost's variance (USD squared); each budget holds z x sqrt(sum) beside the holds.
+    held_variance: Decimal = Decimal(0)
     prediction: Prediction | None = None
     price_missing: bool = False
     enforced: bool = True
     degraded: bool = False  # the database did not answer in time; the failure mode decided
     #: What is left of the binding budget when a request does not fit (the ledger's figure when it refused).
     left: Decimal | None = None
+    #: Pooled holds: what the binding budget's margin would have grown by had the request been admitted.
+    margin: Decimal = Decimal(0)
     #: The caller with its key's user and team filled in (None when the decision came before the look-up).
     caller: Caller | None = None
 
@@ -544,8 +548,11 @@ class Enforcer:
             return decision
         wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
         quantile = self.settings.reservation_quantile
+        pooled = self.settings.reservation_margin == "pooled"
         try:
-            prediction = await predict(self.prices, self.history, wanted, quantile=quantile, counting=self.counting)
+            prediction = await predict(
+                self.prices, self.history, wanted, quantile=quantile, counting=self.counting, pooled=pooled
+            )
         except InvalidInput:
             # No price: held at a conservative price (UNPRICED_MODEL_PRICE) and at least the range's high end.
             prediction = await unpriced_prediction(
@@ -563,9 +570,14 @@ class Enforcer:
                 estimated_cost=prediction.total_cost,
                 held_cost=max(prediction.total_cost_high, prediction.held_cost),
             )
-        # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate.
+        # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate:
+        # per request, or (pooled) the mean with its variance, each budget holding a margin over its requests.
         return replace(
-            decision, prediction=prediction, estimated_cost=prediction.total_cost, held_cost=prediction.held_cost
+            decision,
+            prediction=prediction,
+            estimated_cost=prediction.total_cost,
+            held_cost=prediction.held_cost,
+            held_variance=prediction.held_variance,
         )
 
     def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:
@@ -601,10 +613,11 @@ class Enforcer:
             refusal: Refusal | None = None
             if not short and reserve:
                 claims = [self._claim(c.rule, c.period) for c in checks]
-                refusal = self.ledger.known_exhausted(claims, held)
+                variance = decision.held_variance
+                refusal = self.ledger.known_exhausted(claims, held, variance)
                 if refusal is None:
                     owner = spend_log_key(caller.key, self.settings.litellm_master_key)
-                    refusal = await self.ledger.reserve(decision.call_id, held, claims, owner)
+                    refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)
@@ -618,6 +631,7 @@ class Enforcer:
                         budget=binding,
                         crossed=(binding, *[c for c in short if c is not binding]),
                         left=refusal.available if refusal else binding.remaining,
+                        margin=refusal.margin if refusal else Decimal(0),
                     )
                 )
         if warnings:
@@ -850,6 +864,11 @@ class Enforcer:
 HIDDEN_BUDGET = "a budget outside this key's scope"
 
 
+def ledger_margin_z(settings: Settings) -> Decimal:
+    """The ledger's pooled-margin z for these settings (0: each request holds its own quantile)."""
+    return margin_z(settings.reservation_quantile, pooled=settings.reservation_margin == "pooled")
+
+
 def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
     """The decision in words, for `viewer` (None: a trusted reader, the gateway and its logs).
 
@@ -864,7 +883,7 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
         if decision.alert_type is AlertType.BUDGET_EXCEEDED:
             return f"{HIDDEN_BUDGET} is exhausted"
         if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
-            return f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of {HIDDEN_BUDGET}"
+            return f"this request ({_held(decision)}) does not fit in what is left of {HIDDEN_BUDGET}"
         return f"{HIDDEN_BUDGET} is close to its limit"
     resets = check.resets_at.isoformat()
     if decision.alert_type is AlertType.BUDGET_EXCEEDED:
@@ -875,13 +894,22 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
     if decision.alert_type is AlertType.REQUEST_EXCEEDS_BUDGET:
         left = check.remaining if decision.left is None else decision.left
         return (
-            f"this request (held at {_usd(decision.held_cost)}) does not fit in what is left of "
-            f"{rule.describe()}: {_usd(left)}; it resets at {resets}"
+            f"this request ({_held(decision)}) does not fit in what is left of {rule.describe()}: {_usd(left)}; "
+            f"it resets at {resets}"
         )
     return (
         f"{rule.describe()} is at {check.utilization * 100:.1f}% of its limit ({_usd(check.spend)} of "
         f"{_usd(rule.limit)}" + (f", {_usd(check.reserved)} more in flight)" if check.reserved else ")")
     )
+
+
+def _held(decision: Decision) -> str:
+    if decision.margin > 0:
+        return (
+            f"held at {_usd(decision.held_cost)}, plus {_usd(decision.margin)} of margin for the spread of the "
+            "requests in flight"
+        )
+    return f"held at {_usd(decision.held_cost)}"
 
 
 def _explained(decision: Decision) -> Decision:

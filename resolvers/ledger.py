@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from statistics import NormalDist
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,6 +67,7 @@ TIGHT_SHARE = Decimal("0.2")
 #: A spend-log row may start a little before this instance admitted its request (clocks of two hosts).
 CLOCK_SKEW = timedelta(minutes=1)
 BUDGET_KEY_PREFIX = "budget:"
+MEDIAN_QUANTILE = Decimal("0.5")
 
 SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period, datetime], Awaitable[dict[Scope, Decimal]]]
 AccountKey = tuple[str, str]
@@ -90,12 +93,15 @@ class Claim:
 class Refusal:
     claim: Claim
     available: Decimal
+    #: Pooled holds: what the budget's margin would have grown by with this request (0 otherwise).
+    margin: Decimal = Decimal(0)
 
 
 @dataclass(eq=False)
 class _GrantRequest:
     needs: list[tuple[Account, Decimal]]
-    minimum: Decimal
+    #: What each account (by id) must at least gain for the request to fit.
+    minimum: dict[int, Decimal]
     future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]]
 
 
@@ -112,6 +118,8 @@ class Reservation:
     accounts: list[Account]
     settled: bool = False  # the amount is the real cost now, not the estimate
     request_id: str | None = None
+    #: The estimate's variance (USD squared) for the budgets' pooled margin; 0 once settled.
+    variance: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -150,15 +158,43 @@ class Account:
     stored: Decimal = Decimal(0)
     stored_held: Decimal = Decimal(0)
     stored_at: datetime | None = None
+    #: Pooled margin (RESERVATION_MARGIN=pooled): the unsettled holds' summed variance (USD squared), and the
+    #: margin held beside their means, z x sqrt(variance) in whole nanos (kept as holds come and go).
+    z: Decimal = Decimal(0)
+    variance: Decimal = Decimal(0)
+    margin: Decimal = Decimal(0)
 
     @property
     def free(self) -> Decimal:
-        return self.granted - self.held
+        return self.granted - self.held - self.margin
+
+    @property
+    def committed(self) -> Decimal:
+        """Held: the holds and the margin over them."""
+        return self.held + self.margin
 
     @property
     def in_flight(self) -> Decimal:
-        """Held for requests whose real cost is not known yet."""
-        return self.held - self.settled_pending
+        """Held for requests whose real cost is not known yet (the margin over them included)."""
+        return self.held - self.settled_pending + self.margin
+
+    def margin_for(self, variance: Decimal) -> Decimal:
+        if variance <= 0 or self.z <= 0:
+            return Decimal(0)
+        # In float (a margin is a statistic; a Decimal square root costs several microseconds), rounded up to
+        # whole nanos; the same variance always gives the same margin.
+        return Decimal(math.ceil(float(self.z) * math.sqrt(variance) * 1e9)).scaleb(-9)
+
+    def need(self, amount: Decimal, variance: Decimal) -> Decimal:
+        """What a new hold of `amount` with `variance` takes from the free allowance: its amount, and what the
+        margin grows by (sqrt of the summed variance: n alike requests need a margin sqrt(n) times one's)."""
+        if variance <= 0 or self.z <= 0:
+            return amount
+        return amount + self.margin_for(self.variance + variance) - self.margin
+
+    def add_variance(self, delta: Decimal) -> None:
+        self.variance = max(Decimal(0), self.variance + delta)
+        self.margin = self.margin_for(self.variance)
 
 
 @dataclass
@@ -169,6 +205,8 @@ class Ledger:
     clock: Callable[[], datetime]
     reservation_ttl: timedelta
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The pooled margin's z (the standard normal quantile of RESERVATION_QUANTILE); 0: no margin.
+    margin_z: Decimal = Decimal(0)
     accounts: dict[AccountKey, Account] = field(default_factory=dict)
     #: Open reservations by hold id, oldest first (dicts keep insertion order).
     reservations: dict[str, Reservation] = field(default_factory=dict)
@@ -185,12 +223,12 @@ class Ledger:
     def account(self, claim: Claim) -> Account:
         found = self.accounts.get(claim.key)
         if found is None:
-            found = self.accounts[claim.key] = Account(claim)
+            found = self.accounts[claim.key] = Account(claim, z=self.margin_z)
         elif found.claim is not claim:
             if claim.cap < found.claim.cap:
                 # The limit was cut: the free part of the allowance was granted under the old one. Only what
                 # is held stays; the next request asks the database, which judges it on the new limit.
-                found.granted = min(found.granted, whole_nanos(found.held, up=True))
+                found.granted = min(found.granted, whole_nanos(found.committed, up=True))
             found.claim = claim
         return found
 
@@ -205,60 +243,86 @@ class Ledger:
 
     # ---------------------------------------------------------------------------------------------- reserving
 
-    async def reserve(self, call_id: str, amount: Decimal, claims: Sequence[Claim], owner: str = "") -> Refusal | None:
+    async def reserve(
+        self,
+        call_id: str,
+        amount: Decimal,
+        claims: Sequence[Claim],
+        owner: str = "",
+        variance: Decimal = Decimal(0),
+    ) -> Refusal | None:
         """Hold `amount` in every claimed budget, or in none (the refusal names the budget that is short). Every
-        call is a hold of its own: a reused call id never replaces or ends an open one."""
+        call is a hold of its own: a reused call id never replaces or ends an open one. With `variance` (pooled
+        holds) each budget's margin grows with it: the request fits when its amount and the margin's growth do."""
         if amount <= 0 or not claims:
             return None
+        refusal = await self._reserve(call_id, amount, claims, owner, variance)
+        return self._with_margin(refusal, amount, variance)
+
+    async def _reserve(
+        self, call_id: str, amount: Decimal, claims: Sequence[Claim], owner: str, variance: Decimal
+    ) -> Refusal | None:
         accounts = [self.account(c) for c in claims]
         for _ in range(TOP_UP_ATTEMPTS):
-            short = [a for a in accounts if a.free < amount]
-            known_short = self._known_exhausted(short, amount)
+            short = [(a, need) for a in accounts if a.free < (need := a.need(amount, variance))]
+            known_short = self._known_exhausted(short)
             if known_short is not None:
                 return known_short
             if not short:
-                self._hold(call_id, owner, amount, accounts)  # no await between the check above and this
+                self._hold(call_id, owner, amount, accounts, variance)  # no await between the check and this
                 return None
-            refusal = await self._top_up(short, amount)
+            refusal = await self._top_up(short)
             if refusal is not None:
                 return refusal
-        return Refusal(short[0].claim, short[0].free)
+        return Refusal(short[0][0].claim, short[0][0].free)
 
-    def known_exhausted(self, claims: Sequence[Claim], amount: Decimal) -> Refusal | None:
+    def known_exhausted(
+        self, claims: Sequence[Claim], amount: Decimal, variance: Decimal = Decimal(0)
+    ) -> Refusal | None:
         """A refusal this instance can give from memory: the database said a moment ago that not even this much
         is left (no round trip, whatever the request looks like)."""
-        found = [a for c in claims if (a := self.accounts.get(c.key)) is not None and a.free < amount]
-        return self._known_exhausted(found, amount)
+        found = [
+            (a, need)
+            for c in claims
+            if (a := self.accounts.get(c.key)) is not None and a.free < (need := a.need(amount, variance))
+        ]
+        return self._with_margin(self._known_exhausted(found), amount, variance)
 
-    def _known_exhausted(self, short: list[Account], amount: Decimal) -> Refusal | None:
+    def _with_margin(self, refusal: Refusal | None, amount: Decimal, variance: Decimal) -> Refusal | None:
+        if refusal is None or variance <= 0 or (account := self.accounts.get(refusal.claim.key)) is None:
+            return refusal
+        return replace(refusal, margin=account.need(amount, variance) - amount)
+
+    def _known_exhausted(self, short: list[tuple[Account, Decimal]]) -> Refusal | None:
         now = self.clock()
-        for account in short:
+        for account, need in short:
             if (
                 account.exhausted is not None
                 and account.exhausted_until is not None
                 and now < account.exhausted_until
-                and amount - account.free > account.exhausted
+                and need - account.free > account.exhausted
             ):
                 return Refusal(account.claim, account.free + account.exhausted)
         return None
 
-    async def _top_up(self, short: list[Account], amount: Decimal) -> Refusal | None:
-        short = sorted(short, key=lambda a: a.claim.key)
+    async def _top_up(self, short: list[tuple[Account, Decimal]]) -> Refusal | None:
+        short = sorted(short, key=lambda pair: pair[0].claim.key)
         held: list[Account] = []
-        for account in short:
-            account.demand += amount
+        for account, need in short:
+            account.demand += need
         try:
-            for account in short:
+            for account, _ in short:
                 await account.lock.acquire()
                 held.append(account)
             # Ask for what this request and every request queued behind it need (a burst gets one grant).
-            needs = [(a, a.demand - a.free) for a in short if a.free < amount]
-            if not needs:
+            lacking = [(a, need) for a, need in short if a.free < need]
+            if not lacking:
                 return None
-            known = self._known_exhausted([a for a, _ in needs], amount)
+            known = self._known_exhausted(lacking)
             if known is not None:  # a request ahead in the queue just heard the database say no
                 return known
-            granted, refusal = await self._grant(needs, minimum=amount)
+            needs = [(a, a.demand - a.free) for a, _ in lacking]
+            granted, refusal = await self._grant(needs, minimum={id(a): need for a, need in lacking})
             for account, extra in granted:
                 account.granted += extra
                 account.exhausted = account.exhausted_until = None
@@ -268,13 +332,13 @@ class Ledger:
                 short_account.exhausted_until = self.clock() + EXHAUSTED_FOR
             return refusal
         finally:
-            for account in short:
-                account.demand -= amount
+            for account, need in short:
+                account.demand -= need
             for account in held:
                 account.lock.release()
 
     async def _grant(
-        self, needs: list[tuple[Account, Decimal]], *, minimum: Decimal
+        self, needs: list[tuple[Account, Decimal]], *, minimum: dict[int, Decimal]
     ) -> tuple[list[tuple[Account, Decimal]], Refusal | None]:
         """Queue this request's top-up for the next grant transaction. Concurrent top-ups (a burst of new keys,
         say) share one transaction instead of queueing for the database one by one."""
@@ -317,14 +381,14 @@ class Ledger:
             for account in accounts:
                 cap, recorded, others = states[id(account)]
                 if cap < account.claim.cap:  # cut since this instance last loaded budgets: the free part goes
-                    account.granted = min(account.granted, whole_nanos(account.held, up=True))
+                    account.granted = min(account.granted, whole_nanos(account.committed, up=True))
                 left[id(account)] = cap - recorded - others - account.granted
             extras: dict[int, Decimal] = {}
             for request in batch:
                 refusal = None
                 for account, _ in request.needs:
                     available = left[id(account)] - extras.get(id(account), Decimal(0))
-                    if whole_nanos(available) < whole_nanos(request.minimum - account.free, up=True):
+                    if whole_nanos(available) < whole_nanos(request.minimum[id(account)] - account.free, up=True):
                         refusal = Refusal(account.claim, max(Decimal(0), available + account.free))
                         break
                 if refusal is not None:
@@ -440,16 +504,21 @@ class Ledger:
 
     # ---------------------------------------------------------------------------------------------- holding
 
-    def _hold(self, call_id: str, owner: str, amount: Decimal, accounts: list[Account]) -> None:
+    def _hold(
+        self, call_id: str, owner: str, amount: Decimal, accounts: list[Account], variance: Decimal = Decimal(0)
+    ) -> None:
         now = self.clock()
+        variance = variance if self.margin_z > 0 else Decimal(0)
         reservation = Reservation(
-            f"{self.instance_id[:8]}-{next(self._hold_ids)}", call_id, owner, amount, now, accounts
+            f"{self.instance_id[:8]}-{next(self._hold_ids)}", call_id, owner, amount, now, accounts, variance=variance
         )
         self.reservations[reservation.hold_id] = reservation
         self._open_by_call.setdefault((call_id, owner), []).append(reservation)
         for account in accounts:
             account.held += amount
             account.holds += 1
+            if variance:
+                account.add_variance(variance)
             account.active = True
             account.last_used = now
 
@@ -463,6 +532,9 @@ class Ledger:
         for account in reservation.accounts:
             account.held += actual - reservation.amount
             account.settled_pending += actual
+            if reservation.variance:  # the cost is known now: its share of the margin goes
+                account.add_variance(-reservation.variance)
+        reservation.variance = Decimal(0)
         reservation.amount, reservation.settled, reservation.request_id = actual, True, spend.request_id
         self.settled_requests[spend.request_id] = reservation
 
@@ -488,6 +560,8 @@ class Ledger:
         for account in reservation.accounts:
             account.held -= reservation.amount
             account.holds -= 1
+            if reservation.variance:
+                account.add_variance(-reservation.variance)
             if reservation.settled:
                 account.settled_pending -= reservation.amount
             if recorded:
@@ -651,7 +725,7 @@ class Ledger:
         for key, account in list(self.accounts.items()):
             idle_for = now - (account.last_used or now)
             if not account.active and not account.lock.locked() and (account.tight or idle_for > IDLE_RELEASE_AFTER):
-                account.granted = whole_nanos(account.held, up=True)  # idle: hand the free part back
+                account.granted = whole_nanos(account.committed, up=True)  # idle: hand the free part back
             account.active = False
             account.exhausted = account.exhausted_until = None
             stale = account.stored_at is None or now - account.stored_at > renew_after
@@ -693,10 +767,18 @@ class Ledger:
         """Hand the free part of every allowance back (a clean shutdown frees it at once); what is held stays
         counted, with its expiry, for the requests still running."""
         for account in self.accounts.values():
-            account.granted = whole_nanos(account.held, up=True)
+            account.granted = whole_nanos(account.committed, up=True)
         if self.accounts:
             await self._persist(sorted(self.accounts.values(), key=lambda a: a.claim.key), self.clock())
         self.accounts.clear()
+
+
+def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
+    """The pooled margin's z: the standard normal quantile at RESERVATION_QUANTILE (0 per request, at the median
+    and at the worst case, which holds max_tokens and needs no margin)."""
+    if not pooled or not MEDIAN_QUANTILE < quantile < 1:
+        return Decimal(0)
+    return Decimal(str(round(NormalDist().inv_cdf(float(quantile)), 6)))
 
 
 def _pairs(spend: SpendSeen) -> tuple[tuple[str, str], ...]:

@@ -14,21 +14,23 @@ quantile of), except at quantile 1.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.litellm import LiteLLMSchema, spend_logs
+from models.types import whole_nanos
 from resolvers.errors import InvalidInput, Unavailable
-from resolvers.pricing import ModelPrice, PriceBook
+from resolvers.pricing import MILLION, ModelPrice, PriceBook
 from resolvers.tokens import TokenCount, bound_messages, bound_text, count_messages, count_text
 
 if TYPE_CHECKING:
@@ -115,8 +117,12 @@ def profile_for(*names: str) -> Profile:
 
 #: Learned quantiles are kept per mille (0.001 ... 0.999), plus the maximum.
 QUANTILE_STEPS = 1000
+#: Capped moments kept per learned model (distinct max_tokens values seen).
+CAPPED_CACHE = 64
 MEDIAN = Decimal("0.5")
 WORST_CASE = Decimal(1)
+#: Variances (USD squared) are kept to this many places: sums and differences of them stay exact.
+VARIANCE_QUANTUM = Decimal("1e-20")
 
 
 @dataclass(frozen=True)
@@ -126,12 +132,37 @@ class OutputStats:
     p90: int
     #: Completion tokens at each quantile k/1000 for k = 1 ... 999 (inclusive method), then the maximum.
     per_mille: tuple[int, ...] = ()
+    #: Mean and variance of the completion tokens (what a pooled hold needs).
+    mean: float = 0.0
+    variance: float = 0.0
+    _capped: dict[int, tuple[float, float]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def learn(cls, lengths: Sequence[int]) -> OutputStats:
         cuts = statistics.quantiles(lengths, n=QUANTILE_STEPS, method="inclusive")
         per_mille = (*(round(c) for c in cuts), max(lengths))
-        return cls(len(lengths), per_mille[QUANTILE_STEPS // 2 - 1], per_mille[QUANTILE_STEPS * 9 // 10 - 1], per_mille)
+        return cls(
+            len(lengths),
+            per_mille[QUANTILE_STEPS // 2 - 1],
+            per_mille[QUANTILE_STEPS * 9 // 10 - 1],
+            per_mille,
+            statistics.fmean(lengths),
+            statistics.pvariance(lengths),
+        )
+
+    def moments(self, cap: int | None) -> tuple[float, float]:
+        """Mean and variance of the completion tokens, each length capped at `cap` (a request's max_tokens).
+        Under a cap below the longest learned length they are read off the per-mille quantiles (cached per cap)."""
+        if cap is None or not self.per_mille or cap >= self.per_mille[-1]:
+            return self.mean, self.variance
+        found = self._capped.get(cap)
+        if found is None:
+            points = [min(n, cap) for n in self.per_mille[:-1]]
+            found = (statistics.fmean(points), statistics.pvariance(points))
+            if len(self._capped) >= CAPPED_CACHE:
+                self._capped.clear()
+            self._capped[cap] = found
+        return found
 
     def at(self, quantile: Decimal) -> int:
         """Completion tokens at `quantile` (0.5 to 1; rounded to the nearest per mille)."""
@@ -210,6 +241,9 @@ class Prediction:
     held_quantile: Decimal | None = None
     held_output_tokens: int = 0
     held_output_cost: Decimal = Decimal(0)
+    #: Pooled holds (RESERVATION_MARGIN=pooled): the variance of the held cost in USD squared, from the learned
+    #: output lengths; each budget holds z x sqrt(sum of its requests' variances) beside their means. 0: none.
+    held_variance: Decimal = Decimal(0)
 
     @property
     def total_cost(self) -> Decimal:
@@ -218,6 +252,11 @@ class Prediction:
     @property
     def total_cost_high(self) -> Decimal:
         return self.input_cost + self.output_cost_high
+
+    @property
+    def held_std_dev(self) -> Decimal:
+        """The held cost's standard deviation (pooled holds; 0 otherwise), in whole nanos."""
+        return whole_nanos(self.held_variance.sqrt(), up=True).normalize() if self.held_variance else Decimal(0)
 
     @property
     def held_cost(self) -> Decimal:
@@ -272,8 +311,10 @@ async def predict(
     *,
     quantile: Decimal,
     counting: Counting | None = None,
+    pooled: bool = False,
 ) -> Prediction:
-    """The prediction, and what a reservation holds: output at `quantile` (RESERVATION_QUANTILE)."""
+    """The prediction, and what a reservation holds: output at `quantile` (RESERVATION_QUANTILE), or with `pooled`
+    (RESERVATION_MARGIN) the mean output and its variance, for the budget's margin over everything in flight."""
     match = book.lookup(request.model)
     if match is None:
         raise InvalidInput(
@@ -281,7 +322,7 @@ async def predict(
             f"no price is known for {request.model!r}: add it with setModelPrice, "
             "SELF_HOSTED_MODELS or LiteLLM's config.yaml",
         )
-    return await _predict(match.price, match.alias, history, request, quantile, counting)
+    return await _predict(match.price, match.alias, history, request, quantile, counting, pooled)
 
 
 async def unpriced_prediction(
@@ -292,6 +333,7 @@ async def unpriced_prediction(
     *,
     quantile: Decimal,
     counting: Counting | None = None,
+    pooled: bool = False,
 ) -> Prediction:
     """A model with no known price, priced conservatively (UNPRICED_MODEL_PRICE): a fixed price, or by default the
     dearest input and output prices of a known model of its provider (of any model when the provider is unknown)."""
@@ -299,7 +341,7 @@ async def unpriced_prediction(
     if price is None:
         low, high = fixed if fixed is not None else (Decimal(0), Decimal(0))
         price = ModelPrice(request.model, None, low, high, "unpriced: UNPRICED_MODEL_PRICE")
-    return await _predict(price, None, history, request, quantile, counting)
+    return await _predict(price, None, history, request, quantile, counting, pooled)
 
 
 async def _predict(
@@ -309,15 +351,20 @@ async def _predict(
     request: PredictionRequest,
     quantile: Decimal,
     counting: Counting | None,
+    pooled: bool = False,
 ) -> Prediction:
     tokens = await count_input(request, price.model, counting)
     learned = history.for_model(request.model, price.model)
     profile = profile_for(request.model, price.model)
     held_quantile: Decimal | None = quantile
+    variance_tokens = 0.0
     if learned is not None:
         expected, high, held = learned.median, learned.p90, learned.at(quantile)
         if request.max_tokens is not None:
             expected, high, held = (min(n, request.max_tokens) for n in (expected, high, held))
+        if pooled and quantile < WORST_CASE:
+            mean, variance_tokens = learned.moments(request.max_tokens)
+            held = math.ceil(mean)
         method = "learned"
     elif request.max_tokens is not None:
         expected = _half_up(profile.share_of_max_tokens * request.max_tokens)
@@ -334,6 +381,10 @@ async def _predict(
     input_cost, output_cost = price.cost(tokens.tokens, expected)
     _, output_cost_high = price.cost(0, high)
     _, held_output_cost = price.cost(0, held)
+    held_variance = Decimal(0)
+    if variance_tokens:
+        per_token = price.output_per_million / MILLION
+        held_variance = (per_token * per_token * Decimal(variance_tokens)).quantize(VARIANCE_QUANTUM, ROUND_CEILING)
     return Prediction(
         model=request.model,
         resolved_model=price.model,
@@ -353,6 +404,7 @@ async def _predict(
         held_quantile=held_quantile,
         held_output_tokens=held,
         held_output_cost=held_output_cost.normalize(),
+        held_variance=held_variance,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import event
 
 from models.db import Database
 from resolvers.config import Settings
+from resolvers.ledger import margin_z
 from resolvers.predictor import OutputStats, refresh_output_history
 from tests.conftest import MASTER_KEY, NOW, Clock, started
 from tests.support import Api, SpendLog, add_spend
@@ -66,7 +67,8 @@ async def test_the_hold_is_the_configured_quantile_of_the_learned_output_lengths
     settings: Settings, clock: Clock, db: Database, quantile: str
 ) -> None:
     history = lengths(400, seed=3)
-    async with started(settings, clock, reservation_quantile=Decimal(quantile)) as api:
+    margin = {"reservation_margin": "per_request"}
+    async with started(settings, clock, reservation_quantile=Decimal(quantile), **margin) as api:
         await learn(api, db, history)
         body = await predicted(api, max_tokens=MAX_TOKENS)
         tokens = held_tokens_expected(history, float(quantile))
@@ -187,16 +189,25 @@ async def _burst_and_settle(api: Api, outputs: list[int]) -> tuple[int, Decimal]
     return len(admitted), Decimal(budget["currentSpend"])
 
 
-@pytest.mark.parametrize(("quantile", "within_bound"), [("default", True), ("0.95", True), ("0.5", False)])
+@pytest.mark.parametrize(
+    ("quantile", "margin", "within_bound"),
+    [
+        ("default", "default", True),
+        ("0.9", "pooled", True),
+        ("0.95", "per_request", True),
+        ("0.5", "per_request", False),
+    ],
+)
 async def test_a_burst_at_the_calibrated_quantile_stays_within_one_percent_of_the_limit(
-    settings: Settings, clock: Clock, db: Database, quantile: str, within_bound: bool
+    settings: Settings, clock: Clock, db: Database, quantile: str, margin: str, within_bound: bool
 ) -> None:
     """200 requests at once against a 1 USD budget: holding the default quantile (or a higher one), what was
     admitted spends at most 1% beyond the limit once it lands; holding the median (the old policy) overshoots:
     the long tail of output lengths is not paid for."""
     chosen = Settings.from_env({}).reservation_quantile if quantile == "default" else Decimal(quantile)
     assert quantile != "default" or chosen > Decimal("0.5")  # the default is not the median
-    async with started(settings, clock, **PATIENT, reservation_quantile=chosen) as api:
+    how = Settings.from_env({}).reservation_margin if margin == "default" else margin
+    async with started(settings, clock, **PATIENT, reservation_quantile=chosen, reservation_margin=how) as api:
         await learn(api, db, lengths(600, seed=7))
         await create_budget(api, entityId="eng", monthlyLimit="1")
         await api.runtime().enforcement().refresh()
@@ -205,12 +216,13 @@ async def test_a_burst_at_the_calibrated_quantile_stays_within_one_percent_of_th
     assert (spent <= Decimal("1.01")) is within_bound, (admitted, spent)
 
 
+@pytest.mark.parametrize("margin", ["per_request", "pooled"])
 async def test_holding_a_quantile_costs_no_database_round_trip_per_decision(
-    settings: Settings, clock: Clock, db: Database
+    settings: Settings, clock: Clock, db: Database, margin: str
 ) -> None:
     """The quantiles are learned once per model (the hourly job); a decision picks one from memory. After the
     first request has its allowance, 30 more admissions at the calibrated quantile send no SQL at all."""
-    async with started(settings, clock, **PATIENT, spend_refresh_seconds=3600) as api:
+    async with started(settings, clock, **PATIENT, spend_refresh_seconds=3600, reservation_margin=margin) as api:
         await learn(api, db, lengths(400, seed=9))
         await create_budget(api, entityId="eng", monthlyLimit="100")
         enforcer = api.runtime().enforcement()
@@ -245,5 +257,10 @@ async def test_holding_a_quantile_costs_no_database_round_trip_per_decision(
         finally:
             event.remove(enforcer.db.engine.sync_engine, "before_cursor_execute", seen)
         budget = (await api.data("{ budgets { reserved } }"))["budgets"][0]
-        held = Decimal(str((await predicted(api, max_tokens=MAX_TOKENS))["held_cost_usd"]))
-        assert Decimal(budget["reserved"]) == 31 * held
+        body = await predicted(api, max_tokens=MAX_TOKENS)
+        held, spread = Decimal(str(body["held_cost_usd"])), Decimal(str(body["held_std_dev_usd"]))
+        # 31 holds, and pooled the margin over them: z x sqrt(31) x one request's spread (shown rounded up).
+        z = margin_z(Settings.from_env({}).reservation_quantile, pooled=margin == "pooled")
+        extra = z * Decimal(31).sqrt() * spread
+        assert (spread > 0) is (margin == "pooled")
+        assert extra - Decimal("1e-8") <= Decimal(budget["reserved"]) - 31 * held <= extra + Decimal("1e-8")

@@ -137,7 +137,9 @@ class BudgetOut(BaseModel):
     hard_limit_percent: Decimal
     alert_email: str | None
     current_spend: Decimal
-    reserved: Decimal = Field(description="Held for admitted requests whose spend is not recorded yet.")
+    reserved: Decimal = Field(
+        description="Held for admitted requests whose spend is not recorded yet, the pooled margin included."
+    )
     remaining: Decimal
     utilization: Decimal
     status: str

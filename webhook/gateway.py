@@ -144,7 +144,9 @@ class AdmissionBudget(BaseModel):
     period: str = Field(description="daily, weekly, monthly, quarterly or yearly")
     time_zone: str
     spend: Decimal
-    reserved: Decimal = Field(description="Held for admitted requests whose spend is not recorded yet.")
+    reserved: Decimal = Field(
+        description="Held for admitted requests whose spend is not recorded yet, the pooled margin included."
+    )
     limit: Decimal
     remaining: Decimal
     utilization: Decimal

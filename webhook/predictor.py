@@ -75,11 +75,17 @@ class PredictResponse(BaseModel):
     total_estimated_cost_high_usd: Decimal
     history_requests: int | None = Field(description="How many recent requests the learned estimate rests on.")
     held_quantile: Decimal | None = Field(
-        description="The quantile of the learned output length a reservation holds (RESERVATION_QUANTILE); "
+        description="The quantile a reservation holds (RESERVATION_QUANTILE): of the learned output length when "
+        "RESERVATION_MARGIN is per_request; pooled (the default), of the sum in flight on each budget, the "
+        "request holding its mean and the budget a margin over its requests' spread (heldStdDev); "
         "null when no history is learned for the model and the profile's estimate is held."
     )
     held_output_tokens: int = Field(description="The output tokens a reservation for this request holds.")
     held_cost_usd: Decimal = Field(description="What a reservation for this request holds on its budgets.")
+    held_std_dev_usd: Decimal = Field(
+        description="Pooled holds: the held cost's standard deviation, from the learned output lengths; each budget "
+        "holds z x the square root of its requests' summed variances beside their means (0: held per request)."
+    )
 
 
 async def _known_key(request: Request, runtime: Runtime, raw_key: str) -> Caller:
@@ -108,6 +114,7 @@ async def predict_cost(request: Request) -> Response:
         body.to_domain(),
         quantile=runtime.settings.reservation_quantile,
         counting=runtime.predictor_counting,
+        pooled=runtime.settings.reservation_margin == "pooled",
     )
     fit = None
     if key is not None:
@@ -139,6 +146,7 @@ def render_prediction(p: Prediction, fit: BudgetFit | None) -> dict[str, Any]:
         held_quantile=p.held_quantile,
         held_output_tokens=p.held_output_tokens,
         held_cost_usd=p.held_cost,
+        held_std_dev_usd=p.held_std_dev,
     ).model_dump()
 
 
