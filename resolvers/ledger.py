@@ -224,6 +224,17 @@ class Ledger:
                 return refusal
         return Refusal(short[0].claim, short[0].free)
 
+    def try_hold(self, call_id: str, amount: Decimal, claims: Sequence[Claim], owner: str = "") -> bool:
+        """`reserve` when it needs no round trip: hold `amount` at once if every claimed budget has it free in this
+        instance's allowance (True; also for nothing to hold); False when `reserve` must ask the database."""
+        if amount <= 0 or not claims:
+            return True
+        accounts = [self.account(c) for c in claims]
+        if any(a.free < amount for a in accounts):
+            return False
+        self._hold(call_id, owner, amount, accounts)
+        return True
+
     def known_exhausted(self, claims: Sequence[Claim], amount: Decimal) -> Refusal | None:
         """A refusal this instance can give from memory: the database said a moment ago that not even this much
         is left (no round trip, whatever the request looks like)."""
