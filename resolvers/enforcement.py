@@ -675,11 +675,13 @@ class Enforcer:
     def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
         """The rules whose current window's spend is in memory, judged on it."""
         now = self.clock()
+        spend, pending_for = self.spend, self.ledger.pending_for
         checks = []
         for rule in rules:
             period = rule.window.period_at(now)
-            if (rule.scope, period.key) in self.spend:
-                checks.append(BudgetCheck(rule, period, self._spend_of(rule, period)))
+            recorded = spend.get((rule.scope, period.key))
+            if recorded is not None:
+                checks.append(BudgetCheck(rule, period, recorded + pending_for((rule.key, period.key))))
         return tuple(checks)
 
     async def _checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
