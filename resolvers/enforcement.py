@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -52,6 +51,7 @@ from resolvers.errors import InvalidInput
 from resolvers.events import Event, EventBus
 from resolvers.features import FEATURES_TOPIC, get_features
 from resolvers.ledger import Claim, Ledger, Refusal, SpendSeen, margin_z
+from resolvers.memo import cached
 from resolvers.periods import Period, Window
 from resolvers.predictor import Counting, OutputHistory, Prediction, PredictionRequest, predict, unpriced_prediction
 from resolvers.pricing import PriceBook
@@ -73,6 +73,11 @@ FIGURES_EVERY = 1.0  # seconds
 #: replica notices on its own refresh (no cross-replica traffic per spend row).
 BUDGET_FIGURES_TOPIC = "budget-figures"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: `rules` keys, as plain strings (looked up on every request).
+_KEY, _USER, _TEAM, _END_USER, _TAG = (
+    e.value for e in (EntityType.KEY, EntityType.USER, EntityType.TEAM, EntityType.END_USER, EntityType.TAG)
+)
+_GLOBAL = (EntityType.GLOBAL.value, None)
 _DB_OUTAGE = (TimeoutError, OperationalError, InterfaceError, SQLAlchemyTimeout, OSError)
 
 
@@ -92,11 +97,18 @@ class Caller:
     end_user: str | None = None
     tags: tuple[str, ...] = ()
 
-    @cached_property
+    @cached
     def key_hash(self) -> str | None:
         if not self.key or self.key == MASTER_KEY_MARKER:
             return None
         return self.key if _HEX64.fullmatch(self.key) else hash_key(self.key)
+
+    def owned_by(self, user_id: str | None, team_id: str | None) -> Caller:
+        """The same caller with its key's user and team filled in (its key's hash is not computed again)."""
+        found = replace(self, user_id=user_id, team_id=team_id)
+        if "key_hash" in self.__dict__:
+            found.__dict__["key_hash"] = self.__dict__["key_hash"]
+        return found
 
 
 def spend_log_key(key: str | None, master_key: str | None) -> str:
@@ -136,15 +148,15 @@ class BudgetRule:
     alert_email: str | None
 
     # Rules live as long as their budget and are consulted on every request: derive once.
-    @cached_property
+    @cached
     def scope(self) -> Scope:
         return Scope(ScopeKind(self.entity_type), self.entity_id)
 
-    @cached_property
+    @cached
     def hard_cap(self) -> Decimal:
         return whole_nanos(self.limit * self.hard_limit_percent)
 
-    @cached_property
+    @cached
     def soft_cap(self) -> Decimal:
         return whole_nanos(self.limit * self.soft_limit_percent)
 
@@ -178,11 +190,11 @@ class BudgetCheck:
     #: Held for requests in flight (this instance's, and as of the last refresh every other one's).
     reserved: Decimal = Decimal(0)
 
-    @cached_property
+    @cached
     def remaining(self) -> Decimal:
         return max(Decimal(0), self.rule.hard_cap - self.spend)
 
-    @cached_property
+    @cached
     def utilization(self) -> Decimal:
         return (self.spend / self.rule.limit).quantize(Decimal("0.0001"))
 
@@ -294,6 +306,7 @@ class Enforcer:
     #: reloads before it decides, so a limit cut binds it.
     _stale: bool = False
     _reloading: asyncio.Task[None] | None = None
+    _master_hashed: tuple[str | None, str | None] = (None, None)
 
     def __post_init__(self) -> None:
         for topic in (BUDGET_TOPIC, FEATURES_TOPIC):
@@ -486,7 +499,7 @@ class Enforcer:
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
-        base = Decision(Verdict.ALLOW, request.call_id, model, enforced=self.enforcement_enabled)
+        enforced = self.enforcement_enabled
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller
@@ -495,45 +508,55 @@ class Enforcer:
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
                     await self._current()
             except _DB_OUTAGE:
-                return self._degraded(request, base)
+                return self._degraded(request, model, enforced)
         # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
         known = self._known_checks(self.rules_for(caller))
         if any(c.exceeded for c in known):
-            early = self._exhausted(replace(base, checks=known), caller)
+            early = self._exhausted(
+                Decision(Verdict.ALLOW, request.call_id, model, checks=known, enforced=enforced), caller
+            )
             if early is not None:
                 return early
         try:
-            # The deadline is the database's: looking up the key's owner and a scope's first spend.
+            # The deadline is the database's: looking up the key's owner and a scope's first spend. Both are
+            # usually in memory: then nothing is awaited, and no timer is armed.
             started = loop.time()
-            async with asyncio.timeout(budget_seconds):
-                caller = await self._resolve(caller)
-                rules = self.rules_for(caller)
-                checks = await self._checks(rules)
+            resolved = self._resolved_in_memory(caller)
+            if resolved is None:
+                async with asyncio.timeout_at(started + budget_seconds):
+                    resolved = await self._resolve(caller)
+            caller = resolved
+            rules = self.rules_for(caller)
+            checks = self._checks_in_memory(rules)
+            if checks is None:
+                async with asyncio.timeout_at(started + budget_seconds):
+                    checks = await self._checks(rules)
             spent_waiting = loop.time() - started
-            decision = replace(base, checks=checks, caller=caller)
+            decision = Decision(Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller)
             exhausted = self._exhausted(decision, caller)
             if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
                 return exhausted
             # Counting is bounded by the prompt's size, not by the deadline: a big prompt is never "degraded".
             decision = await self._estimate(decision, request, model)
-            async with asyncio.timeout(max(0.05, budget_seconds - spent_waiting)):
-                return await self._judge(decision, caller, reserve)
+            return await self._judge(decision, caller, reserve, max(0.05, budget_seconds - spent_waiting))
         except _DB_OUTAGE as exc:
             log.warning(
                 "budget check degraded (%s): failing %s", type(exc).__name__, self.settings.enforcement_failure_mode
             )
-            return self._degraded(request, base)
+            return self._degraded(request, model, enforced)
         except Exception:  # a defect, not an outage: say so loudly, but the gateway still gets its answer
             log.exception("budget check failed unexpectedly: failing %s", self.settings.enforcement_failure_mode)
-            return self._degraded(request, base)
+            return self._degraded(request, model, enforced)
 
-    def _degraded(self, request: Admission, base: Decision) -> Decision:
+    def _degraded(self, request: Admission, model: str | None, enforced: bool) -> Decision:
         mode = self.settings.enforcement_failure_mode
-        return replace(
-            base,
-            verdict=Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
+        return Decision(
+            Verdict.BLOCK if mode == "closed" else Verdict.ALLOW,
+            request.call_id,
+            model,
             message=f"the budget service could not decide in time; failing {mode}",
             estimated_cost=request.estimated_cost or Decimal(0),
+            enforced=enforced,
             degraded=True,
         )
 
@@ -602,7 +625,8 @@ class Enforcer:
             )
         )
 
-    async def _judge(self, decision: Decision, caller: Caller, reserve: bool) -> Decision:
+    async def _judge(self, decision: Decision, caller: Caller, reserve: bool, seconds: float) -> Decision:
+        """Warn, refuse or hold; a hold that must ask the database waits at most `seconds` (TimeoutError)."""
         checks = decision.checks
         warnings = [c for c in checks if c.approaching]
         for check in warnings:
@@ -616,8 +640,10 @@ class Enforcer:
                 variance = decision.held_variance
                 refusal = self.ledger.known_exhausted(claims, held, variance)
                 if refusal is None:
-                    owner = spend_log_key(caller.key, self.settings.litellm_master_key)
-                    refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
+                    owner = self._owner(caller)
+                    if not self.ledger.try_hold(decision.call_id, held, claims, owner, variance):
+                        async with asyncio.timeout(seconds):
+                            refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)
@@ -646,14 +672,30 @@ class Enforcer:
             )
         return decision
 
-    def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
-        """The rules whose current window's spend is in memory, judged on it."""
+    def _checks_in_memory(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...] | None:
+        """`_checks` when every rule's current window has its spend in memory (the common case); else None."""
         now = self.clock()
+        spend, ledger = self.spend, self.ledger
         checks = []
         for rule in rules:
             period = rule.window.period_at(now)
-            if (rule.scope, period.key) in self.spend:
-                checks.append(BudgetCheck(rule, period, self._spend_of(rule, period)))
+            recorded = spend.get((rule.scope, period.key))
+            if recorded is None:
+                return None
+            key = (rule.key, period.key)
+            checks.append(BudgetCheck(rule, period, recorded + ledger.pending_for(key), ledger.in_flight_for(key)))
+        return tuple(checks)
+
+    def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
+        """The rules whose current window's spend is in memory, judged on it."""
+        now = self.clock()
+        spend, pending_for = self.spend, self.ledger.pending_for
+        checks = []
+        for rule in rules:
+            period = rule.window.period_at(now)
+            recorded = spend.get((rule.scope, period.key))
+            if recorded is not None:
+                checks.append(BudgetCheck(rule, period, recorded + pending_for((rule.key, period.key))))
         return tuple(checks)
 
     async def _checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
@@ -702,22 +744,22 @@ class Enforcer:
 
     def rules_for(self, caller: Caller) -> list[BudgetRule]:
         found: list[BudgetRule] = []
+        rules = self.rules
         key = caller.key_hash
         if key is not None and key != self._master_hash():
-            explicit = self.rules.get((EntityType.KEY.value, key))
+            explicit = rules.get((_KEY, key))
             if explicit:
                 found.extend(explicit)
             elif self.settings.default_key_budget > 0:
                 found.append(self._default_key_rule(key))
-        for entity_type, entity_id in (
-            (EntityType.USER, caller.user_id),
-            (EntityType.TEAM, caller.team_id),
-            (EntityType.END_USER, caller.end_user),
-            *((EntityType.TAG, tag) for tag in caller.tags[:MAX_TAGS]),
-        ):
+        for entity_type, entity_id in ((_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)):
             if entity_id:
-                found.extend(self.rules.get((entity_type.value, entity_id), ()))
-        found.extend(self.rules.get((EntityType.GLOBAL.value, None), ()))
+                found.extend(rules.get((entity_type, entity_id), ()))
+        if caller.tags:  # each tag once: a budget is judged once however often its tag is sent
+            for tag in dict.fromkeys(caller.tags[:MAX_TAGS]):
+                if tag:
+                    found.extend(rules.get((_TAG, tag), ()))
+        found.extend(rules.get(_GLOBAL, ()))
         return found
 
     def _default_key_rule(self, key_hash: str, *, touch: bool = True) -> BudgetRule:
@@ -750,7 +792,28 @@ class Enforcer:
 
     def _master_hash(self) -> str | None:
         master = self.settings.litellm_master_key
-        return hash_key(master) if master else None
+        if not master:
+            return None
+        if self._master_hashed[0] != master:  # hashed once, not on every request
+            self._master_hashed = (master, hash_key(master))
+        return self._master_hashed[1]
+
+    def _owner(self, caller: Caller) -> str:
+        """`spend_log_key` of the caller's key, from its hash when it has one (computed once per request)."""
+        if caller.key == MASTER_KEY_MARKER:
+            return self._master_hash() or caller.key
+        return caller.key_hash or ""
+
+    def _resolved_in_memory(self, caller: Caller) -> Caller | None:
+        """`_resolve` when it needs no database read (the caller named its user and team, or its key's owner is
+        cached); else None."""
+        key = caller.key_hash
+        if key is None or (caller.user_id and caller.team_id):
+            return caller
+        owner = self._key_owners.get(key)
+        if owner is None or owner.expires_at < self.clock():
+            return None
+        return caller.owned_by(caller.user_id or owner.user_id, caller.team_id or owner.team_id)
 
     async def _resolve(self, caller: Caller) -> Caller:
         """Fill in the key's user and team from LiteLLM's key table when the caller did not send them."""
@@ -758,7 +821,7 @@ class Enforcer:
         if key is None or (caller.user_id and caller.team_id):
             return caller
         owner = await self.key_owner(key)
-        return replace(caller, user_id=caller.user_id or owner.user_id, team_id=caller.team_id or owner.team_id)
+        return caller.owned_by(caller.user_id or owner.user_id, caller.team_id or owner.team_id)
 
     async def key_owner(self, key_hash: str) -> _KeyOwner:
         """The key's row in LiteLLM's key table (cached for a few minutes; `exists` is False when unknown)."""

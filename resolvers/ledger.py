@@ -276,6 +276,25 @@ class Ledger:
                 return refusal
         return Refusal(short[0][0].claim, short[0][0].free)
 
+    def try_hold(
+        self,
+        call_id: str,
+        amount: Decimal,
+        claims: Sequence[Claim],
+        owner: str = "",
+        variance: Decimal = Decimal(0),
+    ) -> bool:
+        """`reserve` when it needs no round trip: hold `amount` (and its margin's growth, with `variance`) at once if
+        every claimed budget has it free in this instance's allowance (True; also for nothing to hold); False when
+        `reserve` must ask the database."""
+        if amount <= 0 or not claims:
+            return True
+        accounts = [self.account(c) for c in claims]
+        if any(a.free < a.need(amount, variance) for a in accounts):
+            return False
+        self._hold(call_id, owner, amount, accounts, variance)
+        return True
+
     def known_exhausted(
         self, claims: Sequence[Claim], amount: Decimal, variance: Decimal = Decimal(0)
     ) -> Refusal | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from resolvers.errors import InvalidInput
+from resolvers.memo import cached
 
 #: The days any date a client sends may name: far enough from Python's date.max (9999-12-31) that the day after a
 #: range, a month's end or a zone's offset never overflows (OverflowError was a 500).
@@ -46,7 +47,7 @@ class Period:
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
 
-    @cached_property
+    @cached
     def key(self) -> str:
         """A short stable name of the period (its UTC start), for ledgers and alert dedupe keys (computed once:
         the pre-request decision asks for it several times per budget)."""

@@ -161,3 +161,21 @@ async def test_budget_spend_reads_the_rollup_for_old_days_and_the_logs_for_the_l
     rolled, raw = await both()
     assert rolled == raw
     assert rolled[Scope(ScopeKind.TEAM, "t1")] > 100
+
+
+async def test_try_hold_holds_within_the_allowance_and_leaves_the_rest_to_reserve(db: Database, clock: Clock) -> None:
+    """The decision's no-round-trip hold: within what the instance was granted it holds at once (one hold per call,
+    as `reserve` does); past it nothing is held and `reserve` asks the database."""
+    (ledger,) = await ledgers(db, clock, 1)
+    assert not ledger.try_hold("first", Decimal(1), [claim()])  # nothing granted yet: the database decides
+    assert ledger.account(claim()).held == 0 and not ledger.reservations
+    assert await ledger.reserve("first", Decimal(1), [claim()]) is None
+    granted = ledger.account(claim()).granted
+    assert granted == Decimal("2.5")
+    assert ledger.try_hold("second", Decimal(1), [claim()], owner="k")
+    assert ledger.try_hold("second", Decimal("0.5"), [claim()], owner="k")  # a reused call id is a hold of its own
+    assert ledger.account(claim()).held == Decimal("2.5") and len(ledger.reservations) == 3
+    assert not ledger.try_hold("third", Decimal("0.01"), [claim()])  # the allowance is used up
+    assert ledger.account(claim()).held == Decimal("2.5") and ledger.account(claim()).granted == granted
+    assert ledger.try_hold("nothing", Decimal(0), [claim()])  # nothing to hold
+    assert len(ledger.reservations) == 3

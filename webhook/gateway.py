@@ -221,7 +221,7 @@ async def pre_request(request: Request) -> Response:
     admission = body.admission()
     enforcer = runtime.enforcement()
     decision = await enforcer.admit(admission)
-    told = await enforcer.told_to_holder(decision, admission.caller)
+    told = None if decision.message is None else await enforcer.told_to_holder(decision, admission.caller)
     return render_decision(decision, runtime.clock(), told)
 
 

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
@@ -46,7 +47,12 @@ def client_address(request: Request) -> str:
     """The peer's address as the ASGI server gives it (behind a reverse proxy, run uvicorn with
     `--proxy-headers --forwarded-allow-ips` so this is the client's, not the proxy's); IPv6 by its /64, which one
     client usually owns whole."""
-    host = request.client.host if request.client else ""
+    return _canonical_address(request.client.host if request.client else "")
+
+
+@lru_cache(maxsize=4096)
+def _canonical_address(host: str) -> str:
+    # Memoized: every gateway request passes here, mostly from the same few proxies.
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
