@@ -143,6 +143,15 @@ async def create_database(dialect: str, rows: int) -> tuple[str, str]:
     return normalize_database_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
 
 
+def reused_database(dialect: str, rows: int) -> tuple[str, str]:
+    """The database a `--keep` run left: (url, name)."""
+    if dialect == "sqlite":
+        path = Path(tempfile.gettempdir()) / f"spendplane_bench_{rows}.db"
+        return f"sqlite:///{path}", str(path)
+    name = f"spendplane_bench_{rows}"
+    return normalize_database_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
+
+
 async def drop_database(dialect: str, name: str) -> None:
     if dialect == "sqlite":
         for leftover in Path(name).parent.glob(Path(name).name + "*"):
@@ -213,13 +222,26 @@ async def main() -> None:
     parser.add_argument("--repetitions", type=int, default=15)
     parser.add_argument("--raw-repetitions", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the reports on the database a --keep run left (migrated to head, rollup refreshed, no refill)",
+    )
+    parser.add_argument("--only", default="", help="comma-separated parts of report labels: time only those")
     args = parser.parse_args()
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    for label in [label for label in REPORTS if wanted and not any(w in label for w in wanted)]:
+        del REPORTS[label]
 
-    url, name = await create_database(args.dialect, args.rows)
+    if args.reuse:
+        url, name = reused_database(args.dialect, args.rows)
+        args.keep = True
+    else:
+        url, name = await create_database(args.dialect, args.rows)
     try:
         db = open_database(url)
         await upgrade(db, embedded=True)
-        fill_seconds = await fill(args.dialect, url, args.rows)
+        fill_seconds = 0.0 if args.reuse else await fill(args.dialect, url, args.rows)
         async with db.engine.connect() as conn:
             schema = await probe_litellm_schema(conn)
         started = time.perf_counter()
