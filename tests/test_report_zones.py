@@ -422,3 +422,25 @@ async def test_a_month_in_any_zone_is_the_utc_month_plus_and_minus_its_offset_pi
     await purge_raw_before(db, datetime(2026, 11, 3, tzinfo=UTC))
     for zone in ZONES_FOR_DAYS:
         assert await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) == reports[zone], zone
+
+
+BUDGET = """mutation($input: BudgetInput!) { createBudget(input: $input) { id } }"""
+REACHED = """query($id: ID!) { budget(id: $id) { forecast { soft { status date } hard { status date } } } }"""
+
+
+async def test_a_budget_past_its_limit_was_reached_on_a_day_of_its_own_zone(api: Api, db: Database) -> None:
+    # 100 $ a day at 20:00 UTC (05:00 the next day in Tokyo) and at 03:00 UTC (19:00 the day before in Los
+    # Angeles): counted in UTC days, each budget would reach its limit a day off the local one.
+    logs = [SpendLog(100, datetime(2026, 11, d, 20, 0, tzinfo=UTC), team_id="tokyo") for d in range(1, 11)]
+    logs += [SpendLog(100, datetime(2026, 11, d, 3, 0, tzinfo=UTC), team_id="la") for d in range(2, 12)]
+    await add_spend(db, *logs)
+    await refresh(api)
+    for team, zone, hard, soft in (
+        ("tokyo", "Asia/Tokyo", "2026-11-06", "2026-11-05"),  # local Nov 2..11; 500 >= 450 on the 6th
+        ("la", "America/Los_Angeles", "2026-11-05", "2026-11-04"),  # local Nov 1..10; 500 >= 450 on the 5th
+    ):
+        budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": "450", "timeZone": zone}
+        made = await api.data(BUDGET, {"input": budget})
+        found = (await api.data(REACHED, {"id": made["createBudget"]["id"]}))["budget"]
+        assert found["forecast"]["hard"] == {"status": "REACHED", "date": hard}, zone
+        assert found["forecast"]["soft"] == {"status": "REACHED", "date": soft}, zone  # 400 >= 360 (80%)
