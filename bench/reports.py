@@ -187,7 +187,7 @@ async def fill(dialect: str, url: str, rows: int) -> float:
 async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[float]]:
     app = create_app(settings, clock=lambda: NOW)
     timings: dict[str, list[float]] = {}
-    async with LifespanManager(app) as running:
+    async with LifespanManager(app, startup_timeout=120) as running:  # a loaded machine starts slowly
         transport = httpx.ASGITransport(app=running.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             login = await client.post("/auth/login", json={"api_key": MASTER_KEY})
