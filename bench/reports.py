@@ -192,21 +192,23 @@ async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[f
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             login = await client.post("/auth/login", json={"api_key": MASTER_KEY})
             headers = {"authorization": f"Bearer {login.json()['access_token']}"}
-            for label, variables in REPORTS.items():
-                found = []
-                for n in range(repetitions + 1):
-                    started = time.perf_counter()
+            # Round robin (every report once per round), so a change in the machine's load between rounds
+            # weighs on every report alike and the ratios within a run hold; the first round warms caches.
+            bodies: dict[str, Any] = {}
+            for n in range(repetitions + 1):
+                for label, variables in REPORTS.items():
                     query = variables.get("query", QUERY)
                     values = {k: v for k, v in variables.items() if k != "query"}
+                    started = time.perf_counter()
                     response = await client.post(
                         "/graphql", json={"query": query, "variables": values}, headers=headers
                     )
                     elapsed = (time.perf_counter() - started) * 1000
-                    body = response.json()
+                    bodies[label] = body = response.json()
                     assert "errors" not in body, body
-                    if n:  # the first run warms caches and is not counted
-                        found.append(elapsed)
-                timings[label] = found
+                    if n:
+                        timings.setdefault(label, []).append(elapsed)
+            for label, body in bodies.items():
                 data = body["data"]
                 if "costReport" in data:
                     timings[label + " total"] = [float(data["costReport"]["totalCost"])]

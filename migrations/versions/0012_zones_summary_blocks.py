@@ -3,7 +3,8 @@ midnight, so a zoned report reads the whole hours of its offset's pieces from a 
 hour (branch `zones`, issue 11).
 
 Filled here from the existing summary buckets (each length from the one before it), so every day that has buckets
-has its blocks; the rollup keeps them with their UTC day from then on. Downgrade drops the table.
+has its blocks; the rollup keeps them with their UTC day from then on. Rows are written in block order, so a
+block's rows sit together on disk (a block read is a few pages, not one page per row). Downgrade drops the table.
 
 Revision ID: 0012_zones
 Revises: 0011
@@ -68,9 +69,11 @@ def upgrade() -> None:
         op.execute(
             f"INSERT INTO spendplane_cost_summary_blocks (minutes, bucket, {_GRAIN}, {_MEASURES}) "
             f"SELECT {minutes}, {_block(dialect, minutes // 60)} AS b_block, {_GRAIN}, {_SUMS} "
-            f"FROM {source} {where} GROUP BY b_block, {_GRAIN}"
+            f"FROM {source} {where} GROUP BY b_block, {_GRAIN} ORDER BY b_block, {_GRAIN}"
         )
         source, where = "spendplane_cost_summary_blocks", f"WHERE minutes = {minutes}"
+    if dialect == "postgresql":
+        op.execute("ANALYZE spendplane_cost_summary_blocks")
 
 
 def downgrade() -> None:

@@ -305,6 +305,8 @@ def block_statements(span: Period | None = None) -> list[Insert]:
             select(literal_column(str(minutes)).label("b_minutes"), block, *dims, *rollup_measures(source))
             .where(*where)
             .group_by(literal_column("b_block"), *dims)
+            # In block order, so a block's rows sit together on disk (a read takes a few pages, not a page a row).
+            .order_by(literal_column("b_block"), *dims)
         )
         statements.append(insert(BLOCKS).from_select(["minutes", "bucket", *grain, *measures_names], select_))
         source, previous = BLOCKS, minutes
