@@ -135,9 +135,10 @@ class CostTotalBucketRow(_Measures, Base):
 class CostSummaryBlockRow(_SummaryGrain, Base):
     """The summary-grain buckets summed over blocks of 1, 2, 4 and 8 hours (`minutes`), each aligned on UTC
     midnight: a zoned read's piece (a zone's offset long, e.g. [15:00, 24:00) for Asia/Tokyo) is a few blocks
-    (1 h + 8 h) instead of 36 quarter hours, and a block of a few hours holds about as many rows as one quarter
-    hour on dense traffic. Only the rest off the whole hours (Asia/Kathmandu's 45 minutes) is read from the
-    quarter-hour table. Summed from `CostSummaryBucketRow` in the same transaction."""
+    (1 h + 8 h) instead of 36 quarter hours, and on dense traffic a block holds far fewer rows than its quarter
+    hours (the same users and models recur: an 8-hour block about as many as a day). Only the rest off the whole
+    hours (Asia/Kathmandu's 45 minutes) is read from the quarter-hour table. Summed from `CostSummaryBucketRow` in
+    the same transaction, written in block order."""
 
     __tablename__ = "spendplane_cost_summary_blocks"
 
