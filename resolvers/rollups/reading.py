@@ -207,7 +207,7 @@ async def aggregate_span(
     await _tune(session)
     until = source.rolled_until
     split = span.start if until is None else max(span.start, min(until, span.end))
-    statements: list[Select[Any] | Negated] = []
+    statements: list[Select[Any]] = []
     if span.start < split:
         statements = _span_statements(source, span.start, split, by, filters)
     if split < span.end:
@@ -215,31 +215,15 @@ async def aggregate_span(
     return await _run(session, statements, by)
 
 
-@dataclass(frozen=True)
-class Negated:
-    """A statement whose figures are subtracted, not added (see `_telescoped`)."""
-
-    statement: Select[Any]
-
-
-async def _run(
-    session: AsyncSession, statements: Iterable[Select[Any] | Negated], by: Sequence[Dim]
-) -> dict[Key, Totals]:
+async def _run(session: AsyncSession, statements: Iterable[Select[Any]], by: Sequence[Dim]) -> dict[Key, Totals]:
     result: dict[Key, Totals] = {}
-    negated = False
     for statement in statements:
-        sign = 1
-        if isinstance(statement, Negated):
-            statement, sign, negated = statement.statement, -1, True
         for row in await session.execute(statement):
             key, totals = _split_row(row, by)
             found = result.get(key)
             if found is None:
                 found = result[key] = Totals()
-            found.add(totals, sign)
-    if negated:
-        # A group whose pieces cancel out had no request in its local day (every real group counts at least one).
-        result = {key: totals for key, totals in result.items() if totals.requests}
+            found.add(totals)
     return result
 
 
@@ -267,7 +251,6 @@ async def stream_aggregate(
             first = chunk.end
         return
     for statement in _zoned_statements(source, days, by, filters, zone, ordered=True):
-        assert not isinstance(statement, Negated)  # ordered reads never telescope
         result = await session.stream(statement.execution_options(yield_per=2000))
         async for row in result:
             yield _split_row(row, by)
@@ -327,7 +310,7 @@ def _zoned_statements(
     zone: tzinfo | None,
     *,
     ordered: bool = False,
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     bounds = local_bounds(days, zone)
     if bounds is None:
         return [*_statements(source, days, by, filters, ordered=ordered)]
@@ -342,7 +325,7 @@ def _zoned_statements(
     if until is not None and (source.buckets or not per_day):
         split = max(start, min(until, end))
     labels = LocalDays(days, bounds) if per_day else None
-    statements: list[Select[Any] | Negated] = []
+    statements: list[Select[Any]] = []
     if start < split:
         if labels is not None:
             statements += _telescoped(source, labels, split, by, filters)
@@ -372,7 +355,7 @@ class LocalDays:
 
 def _telescoped(
     source: SpendSource, local: LocalDays, split: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     """Figures per local day below `split` without reading every bucket: each local day is the UTC day it
     overlaps most (from the daily tables, like a UTC report), plus the buckets of the local day outside that UTC
     day, minus the buckets of the UTC day outside the local day. Those pieces are the zone's offset long (at most
@@ -399,16 +382,16 @@ def _telescoped(
         whole[utc] = day
         plus += [(Period(a, b), day) for a, b in ((start, min(end, utc_start)), (max(start, utc_end), end)) if a < b]
         minus += [(Period(a, b), day) for a, b in ((utc_start, start), (end, utc_end)) if a < b]
-    statements: list[Select[Any] | Negated] = []
+    parts: list[tuple[Select[Any], int]] = []
     if whole:
-        statements.append(_labelled_days_select(whole, by, filters))
+        parts.append((_labelled_days_select(whole, by, filters), 1))
     if plus:
-        statements.append(_pieces_select(plus, by, filters))
+        parts.append((_pieces_select(plus, by, filters), 1))
     if minus:
-        statements.append(Negated(_pieces_select(minus, by, filters)))
+        parts.append((_pieces_select(minus, by, filters), -1))
     if direct:
-        statements.append(_pieces_select(direct, by, filters))
-    return statements
+        parts.append((_pieces_select(direct, by, filters), 1))
+    return [_signed_sum(parts, by)] if parts else []
 
 
 def _bucket_table(others: Sequence[Dim], filters: Filters) -> Table:
@@ -439,6 +422,31 @@ def _labelled_days_select(whole: dict[date, date], by: Sequence[Dim], filters: F
     columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
     names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
     return select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+
+
+def _signed_sum(parts: list[tuple[Select[Any], int]], by: Sequence[Dim]) -> Select[Any]:
+    """One statement: grouped selects (columns `by`, then the five sums) added or subtracted (sign -1) per group
+    in a UNION ALL, so one result of the final groups comes back. A group whose parts cancel out (no request:
+    every real group counts one) is left out."""
+    if len(parts) == 1 and parts[0][1] == 1:
+        return parts[0][0]
+    rows = []
+    for statement, sign in parts:
+        sub = statement.subquery()
+        columns = list(sub.c)
+        measures = columns[len(by) :]
+        rows.append(
+            select(
+                *[c.label(f"d_{d.value}") for c, d in zip(columns, by, strict=False)],
+                *[(m if sign > 0 else -m).label(f"m{i}") for i, m in enumerate(measures)],
+            )
+        )
+    signed = union_all(*rows).subquery("signed")
+    columns = [signed.c[f"d_{d.value}"] for d in by]
+    statement = select(*columns, *[func.sum(signed.c[f"m{i}"]) for i in range(5)])
+    if any(sign < 0 for _, sign in parts):
+        statement = statement.having(func.sum(signed.c.m0) != 0)
+    return statement.group_by(*columns) if columns else statement
 
 
 def _pieces_select(pieces: Sequence[tuple[Period, date | None]], by: Sequence[Dim], filters: Filters) -> Select[Any]:
@@ -521,7 +529,7 @@ def _nearest_midnight(moment: datetime) -> datetime:
 
 def _span_statements(
     source: SpendSource, start: datetime, end: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     """[start, end) below the watermark, no DAY: the UTC days between the midnights nearest its ends from the
     daily tables (whole months from the monthly one), plus the buckets of [start, end) outside them, minus the
     buckets of those days outside [start, end): at most 12 hours of buckets at each end, exact (integer sums).
@@ -531,21 +539,19 @@ def _span_statements(
     if source.buckets and until is not None and _aligned(start) and _aligned(end):
         near_first, near_last = _nearest_midnight(start), _nearest_midnight(end)
         if near_first < near_last <= until:
-            statements: list[Select[Any] | Negated] = [
-                *_statements(source, DayRange(near_first.date(), near_last.date()), by, filters)
-            ]
+            parts = [(st, 1) for st in _statements(source, DayRange(near_first.date(), near_last.date()), by, filters)]
             plus = [(Period(a, b), None) for a, b in ((start, near_first), (near_last, end)) if a < b]
             minus = [(Period(b, a), None) for a, b in ((start, near_first), (near_last, end)) if b < a]
             if plus:
-                statements.append(_pieces_select(plus, by, filters))
+                parts.append((_pieces_select(plus, by, filters), 1))
             if minus:
-                statements.append(Negated(_pieces_select(minus, by, filters)))
-            return statements
+                parts.append((_pieces_select(minus, by, filters), -1))
+            return [_signed_sum(parts, by)]
     first = midnight(start.astimezone(UTC).date())
     if first < start:
         first += timedelta(days=1)
     last = midnight(end.astimezone(UTC).date())
-    statements = []
+    statements: list[Select[Any]] = []
     if first < last:
         statements += _statements(source, DayRange(first.date(), last.date()), by, filters)
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
