@@ -14,7 +14,9 @@ Asia/Kathmandu (+05:45) and America/Los_Angeles (the UTC days between the neares
 plus and minus the offset's pieces from the quarter-hour buckets); and a 30-day costTrend in UTC and in Asia/Tokyo
 (each local day its UTC day, plus and minus 9 hours of buckets). The
 raw variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true; rollup and raw totals must agree exactly.
-It prints a markdown table and drops the database afterwards (--keep keeps it).
+Reports are timed round robin (each once per round), so load changes weigh on all alike. It prints a markdown
+table and drops the database afterwards (--keep keeps it; --reuse times the reports again on a kept database
+without refilling it, e.g. with another worktree's code for a before/after on the same data).
 """
 
 from __future__ import annotations

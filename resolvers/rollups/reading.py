@@ -10,10 +10,11 @@ UTC days, minus the buckets of those UTC days outside the local days; figures pe
 (the UTC day it overlaps most, plus and minus the offset's pieces), so only the offset's share of the buckets is
 read, from the narrowest bucket table that holds the read's dimensions (totals, summary grain, full grain); at the
 summary grain the whole hours of a piece come from blocks of 1, 2, 4 and 8 hours (a 9-hour piece is two blocks),
-only the quarter hours off them from the buckets. Time below the watermark comes from the rollup and time after it
-from the raw logs (a local day the watermark cuts from both, merged per key), as in UTC. Exports in a zone read a
-few local days at a time the same way and order them in memory. `aggregate_span` does the same for any UTC
-interval (budget windows).
+only the quarter hours off them from the buckets. The rollup's parts (days added, pieces added and subtracted)
+are one statement, a UNION ALL grouped once (`_signed_sum`). Time below the watermark comes from the rollup and
+time after it from the raw logs (a local day the watermark cuts from both, merged per key), as in UTC. Exports in
+a zone read a few local days at a time the same way and order them in memory. `aggregate_span` does the same for
+any UTC interval (budget windows).
 """
 
 from __future__ import annotations
