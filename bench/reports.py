@@ -14,7 +14,9 @@ Asia/Kathmandu (+05:45) and America/Los_Angeles (the UTC days between the neares
 plus and minus the offset's pieces from the quarter-hour buckets); and a 30-day costTrend in UTC and in Asia/Tokyo
 (each local day its UTC day, plus and minus 9 hours of buckets). The
 raw variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true; rollup and raw totals must agree exactly.
-It prints a markdown table and drops the database afterwards (--keep keeps it).
+Reports are timed round robin (each once per round), so load changes weigh on all alike. It prints a markdown
+table and drops the database afterwards (--keep keeps it; --reuse times the reports again on a kept database
+without refilling it, e.g. with another worktree's code for a before/after on the same data).
 """
 
 from __future__ import annotations
@@ -143,6 +145,15 @@ async def create_database(dialect: str, rows: int) -> tuple[str, str]:
     return normalize_database_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
 
 
+def reused_database(dialect: str, rows: int) -> tuple[str, str]:
+    """The database a `--keep` run left: (url, name)."""
+    if dialect == "sqlite":
+        path = Path(tempfile.gettempdir()) / f"spendplane_bench_{rows}.db"
+        return f"sqlite:///{path}", str(path)
+    name = f"spendplane_bench_{rows}"
+    return normalize_database_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
+
+
 async def drop_database(dialect: str, name: str) -> None:
     if dialect == "sqlite":
         for leftover in Path(name).parent.glob(Path(name).name + "*"):
@@ -178,26 +189,28 @@ async def fill(dialect: str, url: str, rows: int) -> float:
 async def time_reports(settings: Settings, repetitions: int) -> dict[str, list[float]]:
     app = create_app(settings, clock=lambda: NOW)
     timings: dict[str, list[float]] = {}
-    async with LifespanManager(app) as running:
+    async with LifespanManager(app, startup_timeout=120) as running:  # a loaded machine starts slowly
         transport = httpx.ASGITransport(app=running.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             login = await client.post("/auth/login", json={"api_key": MASTER_KEY})
             headers = {"authorization": f"Bearer {login.json()['access_token']}"}
-            for label, variables in REPORTS.items():
-                found = []
-                for n in range(repetitions + 1):
-                    started = time.perf_counter()
+            # Round robin (every report once per round), so a change in the machine's load between rounds
+            # weighs on every report alike and the ratios within a run hold; the first round warms caches.
+            bodies: dict[str, Any] = {}
+            for n in range(repetitions + 1):
+                for label, variables in REPORTS.items():
                     query = variables.get("query", QUERY)
                     values = {k: v for k, v in variables.items() if k != "query"}
+                    started = time.perf_counter()
                     response = await client.post(
                         "/graphql", json={"query": query, "variables": values}, headers=headers
                     )
                     elapsed = (time.perf_counter() - started) * 1000
-                    body = response.json()
+                    bodies[label] = body = response.json()
                     assert "errors" not in body, body
-                    if n:  # the first run warms caches and is not counted
-                        found.append(elapsed)
-                timings[label] = found
+                    if n:
+                        timings.setdefault(label, []).append(elapsed)
+            for label, body in bodies.items():
                 data = body["data"]
                 if "costReport" in data:
                     timings[label + " total"] = [float(data["costReport"]["totalCost"])]
@@ -213,13 +226,26 @@ async def main() -> None:
     parser.add_argument("--repetitions", type=int, default=15)
     parser.add_argument("--raw-repetitions", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the reports on the database a --keep run left (migrated to head, rollup refreshed, no refill)",
+    )
+    parser.add_argument("--only", default="", help="comma-separated parts of report labels: time only those")
     args = parser.parse_args()
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    for label in [label for label in REPORTS if wanted and not any(w in label for w in wanted)]:
+        del REPORTS[label]
 
-    url, name = await create_database(args.dialect, args.rows)
+    if args.reuse:
+        url, name = reused_database(args.dialect, args.rows)
+        args.keep = True
+    else:
+        url, name = await create_database(args.dialect, args.rows)
     try:
         db = open_database(url)
         await upgrade(db, embedded=True)
-        fill_seconds = await fill(args.dialect, url, args.rows)
+        fill_seconds = 0.0 if args.reuse else await fill(args.dialect, url, args.rows)
         async with db.engine.connect() as conn:
             schema = await probe_litellm_schema(conn)
         started = time.perf_counter()

@@ -132,6 +132,22 @@ class CostTotalBucketRow(_Measures, Base):
     bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
 
 
+class CostSummaryBlockRow(_SummaryGrain, Base):
+    """The summary-grain buckets summed over blocks of 1, 2, 4 and 8 hours (`minutes`), each aligned on UTC
+    midnight: a zoned read's piece (a zone's offset long, e.g. [15:00, 24:00) for Asia/Tokyo) is a few blocks
+    (1 h + 8 h) instead of 36 quarter hours, and on dense traffic a block holds far fewer rows than its quarter
+    hours (the same users and models recur: an 8-hour block about as many as a day). Only the rest off the whole
+    hours (Asia/Kathmandu's 45 minutes) is read from the quarter-hour table. Summed from `CostSummaryBucketRow` in
+    the same transaction, written in block order."""
+
+    __tablename__ = "spendplane_cost_summary_blocks"
+
+    #: The block's length: 60, 120, 240 or 480.
+    minutes: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-2)
+    #: The block's first instant (UTC, a multiple of its length after midnight).
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
+
+
 class RollupStateRow(Base):
     """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
 
@@ -192,4 +208,40 @@ def _quarter_hour_sqlite(element: quarter_hour, compiler: SQLCompiler, **kw: Any
     return (
         f"(strftime('%Y-%m-%d %H:', {column}) || printf('%02d', (CAST(strftime('%M', {column}) AS INTEGER) / 15) * 15)"
         " || ':00.000000')"
+    )
+
+
+class hour_block(FunctionElement[datetime]):
+    """The start of the block of `hours` hours (a divisor of 24, blocks aligned on UTC midnight) a bucket column's
+    instant falls in, in the bucket column's storage form. No bound parameters (grouped by twice)."""
+
+    type = UTCDateTime()
+    #: `hours` is not a clause, so no cache key would hold it: compiled afresh each time (maintenance only).
+    inherit_cache = False
+    name = "hour_block"
+
+    def __init__(self, column: ColumnElement[Any], hours: int) -> None:
+        if 24 % hours:
+            raise ValueError("a block's hours divide the day")
+        self.hours = hours
+        super().__init__(column)
+
+
+@compiles(hour_block, "postgresql")
+def _hour_block_postgresql(element: hour_block, compiler: SQLCompiler, **kw: Any) -> str:
+    utc = f"({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC')"
+    h = element.hours
+    return (
+        f"((date_trunc('day', {utc}) + floor(extract(hour FROM {utc}) / {h}) * interval '{h} hours')"
+        " AT TIME ZONE 'UTC')"
+    )
+
+
+@compiles(hour_block, "sqlite")
+def _hour_block_sqlite(element: hour_block, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    h = element.hours
+    return (
+        f"(substr({column}, 1, 11) || printf('%02d', (CAST(substr({column}, 12, 2) AS INTEGER) / {h}) * {h})"
+        " || ':00:00.000000')"
     )

@@ -16,11 +16,23 @@ from sqlalchemy import delete, func, select, text
 
 from models.db import Database
 from models.litellm import spend_logs
+from models.migrate import downgrade, upgrade
 from models.rollups import CostTrackingBucketRow, RollupStateRow
 from resolvers.config import Settings
-from resolvers.periods import Cadence, Window
+from resolvers.periods import Cadence, Period, Window
 from resolvers.rollups import spend_to_date
-from resolvers.rollups.reading import DayRange, Dim, Filters, aggregate, spend_source
+from resolvers.rollups.reading import (
+    BLOCK_MINUTES,
+    BLOCKS,
+    SUMMARY_BUCKETS,
+    DayRange,
+    Dim,
+    Filters,
+    _blocks,
+    aggregate,
+    midnight,
+    spend_source,
+)
 from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, Clock, started
 from tests.ledger import demo, refresh
@@ -422,3 +434,106 @@ async def test_a_month_in_any_zone_is_the_utc_month_plus_and_minus_its_offset_pi
     await purge_raw_before(db, datetime(2026, 11, 3, tzinfo=UTC))
     for zone in ZONES_FOR_DAYS:
         assert await zone_report(api, date(2026, 10, 1), zone, date(2026, 10, 31)) == reports[zone], zone
+
+
+BUDGET = """mutation($input: BudgetInput!) { createBudget(input: $input) { id } }"""
+REACHED = """query($id: ID!) { budget(id: $id) { forecast { soft { status date } hard { status date } } } }"""
+
+
+async def test_a_budget_past_its_limit_was_reached_on_a_day_of_its_own_zone(api: Api, db: Database) -> None:
+    # 100 $ a day at 20:00 UTC (05:00 the next day in Tokyo) and at 03:00 UTC (19:00 the day before in Los
+    # Angeles): counted in UTC days, each budget would reach its limit a day off the local one.
+    logs = [SpendLog(100, datetime(2026, 11, d, 20, 0, tzinfo=UTC), team_id="tokyo") for d in range(1, 11)]
+    logs += [SpendLog(100, datetime(2026, 11, d, 3, 0, tzinfo=UTC), team_id="la") for d in range(2, 12)]
+    await add_spend(db, *logs)
+    await refresh(api)
+    for team, zone, hard, soft in (
+        ("tokyo", "Asia/Tokyo", "2026-11-06", "2026-11-05"),  # local Nov 2..11; 500 >= 450 on the 6th
+        ("la", "America/Los_Angeles", "2026-11-05", "2026-11-04"),  # local Nov 1..10; 500 >= 450 on the 5th
+    ):
+        budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": "450", "timeZone": zone}
+        made = await api.data(BUDGET, {"input": budget})
+        found = (await api.data(REACHED, {"id": made["createBudget"]["id"]}))["budget"]
+        assert found["forecast"]["hard"] == {"status": "REACHED", "date": hard}, zone
+        assert found["forecast"]["soft"] == {"status": "REACHED", "date": soft}, zone  # 400 >= 360 (80%)
+
+
+def test_a_piece_is_the_fewest_whole_hour_blocks_and_the_quarter_hours_off_them() -> None:
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def at(hours: float) -> datetime:
+        return day + timedelta(hours=hours)
+
+    assert _blocks(Period(at(15), at(24))) == ([(60, at(15)), (480, at(16))], [])  # Tokyo's evening piece
+    assert _blocks(Period(at(0), at(7))) == ([(240, at(0)), (120, at(4)), (60, at(6))], [])  # Los Angeles (PDT)
+    assert _blocks(Period(at(18.25), at(24))) == ([(60, at(19)), (240, at(20))], [Period(at(18.25), at(19))])
+    assert _blocks(Period(at(0), at(5.75))) == ([(240, at(0)), (60, at(4))], [Period(at(5), at(5.75))])
+    assert _blocks(Period(at(22), at(26))) == ([(120, at(22)), (120, at(24))], [])  # across midnight
+    assert _blocks(Period(at(3.5), at(3.75))) == ([], [Period(at(3.5), at(3.75))])
+
+
+async def test_summary_blocks_sum_the_quarter_hours_and_the_migration_fills_them_the_same_way(
+    api: Api, db: Database
+) -> None:
+    logs = []
+    moment = datetime(2026, 11, 9, 0, 7, tzinfo=UTC)
+    cents = 1
+    while moment < NOW:
+        logs.append(SpendLog(cents / 100, moment, team_id=("eng", "ops")[cents % 2], model=("a", "b", "c")[cents % 3]))
+        moment += timedelta(minutes=10)
+        cents = cents % 997 + 1
+    await add_spend(db, *logs)
+    await refresh(api)
+
+    async def blocks() -> list[tuple[Any, ...]]:
+        async with db.reader() as session:
+            rows = await session.execute(select(BLOCKS).order_by(*BLOCKS.primary_key.columns))
+            return [tuple(r) for r in rows]
+
+    built = await blocks()
+    async with db.reader() as session:
+        buckets = Decimal((await session.scalar(select(func.sum(SUMMARY_BUCKETS.c.spend)))) or 0)
+    assert {m for m, *_ in built} == set(BLOCK_MINUTES)
+    for minutes in BLOCK_MINUTES:
+        rows = [r for r in built if r[0] == minutes]
+        assert sum(Decimal(r[-1]) for r in rows) == buckets > 0, minutes  # every quarter hour once per length
+        assert all((r[1] - midnight(r[1].date())) % timedelta(minutes=minutes) == timedelta(0) for r in rows)
+    assert len([r for r in built if r[0] == 480]) == 6 * 3 * 2 * 3  # 6 days x 3 blocks x 2 teams x 3 models
+    await downgrade(db, embedded=True, revision="0011")
+    await upgrade(db, embedded=True)
+    assert await blocks() == built
+
+
+async def test_a_zoned_export_has_the_zoned_reports_figures_day_by_day(api: Api, db: Database) -> None:
+    await demo(db, rows=3000, days=12)
+    await refresh(api)
+    first, last = date(2026, 11, 5), NOW.astimezone(ZoneInfo("Asia/Kathmandu")).date()
+    for zone in ("Asia/Kathmandu", "America/Los_Angeles"):
+        params = {"period": "custom", "start_date": str(first), "end_date": str(last), "time_zone": zone}
+        response = await api.client.get(
+            "/api/v1/reports/export", params={"format": "csv", **params}, headers=api.bearer()
+        )
+        assert response.status_code == 200, response.text
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert [r["date"] for r in rows] == sorted(r["date"] for r in rows)  # ordered by day
+        keys = [(r["date"], r["team_id"], r["user_id"], r["model_group"], r["model"], r["provider"]) for r in rows]
+        assert len(keys) == len(set(keys))  # each group once
+        by_day: dict[str, Decimal] = defaultdict(Decimal)
+        by_model: dict[str, Decimal] = defaultdict(Decimal)
+        for r in rows:
+            by_day[r["date"]] += Decimal(r["cost_usd"])
+            by_model[r["model"]] += Decimal(r["cost_usd"])
+        report = await zone_report(api, first, zone, last)
+        assert sum(by_day.values()) == Decimal(report["totalCost"]) > 0, zone
+        assert dict(by_model) == {r["key"]: Decimal(r["cost"]) for r in report["breakdownByModel"]}, zone
+        for i in range((last - first).days + 1):
+            day = first + timedelta(days=i)
+            one = await zone_report(api, day, zone)
+            assert by_day.get(str(day), Decimal(0)) == Decimal(one["totalCost"]), (zone, day)
+        # FOCUS in the same zone: the same total.
+        focus = await api.client.get(
+            "/api/v1/reports/export", params={"format": "focus", **params}, headers=api.bearer()
+        )
+        assert focus.status_code == 200, focus.text
+        billed = sum((Decimal(r["BilledCost"]) for r in csv.DictReader(io.StringIO(focus.text))), Decimal(0))
+        assert billed == Decimal(report["totalCost"]), zone

@@ -49,7 +49,7 @@ from resolvers.forecasts.exhaustion import (
 )
 from resolvers.forecasts.exhaustion import Projection as ExhaustionProjection
 from resolvers.forecasts.methods import ForecastMethod, Projection, project, weighted_moving_average
-from resolvers.periods import Period, month_of
+from resolvers.periods import Period, month_of, zone
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, Filters, aggregate, finish_on_cancel, refresh_rollups
 from resolvers.runtime import Work
@@ -439,7 +439,9 @@ async def budget_forecasts(
         reached = {}
         for name, limit in (("soft", budget.soft_limit), ("hard", budget.hard_limit)):
             if state.current_spend >= limit:
-                reached[name] = await _reached_on(session, runtime, budget.scope, state.period, limit, now)
+                reached[name] = await _reached_on(
+                    session, runtime, budget.scope, state.period, budget.window.time_zone, limit, now
+                )
         soft = exhaustion(state.period, state.current_spend, budget.soft_limit, now, outlook, reached.get("soft"))
         hard = exhaustion(state.period, state.current_spend, budget.hard_limit, now, outlook, reached.get("hard"))
         out[budget.id] = BudgetForecast(
@@ -457,21 +459,31 @@ async def budget_forecasts(
 
 
 async def _reached_on(
-    session: AsyncSession, runtime: Runtime, scope: Scope, period: Period, limit: Decimal, now: datetime
+    session: AsyncSession,
+    runtime: Runtime,
+    scope: Scope,
+    period: Period,
+    time_zone: str,
+    limit: Decimal,
+    now: datetime,
 ) -> date | None:
-    """The UTC day a budget's spend this period reached `limit` (only read for budgets already past it)."""
+    """The day (in the budget's zone, where its window starts at a local midnight) a budget's spend this period
+    reached `limit` (only read for budgets already past it)."""
     source = await report_source(session, runtime)
-    days = DayRange(period.start.date(), min(period.end, now).date() + timedelta(days=1))
+    local = zone(time_zone)
+    first = period.start.astimezone(local).date()
+    days = DayRange(first, min(period.end, now).astimezone(local).date() + timedelta(days=1))
     if scope.kind is ScopeKind.GLOBAL:
-        grouped = await aggregate(session, source, days, (Dim.DAY,))
+        grouped = await aggregate(session, source, days, (Dim.DAY,), zone=local)
     else:
         # Grouped by the dimension too: a key or end-user filter needs the full rollup, which grouping picks.
         dim = BUDGET_DIMS[scope.kind]
-        grouped = await aggregate(session, source, days, (Dim.DAY, dim), Filters(among=(dim, (scope.id or "",))))
+        among = Filters(among=(dim, (scope.id or "",)))
+        grouped = await aggregate(session, source, days, (Dim.DAY, dim), among, local)
     daily: dict[date, Decimal] = defaultdict(Decimal)
     for key, totals in grouped.items():
         daily[key[0]] += totals.cost
-    return reached_day(period.start.date(), daily, limit)
+    return reached_day(first, daily, limit)
 
 
 # ---------------------------------------------------------------------------------------------- reading

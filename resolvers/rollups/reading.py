@@ -8,10 +8,13 @@ Days in another time zone (`zone`): a local day is an interval of UTC instants w
 midnights nearest their ends from the daily tables, plus the quarter-hour buckets of the local days outside those
 UTC days, minus the buckets of those UTC days outside the local days; figures per local day do the same per day
 (the UTC day it overlaps most, plus and minus the offset's pieces), so only the offset's share of the buckets is
-read, from the narrowest bucket table that holds the read's dimensions (totals, summary grain, full grain).
-Ordered reads (exports) label every bucket with the local day it falls in. Local days not wholly below the watermark are
-read from the raw logs with the same bounds, so no local day is ever counted from both. `aggregate_span` does the
-same for any UTC interval (budget windows).
+read, from the narrowest bucket table that holds the read's dimensions (totals, summary grain, full grain); at the
+summary grain the whole hours of a piece come from blocks of 1, 2, 4 and 8 hours (a 9-hour piece is two blocks),
+only the quarter hours off them from the buckets. The rollup's parts (days added, pieces added and subtracted)
+are one statement, a UNION ALL grouped once (`_signed_sum`). Time below the watermark comes from the rollup and
+time after it from the raw logs (a local day the watermark cuts from both, merged per key), as in UTC. Exports in
+a zone read a few local days at a time the same way and order them in memory. `aggregate_span` does the same for
+any UTC interval (budget windows).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, case, func, or_, select, text, type_coerce
+from sqlalchemy import BigInteger, Table, and_, case, func, or_, select, text, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
 
 from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import (
+    CostSummaryBlockRow,
     CostSummaryBucketRow,
     CostSummaryDailyRow,
     CostSummaryMonthlyRow,
@@ -57,6 +61,10 @@ BUCKETS_STATE = "hourly"
 BUCKETS: Table = CostTrackingBucketRow.__table__  # type: ignore[assignment]
 #: The buckets at the summary's grain (no key, no end user): what zoned reports read when they can.
 SUMMARY_BUCKETS: Table = CostSummaryBucketRow.__table__  # type: ignore[assignment]
+#: The summary buckets summed over blocks of BLOCK_MINUTES: what zoned reads take for whole hours of their pieces.
+BLOCKS: Table = CostSummaryBlockRow.__table__  # type: ignore[assignment]
+#: The summary blocks' lengths, shortest first (each divides the next, and the day).
+BLOCK_MINUTES = (60, 120, 240, 480)
 #: The buckets summed over every dimension: what unfiltered, ungrouped zoned reads take.
 TOTAL_BUCKETS: Table = CostTotalBucketRow.__table__  # type: ignore[assignment]
 BUCKET = timedelta(minutes=15)
@@ -200,7 +208,7 @@ async def aggregate_span(
     await _tune(session)
     until = source.rolled_until
     split = span.start if until is None else max(span.start, min(until, span.end))
-    statements: list[Select[Any] | Negated] = []
+    statements: list[Select[Any]] = []
     if span.start < split:
         statements = _span_statements(source, span.start, split, by, filters)
     if split < span.end:
@@ -208,31 +216,15 @@ async def aggregate_span(
     return await _run(session, statements, by)
 
 
-@dataclass(frozen=True)
-class Negated:
-    """A statement whose figures are subtracted, not added (see `_telescoped`)."""
-
-    statement: Select[Any]
-
-
-async def _run(
-    session: AsyncSession, statements: Iterable[Select[Any] | Negated], by: Sequence[Dim]
-) -> dict[Key, Totals]:
+async def _run(session: AsyncSession, statements: Iterable[Select[Any]], by: Sequence[Dim]) -> dict[Key, Totals]:
     result: dict[Key, Totals] = {}
-    negated = False
     for statement in statements:
-        sign = 1
-        if isinstance(statement, Negated):
-            statement, sign, negated = statement.statement, -1, True
         for row in await session.execute(statement):
             key, totals = _split_row(row, by)
             found = result.get(key)
             if found is None:
                 found = result[key] = Totals()
-            found.add(totals, sign)
-    if negated:
-        # A group whose pieces cancel out had no request in its local day (every real group counts at least one).
-        result = {key: totals for key, totals in result.items() if totals.requests}
+            found.add(totals)
     return result
 
 
@@ -244,15 +236,34 @@ async def stream_aggregate(
     filters: Filters = Filters(),
     zone: tzinfo | None = None,
 ) -> AsyncIterator[tuple[Key, Totals]]:
-    """Like `aggregate`, but ordered by `by` (DAY first when present) and streamed over a server-side cursor,
-    so exports never hold the whole result. Rows for one key come once (the rollup and raw parts cover
-    disjoint days), provided `by` includes DAY."""
+    """Like `aggregate`, but ordered by `by` (DAY first when present) and streamed, so exports never hold the
+    whole result. Rows for one key come once (the rollup and raw parts cover disjoint days), provided `by`
+    includes DAY. In UTC: over a server-side cursor. Per local day in another zone: STREAM_DAYS local days at a
+    time read like `aggregate` (each day its UTC day plus and minus the offset's pieces, not every bucket),
+    ordered in memory, so at most STREAM_DAYS days of groups are held."""
     await _tune(session)
+    if Dim.DAY in by and local_bounds(days, zone) is not None:
+        first = days.start
+        while first < days.end:
+            chunk = DayRange(first, min(days.end, first + timedelta(days=STREAM_DAYS)))
+            found = await _run(session, _zoned_statements(source, chunk, by, filters, zone), by)
+            for key in sorted(found, key=_order):
+                yield key, found[key]
+            first = chunk.end
+        return
     for statement in _zoned_statements(source, days, by, filters, zone, ordered=True):
-        assert not isinstance(statement, Negated)  # ordered reads never telescope
         result = await session.stream(statement.execution_options(yield_per=2000))
         async for row in result:
             yield _split_row(row, by)
+
+
+#: Local days a zoned export reads (and holds) at a time.
+STREAM_DAYS = 7
+
+
+def _order(key: Key) -> tuple[Any, ...]:
+    """A key's place in an ordered read: missing values ('' or None) first, as in SQL's order of ''."""
+    return tuple("" if v is None else v for v in key)
 
 
 async def _tune(session: AsyncSession) -> None:
@@ -300,24 +311,25 @@ def _zoned_statements(
     zone: tzinfo | None,
     *,
     ordered: bool = False,
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     bounds = local_bounds(days, zone)
     if bounds is None:
         return [*_statements(source, days, by, filters, ordered=ordered)]
+    # Zoned reads per local day are never ordered in SQL (`stream_aggregate` orders them per few days).
+    assert not (ordered and Dim.DAY in by)
     start, end = bounds[0], bounds[-1]
     until = source.rolled_until
     per_day = Dim.DAY in by
-    # Local days wholly below the watermark come from the rollup, the others from the raw logs.
+    # Below the watermark from the rollup (a local day the watermark cuts: its part before it from the
+    # buckets), after it from the raw logs, merged per key.
     split = start
     if until is not None and (source.buckets or not per_day):
-        split = max((b for b in bounds if b <= until), default=start)
+        split = max(start, min(until, end))
     labels = LocalDays(days, bounds) if per_day else None
-    statements: list[Select[Any] | Negated] = []
+    statements: list[Select[Any]] = []
     if start < split:
-        if labels is not None and not ordered:
+        if labels is not None:
             statements += _telescoped(source, labels, split, by, filters)
-        elif labels is not None:
-            statements.append(_bucket_select(Period(start, split), by, filters, ordered, labels))
         else:
             statements += _span_statements(source, start, split, by, filters)
     if split < end:
@@ -344,7 +356,7 @@ class LocalDays:
 
 def _telescoped(
     source: SpendSource, local: LocalDays, split: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     """Figures per local day below `split` without reading every bucket: each local day is the UTC day it
     overlaps most (from the daily tables, like a UTC report), plus the buckets of the local day outside that UTC
     day, minus the buckets of the UTC day outside the local day. Those pieces are the zone's offset long (at most
@@ -356,28 +368,31 @@ def _telescoped(
     whole: dict[date, date] = {}  # UTC day -> the local day it counts for
     plus: list[tuple[Period, date]] = []
     minus: list[tuple[Period, date]] = []
-    direct: list[Period] = []
+    direct: list[tuple[Period, date]] = []
     for i, day in enumerate(local.days.days()):
         start, end = local.bounds[i], local.bounds[i + 1]
         if end > split:
+            if start < split:
+                direct.append((Period(start, split), day))  # the rest of the day comes from the raw logs
             break
         utc = (start + (end - start) / 2).date()
         utc_start, utc_end = midnight(utc), midnight(utc + timedelta(days=1))
         if utc >= rolled_end or utc in whole or not (_aligned(start) and _aligned(end)):
-            direct.append(Period(start, end))
+            direct.append((Period(start, end), day))
             continue
         whole[utc] = day
         plus += [(Period(a, b), day) for a, b in ((start, min(end, utc_start)), (max(start, utc_end), end)) if a < b]
         minus += [(Period(a, b), day) for a, b in ((utc_start, start), (end, utc_end)) if a < b]
-    statements: list[Select[Any] | Negated] = []
+    parts: list[tuple[Select[Any], int]] = []
     if whole:
-        statements.append(_labelled_days_select(whole, by, filters))
+        parts.append((_labelled_days_select(whole, by, filters), 1))
     if plus:
-        statements.append(_pieces_select(plus, by, filters))
+        parts.append((_pieces_select(plus, by, filters), 1))
     if minus:
-        statements.append(Negated(_pieces_select(minus, by, filters)))
-    statements += [_bucket_select(period, by, filters, False, local) for period in direct]
-    return statements
+        parts.append((_pieces_select(minus, by, filters), -1))
+    if direct:
+        parts.append((_pieces_select(direct, by, filters), 1))
+    return [_signed_sum(parts, by)] if parts else []
 
 
 def _bucket_table(others: Sequence[Dim], filters: Filters) -> Table:
@@ -396,32 +411,112 @@ def _label(day: date) -> ColumnElement[Any]:
 def _labelled_days_select(whole: dict[date, date], by: Sequence[Dim], filters: Filters) -> Select[Any]:
     """UTC days from the daily tables, each under the local day it counts for."""
     table = SUMMARY if all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) else FINE
-    label = case(*[(table.c.day == _label(utc), _label(day)) for utc, day in whole.items()]).label("d_day")
-    columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else table.c[d.value] for d in by]
-    names: list[ColumnElement[Any]] = [literal_column("d_day") if d is Dim.DAY else table.c[d.value] for d in by]
-    statement = select(*columns, *rollup_measures(table)).where(table.c.day.in_(sorted(whole))).group_by(*names)
-    return _filtered(statement, table, filters)
-
-
-def _pieces_select(pieces: list[tuple[Period, date]], by: Sequence[Dim], filters: Filters) -> Select[Any]:
-    """Quarter-hour buckets of some UTC intervals, each interval under its local day."""
-    others = [d for d in by if d is not Dim.DAY]
-    table = _bucket_table(others, filters)
-    grouped = [table.c[d.value] for d in others]
-    inner = _filtered(
-        select(
-            table.c.bucket.label("b"),
-            *[c.label(f"d_{c.name}") for c in grouped],
-            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(table))],
-        ).where(or_(*[and_(table.c.bucket >= p.start, table.c.bucket < p.end) for p, _ in pieces])),
-        table,
-        filters,
-    )
-    sub = inner.group_by(table.c.bucket, *grouped).subquery("per_bucket")
-    label = case(*[(and_(sub.c.b >= p.start, sub.c.b < p.end), _label(day)) for p, day in pieces]).label("d_day")
+    others = [table.c[d.value] for d in by if d is not Dim.DAY]
+    # Per UTC day first (as a UTC read groups), then each day under its label: one CASE per group, not per row.
+    inner = select(
+        table.c.day.label("u_day"),
+        *[c.label(f"d_{c.name}") for c in others],
+        *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(table))],
+    ).where(table.c.day.in_(sorted(whole)))
+    sub = _filtered(inner, table, filters).group_by(table.c.day, *others).subquery("per_day")
+    label = case(*[(sub.c.u_day == _label(utc), _label(day)) for utc, day in whole.items()]).label("d_day")
     columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
     names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
     return select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+
+
+def _signed_sum(parts: list[tuple[Select[Any], int]], by: Sequence[Dim]) -> Select[Any]:
+    """One statement: grouped selects (columns `by`, then the five sums) added or subtracted (sign -1) per group
+    in a UNION ALL, so one result of the final groups comes back. A group whose parts cancel out (no request:
+    every real group counts one) is left out."""
+    if len(parts) == 1 and parts[0][1] == 1:
+        return parts[0][0]
+    rows = []
+    for statement, sign in parts:
+        sub = statement.subquery()
+        columns = list(sub.c)
+        measures = columns[len(by) :]
+        rows.append(
+            select(
+                *[c.label(f"d_{d.value}") for c, d in zip(columns, by, strict=False)],
+                *[(m if sign > 0 else -m).label(f"m{i}") for i, m in enumerate(measures)],
+            )
+        )
+    signed = union_all(*rows).subquery("signed")
+    columns = [signed.c[f"d_{d.value}"] for d in by]
+    statement = select(*columns, *[func.sum(signed.c[f"m{i}"]) for i in range(5)])
+    if any(sign < 0 for _, sign in parts):
+        statement = statement.having(func.sum(signed.c.m0) != 0)
+    return statement.group_by(*columns) if columns else statement
+
+
+def _pieces_select(pieces: Sequence[tuple[Period, date | None]], by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    """The buckets of some UTC intervals on quarter hours, each interval under its local day (when `by` has DAY).
+    At the summary grain, the whole blocks of BLOCK_MINUTES inside each interval come from the block table and
+    only the quarter hours around them from the buckets (see `_blocks`)."""
+    others = [d for d in by if d is not Dim.DAY]
+    table = _bucket_table(others, filters)
+    parts: list[Select[Any]] = []
+    if table is SUMMARY_BUCKETS:
+        blocks: list[tuple[int, datetime]] = []
+        runs: list[Period] = []
+        for period, _ in pieces:
+            found, left = _blocks(period)
+            blocks += found
+            runs += left
+        if blocks:
+            on = or_(*[and_(BLOCKS.c.minutes == m, BLOCKS.c.bucket == t) for m, t in blocks])
+            parts.append(_filtered(_piece_rows(BLOCKS, others).where(on), BLOCKS, filters))
+        spans = runs
+    else:
+        spans = [period for period, _ in pieces]
+    if spans:
+        on = or_(*[and_(table.c.bucket >= p.start, table.c.bucket < p.end) for p in spans])
+        parts.append(_filtered(_piece_rows(table, others).where(on), table, filters))
+    sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("pieces")
+    columns: list[ColumnElement[Any]] = []
+    for d in by:
+        if d is Dim.DAY:
+            whens = [(and_(sub.c.b >= p.start, sub.c.b < p.end), _label(day)) for p, day in pieces if day is not None]
+            columns.append(case(*whens).label("d_day"))
+        else:
+            columns.append(sub.c[f"d_{d.value}"])
+    names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
+    statement = select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)])
+    return statement.group_by(*names) if names else statement
+
+
+def _piece_rows(table: Table, others: Sequence[Dim]) -> Select[Any]:
+    measures = [table.c.requests, table.c.failures, table.c.input_tokens, table.c.output_tokens]
+    return select(
+        table.c.bucket.label("b"),
+        *[table.c[d.value].label(f"d_{d.value}") for d in others],
+        *[m.label(f"m{i}") for i, m in enumerate([*measures, type_coerce(table.c.spend, BigInteger)])],
+    )
+
+
+def _blocks(span: Period) -> tuple[list[tuple[int, datetime]], list[Period]]:
+    """[start, end) on quarter hours as the fewest blocks of BLOCK_MINUTES aligned on UTC midnight (minutes,
+    start), and the quarter-hour runs around them: [15:00, 24:00) is 1 h + 8 h, [18:15, 24:00) is 45 minutes of
+    buckets + 1 h + 4 h."""
+    blocks: list[tuple[int, datetime]] = []
+    runs: list[Period] = []
+    moment = span.start
+    while moment < span.end:
+        since = moment - midnight(moment.astimezone(UTC).date())
+        for minutes in reversed(BLOCK_MINUTES):
+            step = timedelta(minutes=minutes)
+            if since % step == timedelta(0) and moment + step <= span.end:
+                blocks.append((minutes, moment))
+                moment += step
+                break
+        else:
+            if runs and runs[-1].end == moment:
+                runs[-1] = Period(runs[-1].start, moment + BUCKET)
+            else:
+                runs.append(Period(moment, moment + BUCKET))
+            moment += BUCKET
+    return blocks, runs
 
 
 def _aligned(moment: datetime) -> bool:
@@ -435,7 +530,7 @@ def _nearest_midnight(moment: datetime) -> datetime:
 
 def _span_statements(
     source: SpendSource, start: datetime, end: datetime, by: Sequence[Dim], filters: Filters
-) -> list[Select[Any] | Negated]:
+) -> list[Select[Any]]:
     """[start, end) below the watermark, no DAY: the UTC days between the midnights nearest its ends from the
     daily tables (whole months from the monthly one), plus the buckets of [start, end) outside them, minus the
     buckets of those days outside [start, end): at most 12 hours of buckets at each end, exact (integer sums).
@@ -445,20 +540,19 @@ def _span_statements(
     if source.buckets and until is not None and _aligned(start) and _aligned(end):
         near_first, near_last = _nearest_midnight(start), _nearest_midnight(end)
         if near_first < near_last <= until:
-            statements: list[Select[Any] | Negated] = [
-                *_statements(source, DayRange(near_first.date(), near_last.date()), by, filters)
-            ]
-            for a, b in ((start, near_first), (near_last, end)):
-                if a < b:
-                    statements.append(_bucket_select(Period(a, b), by, filters, False, None))
-                elif b < a:
-                    statements.append(Negated(_bucket_select(Period(b, a), by, filters, False, None)))
-            return statements
+            parts = [(st, 1) for st in _statements(source, DayRange(near_first.date(), near_last.date()), by, filters)]
+            plus = [(Period(a, b), None) for a, b in ((start, near_first), (near_last, end)) if a < b]
+            minus = [(Period(b, a), None) for a, b in ((start, near_first), (near_last, end)) if b < a]
+            if plus:
+                parts.append((_pieces_select(plus, by, filters), 1))
+            if minus:
+                parts.append((_pieces_select(minus, by, filters), -1))
+            return [_signed_sum(parts, by)]
     first = midnight(start.astimezone(UTC).date())
     if first < start:
         first += timedelta(days=1)
     last = midnight(end.astimezone(UTC).date())
-    statements = []
+    statements: list[Select[Any]] = []
     if first < last:
         statements += _statements(source, DayRange(first.date(), last.date()), by, filters)
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
@@ -467,39 +561,19 @@ def _span_statements(
     for a, b in edges:
         edge = Period(a, b)
         if source.buckets and _aligned(edge.start) and _aligned(edge.end):
-            statements.append(_bucket_select(edge, by, filters, False, None))
+            statements.append(_bucket_select(edge, by, filters))
         else:
             statements.append(_raw_select(source.schema, edge, by, filters, False))
     return statements
 
 
-def _bucket_select(
-    span: Period, by: Sequence[Dim], filters: Filters, ordered: bool, local: LocalDays | None
-) -> Select[Any]:
-    others = [d for d in by if d is not Dim.DAY]
-    table = _bucket_table(others, filters)
+def _bucket_select(span: Period, by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    """The buckets of `span` grouped by `by` (no DAY)."""
+    table = _bucket_table(by, filters)
     in_span = (table.c.bucket >= span.start, table.c.bucket < span.end)
-    if Dim.DAY not in by:
-        labels = [table.c[d.value].label(f"d_{d.value}") for d in others]
-        statement = _filtered(select(*labels, *rollup_measures(table)).where(*in_span), table, filters)
-        return statement.group_by(*[table.c[d.value] for d in others]) if others else statement
-    assert local is not None
-    # Per bucket first (an index range, no expression per row), then each bucket to its local day.
-    grouped = [table.c[d.value] for d in others]
-    inner = _filtered(
-        select(
-            table.c.bucket.label("b"),
-            *[c.label(f"d_{c.name}") for c in grouped],
-            *[m.label(f"m{i}") for i, m in enumerate(rollup_measures(table))],
-        ).where(*in_span),
-        table,
-        filters,
-    )
-    sub = inner.group_by(table.c.bucket, *grouped).subquery("per_bucket")
-    columns: list[ColumnElement[Any]] = [local.label(sub.c.b) if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
-    names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
-    statement = select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
-    return statement.order_by(*names) if ordered else statement
+    labels = [table.c[d.value].label(f"d_{d.value}") for d in by]
+    statement = _filtered(select(*labels, *rollup_measures(table)).where(*in_span), table, filters)
+    return statement.group_by(*[table.c[d.value] for d in by]) if by else statement
 
 
 def _split_row(row: Sequence[Any], by: Sequence[Dim]) -> tuple[Key, Totals]:
