@@ -103,6 +103,67 @@ async def test_a_spike_is_found_per_scope_with_its_driver_and_alerts_once_per_sc
     assert team_alert["details"]["driver_id"] == "key-ann" and team_alert["details"]["granularity"] == "hour"
 
 
+def expensive_now_and_then(days: int = 14) -> list[SpendLog]:
+    """Dee's traffic: a $0.10 request every few minutes in the day and one an hour at night, and now and then
+    (eight times in the history) one long o3 answer costing $3.50."""
+    rng = random.Random(7)
+    logs = []
+    start = NOW.replace(hour=0) - timedelta(days=days)
+    for hour in range(days * 24 + NOW.hour - 1):
+        moment = start + timedelta(hours=hour)
+        for _ in range(6 if 8 <= moment.hour < 18 else 1):
+            when = moment + timedelta(minutes=rng.randint(0, 59))
+            logs.append(SpendLog(0.1, when, team_id="ops", user="dee", api_key="key-dee", model="gpt-4o-mini"))
+    for day in range(1, 15, 2):
+        when = NOW - timedelta(days=day, hours=rng.randint(0, 20))
+        logs.append(SpendLog(3.5, when, team_id="ops", user="dee", api_key="key-dee", model="o3"))
+    return logs
+
+
+async def test_one_expensive_request_of_a_kind_the_scope_pays_now_and_then_raises_nothing(
+    quiet_api: Api, db: Database
+) -> None:
+    """Hourly spend 5 times its usual, far past its robust scale, but carried by one request: the scope's usual
+    number of requests, and one costing no more than those it has paid before. Its own request costs explain it."""
+    await add_spend(db, *expensive_now_and_then())
+    usual_hour = [
+        SpendLog(
+            0.1, LAST_HOUR + timedelta(minutes=m), team_id="ops", user="dee", api_key="key-dee", model="gpt-4o-mini"
+        )
+        for m in range(0, 60, 10)
+    ]
+    await add_spend(db, *usual_hour)
+    await add_spend(
+        db, SpendLog(3.0, LAST_HOUR + timedelta(minutes=30), team_id="ops", user="dee", api_key="key-dee", model="o3")
+    )
+    assert (await quiet_api.data(DETECT))["detectSpendAnomalies"] == {"found": 0, "new": 0, "alerted": 0}
+
+
+async def test_a_leaked_key_spending_at_night_is_found_by_its_request_count(
+    quiet_api: Api, db: Database, clock: Clock
+) -> None:
+    """At 03:00 UTC the key makes 40 of its usual requests, where it makes one an hour at night."""
+    await usual(db)
+    night = NOW.replace(hour=3)
+    clock.now = night + timedelta(hours=1)
+    await add_spend(
+        db,
+        *(
+            SpendLog(
+                0.5, night + timedelta(minutes=m), team_id="eng", user="ann", api_key="key-ann", model="gpt-4o-mini"
+            )
+            for m in range(0, 60, 1)
+            if m % 3 != 0
+        ),
+    )
+    assert (await quiet_api.data(DETECT))["detectSpendAnomalies"]["found"] >= 1
+    found = {(a["scopeKind"], a["scopeId"]): a for a in (await quiet_api.data(ANOMALIES))["spendAnomalies"]}
+    key = found[("key", "key-ann")]
+    assert key["granularity"] == "HOUR" and key["bucketStart"].startswith("2026-11-15T03:00:00")
+    assert float(key["actual"]) > 20 and "41 requests" in key["description"]
+    assert found[("team", "eng")]["driver"]["id"] == "key-ann"
+
+
 async def test_a_quiet_hour_raises_nothing(quiet_api: Api, db: Database) -> None:
     await usual(db)
     assert (await quiet_api.data(DETECT))["detectSpendAnomalies"] == {"found": 0, "new": 0, "alerted": 0}
