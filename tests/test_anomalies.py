@@ -14,7 +14,16 @@ from sqlalchemy import select
 
 from models.alerts import AlertDeliveryRow
 from models.db import Database
-from resolvers.anomalies.detection import Granularity, daily_expectation, driver, hourly_expectation, judge
+from resolvers.anomalies.detection import (
+    Granularity,
+    Requests,
+    cost_score,
+    count_score,
+    daily_expectation,
+    driver,
+    hourly_expectation,
+    judge,
+)
 from resolvers.config import Settings
 from resolvers.schedule import scheduled_jobs
 from tests.conftest import NOW, Clock, started
@@ -269,6 +278,26 @@ def test_detection_statistics() -> None:
     top = driver(10.0, {("key", "a"): 9.0, ("key", "b"): 1.5}, {("key", "a"): 1.0, ("key", "b"): 1.0})
     assert top is not None and (top.kind, top.id, top.excess, top.share) == ("key", "a", 8.0, 0.8)
     assert Granularity("hour") is Granularity.HOUR
+
+
+def test_request_evidence() -> None:
+    """The count and the cost per request on arrays: what a scope's own requests explain is no anomaly."""
+    usual = np.ones(10)  # one request at this hour on each of the 10 history days
+    assert count_score(40, usual) > 5 and count_score(2, usual) < 2 and count_score(0, usual) == 0
+    assert count_score(4, np.zeros(10)) < 5 < count_score(8, np.zeros(10))  # never seen: a few are not unusual
+    costs = Requests(1, usual, cost_mean=0.1, cost_sd=0.1, cost_max=0.3)
+    # One $1 request: ten times the mean, but a heavy-tailed cost can do that; a hundred of them cannot (a switch
+    # to a model ten times dearer); no more per request than some history bucket paid is no surprise at all.
+    assert cost_score(1.0, 1, costs) < 5 < cost_score(100.0, 100, costs)
+    assert cost_score(30.0, 100, costs) == 0.0
+    # The spend is 20 times its scale, but carried by one $3 request where the scope has paid $3.50 before.
+    paid = Requests(2, usual, 0.1, 0.3, 1.8, largest=3.0, history_largest=np.array([0.1, 3.5, 0.2]))
+    assert judge(3.1, 0.1, 0.05, 5.0, 1.0, paid) is None
+    assert judge(3.1, 0.1, 0.05, 5.0, 1.0) is not None  # the spend alone would alert
+    leak = Requests(41, usual, 0.1, 0.1, 0.3, largest=0.5, history_largest=np.full(3, 0.5))
+    verdict = judge(20.0, 0.1, 0.05, 5.0, 1.0, leak)
+    assert verdict is not None and verdict.requests == 41 and verdict.count_score is not None
+    assert verdict.count_score > 5 and verdict.expected_requests == 1.05
 
 
 def test_the_scan_is_an_hourly_job(settings: Settings) -> None:

@@ -191,10 +191,11 @@ def count_score(count: int, same_position: Series) -> float:
 
 def cost_score(spend: float, count: int, requests: Requests) -> float:
     """How unusual a bucket's spend per request is, as a z: the mean of `count` draws from the scope's request
-    costs (mean and standard deviation over the history). 0 unless the spend per request is above that of every
-    history bucket: request costs are heavy-tailed (a long answer from an expensive model costs a hundred cheap
-    ones), and a cost per request the scope has already paid in some bucket is explained by its own distribution,
-    however far it lies in a normal tail."""
+    costs (their mean and standard deviation over the history). Request costs are heavy-tailed (a long answer from
+    an expensive model costs a hundred cheap ones), so the mean of a few of them is far from normal: it is taken as
+    lognormal with the same mean and variance (Fenton and Wilkinson's approximation of a sum of lognormals), which
+    tends to the normal as the count grows. 0 unless the spend per request is above that of every history bucket:
+    a cost per request the scope has already paid in some bucket is explained by its own distribution."""
     if count <= 0 or requests.cost_mean <= 0:
         return 0.0
     per_request = spend / count
@@ -202,7 +203,9 @@ def cost_score(spend: float, count: int, requests: Requests) -> float:
         return 0.0
     if requests.cost_sd <= 0:
         return 1e6
-    return min(float((per_request - requests.cost_mean) / (requests.cost_sd / np.sqrt(count))), 1e6)
+    sigma2 = float(np.log1p(requests.cost_sd**2 / (count * requests.cost_mean**2)))
+    mu = float(np.log(requests.cost_mean)) - sigma2 / 2
+    return min((float(np.log(per_request)) - mu) / float(np.sqrt(sigma2)), 1e6)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,21 @@ class Verdict:
     @property
     def excess(self) -> float:
         return self.actual - self.expected
+
+
+def remaining(actual: float, requests: Requests) -> tuple[float, int]:
+    """The bucket's spend and count without its most expensive request when the scope has paid one that size
+    before (`Requests.paid_before`); else all of them."""
+    if requests.paid_before and requests.largest is not None:
+        return actual - requests.largest, requests.count - 1
+    return actual, requests.count
+
+
+def request_scores(actual: float, requests: Requests) -> tuple[float, float]:
+    """The count and cost-per-request z of the bucket's `remaining` requests. They need no expected spend, so the
+    scan checks them before it fits a decomposition: most buckets are ordinary in both."""
+    spend, count = remaining(actual, requests)
+    return count_score(count, requests.same_position), cost_score(spend, count, requests)
 
 
 def spend_score(actual: float, expected: float, scale: float) -> float:
@@ -254,13 +272,10 @@ def judge(
         return None
     if requests is None:
         return Verdict(actual, expected, score)
-    spend, count = actual, requests.count
-    if requests.paid_before and requests.largest is not None:
-        spend, count = actual - requests.largest, count - 1
-        if spend - expected < min_usd or spend_score(spend, expected, scale) < threshold:
-            return None
-    by_count = count_score(count, requests.same_position)
-    by_cost = cost_score(spend, count, requests)
+    spend, count = remaining(actual, requests)
+    if count < requests.count and (spend - expected < min_usd or spend_score(spend, expected, scale) < threshold):
+        return None
+    by_count, by_cost = request_scores(actual, requests)
     if by_count < threshold and by_cost < threshold:
         return None
     return Verdict(actual, expected, score, requests.count, expected_count(requests.same_position), by_count, by_cost)

@@ -23,6 +23,7 @@ from resolvers.anomalies.detection import (
     hourly_days,
     hourly_expectation,
     judge,
+    request_scores,
     requests_of,
 )
 
@@ -163,6 +164,20 @@ def _judge_bucket(
     history, position = _history(cube, b)
     if not history or min(history) < 0:
         return None
+    actual = float(series[b])
+    # The same position of the history: the same hour of the same kind of day, the same weekday.
+    same = [h for h in history if (h - b) % (24 if cube.granularity is Granularity.HOUR else 7) == 0]
+    requests = requests_of(
+        int(counts[b]),
+        counts[same],
+        series[history],
+        counts[history],
+        None if largest is None else float(largest[b]),
+        None if largest is None else largest[history],
+    )
+    # Cheap and exact: without unusual requests there is no anomaly, whatever the decomposition expects.
+    if max(request_scores(actual, requests)) < sensitivity.threshold:
+        return None
     day = cube.bucket_start(b).date()
     key = (kind, value, day)
     if key not in expectations:
@@ -177,17 +192,6 @@ def _judge_bucket(
     expectation = expectations[key]
     if expectation is None:
         return None
-    actual = float(series[b])
-    # The same position of the history: the same hour of the same kind of day, the same weekday.
-    same = [h for h in history if (h - b) % (24 if cube.granularity is Granularity.HOUR else 7) == 0]
-    requests = requests_of(
-        int(counts[b]),
-        counts[same],
-        series[history],
-        counts[history],
-        None if largest is None else float(largest[b]),
-        None if largest is None else largest[history],
-    )
     verdict = judge(
         actual,
         float(expectation.expected[position]),
