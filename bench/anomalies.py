@@ -264,6 +264,13 @@ def main() -> None:
             if any(matches(f, a) and a.kind == kind for a in anomalies):
                 scopes[f"{f.granularity.value} {f.kind}"] += 1
         print(f"| {kind} | {len(hits)} | {sum(hits)} | {', '.join(f'{k} {n}' for k, n in sorted(scopes.items()))} |")
+    for anomaly in anomalies:
+        if not any(matches(f, anomaly) for f in findings):
+            key = anomaly.key
+            print(
+                f"missed: {anomaly.kind} {key.id} ({key.rate:.1f} requests an hour at its peak, "
+                f"${key.cost:.3f} each: ${key.rate * key.cost:.2f} an hour)"
+            )
     named = [f for f in true if f.driver is not None and f.kind != "key"]
     right = sum(
         1 for f in named if any(matches(f, a) and f.driver is not None and f.driver.id == a.key.id for a in anomalies)
