@@ -24,9 +24,12 @@ from resolvers.anomalies.detection import (
     hourly_expectation,
     judge,
 )
+from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.config import Settings
+from resolvers.reports import report_source
 from resolvers.schedule import scheduled_jobs
 from tests.conftest import NOW, Clock, started
+from tests.ledger import refresh
 from tests.receivers import WebhookReceiver
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
@@ -256,6 +259,31 @@ async def test_viewers_see_anomalies_of_their_own_team_and_user_only(quiet_api: 
     assert seen == {("key", "key-ann"), ("user", "ann"), ("team", "eng")}  # all three belong to team eng
     assert (await api.data(ANOMALIES, token=cid))["spendAnomalies"] == []
     assert (await api.error(DETECT, token=bob))["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_cubes_carry_request_counts_from_the_rollup_and_the_raw_logs(quiet_api: Api, db: Database) -> None:
+    """Daily counts come from the rollup once it is built (failed requests count, as LiteLLM logs them), hourly
+    counts and each hour's most expensive request from the raw logs."""
+    day = NOW.date() - timedelta(days=2)
+    at = NOW - timedelta(days=2)
+    logs = [SpendLog(0.25, at + timedelta(minutes=m), team_id="eng", user="ann", api_key="key-ann") for m in (1, 2, 3)]
+    logs.append(SpendLog(1.5, at + timedelta(minutes=9), team_id="eng", user="ann", api_key="key-ann"))
+    logs.append(
+        SpendLog(0.0, at + timedelta(minutes=40), team_id="eng", user="ann", api_key="key-ann", status="failure")
+    )
+    await add_spend(db, *logs)
+    runtime = quiet_api.runtime()
+    await refresh(quiet_api)
+    async with runtime.read() as session:
+        source = await report_source(session, runtime)
+        assert source.rolled_until is not None and source.rolled_until.date() > day  # the day is in the rollup
+        daily = await daily_cube(session, source, day)
+        hourly = await hourly_cube(session, runtime.litellm, day)
+    combo = ("eng", "key-ann", "ann", "gpt-4o")
+    assert daily.requests[combo] == {daily.buckets - 1: 5} and daily.cells[combo] == {daily.buckets - 1: 2_250_000_000}
+    hour = int((at - hourly.start) / timedelta(hours=1))
+    assert hourly.requests[combo] == {hour: 5} and hourly.largest[combo] == {hour: 1_500_000_000}
+    assert daily.largest == {}  # the rollup keeps no most expensive request
 
 
 def test_detection_statistics() -> None:
