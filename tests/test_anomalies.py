@@ -23,6 +23,8 @@ from resolvers.anomalies.detection import (
     driver,
     hourly_expectation,
     judge,
+    largest_score,
+    request_scores,
 )
 from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.config import Settings
@@ -322,6 +324,12 @@ def test_request_evidence() -> None:
     paid = Requests(2, usual, 0.1, 0.3, 1.8, largest=3.0, history_largest=np.array([0.1, 3.5, 0.2]))
     assert judge(3.1, 0.1, 0.05, 5.0, 1.0, paid) is None
     assert judge(3.1, 0.1, 0.05, 5.0, 1.0) is not None  # the spend alone would alert
+    # A new dearest request, a little above the hours' peaks, is no anomaly; one forty times their peaks is.
+    peaks = np.random.default_rng(1).lognormal(np.log(0.5), 0.8, 300)
+    record = Requests(3, usual, 0.2, 0.3, 1.5, largest=float(peaks.max()) * 1.2, history_largest=peaks)
+    assert largest_score(record) < 5 and request_scores(record.largest or 0.0, record)[1] < 5
+    huge = Requests(2, usual, 0.2, 0.3, 1.5, largest=20.0, history_largest=peaks)
+    assert largest_score(huge) > 5 and request_scores(20.5, huge)[1] > 5
     leak = Requests(41, usual, 0.1, 0.1, 0.3, largest=0.5, history_largest=np.full(3, 0.5))
     verdict = judge(20.0, 0.1, 0.05, 5.0, 1.0, leak)
     assert verdict is not None and verdict.requests == 41 and verdict.count_score is not None

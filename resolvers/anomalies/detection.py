@@ -232,11 +232,35 @@ def remaining(actual: float, requests: Requests) -> tuple[float, int]:
     return actual, requests.count
 
 
+def largest_score(requests: Requests) -> float:
+    """How unusual the bucket's most expensive request is, as a z on the log scale against the history buckets'
+    most expensive requests (costs are about lognormal): one request alone must be far beyond what the scope's
+    hours usually peak at, not merely its dearest yet (in a history of thousands of requests, some hour pays a new
+    dearest one every few days)."""
+    if requests.largest is None or requests.history_largest is None or requests.largest <= 0:
+        return 0.0
+    peaks = np.log(requests.history_largest[requests.history_largest > 0])
+    if peaks.size < 2:
+        return 0.0
+    sd = float(peaks.std(ddof=1))
+    if sd <= 0:
+        return 1e6 if np.log(requests.largest) > peaks[0] else 0.0
+    return min((float(np.log(requests.largest)) - float(peaks.mean())) / sd, 1e6)
+
+
 def request_scores(actual: float, requests: Requests) -> tuple[float, float]:
     """The count and cost-per-request z of the bucket's `remaining` requests. They need no expected spend, so the
-    scan checks them before it fits a decomposition: most buckets are ordinary in both."""
+    scan checks them before it fits a decomposition: most buckets are ordinary in both.
+
+    Where the most expensive request is known (hourly), the cost per request is that of the others, and the most
+    expensive one is judged alone (`largest_score`): the cost evidence never rests on one request's spend per
+    request."""
     spend, count = remaining(actual, requests)
-    return count_score(count, requests.same_position), cost_score(spend, count, requests)
+    by_count = count_score(count, requests.same_position)
+    if requests.largest is None or count < requests.count:
+        return by_count, cost_score(spend, count, requests)
+    others = cost_score(spend - requests.largest, count - 1, requests)
+    return by_count, max(others, largest_score(requests))
 
 
 def spend_score(actual: float, expected: float, scale: float) -> float:
