@@ -24,6 +24,14 @@ floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, 
 whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity) and the
 excess is at least the minimum in USD. Only spend above the expected is an anomaly: these are cost alerts.
 
+The requests must explain the excess too (`Requests`, `judge`): the hourly spend's scale cannot know that one
+request can cost what the scope spends in a week. A bucket whose most expensive request is one of a size the scope
+has paid before is judged without it; and the requests must be unusual in number (a negative-binomial predictive
+from the counts at the same position of the history) or in cost per request (the others' mean cost as a lognormal
+mean of the scope's request costs, and the most expensive one alone on the log scale against the history's
+hourly peaks), at the same threshold. Daily buckets (the rollup keeps no most expensive request) need an unusual
+count.
+
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
 same weekday), and the one with the largest increase (the finest of those within 5% of it: a key before a user,
@@ -252,12 +260,14 @@ def request_scores(actual: float, requests: Requests) -> tuple[float, float]:
     """The count and cost-per-request z of the bucket's `remaining` requests. They need no expected spend, so the
     scan checks them before it fits a decomposition: most buckets are ordinary in both.
 
-    Where the most expensive request is known (hourly), the cost per request is that of the others, and the most
-    expensive one is judged alone (`largest_score`): the cost evidence never rests on one request's spend per
-    request."""
+    The cost per request is that of the requests other than the most expensive, which is judged alone
+    (`largest_score`): the cost evidence never rests on one request. So it needs the most expensive request,
+    which hourly buckets carry and the daily rollup does not: a daily anomaly needs an unusual count."""
     spend, count = remaining(actual, requests)
     by_count = count_score(count, requests.same_position)
-    if requests.largest is None or count < requests.count:
+    if requests.largest is None:
+        return by_count, 0.0  # daily: the rollup keeps no most expensive request, so only the count can speak
+    if count < requests.count:
         return by_count, cost_score(spend, count, requests)
     others = cost_score(spend - requests.largest, count - 1, requests)
     return by_count, max(others, largest_score(requests))
