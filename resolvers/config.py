@@ -1086,7 +1086,10 @@ class Settings:
         "when the spend-anomaly scan runs (the last closed hour and day)",
     )
     anomaly_threshold: float = setting(
-        "SPENDPLANE_ANOMALY_THRESHOLD", _anomaly_threshold, "5", "robust z-score at or above which spend is unusual"
+        "SPENDPLANE_ANOMALY_THRESHOLD",
+        _anomaly_threshold,
+        "5",
+        "robust z-score at or above which spend, and its request count or cost per request, is unusual",
     )
     anomaly_min_usd: Decimal = setting(
         "SPENDPLANE_ANOMALY_MIN_USD",

@@ -127,6 +127,8 @@ def describe(finding: Finding) -> str:
         f"{finding.kind} {finding.id} spent ${v.actual:,.2f} in the {finding.granularity.value} {when}, "
         f"${v.expected:,.2f} expected (+${v.excess:,.2f}, robust z {v.score:.1f})"
     )
+    if v.requests is not None and v.expected_requests is not None:
+        text += f" in {v.requests} requests, {v.expected_requests:.1f} expected"
     d = finding.driver
     if d is not None:
         text += f"; {d.kind} {d.id} explains +${d.excess:,.2f} of it ({d.share:.0%})"
@@ -200,6 +202,10 @@ def _money(value: float) -> Decimal:
     return whole_nanos(Decimal(repr(max(0.0, value))))
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _row(finding: Finding, now: datetime, sensitivity: Sensitivity, muted: bool) -> dict[str, Any]:
     d = finding.driver
     return {
@@ -222,7 +228,11 @@ def _row(finding: Finding, now: datetime, sensitivity: Sensitivity, muted: bool)
             "scale": round(finding.scale, 6),
             "threshold": sensitivity.threshold,
             "min_usd": sensitivity.min_usd,
-            "method": "robust STL residuals, MAD scale",
+            "method": "robust STL residuals, MAD scale; request count and cost per request",
+            "requests": finding.verdict.requests,
+            "expected_requests": _rounded(finding.verdict.expected_requests),
+            "count_score": _rounded(finding.verdict.count_score),
+            "cost_score": _rounded(finding.verdict.cost_score),
         },
         "status": (AnomalyStatus.IGNORED if muted else AnomalyStatus.OPEN).value,
         "alert_id": None,

@@ -24,6 +24,14 @@ floored at 1.2533 x their mean absolute deviation (the same for Gaussian noise, 
 whose residuals are mostly exactly 0). A bucket is an anomaly when z reaches the threshold (sensitivity) and the
 excess is at least the minimum in USD. Only spend above the expected is an anomaly: these are cost alerts.
 
+The requests must explain the excess too (`Requests`, `judge`): the hourly spend's scale cannot know that one
+request can cost what the scope spends in a week. A bucket whose most expensive request is one of a size the scope
+has paid before is judged without it; and the requests must be unusual in number (a negative-binomial predictive
+from the counts at the same position of the history) or in cost per request (the others' mean cost as a lognormal
+mean of the scope's request costs, and the most expensive one alone on the log scale against the history's
+hourly peaks), at the same threshold. Daily buckets (the rollup keeps no most expensive request) need an unusual
+count.
+
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
 same weekday), and the one with the largest increase (the finest of those within 5% of it: a key before a user,
@@ -120,27 +128,191 @@ def daily_expectation(history: Series) -> Expectation | None:
 
 
 @dataclass(frozen=True)
+class Requests:
+    """What a scope's requests say about a bucket (LiteLLM logs one row per request, so the rollup and the raw logs
+    count them): the bucket's request count, the counts at the same position of the history (the same hour of the
+    same kind of day; the same weekday), and the scope's per-request cost over the whole history (every history
+    bucket's spend and count)."""
+
+    count: int
+    same_position: Series
+    cost_mean: float  # USD per request: history spend / history requests
+    cost_sd: float  # USD: sqrt(sum over buckets (spend - count x mean)^2 / requests), the compound-Poisson moment
+    cost_max: float  # USD: the highest spend per request of any history bucket
+    #: Where the buckets' most expensive requests are known (hourly): the bucket's, and the history buckets'.
+    largest: float | None = None
+    history_largest: Series | None = None
+
+    @property
+    def paid_before(self) -> bool:
+        """The bucket's most expensive request costs no more than one the scope paid in its history."""
+        return (
+            self.largest is not None
+            and self.history_largest is not None
+            and self.history_largest.size > 0
+            and 0 < self.largest <= float(self.history_largest.max())
+        )
+
+
+def requests_of(
+    count: int,
+    same_position: Series,
+    spend: Series,
+    counts: Series,
+    largest: float | None = None,
+    history_largest: Series | None = None,
+) -> Requests:
+    """`spend` and `counts`: the scope's history buckets (USD, requests)."""
+    total = float(counts.sum())
+    if total <= 0:
+        return Requests(count, same_position, 0.0, 0.0, 0.0, largest, history_largest)
+    mean = float(spend.sum()) / total
+    sd = float(np.sqrt(np.sum((spend - counts * mean) ** 2) / total))
+    busy = counts > 0
+    top = float(np.max(spend[busy] / counts[busy]))
+    return Requests(count, same_position, mean, sd, top, largest, history_largest)
+
+
+#: The Jeffreys prior of a Poisson rate: Gamma(1/2, 0), so a position with no request in its history still
+#: expects a little traffic, with the uncertainty of having seen none.
+RATE_PRIOR_SHAPE = 0.5
+
+
+def expected_count(same_position: Series) -> float:
+    return (RATE_PRIOR_SHAPE + float(same_position.sum())) / len(same_position) if len(same_position) else 0.0
+
+
+def count_score(count: int, same_position: Series) -> float:
+    """How unusual a bucket's request count is, as a z (the standard normal quantile of its upper tail): the
+    count's negative-binomial predictive distribution (a Poisson rate with a Gamma posterior from the counts at the
+    same position of the history), so a position seen only a few times is judged with the uncertainty that
+    leaves."""
+    from scipy.stats import nbinom, norm
+
+    m = len(same_position)
+    if count <= 0 or m == 0:
+        return 0.0
+    shape = RATE_PRIOR_SHAPE + float(same_position.sum())
+    tail = float(nbinom.sf(count - 1, shape, m / (m + 1.0)))
+    return min(float(norm.isf(tail)), 1e6) if tail > 0 else 1e6
+
+
+def cost_score(spend: float, count: int, requests: Requests) -> float:
+    """How unusual a bucket's spend per request is, as a z: the mean of `count` draws from the scope's request
+    costs (their mean and standard deviation over the history). Request costs are heavy-tailed (a long answer from
+    an expensive model costs a hundred cheap ones), so the mean of a few of them is far from normal: it is taken as
+    lognormal with the same mean and variance (Fenton and Wilkinson's approximation of a sum of lognormals), which
+    tends to the normal as the count grows. 0 unless the spend per request is above that of every history bucket:
+    a cost per request the scope has already paid in some bucket is explained by its own distribution."""
+    if count <= 0 or requests.cost_mean <= 0:
+        return 0.0
+    per_request = spend / count
+    if per_request <= requests.cost_max:
+        return 0.0
+    if requests.cost_sd <= 0:
+        return 1e6
+    sigma2 = float(np.log1p(requests.cost_sd**2 / (count * requests.cost_mean**2)))
+    mu = float(np.log(requests.cost_mean)) - sigma2 / 2
+    return min((float(np.log(per_request)) - mu) / float(np.sqrt(sigma2)), 1e6)
+
+
+@dataclass(frozen=True)
 class Verdict:
     actual: float
     expected: float
     score: float
+    #: Set when the requests were known: their count and the count expected, and the two scores.
+    requests: int | None = None
+    expected_requests: float | None = None
+    count_score: float | None = None
+    cost_score: float | None = None
 
     @property
     def excess(self) -> float:
         return self.actual - self.expected
 
 
-def judge(actual: float, expected: float, scale: float, threshold: float, min_usd: float) -> Verdict | None:
-    """An anomaly when the robust z (on the square-root scale) reaches `threshold` and the excess is at least
-    `min_usd`; else None."""
+def remaining(actual: float, requests: Requests) -> tuple[float, int]:
+    """The bucket's spend and count without its most expensive request when the scope has paid one that size
+    before (`Requests.paid_before`); else all of them."""
+    if requests.paid_before and requests.largest is not None:
+        return actual - requests.largest, requests.count - 1
+    return actual, requests.count
+
+
+def largest_score(requests: Requests) -> float:
+    """How unusual the bucket's most expensive request is, as a z on the log scale against the history buckets'
+    most expensive requests (costs are about lognormal): one request alone must be far beyond what the scope's
+    hours usually peak at, not merely its dearest yet (in a history of thousands of requests, some hour pays a new
+    dearest one every few days)."""
+    if requests.largest is None or requests.history_largest is None or requests.largest <= 0:
+        return 0.0
+    peaks = np.log(requests.history_largest[requests.history_largest > 0])
+    if peaks.size < 2:
+        return 0.0
+    sd = float(peaks.std(ddof=1))
+    if sd <= 0:
+        return 1e6 if np.log(requests.largest) > peaks[0] else 0.0
+    return min((float(np.log(requests.largest)) - float(peaks.mean())) / sd, 1e6)
+
+
+def request_scores(actual: float, requests: Requests) -> tuple[float, float]:
+    """The count and cost-per-request z of the bucket's `remaining` requests. They need no expected spend, so the
+    scan checks them before it fits a decomposition: most buckets are ordinary in both.
+
+    The cost per request is that of the requests other than the most expensive, which is judged alone
+    (`largest_score`): the cost evidence never rests on one request. So it needs the most expensive request,
+    which hourly buckets carry and the daily rollup does not: a daily anomaly needs an unusual count."""
+    spend, count = remaining(actual, requests)
+    by_count = count_score(count, requests.same_position)
+    if requests.largest is None:
+        return by_count, 0.0  # daily: the rollup keeps no most expensive request, so only the count can speak
+    if count < requests.count:
+        return by_count, cost_score(spend, count, requests)
+    others = cost_score(spend - requests.largest, count - 1, requests)
+    return by_count, max(others, largest_score(requests))
+
+
+def spend_score(actual: float, expected: float, scale: float) -> float:
+    """The robust z of spend, on the square-root scale."""
+    rise = float(np.sqrt(max(actual, 0.0)) - np.sqrt(max(expected, 0.0)))
+    return min(rise / scale if scale > 0 else float("inf"), 1e6)
+
+
+def judge(
+    actual: float,
+    expected: float,
+    scale: float,
+    threshold: float,
+    min_usd: float,
+    requests: Requests | None = None,
+) -> Verdict | None:
+    """An anomaly when the robust z of spend reaches `threshold` and the excess is at least `min_usd`, and, when
+    `requests` are known, the requests explain it:
+
+    - when the bucket's most expensive request is one of a size the scope has paid before, the spend without it
+      must still be an anomaly by those two rules (an excess that rests on one such request is the scope's own
+      cost distribution at work, not an anomaly: the hourly spend's scale cannot know one request can cost what
+      the scope spends in a week);
+    - and the (remaining) requests are unusual in number (`count_score`) or in cost per request (`cost_score`),
+      either at `threshold`.
+
+    Else None."""
     excess = actual - expected
     if excess < min_usd or excess <= 0:
         return None
-    rise = float(np.sqrt(actual) - np.sqrt(max(expected, 0.0)))
-    score = rise / scale if scale > 0 else float("inf")
+    score = spend_score(actual, expected, scale)
     if score < threshold:
         return None
-    return Verdict(actual, expected, min(score, 1e6))
+    if requests is None:
+        return Verdict(actual, expected, score)
+    spend, count = remaining(actual, requests)
+    if count < requests.count and (spend - expected < min_usd or spend_score(spend, expected, scale) < threshold):
+        return None
+    by_count, by_cost = request_scores(actual, requests)
+    if by_count < threshold and by_cost < threshold:
+        return None
+    return Verdict(actual, expected, score, requests.count, expected_count(requests.same_position), by_count, by_cost)
 
 
 @dataclass(frozen=True)

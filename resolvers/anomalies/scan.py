@@ -23,6 +23,8 @@ from resolvers.anomalies.detection import (
     hourly_days,
     hourly_expectation,
     judge,
+    request_scores,
+    requests_of,
 )
 
 #: The scope kinds anomalies are found for, and each one's position in a cube combination.
@@ -38,23 +40,33 @@ class Sensitivity:
 
 @dataclass
 class Cube:
-    """Spend (nano-USD) per bucket and combination; bucket i starts at `start + i x step` (`start` a UTC
-    midnight)."""
+    """Spend (nano-USD) and requests per bucket and combination; bucket i starts at `start + i x step` (`start` a
+    UTC midnight)."""
 
     granularity: Granularity
     start: datetime
     buckets: int
     cells: dict[Combo, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    requests: dict[Combo, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    #: The most expensive single request (nano-USD) per bucket and combination, where known (hourly buckets read
+    #: from the raw logs); the daily rollup does not keep it.
+    largest: dict[Combo, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
 
     @property
     def step(self) -> timedelta:
         return timedelta(hours=1) if self.granularity is Granularity.HOUR else timedelta(days=1)
 
-    def add(self, combo: Combo, moment: datetime, nanos: int) -> None:
+    def add(self, combo: Combo, moment: datetime, nanos: int, requests: int = 1, largest: int | None = None) -> None:
+        """`largest`: the most expensive of the `requests` (nano-USD), when known."""
         index = int((moment - self.start) / self.step)
-        if 0 <= index < self.buckets and nanos:
+        if 0 <= index < self.buckets and (nanos or requests):
             row = self.cells[combo]
             row[index] = row.get(index, 0) + nanos
+            counts = self.requests[combo]
+            counts[index] = counts.get(index, 0) + requests
+            if largest is not None:
+                tops = self.largest[combo]
+                tops[index] = max(tops.get(index, 0), largest)
 
     def bucket_start(self, index: int) -> datetime:
         return self.start + index * self.step
@@ -82,6 +94,14 @@ class _Matrix:
             for b, nanos in cube.cells[combo].items():
                 self.nanos[i, b] = nanos
         self.usd = self.nanos / 1e9
+        self.counts = np.zeros((len(self.combos), cube.buckets), dtype=np.float64)
+        self.largest = np.zeros((len(self.combos), cube.buckets), dtype=np.float64)
+        for i, combo in enumerate(self.combos):
+            for b, count in cube.requests.get(combo, {}).items():
+                self.counts[i, b] = count
+            for b, top in cube.largest.get(combo, {}).items():
+                self.largest[i, b] = top / 1e9
+        self.knows_largest = bool(cube.largest)
         self.by_value: list[dict[str, list[int]]] = [defaultdict(list) for _ in KINDS]
         for i, combo in enumerate(self.combos):
             for d, value in enumerate(combo):
@@ -100,11 +120,15 @@ def scan(cube: Cube, evaluate: Iterable[int], sensitivity: Sensitivity, kinds: I
             continue
         for value, rows in matrix.by_value[d].items():
             series = matrix.usd[rows].sum(axis=0)
+            counts = matrix.counts[rows].sum(axis=0)
+            largest = matrix.largest[rows].max(axis=0) if matrix.knows_largest else None
             for b in wanted:
                 # Cheap and exact: an excess of min_usd needs at least that much actual spend.
                 if series[b] < sensitivity.min_usd or series[b] <= 0:
                     continue
-                finding = _judge_bucket(cube, matrix, kind, d, value, rows, series, b, sensitivity, expectations)
+                finding = _judge_bucket(
+                    cube, matrix, kind, d, value, rows, (series, counts, largest), b, sensitivity, expectations
+                )
                 if finding is not None:
                     found.append(finding)
     return found
@@ -131,13 +155,28 @@ def _judge_bucket(
     d: int,
     value: str,
     rows: list[int],
-    series: Series,
+    spend_and_counts: tuple[Series, Series, Series | None],
     b: int,
     sensitivity: Sensitivity,
     expectations: dict[tuple[str, str, date], Expectation | None],
 ) -> Finding | None:
+    series, counts, largest = spend_and_counts
     history, position = _history(cube, b)
     if not history or min(history) < 0:
+        return None
+    actual = float(series[b])
+    # The same position of the history: the same hour of the same kind of day, the same weekday.
+    same = [h for h in history if (h - b) % (24 if cube.granularity is Granularity.HOUR else 7) == 0]
+    requests = requests_of(
+        int(counts[b]),
+        counts[same],
+        series[history],
+        counts[history],
+        None if largest is None else float(largest[b]),
+        None if largest is None else largest[history],
+    )
+    # Cheap and exact: without unusual requests there is no anomaly, whatever the decomposition expects.
+    if max(request_scores(actual, requests)) < sensitivity.threshold:
         return None
     day = cube.bucket_start(b).date()
     key = (kind, value, day)
@@ -153,14 +192,16 @@ def _judge_bucket(
     expectation = expectations[key]
     if expectation is None:
         return None
-    actual = float(series[b])
     verdict = judge(
-        actual, float(expectation.expected[position]), expectation.scale, sensitivity.threshold, sensitivity.min_usd
+        actual,
+        float(expectation.expected[position]),
+        expectation.scale,
+        sensitivity.threshold,
+        sensitivity.min_usd,
+        requests,
     )
     if verdict is None:
         return None
-    # Baselines at the same position of the history: the same hour of the same kind of day, the same weekday.
-    same = [h for h in history if (h - b) % (24 if cube.granularity is Granularity.HOUR else 7) == 0]
     now: dict[tuple[str, str], float] = {}
     baseline: dict[tuple[str, str], float] = {}
     for j, other in enumerate(KINDS):

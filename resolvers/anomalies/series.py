@@ -1,4 +1,6 @@
-"""Reading the spend the anomaly scan needs, per bucket and (team, key, user, model) combination, into a `Cube`.
+"""Reading the spend and requests the anomaly scan needs, per bucket and (team, key, user, model) combination, into
+a `Cube` (LiteLLM logs one row per request: the raw logs are counted, the rollup carries `requests`). Hourly
+buckets also carry their most expensive request.
 
 Daily spend comes from the rollup (`resolvers.rollups.aggregate`: rolled-up days, raw logs past the watermark).
 Hourly spend is read from the raw logs grouped by UTC hour, here and only here (`hourly_cube`): when the rollup
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, select
+from sqlalchemy import BigInteger, String, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -18,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement, literal_column
 from sqlalchemy.sql.functions import FunctionElement
 
 from models.litellm import LiteLLMSchema, spend_logs
+from models.types import NANOS_PER_USD
 from resolvers.anomalies.detection import DAILY_HISTORY_DAYS, HOURLY_HISTORY_DAYS, Granularity
 from resolvers.anomalies.scan import Cube
 from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, as_date, raw_dimension
@@ -63,7 +66,12 @@ async def hourly_cube(session: AsyncSession, schema: LiteLLMSchema, day: date) -
     # Grouping by the labels (not the expressions again) keeps every expression bound once.
     names: list[ColumnElement[Any]] = [literal_column(label.name) for label in labels]
     statement = (
-        select(*labels, spend_nanos())
+        select(
+            *labels,
+            spend_nanos(),
+            func.count(),
+            func.max(cast(func.round(spend_logs.c.spend * NANOS_PER_USD), BigInteger)),
+        )
         .where(
             spend_logs.c.start_time >= start.replace(tzinfo=None), spend_logs.c.start_time < end.replace(tzinfo=None)
         )
@@ -71,8 +79,9 @@ async def hourly_cube(session: AsyncSession, schema: LiteLLMSchema, day: date) -
     )
     cube = Cube(Granularity.HOUR, start, (HOURLY_HISTORY_DAYS + 1) * 24)
     for row in await session.execute(statement):
-        hour, team, key, user, model, nanos = tuple(row)
-        cube.add((team or "", key or "", user or "", model or ""), _as_hour(hour), int(nanos or 0))
+        hour, team, key, user, model, nanos, requests, largest = tuple(row)
+        combo = (team or "", key or "", user or "", model or "")
+        cube.add(combo, _as_hour(hour), int(nanos or 0), int(requests), int(largest or 0))
     return cube
 
 
@@ -82,5 +91,6 @@ async def daily_cube(session: AsyncSession, source: SpendSource, day: date) -> C
     grouped = await aggregate(session, source, DayRange(first, day + timedelta(days=1)), (Dim.DAY, *DIMS))
     cube = Cube(Granularity.DAY, midnight(first), DAILY_HISTORY_DAYS + 1)
     for (when, team, key, user, model), totals in grouped.items():
-        cube.add((team or "", key or "", user or "", model or ""), midnight(as_date(when)), totals.spend_nanos)
+        combo = (team or "", key or "", user or "", model or "")
+        cube.add(combo, midnight(as_date(when)), totals.spend_nanos, totals.requests)
     return cube
