@@ -207,3 +207,73 @@ async def test_a_chunked_body_growing_past_the_limit_is_413_with_the_json_error_
 
     headers = {**api.bearer(), "content-type": "application/json"}
     _too_large(await api.client.post(path, content=chunks(), headers=headers))
+
+
+# ------------------------------------------------------------------------------ GraphQL values naming their field
+
+BUDGET_INPUT = '{name: "b", entityType: TEAM, entityId: "t1", limit: "10"}'
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("{ budget(id: 5.5) { id } }", "id"),
+        ("{ costReport(period: NOPE) { totalCost } }", "period"),
+        ('{ costReport(period: "CUSTOM") { totalCost } }', "period"),
+        ("{ budget { id } }", "id"),
+        (f"mutation {{ createBudget(input: {BUDGET_INPUT[:-1]}, soft: 1}}) {{ id }} }}", "input.soft"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBAL, limit: "x"}) { id } }', "input.limit"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBAL, limit: true}) { id } }', "input.limit"),
+        ('mutation { createBudget(input: {entityType: GLOBAL, limit: "1"}) { id } }', "input.name"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBE, limit: "1"}) { id } }', "input.entityType"),
+    ],
+)
+async def test_an_invalid_inline_literal_is_bad_user_input_naming_its_argument(
+    api: Api, query: str, field: str
+) -> None:
+    error = await api.error(query)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "field"),
+    [
+        ("query($id: ID!) { budget(id: $id) { id } }", {"id": 5.5}, "id"),
+        ("query($id: ID!) { budget(id: $id) { id } }", {}, "id"),
+        ("query($p: ReportPeriod) { costReport(period: $p) { totalCost } }", {"p": "NOPE"}, "p"),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"name": "b", "entityType": "GLOBAL", "limit": "x"}},
+            "i.limit",
+        ),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"entityType": "GLOBAL", "limit": "1"}},
+            "i.name",
+        ),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"name": "b", "entityType": "GLOBAL", "limit": "1", "bogus": 1}},
+            "i.bogus",
+        ),
+    ],
+)
+async def test_a_bad_variable_value_is_bad_user_input_naming_the_variable_and_path(
+    api: Api, query: str, variables: dict[str, object], field: str
+) -> None:
+    error = await api.error(query, variables)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ budgts { id } }",
+        "{ budgets { colour } }",
+        '{ budget(id: "x", colour: 1) { id } }',
+        "query($id: Int) { budget(id: $id) { id } }",
+    ],
+)
+async def test_genuine_validation_errors_stay_graphql_validation_failed(api: Api, query: str) -> None:
+    error = await api.error(query)
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}, error
