@@ -76,6 +76,14 @@ PARAMS = [
     ("GET", "/api/v1/reports/cost", "start_date", "\x8c", "\x8c", False),
     ("GET", "/api/v1/reports/cost", "period", "WEEKLY", "WEEKLY", True),
     ("GET", "/api/v1/reports/export", "format", "xml", "xml", False),
+    # A time zone is one of zoneinfo.available_timezones(), as spelled there, blanks trimmed; blank is the default.
+    ("GET", "/api/v1/reports/summary", "time_zone", "Europe/Berlin", "Europe/Berlin", True),
+    ("GET", "/api/v1/reports/trend", "time_zone", " Asia/Kathmandu\t", " Asia/Kathmandu\t", True),
+    ("GET", "/api/v1/reports/summary", "time_zone", " ", " ", True),
+    ("GET", "/api/v1/reports/summary", "time_zone", "europe/berlin", "europe/berlin", False),
+    ("GET", "/api/v1/reports/summary", "time_zone", "posixrules", "posixrules", False),  # ZoneInfo opens it
+    ("GET", "/api/v1/reports/trend", "time_zone", "right/UTC", "right/UTC", False),
+    ("GET", "/api/v1/reports/cost", "time_zone", "Mars/Olympus", "Mars/Olympus", False),
 ]
 
 
@@ -216,6 +224,48 @@ BODIES = [
         {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 5, "period": "daily", "budget_duration": ""},
         False,
     ),
+    # A global budget names no entity; any other names one (no control characters); a key's is sk-... or a sha256.
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "entity_id": "x", "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": " Global", "entity_id": " ", "limit": 5}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "team", "entity_id": "t\x85u", "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "key", "entity_id": "my-key", "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "KEY", "entity_id": " sk-abc ", "limit": 5}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "key", "entity_id": "a" * 64, "limit": 5}, True),
+    ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "key", "entity_id": "A" * 64, "limit": 5}, False),
+    ("POST", "/api/v1/budgets", {"name": "b\x92", "entity_type": "team", "entity_id": "t2", "limit": 5}, False),
+    # The window's zone and the alert address.
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "z", "limit": 5, "time_zone": "UTC "},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "z", "limit": 5, "time_zone": "Utc"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "e", "limit": 5, "alert_email": "x"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "e", "limit": 5, "alert_email": ""},
+        True,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "f", "limit": 5, "alert_email": "a@example.com"},
+        True,
+    ),
+    ("POST", "/api/v1/chargeback/reports/generate", {"period": "2026-10", "time_zone": "Asia/Tokyo"}, True),
+    ("POST", "/api/v1/chargeback/reports/generate", {"period": "2026-10", "time_zone": "Tokyo"}, False),
     # Amounts as text: the pattern says above 0 and at most 9 (USD) or 6 (fraction) decimal places.
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": "0"}, False),
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "limit": " 0.000 "}, False),
@@ -410,3 +460,12 @@ async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operatio
     assert response.status_code == 400 and response.json()["error"]["field"] == field, response.text
     operation = _operation(method, path)
     assert f"`{field}`" in operation["responses"]["400"]["description"]
+
+
+@pytest.mark.parametrize("path", ["/alerts", "/api/v1/reports/summary"])
+async def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(api: Api, path: str) -> None:
+    """The document's query parameters are scalars (`limit=1&limit=` is an array to it): the route refuses the
+    repetition, naming the parameter, rather than reading the last value (it answered 200 before)."""
+    name = "limit" if path == "/alerts" else "time_zone"
+    response = await api.client.get(f"{path}?{name}=5&{name}=", headers=api.bearer())
+    assert response.status_code == 400 and response.json()["error"]["field"] == name, response.text

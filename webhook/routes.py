@@ -12,10 +12,11 @@ from resolvers.alerts import AlertType
 from resolvers.budgets import EntityType
 from resolvers.chargeback.files import ChargebackFormat
 from resolvers.chargeback.sap import SapLayout
+from resolvers.errors import InvalidInput
 from resolvers.exports import CostExportFormat
 from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
-from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
+from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice, time_zone
 from webhook.rest import JSON, runtime_of
 
 
@@ -109,7 +110,9 @@ _FAILOVER_400 = (
     "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`) or a primary model "
     "that has a rule already (`primary_model`)"
 )
-_ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
+_ZONE_QUERY = QueryParam(
+    "time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)", schema=time_zone()
+)
 
 _GATEWAY_ERRORS = (400, 401)
 
@@ -727,6 +730,12 @@ async def openapi_document(request: Request) -> Response:
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
     async def handle(request: Request) -> Response:
+        # Every query parameter is one value (the document's schemas are scalars): one given twice is refused,
+        # not read as its last value.
+        if request.url.query:
+            names = [name for name, _ in request.query_params.multi_items()]
+            if len(names) != len(set(names)):
+                raise InvalidInput(next(n for n in names if names.count(n) > 1), "is given more than once")
         return await handlers["GET" if request.method == "HEAD" else request.method](request)
 
     return handle
