@@ -233,6 +233,25 @@ BODIES = [
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "key", "entity_id": "a" * 64, "limit": 5}, True),
     ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "key", "entity_id": "A" * 64, "limit": 5}, False),
     ("POST", "/api/v1/budgets", {"name": "b\x92", "entity_type": "team", "entity_id": "t2", "limit": 5}, False),
+    # monthly_limit is limit's other name, for a monthly period only: never both.
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "m", "limit": 5, "monthly_limit": 5},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "m", "monthly_limit": 5, "period": "daily"},
+        False,
+    ),
+    (
+        "POST",
+        "/api/v1/budgets",
+        {"name": "b", "entity_type": "team", "entity_id": "m", "monthly_limit": 5, "budget_duration": " 1MO"},
+        True,
+    ),
     # The window's zone and the alert address.
     (
         "POST",

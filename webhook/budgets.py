@@ -15,7 +15,7 @@ from models.types import MONEY_PLACES, RATIO_PLACES
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
-from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Weekday, cadence_of
+from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Cadence, Weekday, cadence_of
 from resolvers.runtime import Runtime
 from resolvers.validation import MAX_USD
 from webhook.openapi import BLANKS, CONTROLS, NAME_PATTERN, amount, choice, refine, time_zone
@@ -68,6 +68,26 @@ _AMOUNTS: dict[str, dict[str, Any]] = {
     },
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
+#: The names of a monthly period, as `cadence_of` reads them.
+_MONTHLY = tuple(name for name in PERIOD_NAMES if cadence_of("period", name) is Cadence.MONTHLY)
+
+
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+#: `monthly_limit` is `limit`'s other name, for a monthly budget only (`resolvers.budgets._limit`): never both,
+#: and with it the period, when given, is monthly (an update's stored period is checked too: its description).
+_ONE_LIMIT_NAME = {
+    "if": _given("monthly_limit"),
+    "then": {
+        "not": _given("limit"),
+        "properties": {
+            "period": {"anyOf": [{"type": "null"}, choice(*_MONTHLY)]},
+            "budget_duration": {"anyOf": [{"type": "null"}, choice(*_MONTHLY, blank=True)]},
+        },
+    },
+}
 #: A new budget has a limit (`monthly_limit` is the older name of the same figure).
 _A_LIMIT = {
     "anyOf": [
@@ -101,7 +121,7 @@ class BudgetCreate(_Window):
         json_schema_extra=refine(
             not_blank=("name",),
             props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA, **_AMOUNTS, **_EMAIL},
-            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT]},
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT, _ONE_LIMIT_NAME]},
         ),
     )
     name: str = Field(max_length=200)
@@ -123,7 +143,7 @@ class BudgetUpdate(_Window):
             not_null=("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_WINDOW_FIELDS),
             not_blank=("name",),
             props={**_WINDOW_SCHEMA, **_AMOUNTS, **_EMAIL},
-            extra=_ONE_WINDOW_NAME,
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ONE_LIMIT_NAME]},
         ),
     )
     name: str | None = Field(default=None, max_length=200)

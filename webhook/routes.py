@@ -97,6 +97,23 @@ _PERIOD_400 = (
     "Bad input; also `start_date`/`end_date` without `period=custom`, `period=custom` without `start_date`, "
     "`end_date` before `start_date`, or a range longer than SPENDPLANE_REPORT_MAX_DAYS (`error.field` names it)"
 )
+#: What the budget routes refuse that the document cannot say (it compares fields, a number's spelling, stored
+#: budgets, or what email-validator takes).
+_BUDGET_RULES = (
+    "The document cannot say what compares two fields, a number's spelling or stored budgets: "
+    "`soft_limit_percent` above `hard_limit_percent` (given, default or stored) is refused with 400 on "
+    "`soft_limit_percent`; an amount sent as a JSON number with more decimal places than kept (9 for USD, 6 for a "
+    "fraction; an amount sent as text is bounded by its pattern) with 400 naming it; an `alert_email` that "
+    "email-validator refuses with 400 on `alert_email`; a second budget for the same entity and period with 400 on "
+    "`entity_id` (`entity_type` for a global budget); on an update, `monthly_limit` for a stored period that is "
+    "not monthly, with 400 on `monthly_limit`."
+)
+_BUDGET_400 = (
+    "Bad input; also `soft_limit_percent` above `hard_limit_percent`, an amount with more decimal places than kept, "
+    "an address email-validator refuses (`alert_email`), a budget that exists already (`entity_id`, or "
+    "`entity_type` for a global one), `monthly_limit` for a stored period that is not monthly (`error.field` "
+    "names it)"
+)
 _UNPRICED_400 = (
     "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
     "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
@@ -234,6 +251,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=budgets.BudgetOut,
         status=201,
         errors=_BUDGET_ERRORS,
+        description=_BUDGET_RULES,
+        error_notes=((400, _BUDGET_400),),
     ),
     Endpoint(
         "GET",
@@ -255,6 +274,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=budgets.BudgetUpdate,
         response=budgets.BudgetOut,
         errors=_BUDGET_ERRORS,
+        description=_BUDGET_RULES,
+        error_notes=((400, _BUDGET_400),),
     ),
     Endpoint(
         "GET",
