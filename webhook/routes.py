@@ -114,6 +114,17 @@ _BUDGET_400 = (
     "`entity_type` for a global one), `monthly_limit` for a stored period that is not monthly (`error.field` "
     "names it)"
 )
+_SLA_RULES = (
+    "Nor can it say what depends on a setting, stored definitions or email-validator: an `alert_webhook_url` whose "
+    "host is a private, loopback or link-local address or `localhost` (in any spelling the resolver takes) while "
+    "SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS is off is refused with 400 on `alert_webhook_url`; an address in "
+    "`alert_emails` that email-validator refuses with 400 on `alert_emails`; a `name` another definition has with "
+    "400 on `name`."
+)
+_SLA_400 = (
+    "Bad input; also a private, loopback or link-local webhook host (`alert_webhook_url`), an address "
+    "email-validator refuses (`alert_emails`), or a name that exists already (`name`)"
+)
 _UNPRICED_400 = (
     "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
     "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
@@ -436,7 +447,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             (
                 400,
                 "Bad input; also a rule for a team and `allocation_target` that exists already "
-                "(`error.field` = `allocation_target`: update it instead)",
+                "(`error.field` = `allocation_target`: update it instead), or an `allocation_percent` sent as a "
+                "JSON number with more than 6 decimal places (`allocation_percent`)",
             ),
         ),
     ),
@@ -450,6 +462,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=chargeback.RuleUpdate,
         response=chargeback.RuleOut,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Bad input; also an `allocation_target` another rule of the team has (`error.field` = "
+                "`allocation_target`), or an `allocation_percent` sent as a JSON number with more than 6 decimal "
+                "places (`allocation_percent`)",
+            ),
+        ),
     ),
     Endpoint(
         "DELETE",
@@ -564,6 +584,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response=sla.SlaDefinitionOut,
             status=201,
             errors=_SLA_ERRORS,
+            description=_SLA_RULES,
+            error_notes=((400, _SLA_400),),
         ),
         Endpoint(
             "GET",
@@ -587,10 +609,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             errors=_SLA_ERRORS,
             description=(
                 "The document cannot say what depends on the stored definition: an update that would leave it with "
-                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`."
+                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`. "
+                + _SLA_RULES
             ),
             error_notes=(
-                (400, "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`)"),
+                (
+                    400,
+                    "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`); "
+                    + _SLA_400[len("Bad input; also ") :],
+                ),
             ),
         ),
         Endpoint(
