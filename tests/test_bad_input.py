@@ -277,3 +277,57 @@ async def test_a_bad_variable_value_is_bad_user_input_naming_the_variable_and_pa
 async def test_genuine_validation_errors_stay_graphql_validation_failed(api: Api, query: str) -> None:
     error = await api.error(query)
     assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}, error
+
+
+# ------------------------------------------------------------------------- GraphQL over WebSocket: the same reader
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("null", "message: must be a JSON object"),
+        ("[]", "message: must be a JSON object"),
+        ("42", "message: must be a JSON object"),
+        ("{", "body: is not valid JSON"),
+        ('{"type": "connection_init", "payload": {"authorization": "\\ud800"}}', "payload.authorization"),
+        ('{"type": "connection_init", "payload": ' + "[" * 100_000 + "]" * 100_000 + "}", "body: is not valid"),
+    ],
+    ids=["null", "array", "number", "truncated", "lone-surrogate", "nested-100000"],
+)
+async def test_a_websocket_message_the_post_reader_refuses_closes_4400_naming_it(
+    api: Api, message: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before a connection_init and after one (subscribe messages): the same strict reader as POST /graphql, and
+    never an exception escaping the handler."""
+    from httpx_ws import WebSocketDisconnect
+
+    from tests.support import graphql_ws
+
+    for initialised in (False, True):
+        async with graphql_ws(api) as ws:
+            if initialised:
+                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}}
+                await ws.send_json(init)
+                assert (await ws.receive_json())["type"] == "connection_ack"
+            await ws.send_text(message)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                await ws.receive_json()
+        assert closed.value.code == 4400, closed.value
+        assert (closed.value.reason or "").startswith(reason), closed.value.reason
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_websocket_message_past_the_body_limit_closes_1009(api: Api) -> None:
+    from httpx_ws import WebSocketDisconnect
+
+    from tests.support import graphql_ws
+    from webhook.rest import MAX_BODY_BYTES
+
+    async with graphql_ws(api) as ws:
+        await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        query = "{ me { role } }" + " " * MAX_BODY_BYTES
+        await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await ws.receive_json()
+    assert closed.value.code == 1009 and "larger than" in (closed.value.reason or "")
