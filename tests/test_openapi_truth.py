@@ -488,6 +488,8 @@ async def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_val
     name = "limit" if path == "/alerts" else "time_zone"
     response = await api.client.get(f"{path}?{name}=5&{name}=", headers=api.bearer())
     assert response.status_code == 400 and response.json()["error"]["field"] == name, response.text
+    # A parameter the route does not take is ignored, repeated or not (/pricing documents no 400).
+    assert (await api.client.get("/pricing?x=1&x=2", headers=api.bearer())).status_code == 200
 
 
 def test_the_cli_settings_take_400_as_valid_only_where_the_document_says_why() -> None:

@@ -776,15 +776,16 @@ async def openapi_document(request: Request) -> Response:
     return JSON(sla.with_collector_interval(build_openapi(ENDPOINTS), interval))
 
 
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
+def _dispatch(handlers: dict[str, Handler], params: dict[str, frozenset[str]]) -> Handler:
     async def handle(request: Request) -> Response:
-        # Every query parameter is one value (the document's schemas are scalars): one given twice is refused,
-        # not read as its last value.
+        method = "GET" if request.method == "HEAD" else request.method
+        # Every documented query parameter is one value (the document's schemas are scalars): one given twice is
+        # refused, not read as its last value. (Parameters the route does not take are ignored, repeated or not.)
         if request.url.query:
-            names = [name for name, _ in request.query_params.multi_items()]
+            names = [name for name, _ in request.query_params.multi_items() if name in params[method]]
             if len(names) != len(set(names)):
                 raise InvalidInput(next(n for n in names if names.count(n) > 1), "is given more than once")
-        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+        return await handlers[method](request)
 
     return handle
 
@@ -793,8 +794,13 @@ def routes() -> list[Route]:
     """One route per path, with every method the document lists for it: a 405 answers `Allow` with all of them
     (one route per method answered only its own, so `Allow: PUT` on a path that also takes DELETE)."""
     by_path: dict[str, dict[str, Handler]] = {}
+    params: dict[str, dict[str, frozenset[str]]] = {}
     for e in ENDPOINTS:
         by_path.setdefault(e.path, {})[e.method] = e.handler
-    found = [Route(path, _dispatch(handlers), methods=list(handlers), name=path) for path, handlers in by_path.items()]
+        params.setdefault(e.path, {})[e.method] = frozenset(name for p in e.query for name in p.names)
+    found = [
+        Route(path, _dispatch(handlers, params[path]), methods=list(handlers), name=path)
+        for path, handlers in by_path.items()
+    ]
     found.append(Route("/openapi.json", openapi_document, methods=["GET"], include_in_schema=False))
     return found
