@@ -481,6 +481,16 @@ async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operatio
     assert f"`{field}`" in operation["responses"]["400"]["description"]
 
 
+async def test_an_sla_update_may_not_null_its_window_and_the_document_says_so(api: Api) -> None:
+    """Found by the CLI without schemathesis.toml: the document allowed null, the route refuses it."""
+    path = "/api/v1/sla/definitions/{definition_id}"
+    assert not document_takes_body("PUT", path, {"evaluation_window_minutes": None})
+    assert document_takes_body("PUT", path, {"evaluation_window_minutes": 60})
+    url = path.replace("{definition_id}", await _sla_definition(api))
+    response = await api.client.put(url, json={"evaluation_window_minutes": None}, headers=api.bearer())
+    assert response.status_code == 400 and response.json()["error"]["field"] == "evaluation_window_minutes"
+
+
 @pytest.mark.parametrize("path", ["/alerts", "/api/v1/reports/summary"])
 async def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(api: Api, path: str) -> None:
     """The document's query parameters are scalars (`limit=1&limit=` is an array to it): the route refuses the
