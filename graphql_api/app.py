@@ -50,7 +50,7 @@ from resolvers.sessions import TokenGuard
 from resolvers.sla.failover import follow_routes, reload_routes
 from resolvers.sla.violations import SLA_VIOLATION_TOPIC, SlaViolation, get_violation
 from resolvers.tokens import warm_up as warm_up_tokenizer
-from webhook.rest import EXCEPTION_HANDLERS
+from webhook.rest import EXCEPTION_HANDLERS, MAX_BODY_BYTES, BodyLimit
 from webhook.routes import routes as rest_routes
 from webhook.throttle import Throttle
 
@@ -58,8 +58,6 @@ log = logging.getLogger("spendplane")
 
 #: Connections of the gateway's own pool (PostgreSQL; a pre-request check needs at most one at a time).
 GATEWAY_POOL_SIZE = 5
-#: Backstop for every request body, GraphQL included (REST routes have their own, JSON-speaking limit).
-MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class State(TypedDict):
@@ -183,7 +181,8 @@ def create_app(
             await db.dispose()
             lock.release()
 
-    middleware = []
+    # Outermost but for Starlette's error middleware: a body past the limit is refused before anything reads it.
+    middleware = [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]
     if settings.allowed_origins:
         middleware.append(
             Middleware(
@@ -208,7 +207,6 @@ def create_app(
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
     )
 
 
@@ -223,8 +221,8 @@ def create_listener_app(paths: tuple[str, ...], state: dict[str, Any]) -> Any:
     wanted = set(paths)
     inner = Starlette(
         routes=[r for r in rest_routes() if r.path in wanted],
+        middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)],
         exception_handlers=EXCEPTION_HANDLERS,
-        max_body_size=MAX_BODY_BYTES,
     )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -21,7 +21,7 @@ from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.anomalies import AnomalyMutations, AnomalyQueries
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
 from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
-from graphql_api.errors import RequireToken, classify
+from graphql_api.errors import LocateBadLiterals, RequireToken, classify
 from graphql_api.forecasts import ForecastMutations, ForecastQueries
 from graphql_api.instance import InstanceQueries
 from graphql_api.limits import hide_suggestions, introspection_depth_rule
@@ -86,6 +86,7 @@ class SpendplaneSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> SpendplaneSchema:
     settings = settings or Settings()
     extensions: list[Any] = [
+        LocateBadLiterals,  # first: it swaps a validation rule before any extension validates
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         # QueryDepthLimiter skips `__` fields: introspection has a depth limit of its own.
         lambda: AddValidationRules([introspection_depth_rule(settings.max_introspection_depth)]),

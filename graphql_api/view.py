@@ -5,23 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import AsyncGenerator
 from importlib import resources
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.websockets import WebSocket, WebSocketState
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import NonTextMessageReceived
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
 from resolvers.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
 from resolvers.periods import utcnow
 from resolvers.runtime import Runtime
-from webhook.rest import parse_json
+from webhook.rest import MAX_BODY_BYTES, parse_json
 
 #: The GraphiQL page, its assets served by spendplane itself (see graphql_api/static/graphiql/VERSIONS.md).
 GRAPHIQL_HTML = resources.files("graphql_api").joinpath("static/graphiql.html").read_text(encoding="utf-8")
@@ -30,7 +32,48 @@ GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
 GRAPHIQL_ASSETS_PACKAGE = ("graphql_api", "static/graphiql")
 
 
+#: graphql-transport-ws's close code for an invalid message, and WebSocket's for one too big (RFC 6455).
+INVALID_MESSAGE_CLOSE_CODE = 4400
+MESSAGE_TOO_BIG_CLOSE_CODE = 1009
+
+
+class StrictWebSocketAdapter(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages are read like POST /graphql bodies: by the same strict reader (`parse_json`:
+    valid UTF-8, no lone surrogates, at most 1024 levels of nesting) and within the same size (MAX_BODY_BYTES),
+    and each is a JSON object. Anything else closes the connection, 4400 (1009 past the size) with the reason naming
+    it, instead of an exception escaping Strawberry's handler (it only catches a JSONDecodeError)."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                try:
+                    # (A character takes at most 4 bytes: short messages are not encoded to be measured.)
+                    if len(text) > MAX_BODY_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+                        await self._refuse(MESSAGE_TOO_BIG_CLOSE_CODE, f"message: larger than {MAX_BODY_BYTES} bytes")
+                        return
+                    message = parse_json(text)
+                    if not isinstance(message, dict):
+                        raise InvalidInput("message", "must be a JSON object")
+                except InvalidInput as exc:
+                    if ignore_parsing_errors:
+                        continue
+                    await self._refuse(INVALID_MESSAGE_CLOSE_CODE, exc.message)
+                    return
+                yield message
+        except KeyError as exc:  # a binary frame: Strawberry closes 4400 "WebSocket message type must be text"
+            raise NonTextMessageReceived from exc
+        except WebSocketDisconnect:
+            pass
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        # A close frame's reason holds at most 123 bytes.
+        await self.close(code, reason.encode()[:123].decode(errors="ignore"))
+
+
 class GraphQLView(GraphQL[Context, None]):
+    websocket_adapter_class = StrictWebSocketAdapter
+
     def __init__(self, *args: Any, max_response_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: SPENDPLANE_MAX_RESPONSE_BYTES: no HTTP answer leaves larger (see create_response).

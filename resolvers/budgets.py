@@ -384,11 +384,12 @@ def _set_window(row: BudgetRow, window: Window) -> None:
 
 
 def _limit(limit: Decimal | None, monthly: Decimal | None, window: Window) -> Decimal | None:
-    """The general `limit`, or the guide's `monthly_limit` for a monthly budget (both: they must agree)."""
+    """The general `limit`, or the guide's `monthly_limit` for a monthly budget (one of them: two names of the
+    same figure; the OpenAPI document says so, which it could not for "both, if equal")."""
     if monthly is not None and window.cadence is not Cadence.MONTHLY:
         raise InvalidInput("monthly_limit", f"is for monthly budgets; a {window.cadence.value} budget takes limit")
-    if limit is not None and monthly is not None and limit != monthly:
-        raise InvalidInput("monthly_limit", "differs from limit; give one of them")
+    if limit is not None and monthly is not None:
+        raise InvalidInput("monthly_limit", "is another name of limit; give one of them")
     chosen = limit if limit is not None else monthly
     if chosen is None:
         return None

@@ -427,10 +427,12 @@ def _unpriced_price(raw: str) -> tuple[Decimal, Decimal] | None:
 
 
 def _time_zone(raw: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
     name = raw.strip()
     try:
+        if name not in available_timezones():  # as resolvers.periods.zone_names: not posixrules, posix/..., right/...
+            raise ZoneInfoNotFoundError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin, America/Los_Angeles)") from None

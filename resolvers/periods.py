@@ -91,10 +91,22 @@ class Weekday(StrEnum):
 MAX_MONTH_START_DAY = 28
 
 
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The IANA time zone names this server takes: `zoneinfo.available_timezones()`, exactly as spelled there.
+    ZoneInfo alone would also open `posixrules`, `posix/...` and `right/...` copies; the OpenAPI document lists
+    these names as the choices of every time zone field, so the two agree."""
+    from zoneinfo import available_timezones
+
+    return frozenset(available_timezones())
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """An IANA time zone by name (cached: looked up on hot paths)."""
     try:
+        if name not in zone_names():
+            raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise InvalidInput("time_zone", f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin)") from None

@@ -171,3 +171,163 @@ async def test_a_download_that_dies_after_its_200_closes_without_a_traceback_or_
     messages = [r.getMessage() for r in caplog.records]
     assert not any("Exception in ASGI application" in m for m in messages), messages
     assert any("download" in m and "stopped after 4000 bytes" in m for m in messages), messages
+
+
+# ------------------------------------------------------------------------------------------- oversized bodies
+
+
+def _too_large(response: httpx.Response) -> None:
+    assert response.status_code == 413, response.text[:200]
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("token", [True, False], ids=["admin", "no-token"])
+@pytest.mark.parametrize("path", ["/api/v1/budgets", "/auth/login", "/predict", "/graphql"])
+async def test_a_body_past_the_limit_is_413_with_the_json_error_body(api: Api, path: str, token: bool) -> None:
+    """Both faces, whether or not the route would have refused the caller first (Starlette's own limit answered
+    text/plain then)."""
+    from webhook.rest import MAX_BODY_BYTES
+
+    headers = {**(api.bearer() if token else {}), "content-type": "application/json"}
+    body = b'{"name": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    _too_large(await api.client.post(path, content=body, headers=headers))
+
+
+@pytest.mark.parametrize("path", ["/api/v1/budgets", "/graphql"])
+async def test_a_chunked_body_growing_past_the_limit_is_413_with_the_json_error_body(api: Api, path: str) -> None:
+    """No Content-Length: the limit is found while the route reads the body."""
+    from webhook.rest import MAX_BODY_BYTES
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "'
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 1):
+            yield b"x" * (1 << 20)
+        yield b'"}'
+
+    headers = {**api.bearer(), "content-type": "application/json"}
+    _too_large(await api.client.post(path, content=chunks(), headers=headers))
+
+
+# ------------------------------------------------------------------------------ GraphQL values naming their field
+
+BUDGET_INPUT = '{name: "b", entityType: TEAM, entityId: "t1", limit: "10"}'
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("{ budget(id: 5.5) { id } }", "id"),
+        ("{ costReport(period: NOPE) { totalCost } }", "period"),
+        ('{ costReport(period: "CUSTOM") { totalCost } }', "period"),
+        ("{ budget { id } }", "id"),
+        (f"mutation {{ createBudget(input: {BUDGET_INPUT[:-1]}, soft: 1}}) {{ id }} }}", "input.soft"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBAL, limit: "x"}) { id } }', "input.limit"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBAL, limit: true}) { id } }', "input.limit"),
+        ('mutation { createBudget(input: {entityType: GLOBAL, limit: "1"}) { id } }', "input.name"),
+        ('mutation { createBudget(input: {name: "b", entityType: GLOBE, limit: "1"}) { id } }', "input.entityType"),
+    ],
+)
+async def test_an_invalid_inline_literal_is_bad_user_input_naming_its_argument(
+    api: Api, query: str, field: str
+) -> None:
+    error = await api.error(query)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "field"),
+    [
+        ("query($id: ID!) { budget(id: $id) { id } }", {"id": 5.5}, "id"),
+        ("query($id: ID!) { budget(id: $id) { id } }", {}, "id"),
+        ("query($p: ReportPeriod) { costReport(period: $p) { totalCost } }", {"p": "NOPE"}, "p"),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"name": "b", "entityType": "GLOBAL", "limit": "x"}},
+            "i.limit",
+        ),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"entityType": "GLOBAL", "limit": "1"}},
+            "i.name",
+        ),
+        (
+            "mutation($i: BudgetInput!) { createBudget(input: $i) { id } }",
+            {"i": {"name": "b", "entityType": "GLOBAL", "limit": "1", "bogus": 1}},
+            "i.bogus",
+        ),
+    ],
+)
+async def test_a_bad_variable_value_is_bad_user_input_naming_the_variable_and_path(
+    api: Api, query: str, variables: dict[str, object], field: str
+) -> None:
+    error = await api.error(query, variables)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ budgts { id } }",
+        "{ budgets { colour } }",
+        '{ budget(id: "x", colour: 1) { id } }',
+        "query($id: Int) { budget(id: $id) { id } }",
+    ],
+)
+async def test_genuine_validation_errors_stay_graphql_validation_failed(api: Api, query: str) -> None:
+    error = await api.error(query)
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}, error
+
+
+# ------------------------------------------------------------------------- GraphQL over WebSocket: the same reader
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("null", "message: must be a JSON object"),
+        ("[]", "message: must be a JSON object"),
+        ("42", "message: must be a JSON object"),
+        ("{", "body: is not valid JSON"),
+        ('{"type": "connection_init", "payload": {"authorization": "\\ud800"}}', "payload.authorization"),
+        ('{"type": "connection_init", "payload": ' + "[" * 100_000 + "]" * 100_000 + "}", "body: is not valid"),
+    ],
+    ids=["null", "array", "number", "truncated", "lone-surrogate", "nested-100000"],
+)
+async def test_a_websocket_message_the_post_reader_refuses_closes_4400_naming_it(
+    api: Api, message: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before a connection_init and after one (subscribe messages): the same strict reader as POST /graphql, and
+    never an exception escaping the handler."""
+    from httpx_ws import WebSocketDisconnect
+
+    from tests.support import graphql_ws
+
+    for initialised in (False, True):
+        async with graphql_ws(api) as ws:
+            if initialised:
+                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}}
+                await ws.send_json(init)
+                assert (await ws.receive_json())["type"] == "connection_ack"
+            await ws.send_text(message)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                await ws.receive_json()
+        assert closed.value.code == 4400, closed.value
+        assert (closed.value.reason or "").startswith(reason), closed.value.reason
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_websocket_message_past_the_body_limit_closes_1009(api: Api) -> None:
+    from httpx_ws import WebSocketDisconnect
+
+    from tests.support import graphql_ws
+    from webhook.rest import MAX_BODY_BYTES
+
+    async with graphql_ws(api) as ws:
+        await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        query = "{ me { role } }" + " " * MAX_BODY_BYTES
+        await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await ws.receive_json()
+    assert closed.value.code == 1009 and "larger than" in (closed.value.reason or "")

@@ -127,7 +127,7 @@ async def test_a_request_too_big_to_check_is_refused_not_waved_through(
 ) -> None:
     """Fail-open is for spendplane being down, not for a payload it cannot read: a client must not be able to
     switch budgets off by sending more than the webhook takes."""
-    from graphql_api.app import MAX_BODY_BYTES
+    from webhook.rest import MAX_BODY_BYTES
 
     await _team_budget(db, 100)
     async with served(create_app(settings, clock=clock), lifespan=True) as url:

@@ -15,10 +15,10 @@ from models.types import MONEY_PLACES, RATIO_PLACES
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
 from resolvers.errors import InvalidInput
-from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Weekday, cadence_of
+from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Cadence, Weekday, cadence_of
 from resolvers.runtime import Runtime
 from resolvers.validation import MAX_USD
-from webhook.openapi import amount, choice, refine
+from webhook.openapi import BLANKS, CONTROLS, NAME_PATTERN, amount, choice, refine, time_zone
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 
@@ -53,6 +53,7 @@ _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "period": choice(*PERIOD_NAMES),
     # Empty is taken as not given (`_Window.window`), as LiteLLM sends it; blanks are not.
     "budget_duration": choice(*PERIOD_NAMES, blank=True),
+    "time_zone": time_zone(),
     "week_starts_on": choice(*Weekday),
     "month_start_day": {"minimum": 1, "maximum": MAX_MONTH_START_DAY},
     "year_start_month": {"minimum": 1, "maximum": 12},
@@ -67,19 +68,51 @@ _AMOUNTS: dict[str, dict[str, Any]] = {
     },
 }
 _ONE_WINDOW_NAME = {"not": {"required": ["period", "budget_duration"]}}
+#: The names of a monthly period, as `cadence_of` reads them.
+_MONTHLY = tuple(name for name in PERIOD_NAMES if cadence_of("period", name) is Cadence.MONTHLY)
+
+
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+#: `monthly_limit` is `limit`'s other name, for a monthly budget only (`resolvers.budgets._limit`): never both,
+#: and with it the period, when given, is monthly (an update's stored period is checked too: its description).
+_ONE_LIMIT_NAME = {
+    "if": _given("monthly_limit"),
+    "then": {
+        "not": _given("limit"),
+        "properties": {
+            "period": {"anyOf": [{"type": "null"}, choice(*_MONTHLY)]},
+            "budget_duration": {"anyOf": [{"type": "null"}, choice(*_MONTHLY, blank=True)]},
+        },
+    },
+}
 #: A new budget has a limit (`monthly_limit` is the older name of the same figure).
 _A_LIMIT = {
     "anyOf": [
         {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("limit", "monthly_limit")
     ]
 }
-#: A budget names its user, team, key, end user or tag; a global one names none.
+#: A budget names its user, team, key, end user or tag; a global one names none (`resolvers.budgets._entity_id`):
+#: a global budget's entity_id is absent, null or blank; any other's is a name (not blank, no control
+#: characters), and a key's is the LiteLLM virtual key (`sk-...`) or its sha256 in lower-case hex.
 _ENTITY = {
-    "anyOf": [
-        {"properties": {"entity_type": choice(EntityType.GLOBAL)}},
-        {"required": ["entity_id"], "properties": {"entity_id": {"type": "string", "pattern": r"\S"}}},
-    ]
+    "if": {"properties": {"entity_type": choice(EntityType.GLOBAL)}},
+    "then": {
+        "properties": {"entity_id": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": rf"^[{BLANKS}]*$"}]}}
+    },
+    "else": {
+        "required": ["entity_id"],
+        "properties": {"entity_id": {"type": "string", "pattern": NAME_PATTERN}},
+        "if": {"properties": {"entity_type": choice(EntityType.KEY)}},
+        "then": {
+            "properties": {"entity_id": {"pattern": rf"^[{BLANKS}]*(sk-[^{CONTROLS}]*|[0-9a-f]{{64}})[{BLANKS}]*$"}}
+        },
+    },
 }
+#: An address email-validator takes, or blank (none).
+_EMAIL = {"alert_email": {"anyOf": [{"format": "email"}, {"pattern": rf"^[{BLANKS}]*$"}]}}
 
 
 class BudgetCreate(_Window):
@@ -87,8 +120,8 @@ class BudgetCreate(_Window):
         extra="forbid",
         json_schema_extra=refine(
             not_blank=("name",),
-            props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA, **_AMOUNTS},
-            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT]},
+            props={"entity_type": choice(*EntityType), **_WINDOW_SCHEMA, **_AMOUNTS, **_EMAIL},
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ENTITY, _A_LIMIT, _ONE_LIMIT_NAME]},
         ),
     )
     name: str = Field(max_length=200)
@@ -109,8 +142,8 @@ class BudgetUpdate(_Window):
         json_schema_extra=refine(
             not_null=("name", "monthly_limit", "limit", "soft_limit_percent", "hard_limit_percent", *_WINDOW_FIELDS),
             not_blank=("name",),
-            props={**_WINDOW_SCHEMA, **_AMOUNTS},
-            extra=_ONE_WINDOW_NAME,
+            props={**_WINDOW_SCHEMA, **_AMOUNTS, **_EMAIL},
+            extra={**_ONE_WINDOW_NAME, "allOf": [_ONE_LIMIT_NAME]},
         ),
     )
     name: str | None = Field(default=None, max_length=200)

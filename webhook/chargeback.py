@@ -19,7 +19,7 @@ from resolvers.errors import InvalidInput
 from resolvers.reports import report_source
 from resolvers.runtime import Runtime
 from webhook.downloads import download
-from webhook.openapi import amount, choice, refine
+from webhook.openapi import amount, choice, refine, time_zone
 from webhook.rest import JSON, caller, read_model, runtime_of
 
 #: A rule's share of its team's spend, in percent.
@@ -77,7 +77,10 @@ class RuleOut(BaseModel):
 
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=refine(props={"period": {"pattern": r"^\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*$"}})
+        extra="forbid",
+        json_schema_extra=refine(
+            props={"period": {"pattern": r"^\s*2[0-9]{3}-(0[1-9]|1[0-2])\s*$"}, "time_zone": time_zone()}
+        ),
     )
     period: str = Field(max_length=7, description="YYYY-MM, e.g. 2026-02")
     time_zone: str | None = Field(

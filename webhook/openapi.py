@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from resolvers import periods
+
 Handler = Callable[[Request], Awaitable[Response]]
 Auth = Literal["none", "jwt", "gateway"]
 
@@ -87,6 +89,25 @@ def choice(*values: str, trimmed: bool = True, any_case: bool = True, blank: boo
     return {"type": "string", "pattern": f"^({word})?$" if blank else f"^{word}$"}
 
 
+#: What `resolvers.validation.refuse_controls` refuses in a name or an id: C0 (NUL included), DEL, C1 and the
+#: Unicode line and paragraph separators.
+CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+#: What Python's `str.strip()` trims (`str.isspace`), which ECMA-262's `\s` does not quite match (it lacks
+#: U+001C-U+001F and U+0085 and has U+FEFF).
+BLANKS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: A name or id as `resolvers.validation.text` takes it: blanks around it trimmed, then something that is not
+#: blank and holds no control character.
+NAME_PATTERN = rf"^[{BLANKS}]*[^{CONTROLS}]*[^{BLANKS}{CONTROLS}][^{CONTROLS}]*[{BLANKS}]*$"
+
+
+def time_zone() -> dict[str, Any]:
+    """An IANA time zone field as every route reads it (`resolvers.periods.time_zone`): one of the server's zone
+    names (`zoneinfo.available_timezones()`, case as spelled there), blanks around it trimmed; empty or blank
+    means the default zone."""
+    names = "|".join(re.escape(name) for name in sorted(periods.zone_names()))
+    return {"type": "string", "pattern": rf"^[{BLANKS}]*({names})?[{BLANKS}]*$"}
+
+
 def refine(
     *,
     not_null: Iterable[str] = (),
@@ -122,7 +143,7 @@ def refine(
             prop = properties[name]
             for option in [prop, *prop.get("anyOf", ())]:
                 if option.get("type") == "string":
-                    option["pattern"] = r"\S"
+                    option["pattern"] = NAME_PATTERN
 
     return patch
 

@@ -9,9 +9,11 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.db import DRIVER_ERRORS, database_unreachable
 from resolvers.auth import Principal, bearer_token
@@ -54,6 +56,66 @@ def error_response(
     if field is not None:
         error["field"] = field
     return JSON({"error": error}, status_code=status, headers=headers)
+
+
+#: The largest request body either face reads (REST and POST /graphql): 32 MiB.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def body_too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"the request body is larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Requests whose body exceeds `max_bytes` are answered 413 with the JSON error body (`PAYLOAD_TOO_LARGE`), on
+    every route of both faces. Starlette's own `max_body_size` answers `text/plain` whenever the route answered
+    before reading the body (a refused token, a throttled caller), so this replaces it: a declared
+    Content-Length over the limit is refused before the route runs; a chunked body that grows past it raises
+    HTTPException(413) where the route reads it (answered by `on_http_error`), and whatever the route then
+    answers instead is replaced by the same 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = body_too_large(self.max_bytes)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(refusal, scope, receive, send)
+            return
+        received = 0
+        over = replaced = False
+
+        async def limited() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    over = True
+                    raise refusal
+            return message
+
+        async def answer(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if over and message["type"] == "http.response.start" and message["status"] != 413:
+                replaced = True
+                await self._refuse(refusal, scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, limited, answer)
+
+    @staticmethod
+    async def _refuse(refusal: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(refusal.status_code, "PAYLOAD_TOO_LARGE", refusal.detail)
+        await response(scope, receive, send)
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -12,10 +12,11 @@ from resolvers.alerts import AlertType
 from resolvers.budgets import EntityType
 from resolvers.chargeback.files import ChargebackFormat
 from resolvers.chargeback.sap import SapLayout
+from resolvers.errors import InvalidInput
 from resolvers.exports import CostExportFormat
 from resolvers.reports import ReportPeriod
 from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
-from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice
+from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice, time_zone
 from webhook.rest import JSON, runtime_of
 
 
@@ -96,6 +97,34 @@ _PERIOD_400 = (
     "Bad input; also `start_date`/`end_date` without `period=custom`, `period=custom` without `start_date`, "
     "`end_date` before `start_date`, or a range longer than SPENDPLANE_REPORT_MAX_DAYS (`error.field` names it)"
 )
+#: What the budget routes refuse that the document cannot say (it compares fields, a number's spelling, stored
+#: budgets, or what email-validator takes).
+_BUDGET_RULES = (
+    "The document cannot say what compares two fields, a number's spelling or stored budgets: "
+    "`soft_limit_percent` above `hard_limit_percent` (given, default or stored) is refused with 400 on "
+    "`soft_limit_percent`; an amount sent as a JSON number with more decimal places than kept (9 for USD, 6 for a "
+    "fraction; an amount sent as text is bounded by its pattern) with 400 naming it; an `alert_email` that "
+    "email-validator refuses with 400 on `alert_email`; a second budget for the same entity and period with 400 on "
+    "`entity_id` (`entity_type` for a global budget); on an update, `monthly_limit` for a stored period that is "
+    "not monthly, with 400 on `monthly_limit`."
+)
+_BUDGET_400 = (
+    "Bad input; also `soft_limit_percent` above `hard_limit_percent`, an amount with more decimal places than kept, "
+    "an address email-validator refuses (`alert_email`), a budget that exists already (`entity_id`, or "
+    "`entity_type` for a global one), `monthly_limit` for a stored period that is not monthly (`error.field` "
+    "names it)"
+)
+_SLA_RULES = (
+    "Nor can it say what depends on a setting, stored definitions or email-validator: an `alert_webhook_url` whose "
+    "host is a private, loopback or link-local address or `localhost` (in any spelling the resolver takes) while "
+    "SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS is off is refused with 400 on `alert_webhook_url`; an address in "
+    "`alert_emails` that email-validator refuses with 400 on `alert_emails`; a `name` another definition has with "
+    "400 on `name`."
+)
+_SLA_400 = (
+    "Bad input; also a private, loopback or link-local webhook host (`alert_webhook_url`), an address "
+    "email-validator refuses (`alert_emails`), or a name that exists already (`name`)"
+)
 _UNPRICED_400 = (
     "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
     "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
@@ -109,7 +138,9 @@ _FAILOVER_400 = (
     "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`) or a primary model "
     "that has a rule already (`primary_model`)"
 )
-_ZONE_QUERY = QueryParam("time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)")
+_ZONE_QUERY = QueryParam(
+    "time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)", schema=time_zone()
+)
 
 _GATEWAY_ERRORS = (400, 401)
 
@@ -231,6 +262,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=budgets.BudgetOut,
         status=201,
         errors=_BUDGET_ERRORS,
+        description=_BUDGET_RULES,
+        error_notes=((400, _BUDGET_400),),
     ),
     Endpoint(
         "GET",
@@ -252,6 +285,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=budgets.BudgetUpdate,
         response=budgets.BudgetOut,
         errors=_BUDGET_ERRORS,
+        description=_BUDGET_RULES,
+        error_notes=((400, _BUDGET_400),),
     ),
     Endpoint(
         "GET",
@@ -412,7 +447,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             (
                 400,
                 "Bad input; also a rule for a team and `allocation_target` that exists already "
-                "(`error.field` = `allocation_target`: update it instead)",
+                "(`error.field` = `allocation_target`: update it instead), or an `allocation_percent` sent as a "
+                "JSON number with more than 6 decimal places (`allocation_percent`)",
             ),
         ),
     ),
@@ -426,6 +462,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=chargeback.RuleUpdate,
         response=chargeback.RuleOut,
         errors=_CHARGEBACK_ERRORS,
+        error_notes=(
+            (
+                400,
+                "Bad input; also an `allocation_target` another rule of the team has (`error.field` = "
+                "`allocation_target`), or an `allocation_percent` sent as a JSON number with more than 6 decimal "
+                "places (`allocation_percent`)",
+            ),
+        ),
     ),
     Endpoint(
         "DELETE",
@@ -540,6 +584,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             response=sla.SlaDefinitionOut,
             status=201,
             errors=_SLA_ERRORS,
+            description=_SLA_RULES,
+            error_notes=((400, _SLA_400),),
         ),
         Endpoint(
             "GET",
@@ -563,10 +609,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             errors=_SLA_ERRORS,
             description=(
                 "The document cannot say what depends on the stored definition: an update that would leave it with "
-                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`."
+                "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`. "
+                + _SLA_RULES
             ),
             error_notes=(
-                (400, "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`)"),
+                (
+                    400,
+                    "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`); "
+                    + _SLA_400[len("Bad input; also ") :],
+                ),
             ),
         ),
         Endpoint(
@@ -725,9 +776,16 @@ async def openapi_document(request: Request) -> Response:
     return JSON(sla.with_collector_interval(build_openapi(ENDPOINTS), interval))
 
 
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
+def _dispatch(handlers: dict[str, Handler], params: dict[str, frozenset[str]]) -> Handler:
     async def handle(request: Request) -> Response:
-        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+        method = "GET" if request.method == "HEAD" else request.method
+        # Every documented query parameter is one value (the document's schemas are scalars): one given twice is
+        # refused, not read as its last value. (Parameters the route does not take are ignored, repeated or not.)
+        if request.url.query:
+            names = [name for name, _ in request.query_params.multi_items() if name in params[method]]
+            if len(names) != len(set(names)):
+                raise InvalidInput(next(n for n in names if names.count(n) > 1), "is given more than once")
+        return await handlers[method](request)
 
     return handle
 
@@ -736,8 +794,13 @@ def routes() -> list[Route]:
     """One route per path, with every method the document lists for it: a 405 answers `Allow` with all of them
     (one route per method answered only its own, so `Allow: PUT` on a path that also takes DELETE)."""
     by_path: dict[str, dict[str, Handler]] = {}
+    params: dict[str, dict[str, frozenset[str]]] = {}
     for e in ENDPOINTS:
         by_path.setdefault(e.path, {})[e.method] = e.handler
-    found = [Route(path, _dispatch(handlers), methods=list(handlers), name=path) for path, handlers in by_path.items()]
+        params.setdefault(e.path, {})[e.method] = frozenset(name for p in e.query for name in p.names)
+    found = [
+        Route(path, _dispatch(handlers, params[path]), methods=list(handlers), name=path)
+        for path, handlers in by_path.items()
+    ]
     found.append(Route("/openapi.json", openapi_document, methods=["GET"], include_in_schema=False))
     return found

@@ -95,7 +95,10 @@ class SlaDefinitionUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra=refine(
-            not_null=("name", "model_pattern"), not_blank=("name", "model_pattern"), props={**_URL, **_WINDOW}
+            # A definition always has a window: it may be changed, not cleared.
+            not_null=("name", "model_pattern", "evaluation_window_minutes"),
+            not_blank=("name", "model_pattern"),
+            props={**_URL, **_WINDOW},
         ),
     )
     name: Text | None = Field(default=None, max_length=200)
