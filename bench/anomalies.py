@@ -32,8 +32,8 @@ from numpy.typing import NDArray
 
 from resolvers.anomalies.detection import Granularity
 from resolvers.anomalies.scan import Combo, Cube, Finding, Sensitivity, scan
-from resolvers.config import Settings
-from resolvers.demo_data import DemoPlan, generate
+from resolvers.demo import DemoPlan, generate
+from resolvers.platform.config import Settings
 
 DAYS = 86
 EVALUATED = 30

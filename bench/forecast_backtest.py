@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from resolvers.demo_data import DemoPlan, generate
+from resolvers.demo import DemoPlan, generate
 from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
 
 END = datetime(2026, 11, 15, 0, 0, tzinfo=UTC)

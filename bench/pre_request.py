@@ -43,7 +43,7 @@ from models.db import asyncpg_dsn, open_database  # noqa: E402
 from models.litellm import probe_litellm_schema, verification_tokens  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from resolvers.auth import hash_key  # noqa: E402
-from resolvers.demo_data import DemoPlan, write_demo_data  # noqa: E402
+from resolvers.demo import DemoPlan, write_demo_data  # noqa: E402
 
 PG_ADMIN = os.environ.get("SPENDPLANE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_KEY = "bench-webhook-key"

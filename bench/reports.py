@@ -45,7 +45,7 @@ from models.db import asyncpg_dsn, normalize_database_url, open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
 from models.rollups import CostTrackingBucketRow, CostTrackingDailyRow
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from resolvers.rollups import refresh_rollups
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)

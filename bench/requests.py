@@ -35,7 +35,7 @@ from sqlalchemy import event, text
 from graphql_api.app import create_app
 from models.db import asyncpg_dsn, normalize_database_url, open_database
 from models.migrate import upgrade
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from resolvers.requests import KEYSET
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ RESERVATION_QUANTILE and RESERVATION_MARGIN set to the policy's (`1` per request
 what LiteLLM holds; `0.5` per request the median, what spendplane held before issue 12; the calibrated one is the
 settings' default; `--quantiles` runs pooled holds, `--per-request` per-request ones), then:
 
-1. writes 18 days of spend history through the real ingestion (`resolvers.ingestion.ingest`): four models whose
-   completion lengths follow log-normal distributions (each capped at the model's max_tokens), and lets the
+1. writes 18 days of spend history through the real ingestion (`resolvers.enforcement.ingestion.ingest`): four
+   models whose completion lengths follow log-normal distributions (each capped at the model's max_tokens), and lets the
    predictor learn them (`refresh_output_history`, the hourly job);
 2. creates ten team budgets, each at 1/OVERSUBSCRIBED of the cost its share of the trace would have if all of it ran;
 3. replays the trace (the same for every policy): each request goes through `Enforcer.admit` — the gateway's own
@@ -50,13 +50,13 @@ from sqlalchemy import insert  # noqa: E402
 
 from graphql_api.app import create_app  # noqa: E402
 from models.budgets import BudgetRow  # noqa: E402
-from resolvers.config import Settings, normalize_database_url  # noqa: E402
 from resolvers.enforcement import Admission, Caller  # noqa: E402
-from resolvers.ingestion import ingest, parse_event  # noqa: E402
+from resolvers.enforcement.ingestion import ingest, parse_event  # noqa: E402
+from resolvers.platform.config import Settings, normalize_database_url  # noqa: E402
 from resolvers.predictor import refresh_output_history  # noqa: E402
+from resolvers.predictor.tokens import count_messages  # noqa: E402
 from resolvers.pricing import PriceBook  # noqa: E402
-from resolvers.runtime import Runtime  # noqa: E402
-from resolvers.tokens import count_messages  # noqa: E402
+from resolvers.service.runtime import Runtime  # noqa: E402
 
 MASTER_KEY = "sk-bench-master"
 IN_FLIGHT = 200

@@ -41,10 +41,10 @@ from models.db import asyncpg_dsn, normalize_database_url, open_database  # noqa
 from models.litellm import probe_litellm_schema, spend_logs  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from resolvers.auth import Principal, Role, TokenService  # noqa: E402
-from resolvers.config import Settings  # noqa: E402
-from resolvers.events import InMemoryEventBus  # noqa: E402
-from resolvers.periods import Period  # noqa: E402
-from resolvers.runtime import Runtime  # noqa: E402
+from resolvers.platform.config import Settings  # noqa: E402
+from resolvers.platform.events import InMemoryEventBus  # noqa: E402
+from resolvers.platform.periods import Period  # noqa: E402
+from resolvers.service.runtime import Runtime  # noqa: E402
 from resolvers.sla.collector import collect_health  # noqa: E402
 from resolvers.sla.definitions import SlaDefinitionDraft, create_definition  # noqa: E402
 from resolvers.sla.failover import FailoverRuleDraft, create_rule  # noqa: E402

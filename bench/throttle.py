@@ -30,7 +30,7 @@ import uvicorn  # noqa: E402
 
 from graphql_api.app import create_app  # noqa: E402
 from models.db import normalize_database_url  # noqa: E402
-from resolvers.config import Settings  # noqa: E402
+from resolvers.platform.config import Settings  # noqa: E402
 
 MASTER_KEY = "sk-bench-master-key-0123456789"
 

@@ -14,7 +14,7 @@ from graphql_api.pagination import After, Connection, First, connection
 from graphql_api.subscriptions import still_valid, subscription
 from resolvers import alerts
 from resolvers.alerts import Alert, AlertDelivery, AlertType, Severity
-from resolvers.pages import DEFAULT_PAGE
+from resolvers.platform.pages import DEFAULT_PAGE
 
 strawberry.enum(
     AlertType,

@@ -14,7 +14,7 @@ from graphql_api.context import Info
 from graphql_api.pagination import After, Connection, First, connection
 from resolvers import anomalies
 from resolvers.anomalies import AnomalyStatus, Granularity, SpendAnomaly
-from resolvers.pages import DEFAULT_PAGE
+from resolvers.platform.pages import DEFAULT_PAGE
 
 strawberry.enum(
     AnomalyStatus, name="AnomalyStatus", description="OPEN, ACKNOWLEDGED, or IGNORED (its scope may be muted)."

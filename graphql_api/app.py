@@ -30,26 +30,26 @@ from models.migrate import upgrade
 from resolvers import budgets
 from resolvers.alerts import ALERT_TOPIC, Alert, alert_events_since, get_alert
 from resolvers.auth import TokenService, ensure_instance_secrets
+from resolvers.auth.sessions import TokenGuard
 from resolvers.budgets import BudgetState
-from resolvers.config import Settings
-from resolvers.delivery import DeliveryWorker
-from resolvers.embedded import EmbeddedLock
 from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer, ledger_margin_z
-from resolvers.errors import NotFound
-from resolvers.events import Event, event_bus_for
-from resolvers.feeds import Feed
-from resolvers.first_start import ensure_first_global_budget
-from resolvers.jobs import JobRunner
-from resolvers.ledger import Ledger
-from resolvers.periods import utcnow
+from resolvers.enforcement.ledger import Ledger
+from resolvers.instance.first_start import ensure_first_global_budget
+from resolvers.notifications import DeliveryWorker
+from resolvers.platform.config import Settings
+from resolvers.platform.embedded import EmbeddedLock
+from resolvers.platform.errors import NotFound
+from resolvers.platform.events import Event, event_bus_for
+from resolvers.platform.feeds import Feed
+from resolvers.platform.jobs import JobRunner
+from resolvers.platform.periods import utcnow
+from resolvers.predictor.tokens import warm_up as warm_up_tokenizer
 from resolvers.pricing import build_price_book, load_overrides
 from resolvers.rollups import spend_to_date
-from resolvers.runtime import Runtime
-from resolvers.schedule import scheduled_jobs
-from resolvers.sessions import TokenGuard
+from resolvers.service.runtime import Runtime
+from resolvers.service.schedule import scheduled_jobs
 from resolvers.sla.failover import follow_routes, reload_routes
 from resolvers.sla.violations import SLA_VIOLATION_TOPIC, SlaViolation, get_violation
-from resolvers.tokens import warm_up as warm_up_tokenizer
 from webhook.rest import EXCEPTION_HANDLERS, MAX_BODY_BYTES, BodyLimit
 from webhook.routes import routes as rest_routes
 from webhook.throttle import Throttle

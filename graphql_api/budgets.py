@@ -25,8 +25,8 @@ from resolvers.budgets import (
     EntityType,
     WindowDraft,
 )
-from resolvers.errors import InvalidInput
-from resolvers.periods import Cadence, Weekday
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.periods import Cadence, Weekday
 
 strawberry.enum(EntityType, name="EntityType", description="What a budget applies to.")
 strawberry.enum(

@@ -18,8 +18,8 @@ from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChang
 from resolvers.chargeback.sap import SapLayout
 from resolvers.chargeback.splitting import LineKind, StatementLine
 from resolvers.chargeback.statements import Statement, StatementStatus
-from resolvers.errors import InvalidInput
-from resolvers.pages import DEFAULT_PAGE
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.pages import DEFAULT_PAGE
 from resolvers.reports import report_source
 
 strawberry.enum(AllocationType, name="AllocationType", description="What a team's spend is allocated to.")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resolvers.config import ConfigError, Settings
+from resolvers.platform.config import ConfigError, Settings
 
 
 def _settings() -> Settings:
@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from graphql_api.app import create_app
-    from resolvers.embedded import DatabaseInUse, EmbeddedLock
+    from resolvers.platform.embedded import DatabaseInUse, EmbeddedLock
 
     settings = _settings()
     host = args.host or settings.host
@@ -190,7 +190,7 @@ async def _demo(settings: Settings, rows: int, days: int, seed: int, end: dateti
     from models.db import open_database
     from models.litellm import probe_litellm_schema
     from models.migrate import upgrade
-    from resolvers.demo_data import DemoPlan, write_demo_data
+    from resolvers.demo import DemoPlan, write_demo_data
 
     db = open_database(settings.database_url)
     try:
@@ -221,8 +221,8 @@ async def _demo(settings: Settings, rows: int, days: int, seed: int, end: dateti
 
 
 def demo_data(args: argparse.Namespace) -> None:
-    from resolvers.demo_data import default_end
-    from resolvers.errors import InvalidInput
+    from resolvers.demo import default_end
+    from resolvers.platform.errors import InvalidInput
 
     settings = _settings()
     _require_database(settings)

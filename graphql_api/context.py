@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from resolvers.auth import Principal
-from resolvers.errors import ResponseBudget, Unauthenticated
-from resolvers.runtime import Runtime
+from resolvers.platform.errors import ResponseBudget, Unauthenticated
+from resolvers.service.runtime import Runtime
 
 
 @dataclass

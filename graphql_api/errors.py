@@ -34,7 +34,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.utils.str_converters import to_camel_case
 
 from models.db import database_unreachable
-from resolvers.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
+from resolvers.platform.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
 
 log = logging.getLogger("spendplane.graphql")
 

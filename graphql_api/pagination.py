@@ -1,7 +1,7 @@
 """The Connection shape every growing list shares: `edges { cursor node }` and `pageInfo { hasNextPage endCursor }`.
 
 One generic type for all of them (Strawberry names each use after its node: `AlertConnection`, `AlertEdge`); the
-cursors and page slicing are the domain's (resolvers/pages.py).
+cursors and page slicing are the domain's (resolvers/platform/pages.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
-from resolvers.pages import Page
+from resolvers.platform.pages import Page
 
 N = TypeVar("N")
 

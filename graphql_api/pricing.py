@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from graphql_api.context import Info
 from resolvers import pricing
 from resolvers.enforcement import Caller
-from resolvers.errors import NotFound
+from resolvers.platform.errors import NotFound
 from resolvers.predictor import PredictionRequest, predict
 from resolvers.pricing import ModelPrice
 

@@ -1,5 +1,5 @@
-"""The generated tables of the docs: settings (from `resolvers.config`), REST routes (from `webhook.routes`) and
-GraphQL operations (from the schema), so the reference cannot drift from the code.
+"""The generated tables of the docs: settings (from `resolvers.platform.config`), REST routes (from
+`webhook.routes`) and GraphQL operations (from the schema), so the reference cannot drift from the code.
 
 A page holds a table between two marker comments naming it:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from graphql import GraphQLObjectType, build_schema
 
-from resolvers.settings_page import cell, settings_table
+from resolvers.platform.settings_page import cell, settings_table
 
 _BLOCK = re.compile(r"<!-- generated: (?P<name>[a-z-]+) -->\n.*?<!-- end: (?P=name) -->", re.DOTALL)
 

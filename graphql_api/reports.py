@@ -11,13 +11,14 @@ import strawberry
 
 from graphql_api.context import Info
 from graphql_api.scalars import BigInt
-from resolvers import exports, periods, reports, trends
+from resolvers import reports
 from resolvers.auth import require_admin
-from resolvers.errors import InvalidInput
-from resolvers.exports import CostExport, CostExportFormat
-from resolvers.reports import BreakdownRow, ReportPeriod
+from resolvers.platform import periods
+from resolvers.platform.errors import InvalidInput
+from resolvers.reports import BreakdownRow, ReportPeriod, exports, trends
+from resolvers.reports.exports import CostExport, CostExportFormat
+from resolvers.reports.trends import CostTrend, TrendDirection
 from resolvers.rollups import RollupStatus, refresh_rollups, rollup_status
-from resolvers.trends import CostTrend, TrendDirection
 
 strawberry.enum(
     ReportPeriod,

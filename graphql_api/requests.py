@@ -10,7 +10,7 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.pagination import After, Connection, First, connection
 from resolvers import requests
-from resolvers.pages import DEFAULT_PAGE
+from resolvers.platform.pages import DEFAULT_PAGE
 from resolvers.requests import RequestFilters, SpendLogEntry
 
 

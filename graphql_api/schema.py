@@ -32,7 +32,7 @@ from graphql_api.requests import RequestQueries
 from graphql_api.scalars import SCALAR_MAP
 from graphql_api.settings import SettingsMutations, SettingsQueries
 from graphql_api.sla import SlaMutations, SlaQueries, SlaSubscriptions
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 
 
 @strawberry.type(description="Read the budgets, spend and settings the caller may see.")

@@ -8,8 +8,8 @@ from decimal import Decimal
 import strawberry
 
 from graphql_api.context import Info
-from resolvers import features
-from resolvers.features import FeatureSettings
+from resolvers.instance import features
+from resolvers.instance.features import FeatureSettings
 
 
 @strawberry.type(

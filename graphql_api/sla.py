@@ -14,7 +14,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from graphql_api.context import Info
 from graphql_api.pagination import After, Connection, First, connection
 from graphql_api.subscriptions import still_valid, subscription
-from resolvers.pages import DEFAULT_PAGE
+from resolvers.platform.pages import DEFAULT_PAGE
 from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, Transition, TriggerCondition

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 from graphql_api.context import Info
 from resolvers.auth import Principal
-from resolvers.errors import DomainError
-from resolvers.periods import utcnow
+from resolvers.platform.errors import DomainError
+from resolvers.platform.periods import utcnow
 
 _open: Counter[str] = Counter()
 
@@ -51,7 +51,7 @@ async def subscription(info: Info) -> AsyncIterator[Principal]:
 
 def still_valid(info: Info, principal: Principal) -> None:
     """Before each event: the token has not expired and was not revoked since (admin key rotated, key blocked)."""
-    from resolvers.errors import Unauthenticated
+    from resolvers.platform.errors import Unauthenticated
 
     if principal.expires_at is not None and principal.expires_at <= utcnow():
         raise Unauthenticated("the token expired; reconnect with a fresh one")

@@ -20,9 +20,9 @@ from strawberry.http.exceptions import NonTextMessageReceived
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
-from resolvers.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
-from resolvers.periods import utcnow
-from resolvers.runtime import Runtime
+from resolvers.platform.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
+from resolvers.platform.periods import utcnow
+from resolvers.service.runtime import Runtime
 from webhook.rest import MAX_BODY_BYTES, parse_json
 
 #: The GraphiQL page, its assets served by spendplane itself (see graphql_api/static/graphiql/VERSIONS.md).

@@ -23,7 +23,7 @@ class BudgetRow(Base):
     entity_type: Mapped[str] = mapped_column(String(16))
     # '' for the global budget, so the unique constraint also holds there (NULLs never collide in SQL).
     entity_id: Mapped[str] = mapped_column(String(256))
-    #: daily, weekly, monthly, quarterly or yearly (resolvers.periods.Cadence).
+    #: daily, weekly, monthly, quarterly or yearly (resolvers.platform.periods.Cadence).
     period: Mapped[str] = mapped_column(String(16), server_default="monthly")
     time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     week_starts_on: Mapped[str] = mapped_column(String(9), server_default="monday")

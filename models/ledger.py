@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 from models.types import Money, UTCDateTime
 
-#: A window's key: its UTC start, `2026-11-01T00:00Z` (resolvers.periods.Period.key).
+#: A window's key: its UTC start, `2026-11-01T00:00Z` (resolvers.platform.periods.Period.key).
 PERIOD_KEY_LENGTH = 32
 
 

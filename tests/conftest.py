@@ -26,7 +26,7 @@ from models.instance import FeatureSettingsRow
 from models.litellm import LITELLM_TABLES
 from models.migrate import upgrade
 from models.tables import metadata
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.support import Api
 
 PG_ADMIN_URL = os.environ.get("SPENDPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

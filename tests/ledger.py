@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from models.db import Database
 from models.litellm import probe_litellm_schema
-from resolvers.demo_data import DemoPlan, write_demo_data
+from resolvers.demo import DemoPlan, write_demo_data
 from resolvers.rollups import RollupStatus, refresh_rollups
 from tests.conftest import NOW
 from tests.support import Api

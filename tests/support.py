@@ -84,7 +84,7 @@ class Api:
 
     def runtime(self) -> Any:
         """The running app's Runtime (from the lifespan state)."""
-        from resolvers.runtime import Runtime
+        from resolvers.service.runtime import Runtime
 
         found = [v for v in self.lifespan_state.values() if isinstance(v, Runtime)]
         return found[0]

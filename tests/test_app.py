@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.conftest import Clock, started
 from tests.support import Api
 
@@ -115,7 +115,7 @@ async def test_nul_characters_are_refused_or_dropped_never_a_500(api: Api) -> No
         assert response.status_code == 400, (path, response.text)
         assert response.json()["error"]["code"] == "BAD_USER_INPUT"
     # The gateway's webhook is the exception: what clients send is made storable (NUL dropped), never refused.
-    from tests.test_budgets import create
+    from tests.budgets.test_budgets import create
 
     await create(api, entityId="eng")
     await api.runtime().enforcement().refresh()

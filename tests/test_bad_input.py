@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resolvers.errors import InvalidInput
+from resolvers.platform.errors import InvalidInput
 from tests.support import Api, served
 from webhook.downloads import download
 from webhook.rest import EXCEPTION_HANDLERS

@@ -29,7 +29,7 @@ from schemathesis.generation.case import Case
 
 from graphql_api.app import create_app
 from models.db import normalize_database_url, open_database
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.conftest import MASTER_KEY
 from tests.support import add_virtual_key
 from webhook.openapi import build_openapi

@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.conftest import Clock, started
 from tests.support import Api
 

@@ -9,7 +9,7 @@ import pytest
 from graphql import get_introspection_query
 
 from models.db import Database
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.conftest import NOW, Clock, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 

@@ -27,7 +27,7 @@ from models.litellm import teams
 from models.migrate import upgrade
 from models.sla import SlaDefinitionRow
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from resolvers.pricing import PriceBook, private_api_base, read_litellm_config, self_hosted_prices
 from resolvers.rollups import refresh_rollups
 from tests.conftest import NOW, PG_ADMIN_URL, Clock, _create_pg_database, _drop_pg_database, started
@@ -111,7 +111,7 @@ async def test_two_instances_starting_at_once_create_one_global_budget(
 
 
 def test_a_soft_global_budget_above_the_hard_one_is_refused_by_name() -> None:
-    from resolvers.config import ConfigError
+    from resolvers.platform.config import ConfigError
 
     with pytest.raises(ConfigError, match="GLOBAL_SOFT_BUDGET_USD"):
         Settings.from_env({"GLOBAL_BUDGET_USD": "100", "GLOBAL_SOFT_BUDGET_USD": "200"})

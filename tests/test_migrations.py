@@ -15,7 +15,7 @@ from models.db import Database, open_database
 from models.litellm import probe_litellm_schema, spend_logs
 from models.migrate import current_revision, downgrade, head_revision, upgrade
 from models.tables import include_name, metadata
-from resolvers.periods import month_of
+from resolvers.platform.periods import month_of
 from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, _create_pg_database, _drop_pg_database
 
@@ -120,7 +120,7 @@ async def test_existing_budgets_become_monthly_utc_budgets_with_unchanged_figure
 
     from models.budgets import BudgetRow
     from resolvers.budgets import Budget
-    from resolvers.periods import Cadence, Window
+    from resolvers.platform.periods import Cadence, Window
 
     await upgrade(empty_db, embedded=True, revision="0006")
     async with empty_db.engine.begin() as conn:

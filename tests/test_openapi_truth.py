@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.conftest import MASTER_KEY, Clock, started
 from tests.support import Api
 from webhook.openapi import build_openapi
@@ -182,7 +182,7 @@ BODIES = [
     ("POST", "/webhook/pre-request", {"max_tokens": "many"}, True),
     ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 7_289_654_400}, False),
     ("POST", "/spend/litellm", {"id": "r1", "startTime": 1999999999, "endTime": 1999999999.5}, True),
-    # A whole-number id is taken as its text (resolvers.validation.clipped); a fraction or a huge one is not.
+    # A whole-number id is taken as its text (resolvers.platform.validation.clipped); a fraction or a huge one is not.
     ("POST", "/spend/litellm", {"id": 12345, "startTime": 1999999999, "endTime": 1999999999}, True),
     ("POST", "/spend/litellm", {"id": 1.5, "startTime": 1999999999, "endTime": 1999999999}, False),
     ("POST", "/spend/litellm", {"id": -414.0, "startTime": 1999999999, "endTime": 1999999999}, True),

@@ -10,8 +10,8 @@ from typing import Any
 from httpx_ws import AsyncWebSocketSession
 
 from models.db import Database
+from tests.budgets.test_budgets import create
 from tests.support import Api, add_virtual_key, graphql_ws, watching
-from tests.test_budgets import create
 
 SUBSCRIBE = "subscription($id: ID) { budgetUpdated(id: $id) { id name monthlyLimit status } }"
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from resolvers import alerts
 from resolvers.alerts import Alert, AlertDelivery
-from resolvers.errors import InvalidInput
+from resolvers.platform.errors import InvalidInput
 from webhook.rest import JSON, caller, runtime_of
 
 

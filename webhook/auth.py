@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.auth import authenticate_api_key
-from resolvers.periods import utcnow
+from resolvers.platform.periods import utcnow
 from webhook.rest import JSON, read_model, runtime_of
 from webhook.throttle import client_address, throttle_of
 

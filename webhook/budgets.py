@@ -14,10 +14,10 @@ from starlette.responses import Response
 from models.types import MONEY_PLACES, RATIO_PLACES
 from resolvers import budgets
 from resolvers.budgets import KEEP, Budget, BudgetChanges, BudgetDraft, BudgetState, EntityType, Thresholds, WindowDraft
-from resolvers.errors import InvalidInput
-from resolvers.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Cadence, Weekday, cadence_of
-from resolvers.runtime import Runtime
-from resolvers.validation import MAX_USD
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.periods import MAX_MONTH_START_DAY, PERIOD_NAMES, Cadence, Weekday, cadence_of
+from resolvers.platform.validation import MAX_USD
+from resolvers.service.runtime import Runtime
 from webhook.openapi import BLANKS, CONTROLS, NAME_PATTERN, amount, choice, refine, time_zone
 from webhook.rest import JSON, caller, read_model, runtime_of
 
@@ -48,7 +48,7 @@ class _Window(BaseModel):
 
 
 _WINDOW_FIELDS = ("period", "budget_duration", "time_zone", "week_starts_on", "month_start_day", "year_start_month")
-#: What the window's fields take (checked by resolvers.periods), for the document.
+#: What the window's fields take (checked by resolvers.platform.periods), for the document.
 _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "period": choice(*PERIOD_NAMES),
     # Empty is taken as not given (`_Window.window`), as LiteLLM sends it; blanks are not.
@@ -59,7 +59,7 @@ _WINDOW_SCHEMA: dict[str, dict[str, Any]] = {
     "year_start_month": {"minimum": 1, "maximum": 12},
 }
 #: The amounts: a limit in USD (above 0, at most 9 places), a soft or hard limit as a fraction (above 0, at most 10,
-#: at most 6 places), as resolvers.validation checks them.
+#: at most 6 places), as resolvers.platform.validation checks them.
 _AMOUNTS: dict[str, dict[str, Any]] = {
     **{name: amount(places=MONEY_PLACES, maximum=int(MAX_USD), above_zero=True) for name in ("limit", "monthly_limit")},
     **{

@@ -15,9 +15,9 @@ from resolvers.chargeback import rules, statements
 from resolvers.chargeback.files import chargeback_format, sap_layout, statement_file
 from resolvers.chargeback.rules import AllocationRule, AllocationType, RuleChanges, RuleDraft
 from resolvers.chargeback.statements import Statement
-from resolvers.errors import InvalidInput
+from resolvers.platform.errors import InvalidInput
 from resolvers.reports import report_source
-from resolvers.runtime import Runtime
+from resolvers.service.runtime import Runtime
 from webhook.downloads import download
 from webhook.openapi import amount, choice, refine, time_zone
 from webhook.rest import JSON, caller, read_model, runtime_of

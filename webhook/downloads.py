@@ -62,7 +62,7 @@ def download(
 
 
 def query_int(raw: str | None, field: str, default: int) -> int:
-    from resolvers.errors import InvalidInput
+    from resolvers.platform.errors import InvalidInput
 
     if raw is None or raw.strip() == "":
         return default

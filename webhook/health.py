@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from models.litellm import spend_logs
 from models.migrate import current_revision_on, head_revision
-from resolvers.runtime import Runtime
+from resolvers.service.runtime import Runtime
 from webhook.rest import JSON, runtime_of
 
 CHECK_TIMEOUT_SECONDS = 2.0

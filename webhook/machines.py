@@ -11,7 +11,7 @@ import hmac
 from starlette.requests import Request
 
 from resolvers.auth import bearer_token, hash_key
-from resolvers.errors import TooManyRequests, Unauthenticated
+from resolvers.platform.errors import TooManyRequests, Unauthenticated
 from webhook.rest import runtime_of
 from webhook.throttle import client_address, throttle_of
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers import periods
+from resolvers.platform import periods
 
 Handler = Callable[[Request], Awaitable[Response]]
 Auth = Literal["none", "jwt", "gateway"]
@@ -89,21 +89,21 @@ def choice(*values: str, trimmed: bool = True, any_case: bool = True, blank: boo
     return {"type": "string", "pattern": f"^({word})?$" if blank else f"^{word}$"}
 
 
-#: What `resolvers.validation.refuse_controls` refuses in a name or an id: C0 (NUL included), DEL, C1 and the
+#: What `resolvers.platform.validation.refuse_controls` refuses in a name or an id: C0 (NUL included), DEL, C1 and the
 #: Unicode line and paragraph separators.
 CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 #: What Python's `str.strip()` trims (`str.isspace`), which ECMA-262's `\s` does not quite match (it lacks
 #: U+001C-U+001F and U+0085 and has U+FEFF).
 BLANKS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: A name or id as `resolvers.validation.text` takes it: blanks around it trimmed, then something that is not
+#: A name or id as `resolvers.platform.validation.text` takes it: blanks around it trimmed, then something that is not
 #: blank and holds no control character.
 NAME_PATTERN = rf"^[{BLANKS}]*[^{CONTROLS}]*[^{BLANKS}{CONTROLS}][^{CONTROLS}]*[{BLANKS}]*$"
 
 
 def time_zone() -> dict[str, Any]:
-    """An IANA time zone field as every route reads it (`resolvers.periods.time_zone`): one of the server's zone
-    names (`zoneinfo.available_timezones()`, case as spelled there), blanks around it trimmed; empty or blank
-    means the default zone."""
+    """An IANA time zone field as every route reads it (`resolvers.platform.periods.time_zone`): one of the
+    server's zone names (`zoneinfo.available_timezones()`, case as spelled there), blanks around it trimmed; empty
+    or blank means the default zone."""
     names = "|".join(re.escape(name) for name in sorted(periods.zone_names()))
     return {"type": "string", "pattern": rf"^[{BLANKS}]*({names})?[{BLANKS}]*$"}
 

@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.enforcement import BudgetFit, Caller
-from resolvers.errors import InvalidInput, NotFound, Unauthenticated
+from resolvers.platform.errors import InvalidInput, NotFound, Unauthenticated
 from resolvers.predictor import Prediction, PredictionRequest, predict
 from resolvers.pricing import ModelPrice
-from resolvers.runtime import Runtime
+from resolvers.service.runtime import Runtime
 from webhook.rest import JSON, read_model, runtime_of
 from webhook.throttle import client_address, throttle_of
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers import periods, reports, trends
-from resolvers.exports import CostExport, export_format
-from resolvers.reports import BreakdownRow
+from resolvers import reports
+from resolvers.platform import periods
+from resolvers.reports import BreakdownRow, trends
+from resolvers.reports.exports import CostExport, export_format
 from resolvers.spend import require_spend_logs
 from webhook.downloads import download, query_int
 from webhook.rest import JSON, caller, runtime_of

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.db import DRIVER_ERRORS, database_unreachable
 from resolvers.auth import Principal, bearer_token
-from resolvers.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
-from resolvers.runtime import Runtime
+from resolvers.platform.errors import DomainError, InvalidInput, Unauthenticated, database_unavailable
+from resolvers.service.runtime import Runtime
 
 log = logging.getLogger("spendplane.rest")
 

@@ -12,10 +12,10 @@ from resolvers.alerts import AlertType
 from resolvers.budgets import EntityType
 from resolvers.chargeback.files import ChargebackFormat
 from resolvers.chargeback.sap import SapLayout
-from resolvers.errors import InvalidInput
-from resolvers.exports import CostExportFormat
+from resolvers.platform.errors import InvalidInput
 from resolvers.reports import ReportPeriod
-from webhook import alerts, auth, budgets, chargeback, forecasts, gateway, health, predictor, reports, sla
+from resolvers.reports.exports import CostExportFormat
+from webhook import alerts, auth, budgets, chargeback, enforcement, forecasts, health, predictor, reports, sla
 from webhook.openapi import Endpoint, Handler, QueryParam, build_openapi, choice, time_zone
 from webhook.rest import JSON, runtime_of
 
@@ -25,7 +25,7 @@ def whole(low: int, high: int) -> dict[str, Any]:
 
 
 #: An id or filter: control characters (C0, DEL, C1) and line separators are refused (leading and trailing blanks
-#: are trimmed, so the 256 characters are counted between them; resolvers.validation.refuse_controls).
+#: are trimmed, so the 256 characters are counted between them; resolvers.platform.validation.refuse_controls).
 IDENT: dict[str, Any] = {"type": "string", "pattern": r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,256}\s*$"}
 #: A day as YYYY-MM-DD, or blank.
 DAY: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
@@ -51,7 +51,7 @@ SPEND_EVENT: dict[str, Any] = {
         "id": {
             "anyOf": [
                 {"type": "string", "pattern": r"\S"},
-                # resolvers.validation.clipped: a whole number is kept as its text, like LiteLLM's own ids.
+                # resolvers.platform.validation.clipped: a whole number is kept as its text, like LiteLLM's own ids.
                 {"type": "integer", "exclusiveMinimum": -(10**18), "exclusiveMaximum": 10**18},
             ],
             "description": "the request id LiteLLM logs (clipped to 256); a whole number is taken as its text",
@@ -150,35 +150,35 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
         "/webhook/pre-request",
-        gateway.pre_request,
+        enforcement.pre_request,
         "LiteLLM's pre-request budget check: 200 allow (with a warning past a soft limit) or 429 block",
         "gateway",
         auth="gateway",
-        body=gateway.PreRequest,
-        response=gateway.PreRequestAllowed,
-        other_responses=((429, gateway.PreRequestBlocked),),
+        body=enforcement.PreRequest,
+        response=enforcement.PreRequestAllowed,
+        other_responses=((429, enforcement.PreRequestBlocked),),
         errors=_GATEWAY_ERRORS,
     ),
     Endpoint(
         "POST",
         "/beta/litellm_basic_guardrail_api",
-        gateway.guardrail,
+        enforcement.guardrail,
         "LiteLLM's Generic Guardrail API on the same decision: NONE or BLOCKED, always 200 for a decision",
         "gateway",
         auth="gateway",
-        body=gateway.GuardrailRequest,
-        response=gateway.GuardrailResponse,
+        body=enforcement.GuardrailRequest,
+        response=enforcement.GuardrailResponse,
         errors=_GATEWAY_ERRORS,
     ),
     Endpoint(
         "POST",
         "/spend/litellm",
-        gateway.ingest_spend,
+        enforcement.ingest_spend,
         "Spend from LiteLLM's logging callback (one payload, a JSON list, or NDJSON); idempotent by id; 503 with "
         "Retry-After while the database is unreachable (LiteLLM retries)",
         "gateway",
         auth="gateway",
-        response=gateway.IngestResponse,
+        response=enforcement.IngestResponse,
         errors=(*_GATEWAY_ERRORS, 503),
         raw_body={
             "application/json": {

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers.errors import InvalidInput
+from resolvers.platform.errors import InvalidInput
 from resolvers.sla import collector, definitions, failover, health, violations
 from resolvers.sla.definitions import MAX_LATENCY_MS, MAX_WINDOW_MINUTES, SlaDefinition, SlaDefinitionDraft
 from resolvers.sla.failover import FailoverRule, FailoverRuleDraft, FailoverTransition, TriggerCondition

@@ -31,8 +31,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
-from resolvers.config import Settings
-from resolvers.errors import TooManyRequests, Unauthenticated
+from resolvers.platform.config import Settings
+from resolvers.platform.errors import TooManyRequests, Unauthenticated
 
 #: Wrong keys sharing this many first characters are counted together.
 KEY_PREFIX_CHARS = 12

@@ -24,20 +24,20 @@ from models.anomalies import AnomalyMuteRow, SpendAnomalyRow
 from models.budgets import BudgetRow
 from models.db import insert_or_ignore
 from models.types import nanos_to_usd, whole_nanos
-from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.anomalies.detection import Granularity
 from resolvers.anomalies.scan import KINDS, Cube, Finding, Sensitivity, scan
 from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.auth import Principal, require_admin
-from resolvers.errors import Forbidden, InvalidInput, NotFound
-from resolvers.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
+from resolvers.platform import validation
+from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
+from resolvers.platform.work import Work
 from resolvers.reports import report_source
 from resolvers.rollups import finish_on_cancel
-from resolvers.runtime import Work
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 MAX_LIST = 500
 MAX_MUTE_HOURS = 24 * 90

@@ -12,9 +12,9 @@ from typing import Any
 
 from resolvers.chargeback.sap import SapLayout, co_reposting, fi_journal
 from resolvers.chargeback.statements import Statement
-from resolvers.config import SapSettings
-from resolvers.errors import InvalidInput
-from resolvers.spreadsheet import SafeWriter
+from resolvers.platform.config import SapSettings
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.spreadsheet import SafeWriter
 
 LINE_COLUMNS = (
     "report_id",

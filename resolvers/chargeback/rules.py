@@ -25,10 +25,10 @@ from models.chargeback import AllocationRuleRow
 from models.litellm import LiteLLMSchema, verification_tokens
 from models.litellm import teams as litellm_teams
 from models.rollups import CostSummaryMonthlyRow
-from resolvers import validation
 from resolvers.auth import Principal, require_admin
-from resolvers.errors import Forbidden, InvalidInput, NotFound
-from resolvers.runtime import Work
+from resolvers.platform import validation
+from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.work import Work
 
 R = TypeVar("R")
 

@@ -29,9 +29,9 @@ from enum import StrEnum
 from resolvers.chargeback.rules import SAP_KEYS, AllocationType
 from resolvers.chargeback.splitting import LineKind, StatementLine
 from resolvers.chargeback.statements import Statement
-from resolvers.config import SAP_DATE_FORMATS, SapSettings
-from resolvers.errors import InvalidInput
-from resolvers.spreadsheet import SafeWriter
+from resolvers.platform.config import SAP_DATE_FORMATS, SapSettings
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.spreadsheet import SafeWriter
 
 NANOS_PER_CENT = 10**7
 MAX_DOCUMENT_ITEMS = 999  # BSEG's line-item limit per FI document

@@ -35,19 +35,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.chargeback import ChargebackLineRow, ChargebackReportRow
 from models.types import nanos_to_usd, usd_to_nanos
-from resolvers import periods
 from resolvers.auth import Principal, require_admin
 from resolvers.chargeback.rules import POSTING_ORDER, AllocationRule, AllocationType, all_rules, by_id
 from resolvers.chargeback.splitting import LineKind, StatementLine, team_lines
-from resolvers.errors import InvalidInput
-from resolvers.pages import DEFAULT_PAGE, Keyset, Page
-from resolvers.periods import supported_day
+from resolvers.platform import periods
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page
+from resolvers.platform.periods import supported_day
+from resolvers.platform.work import Work
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups
-from resolvers.runtime import Work
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 _GENERATE_LOCK = 0x5350434247  # "SPCBG": one statement generation at a time

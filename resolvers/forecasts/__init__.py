@@ -32,11 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.budgets import BudgetRow
 from models.forecasts import ForecastOutlookRow, ForecastRow
 from models.types import nanos_to_usd
-from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import Principal, require_admin
 from resolvers.budgets import Budget, BudgetState, budget_states
-from resolvers.errors import Forbidden
 from resolvers.forecasts.backtest import METHODS, Choice, ScopeRuns, choose, run_scope, window_scores
 from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
 from resolvers.forecasts.exhaustion import (
@@ -49,14 +47,16 @@ from resolvers.forecasts.exhaustion import (
 )
 from resolvers.forecasts.exhaustion import Projection as ExhaustionProjection
 from resolvers.forecasts.methods import ForecastMethod, Projection, project, weighted_moving_average
-from resolvers.periods import Period, month_of, zone
+from resolvers.platform import validation
+from resolvers.platform.errors import Forbidden
+from resolvers.platform.periods import Period, month_of, zone
+from resolvers.platform.work import Work
 from resolvers.reports import report_source
 from resolvers.rollups import DayRange, Dim, Filters, aggregate, finish_on_cancel, refresh_rollups
-from resolvers.runtime import Work
 from resolvers.spend import Scope, ScopeKind, chunks
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 HISTORY_DAYS = 182
 CENT = Decimal("0.01")

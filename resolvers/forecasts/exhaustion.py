@@ -25,7 +25,7 @@ from enum import StrEnum
 import numpy as np
 
 from models.forecasts import ForecastOutlookRow
-from resolvers.periods import Period
+from resolvers.platform.periods import Period
 
 CENT = Decimal("0.01")
 

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import literal_column
 from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import RollupStateRow, hour_block, quarter_hour, utc_day
-from resolvers.periods import Period
+from resolvers.platform.periods import Period
 from resolvers.rollups.reading import (
     BLOCK_MINUTES,
     BLOCKS,
@@ -49,7 +49,7 @@ from resolvers.rollups.reading import (
 from resolvers.spend import require_spend_logs
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 log = logging.getLogger("spendplane.rollups")
 

@@ -44,7 +44,7 @@ from models.rollups import (
     utc_day,
 )
 from models.types import nanos_to_usd
-from resolvers.periods import Period
+from resolvers.platform.periods import Period
 from resolvers.spend import (
     Scope,
     ScopeKind,

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.litellm import LiteLLMSchema
 from resolvers.auth import Principal, require_admin
-from resolvers.errors import Unavailable
-from resolvers.jobs import Outcome
-from resolvers.periods import Period
+from resolvers.platform.errors import Unavailable
+from resolvers.platform.jobs import Outcome
+from resolvers.platform.periods import Period
 from resolvers.rollups import finish_on_cancel
 from resolvers.sla import failover, violations
 from resolvers.sla.definitions import SlaDefinition, list_definitions
@@ -28,7 +28,7 @@ from resolvers.sla.failover import FailoverRule, Transition, list_rules, resolve
 from resolvers.sla.health import Health, measure, prune_snapshots, store_run
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 JOB_NAME = "sla-health"
 

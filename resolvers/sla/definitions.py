@@ -18,11 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.sla import SlaDefinitionRow
-from resolvers import validation
 from resolvers.auth import Principal, require_admin
-from resolvers.config import Settings, SlaSettings
-from resolvers.errors import InvalidInput, NotFound
-from resolvers.runtime import Work
+from resolvers.platform import validation
+from resolvers.platform.config import Settings, SlaSettings
+from resolvers.platform.errors import InvalidInput, NotFound
+from resolvers.platform.work import Work
 from resolvers.sla.health import Metric
 from resolvers.sla.violations import Resolution, close_violations
 

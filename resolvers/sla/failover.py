@@ -35,18 +35,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.sla import FailoverRuleRow, FailoverTransitionRow
-from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.auth import Principal, require_admin
-from resolvers.config import Settings
-from resolvers.errors import InvalidInput, NotFound
-from resolvers.events import Event
-from resolvers.runtime import Work
+from resolvers.platform import validation
+from resolvers.platform.config import Settings
+from resolvers.platform.errors import InvalidInput, NotFound
+from resolvers.platform.events import Event
+from resolvers.platform.work import Work
 from resolvers.sla.definitions import MAX_LATENCY_MS, window_minutes
 from resolvers.sla.health import Health, Metric
 
 if TYPE_CHECKING:
-    from resolvers.runtime import Runtime
+    from resolvers.service.runtime import Runtime
 
 log = logging.getLogger("spendplane.failover")
 

@@ -46,9 +46,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.db import insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.sla import HealthRunRow, ProviderHealthRow, elapsed_us
-from resolvers import validation
-from resolvers.errors import InvalidInput
-from resolvers.periods import Period
+from resolvers.platform import validation
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.periods import Period
 from resolvers.spend import requested_model, require_spend_logs
 
 #: Failures that are the caller's fault, not the provider's (their requests are not valid for availability).

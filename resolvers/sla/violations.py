@@ -21,14 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.db import insert_or_ignore
 from models.sla import SlaViolationRow
-from resolvers import validation
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.auth import Principal, require_admin
-from resolvers.config import SlaSettings
-from resolvers.errors import NotFound
-from resolvers.events import Event
-from resolvers.pages import DEFAULT_PAGE, Keyset, Page
-from resolvers.runtime import Work
+from resolvers.platform import validation
+from resolvers.platform.config import SlaSettings
+from resolvers.platform.errors import NotFound
+from resolvers.platform.events import Event
+from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page
+from resolvers.platform.work import Work
 from resolvers.sla.health import Health, Metric
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from models.db import Database
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.adversarial.support import PATIENT, Tally, ask, budget, burst, post_spend, spend_event
 from tests.conftest import Clock, started
 from tests.support import Api, SpendLog, add_spend

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from models.db import Database
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.adversarial.support import CREATE, GATEWAY, PATIENT, UPDATE, Served, Tally, ask_body, budget, burst
 from tests.conftest import MASTER_KEY, Clock, started
 from tests.support import Api, add_virtual_key, graphql_ws, watching

@@ -14,7 +14,7 @@ from models.alerts import AlertRow
 from models.db import Database
 from models.litellm import verification_tokens
 from resolvers.auth import hash_key, rotate_admin_key
-from resolvers.config import Settings
+from resolvers.platform.config import Settings
 from tests.adversarial.support import (
     PATIENT,
     Tally,

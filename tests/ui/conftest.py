@@ -23,7 +23,7 @@ import pytest
 
 CHROMIUM = os.environ.get("SPENDPLANE_CHROMIUM", "/usr/bin/chromium")
 ADMIN_KEY = "sk-master-ui-test"
-#: A demo key (resolvers/demo_data.py: demo_keys(42)): user-001 of team engineering, a read-only viewer.
+#: A demo key (resolvers/demo/__init__.py: demo_keys(42)): user-001 of team engineering, a read-only viewer.
 VIEWER_KEY = "sk-demo-42-user-001-0"
 VIEWER_TEAM = "engineering"
 DEMO_ROWS = 2500

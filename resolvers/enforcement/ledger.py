@@ -1,0 +1,834 @@
+"""The admission ledger: no overspend under concurrency, crashes or hostile clients, without a database round trip
+per request.
+
+Each app instance holds an *allowance* per budget and window, granted from the database under the budget's
+ledger-row lock: recorded spend (summed from the spend logs inside that transaction) plus every instance's live
+allowance never exceeds the hard limit, read from the budget row itself at that moment (a limit cut binds every
+grant at once). Requests *hold* their estimate from the local allowance in memory; only when it runs short does
+the instance ask for more. Near the limit grants shrink to what a request needs, so the last dollars go out one
+request at a time.
+
+Holds are the ledger's own: every admission holds separately, whatever call id the client sent (LiteLLM lets
+clients choose it), and a new admission never ends an open hold. A request's real spend ends exactly one hold,
+with the same call id and key, on exactly one instance: each spend event (LiteLLM's spend-log id) is a settlement
+row that one instance *claims* (an UPDATE that only one can win) before it touches a hold. A settled hold counts
+the real cost until the spend-log row is visible; then it ends and takes its share of the allowance with it
+(recorded spend counts that money from then on), so spend is never counted as neither hold nor recorded. A hold
+that ends without spend (failed, expired after RESERVATION_TTL_SECONDS) leaves its share free.
+
+Allowances are written with an expiry of RESERVATION_TTL_SECONDS, renewed while the instance lives. Whatever an
+instance holds is inside its allowance, so a crashed instance's holds stay counted until they could have
+expired (its free share with them: refusing a little more for a while, never overspending); a restart does not
+reopen a budget. A clean shutdown hands back the free part and keeps the held part for the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from statistics import NormalDist
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.budgets import BudgetRow
+from models.db import Database, insert_or_ignore
+from models.ledger import AllowanceRow, BudgetLedgerRow, SettlementRow
+from models.litellm import LiteLLMSchema, spend_logs
+from models.types import float_to_usd, whole_nanos
+from resolvers.platform.periods import Period
+from resolvers.spend import Scope, chunks
+
+log = logging.getLogger("spendplane.ledger")
+
+#: A live instance rewrites its allowance rows at least this often (their expiry moves with them).
+ALLOWANCE_RENEW = timedelta(seconds=60)
+#: After the database said a budget has nothing left to grant, requests that need more are refused from memory
+#: for this long (or until the next reconcile), instead of queueing for the database one by one.
+EXHAUSTED_FOR = timedelta(seconds=1)
+#: A grant takes at most this share of what is left, so other instances keep headroom.
+GRANT_SHARE = Decimal("0.25")
+TOP_UP_ATTEMPTS = 4
+#: How many open calls one refresh asks the database about (oldest first).
+CHECK_LIMIT = 2000
+#: An idle account hands its free allowance back after this long; near the limit ("tight": less than
+#: TIGHT_SHARE of the cap was left after its last grant) it does so at the first idle refresh, so other
+#: instances can use the last dollars.
+IDLE_RELEASE_AFTER = timedelta(seconds=30)
+TIGHT_SHARE = Decimal("0.2")
+#: A spend-log row may start a little before this instance admitted its request (clocks of two hosts).
+CLOCK_SKEW = timedelta(minutes=1)
+BUDGET_KEY_PREFIX = "budget:"
+MEDIAN_QUANTILE = Decimal("0.5")
+
+SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period, datetime], Awaitable[dict[Scope, Decimal]]]
+AccountKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One budget, in one window, that a request must fit in."""
+
+    budget_key: str
+    scope: Scope
+    period: Period
+    cap: Decimal  # the hard limit in USD
+    #: The budget row's limit is read as `cap = limit x hard_fraction` when granting (None: not a stored budget).
+    hard_fraction: Decimal | None = None
+
+    @property
+    def key(self) -> AccountKey:
+        return (self.budget_key, self.period.key)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    claim: Claim
+    available: Decimal
+    #: Pooled holds: what the budget's margin would have grown by with this request (0 otherwise).
+    margin: Decimal = Decimal(0)
+
+
+@dataclass(eq=False)
+class _GrantRequest:
+    needs: list[tuple[Account, Decimal]]
+    #: What each account (by id) must at least gain for the request to fit.
+    minimum: dict[int, Decimal]
+    future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]]
+
+
+@dataclass(eq=False)
+class Reservation:
+    """One admitted request's hold on every budget it fell under, until its spend is in the logs."""
+
+    hold_id: str
+    call_id: str
+    #: sha256 of the key it was admitted with ('' when none): spend is matched to holds by call id and key.
+    owner: str
+    amount: Decimal
+    created_at: datetime
+    accounts: list[Account]
+    settled: bool = False  # the amount is the real cost now, not the estimate
+    request_id: str | None = None
+    #: The estimate's variance (USD squared) for the budgets' pooled margin; 0 once settled.
+    variance: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class SpendSeen:
+    """A request's real spend: a settlement row, or a spend-log row (then `visible`: recorded spend has it)."""
+
+    request_id: str
+    call_id: str
+    owner: str
+    actual: Decimal
+    failed: bool
+    visible: bool = False
+
+
+@dataclass(eq=False)
+class Account:
+    """One budget in one window, as this instance holds it. Totals are kept as reservations come and go, so a
+    decision costs the same with ten open requests or ten thousand."""
+
+    claim: Claim
+    granted: Decimal = Decimal(0)
+    held: Decimal = Decimal(0)
+    holds: int = 0
+    #: Real spend this instance knows of that the spend logs may not show yet (settled reservations).
+    settled_pending: Decimal = Decimal(0)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    active: bool = False  # reserved something since the last reconcile
+    last_used: datetime | None = None
+    tight: bool = False
+    #: What requests queued for a top-up need in all: one grant serves the whole queue of a burst.
+    demand: Decimal = Decimal(0)
+    #: What the database could still grant when it last refused, and until when that answer stands.
+    exhausted: Decimal | None = None
+    exhausted_until: datetime | None = None
+    #: What the database holds for this account, and when it was written (to renew the expiry in time).
+    stored: Decimal = Decimal(0)
+    stored_held: Decimal = Decimal(0)
+    stored_at: datetime | None = None
+    #: Pooled margin (RESERVATION_MARGIN=pooled): the unsettled holds' summed variance (USD squared), and the
+    #: margin held beside their means, z x sqrt(variance) in whole nanos (kept as holds come and go).
+    z: Decimal = Decimal(0)
+    variance: Decimal = Decimal(0)
+    margin: Decimal = Decimal(0)
+
+    @property
+    def free(self) -> Decimal:
+        return self.granted - self.held - self.margin
+
+    @property
+    def committed(self) -> Decimal:
+        """Held: the holds and the margin over them."""
+        return self.held + self.margin
+
+    @property
+    def in_flight(self) -> Decimal:
+        """Held for requests whose real cost is not known yet (the margin over them included)."""
+        return self.held - self.settled_pending + self.margin
+
+    def margin_for(self, variance: Decimal) -> Decimal:
+        if variance <= 0 or self.z <= 0:
+            return Decimal(0)
+        # In float (a margin is a statistic; a Decimal square root costs several microseconds), rounded up to
+        # whole nanos; the same variance always gives the same margin.
+        return Decimal(math.ceil(float(self.z) * math.sqrt(variance) * 1e9)).scaleb(-9)
+
+    def need(self, amount: Decimal, variance: Decimal) -> Decimal:
+        """What a new hold of `amount` with `variance` takes from the free allowance: its amount, and what the
+        margin grows by (sqrt of the summed variance: n alike requests need a margin sqrt(n) times one's)."""
+        if variance <= 0 or self.z <= 0:
+            return amount
+        return amount + self.margin_for(self.variance + variance) - self.margin
+
+    def add_variance(self, delta: Decimal) -> None:
+        self.variance = max(Decimal(0), self.variance + delta)
+        self.margin = self.margin_for(self.variance)
+
+
+@dataclass
+class Ledger:
+    db: Database
+    schema: LiteLLMSchema
+    spend_of: SpendOf
+    clock: Callable[[], datetime]
+    reservation_ttl: timedelta
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The pooled margin's z (the standard normal quantile of RESERVATION_QUANTILE); 0: no margin.
+    margin_z: Decimal = Decimal(0)
+    accounts: dict[AccountKey, Account] = field(default_factory=dict)
+    #: Open reservations by hold id, oldest first (dicts keep insertion order).
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    #: Unsettled reservations by (call id, owner), oldest first: what a settlement for that call may end.
+    _open_by_call: dict[tuple[str, str], list[Reservation]] = field(default_factory=dict)
+    #: Settled reservations by the spend-log id their row will carry.
+    settled_requests: dict[str, Reservation] = field(default_factory=dict)
+    #: Other instances' held amounts per account, as of the last refresh.
+    held_elsewhere: dict[AccountKey, Decimal] = field(default_factory=dict)
+    _hold_ids: itertools.count[int] = field(default_factory=itertools.count)
+    _grant_queue: list[_GrantRequest] = field(default_factory=list)
+    _granting: asyncio.Task[None] | None = None
+
+    def account(self, claim: Claim) -> Account:
+        found = self.accounts.get(claim.key)
+        if found is None:
+            found = self.accounts[claim.key] = Account(claim, z=self.margin_z)
+        elif found.claim is not claim:
+            if claim.cap < found.claim.cap:
+                # The limit was cut: the free part of the allowance was granted under the old one. Only what
+                # is held stays; the next request asks the database, which judges it on the new limit.
+                found.granted = min(found.granted, whole_nanos(found.committed, up=True))
+            found.claim = claim
+        return found
+
+    def pending_for(self, key: AccountKey) -> Decimal:
+        account = self.accounts.get(key)
+        return account.settled_pending if account else Decimal(0)
+
+    def in_flight_for(self, key: AccountKey) -> Decimal:
+        """Held in flight for this budget window by this instance and (as of the last refresh) every other."""
+        account = self.accounts.get(key)
+        return (account.in_flight if account else Decimal(0)) + self.held_elsewhere.get(key, Decimal(0))
+
+    # ---------------------------------------------------------------------------------------------- reserving
+
+    async def reserve(
+        self,
+        call_id: str,
+        amount: Decimal,
+        claims: Sequence[Claim],
+        owner: str = "",
+        variance: Decimal = Decimal(0),
+    ) -> Refusal | None:
+        """Hold `amount` in every claimed budget, or in none (the refusal names the budget that is short). Every
+        call is a hold of its own: a reused call id never replaces or ends an open one. With `variance` (pooled
+        holds) each budget's margin grows with it: the request fits when its amount and the margin's growth do."""
+        if amount <= 0 or not claims:
+            return None
+        refusal = await self._reserve(call_id, amount, claims, owner, variance)
+        return self._with_margin(refusal, amount, variance)
+
+    async def _reserve(
+        self, call_id: str, amount: Decimal, claims: Sequence[Claim], owner: str, variance: Decimal
+    ) -> Refusal | None:
+        accounts = [self.account(c) for c in claims]
+        for _ in range(TOP_UP_ATTEMPTS):
+            short = [(a, need) for a in accounts if a.free < (need := a.need(amount, variance))]
+            known_short = self._known_exhausted(short)
+            if known_short is not None:
+                return known_short
+            if not short:
+                self._hold(call_id, owner, amount, accounts, variance)  # no await between the check and this
+                return None
+            refusal = await self._top_up(short)
+            if refusal is not None:
+                return refusal
+        return Refusal(short[0][0].claim, short[0][0].free)
+
+    def try_hold(
+        self,
+        call_id: str,
+        amount: Decimal,
+        claims: Sequence[Claim],
+        owner: str = "",
+        variance: Decimal = Decimal(0),
+    ) -> bool:
+        """`reserve` when it needs no round trip: hold `amount` (and its margin's growth, with `variance`) at once if
+        every claimed budget has it free in this instance's allowance (True; also for nothing to hold); False when
+        `reserve` must ask the database."""
+        if amount <= 0 or not claims:
+            return True
+        accounts = [self.account(c) for c in claims]
+        if any(a.free < a.need(amount, variance) for a in accounts):
+            return False
+        self._hold(call_id, owner, amount, accounts, variance)
+        return True
+
+    def known_exhausted(
+        self, claims: Sequence[Claim], amount: Decimal, variance: Decimal = Decimal(0)
+    ) -> Refusal | None:
+        """A refusal this instance can give from memory: the database said a moment ago that not even this much
+        is left (no round trip, whatever the request looks like)."""
+        found = [
+            (a, need)
+            for c in claims
+            if (a := self.accounts.get(c.key)) is not None and a.free < (need := a.need(amount, variance))
+        ]
+        return self._with_margin(self._known_exhausted(found), amount, variance)
+
+    def _with_margin(self, refusal: Refusal | None, amount: Decimal, variance: Decimal) -> Refusal | None:
+        if refusal is None or variance <= 0 or (account := self.accounts.get(refusal.claim.key)) is None:
+            return refusal
+        return replace(refusal, margin=account.need(amount, variance) - amount)
+
+    def _known_exhausted(self, short: list[tuple[Account, Decimal]]) -> Refusal | None:
+        now = self.clock()
+        for account, need in short:
+            if (
+                account.exhausted is not None
+                and account.exhausted_until is not None
+                and now < account.exhausted_until
+                and need - account.free > account.exhausted
+            ):
+                return Refusal(account.claim, account.free + account.exhausted)
+        return None
+
+    async def _top_up(self, short: list[tuple[Account, Decimal]]) -> Refusal | None:
+        short = sorted(short, key=lambda pair: pair[0].claim.key)
+        held: list[Account] = []
+        for account, need in short:
+            account.demand += need
+        try:
+            for account, _ in short:
+                await account.lock.acquire()
+                held.append(account)
+            # Ask for what this request and every request queued behind it need (a burst gets one grant).
+            lacking = [(a, need) for a, need in short if a.free < need]
+            if not lacking:
+                return None
+            known = self._known_exhausted(lacking)
+            if known is not None:  # a request ahead in the queue just heard the database say no
+                return known
+            needs = [(a, a.demand - a.free) for a, _ in lacking]
+            granted, refusal = await self._grant(needs, minimum={id(a): need for a, need in lacking})
+            for account, extra in granted:
+                account.granted += extra
+                account.exhausted = account.exhausted_until = None
+            if refusal is not None:
+                short_account = self.account(refusal.claim)
+                short_account.exhausted = max(Decimal(0), refusal.available - short_account.free)
+                short_account.exhausted_until = self.clock() + EXHAUSTED_FOR
+            return refusal
+        finally:
+            for account, need in short:
+                account.demand -= need
+            for account in held:
+                account.lock.release()
+
+    async def _grant(
+        self, needs: list[tuple[Account, Decimal]], *, minimum: dict[int, Decimal]
+    ) -> tuple[list[tuple[Account, Decimal]], Refusal | None]:
+        """Queue this request's top-up for the next grant transaction. Concurrent top-ups (a burst of new keys,
+        say) share one transaction instead of queueing for the database one by one."""
+        future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._grant_queue.append(_GrantRequest(needs, minimum, future))
+        if self._granting is None or self._granting.done():
+            self._granting = asyncio.create_task(self._grant_queued())
+        return await future
+
+    async def _grant_queued(self) -> None:
+        while self._grant_queue:
+            batch, self._grant_queue = self._grant_queue, []
+            try:
+                answers = await self._grant_batch(batch)
+            except BaseException as exc:  # the database failed: every waiting request hears it
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for request, answer in zip(batch, answers, strict=True):
+                if not request.future.done():
+                    request.future.set_result(answer)
+
+    async def _grant_batch(
+        self, batch: list[_GrantRequest]
+    ) -> list[tuple[list[tuple[Account, Decimal]], Refusal | None]]:
+        """One transaction: lock every budget involved (in key order, so instances never deadlock), then per
+        request grant what it and the requests queued behind it want — at least what it lacks, at most what is
+        left — or refuse it when not even that fits."""
+        now = self.clock()
+        accounts = sorted({id(a): a for r in batch for a, _ in r.needs}.values(), key=lambda a: a.claim.key)
+        answers: list[tuple[list[tuple[Account, Decimal]], Refusal | None]] = []
+        async with self.db.sessions() as session, session.begin():
+            states = await self._locked_states(session, accounts, now)
+            left: dict[int, Decimal] = {}
+            for account in accounts:
+                cap, recorded, others = states[id(account)]
+                if cap < account.claim.cap:  # cut since this instance last loaded budgets: the free part goes
+                    account.granted = min(account.granted, whole_nanos(account.committed, up=True))
+                left[id(account)] = cap - recorded - others - account.granted
+            extras: dict[int, Decimal] = {}
+            for request in batch:
+                refusal = None
+                for account, _ in request.needs:
+                    available = left[id(account)] - extras.get(id(account), Decimal(0))
+                    if whole_nanos(available) < whole_nanos(request.minimum[id(account)] - account.free, up=True):
+                        refusal = Refusal(account.claim, max(Decimal(0), available + account.free))
+                        break
+                if refusal is not None:
+                    answers.append(([], refusal))
+                    continue
+                granted = []
+                for account, wanted in request.needs:
+                    available = left[id(account)] - extras.get(id(account), Decimal(0))
+                    extra = whole_nanos(min(available, max(whole_nanos(wanted, up=True), available * GRANT_SHARE)))
+                    extras[id(account)] = extras.get(id(account), Decimal(0)) + extra
+                    granted.append((account, extra))
+                answers.append((granted, None))
+            written = [(a, a.granted + extras.get(id(a), Decimal(0))) for a in accounts]
+            written = [(a, total) for a, total in written if total > 0]
+            await self._write_allowances(session, written, now)
+        for account, total in written:
+            account.stored, account.stored_held, account.stored_at = total, _held_part(account, total), now
+        for account in accounts:
+            account.tight = left[id(account)] - extras.get(id(account), Decimal(0)) < account.claim.cap * TIGHT_SHARE
+        return answers
+
+    async def _locked_states(
+        self, session: AsyncSession, accounts: list[Account], now: datetime
+    ) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
+        """Lock the budgets' ledger rows (in key order), then read each one's hard limit as stored now, its
+        recorded spend and the other instances' live allowances: a handful of statements however many budgets
+        the batch touches."""
+        keys = [
+            {"budget_key": a.claim.budget_key, "period": a.claim.period.key, "recorded": 0, "reconciled_at": now}
+            for a in accounts
+        ]
+        await session.execute(insert_or_ignore(self.db.dialect, BudgetLedgerRow.__table__), keys)  # type: ignore[arg-type]
+        pairs = [a.claim.key for a in accounts]
+        await session.execute(
+            select(BudgetLedgerRow.budget_key)
+            .where(tuple_(BudgetLedgerRow.budget_key, BudgetLedgerRow.period).in_(pairs))
+            .order_by(BudgetLedgerRow.budget_key, BudgetLedgerRow.period)
+            .with_for_update()
+        )
+        caps = await self._stored_caps(session, accounts)
+        recorded: dict[tuple[Scope, str], Decimal] = {}
+        by_period: dict[Period, list[Account]] = {}
+        for account in accounts:
+            by_period.setdefault(account.claim.period, []).append(account)
+        for period, in_period in by_period.items():
+            found = await self.spend_of(session, self.schema, {a.claim.scope for a in in_period}, period, now)
+            recorded.update({(scope, period.key): usd for scope, usd in found.items()})
+        totals = await session.execute(
+            select(AllowanceRow.budget_key, AllowanceRow.period, func.sum(AllowanceRow.granted))
+            .where(
+                tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(pairs),
+                AllowanceRow.instance_id != self.instance_id,
+                AllowanceRow.expires_at > now,
+            )
+            .group_by(AllowanceRow.budget_key, AllowanceRow.period)
+        )
+        others = {(key, period): total for key, period, total in totals.all()}
+        return {
+            id(a): (
+                min(a.claim.cap, caps.get(a.claim.budget_key, a.claim.cap)),
+                recorded[(a.claim.scope, a.claim.period.key)],
+                _usd(others.get(a.claim.key)),
+            )
+            for a in accounts
+        }
+
+    async def _stored_caps(self, session: AsyncSession, accounts: list[Account]) -> dict[str, Decimal]:
+        """Hard limits of stored budgets as the database has them in this transaction (a budget deleted since:
+        nothing may be granted from it). What this instance loaded may be a moment old."""
+        ids = {
+            a.claim.budget_key.removeprefix(BUDGET_KEY_PREFIX): a
+            for a in accounts
+            if a.claim.budget_key.startswith(BUDGET_KEY_PREFIX) and a.claim.hard_fraction is not None
+        }
+        if not ids:
+            return {}
+        caps = {BUDGET_KEY_PREFIX + budget_id: Decimal(0) for budget_id in ids}
+        rows = await session.execute(
+            select(BudgetRow.id, BudgetRow.spend_limit, BudgetRow.hard_limit_percent).where(BudgetRow.id.in_(ids))
+        )
+        for budget_id, limit, hard in rows.all():
+            caps[BUDGET_KEY_PREFIX + budget_id] = whole_nanos(limit * hard)
+        return caps
+
+    async def _write_allowances(
+        self, session: AsyncSession, grants: list[tuple[Account, Decimal]], now: datetime
+    ) -> None:
+        """Upsert this instance's allowance rows (renewing their expiry) in one statement."""
+        if not grants:
+            return
+        expires = now + self.reservation_ttl
+        rows = [
+            {
+                "budget_key": a.claim.budget_key,
+                "period": a.claim.period.key,
+                "instance_id": self.instance_id,
+                "granted": granted,
+                "held": _held_part(a, granted),
+                "expires_at": expires,
+            }
+            for a, granted in grants
+        ]
+        insert = (postgresql.insert if self.db.is_postgres else sqlite.insert)(AllowanceRow)
+        statement = insert.on_conflict_do_update(
+            index_elements=["budget_key", "period", "instance_id"],
+            set_={
+                "granted": insert.excluded.granted,
+                "held": insert.excluded.held,
+                "expires_at": insert.excluded.expires_at,
+            },
+        )
+        await session.execute(statement, rows)
+
+    # ---------------------------------------------------------------------------------------------- holding
+
+    def _hold(
+        self, call_id: str, owner: str, amount: Decimal, accounts: list[Account], variance: Decimal = Decimal(0)
+    ) -> None:
+        now = self.clock()
+        variance = variance if self.margin_z > 0 else Decimal(0)
+        reservation = Reservation(
+            f"{self.instance_id[:8]}-{next(self._hold_ids)}", call_id, owner, amount, now, accounts, variance=variance
+        )
+        self.reservations[reservation.hold_id] = reservation
+        self._open_by_call.setdefault((call_id, owner), []).append(reservation)
+        for account in accounts:
+            account.held += amount
+            account.holds += 1
+            if variance:
+                account.add_variance(variance)
+            account.active = True
+            account.last_used = now
+
+    def _settle(self, reservation: Reservation, spend: SpendSeen) -> None:
+        """The request's real cost is known: its reservation counts that instead of the estimate."""
+        self._unlist(reservation)
+        if spend.failed and spend.actual <= 0:
+            self._drop(reservation)
+            return
+        actual = max(spend.actual, Decimal(0))
+        for account in reservation.accounts:
+            account.held += actual - reservation.amount
+            account.settled_pending += actual
+            if reservation.variance:  # the cost is known now: its share of the margin goes
+                account.add_variance(-reservation.variance)
+        reservation.variance = Decimal(0)
+        reservation.amount, reservation.settled, reservation.request_id = actual, True, spend.request_id
+        self.settled_requests[spend.request_id] = reservation
+
+    def _unlist(self, reservation: Reservation) -> None:
+        waiting = self._open_by_call.get((reservation.call_id, reservation.owner))
+        if waiting is None:
+            return
+        try:
+            waiting.remove(reservation)
+        except ValueError:
+            return
+        if not waiting:
+            del self._open_by_call[(reservation.call_id, reservation.owner)]
+
+    def _drop(self, reservation: Reservation, *, recorded: bool = False) -> None:
+        """End a hold. `recorded`: its spend is in the logs now, so the allowance it used is spent, not free
+        again (recorded spend counts it from here on); otherwise (failed, expired) it is free again."""
+        if self.reservations.pop(reservation.hold_id, None) is None:
+            return
+        self._unlist(reservation)
+        if reservation.request_id:
+            self.settled_requests.pop(reservation.request_id, None)
+        for account in reservation.accounts:
+            account.held -= reservation.amount
+            account.holds -= 1
+            if reservation.variance:
+                account.add_variance(-reservation.variance)
+            if reservation.settled:
+                account.settled_pending -= reservation.amount
+            if recorded:
+                account.granted = max(Decimal(0), account.granted - reservation.amount)
+
+    def takers(self, seen: Iterable[SpendSeen]) -> list[SpendSeen]:
+        """Which of these spend events an open hold of ours could take, at most one event per hold."""
+        room = {pair: len(holds) for pair, holds in self._open_by_call.items()}
+        wanted = []
+        for spend in seen:
+            for pair in _pairs(spend):
+                if room.get(pair, 0) > 0:
+                    room[pair] -= 1
+                    wanted.append(spend)
+                    break
+        return wanted
+
+    def apply(self, claimed: Iterable[SpendSeen]) -> int:
+        """End (visible spend) or settle (spend not in the logs yet) the oldest open hold of each claimed event's
+        call id and key. A claim that finds none (settled meanwhile) leaves its hold as it is: safe."""
+        applied = 0
+        for spend in claimed:
+            waiting = next((w for pair in _pairs(spend) if (w := self._open_by_call.get(pair))), None)
+            if not waiting:
+                continue
+            reservation = waiting[0]
+            if spend.visible:
+                self._drop(reservation, recorded=True)
+            else:
+                self._settle(reservation, spend)
+            applied += 1
+        return applied
+
+    async def _claim(self, seen: list[SpendSeen]) -> list[SpendSeen]:
+        """Make these events ours, or learn another instance has them: one UPDATE per chunk that only one
+        instance can win for each row. Events not yet stored as settlements (spend-log rows) are stored first."""
+        if not seen:
+            return []
+        by_id = {s.request_id: s for s in seen}
+        claimed: list[SpendSeen] = []
+        now = self.clock()
+        async with self.db.sessions() as session, session.begin():
+            fresh = [s for s in seen if s.visible]
+            if fresh:
+                await session.execute(
+                    insert_or_ignore(self.db.dialect, SettlementRow.__table__),  # type: ignore[arg-type]
+                    [_settlement_row(s, now) for s in fresh],
+                )
+            for chunk in chunks(sorted(by_id)):
+                won = await session.scalars(
+                    update(SettlementRow)
+                    .where(SettlementRow.request_id.in_(chunk), SettlementRow.claimed_by.is_(None))
+                    .values(claimed_by=self.instance_id)
+                    .returning(SettlementRow.request_id)
+                )
+                claimed.extend(by_id[r] for r in won.all())
+        return claimed
+
+    async def apply_settlements(self) -> int:
+        """Settle our holds from settlements another instance stored and nobody claimed yet."""
+        pairs = list(self._open_by_call)[:CHECK_LIMIT]
+        if not pairs:
+            return 0
+        found: list[SpendSeen] = []
+        async with self.db.reader() as session:
+            for chunk in chunks(sorted({call for call, _ in pairs})):
+                rows = await session.scalars(
+                    select(SettlementRow)
+                    .where(SettlementRow.call_id.in_(chunk), SettlementRow.claimed_by.is_(None))
+                    .order_by(SettlementRow.created_at)
+                )
+                found.extend(SpendSeen(r.request_id, r.call_id, r.api_key, r.actual, r.failed) for r in rows.all())
+        return self.apply(await self._claim(self.takers(found)))
+
+    # ---------------------------------------------------------------------------------------------- reconciling
+
+    async def visible_spend(self, session: AsyncSession) -> list[SpendSeen]:
+        """In the snapshot recorded spend is read from: spend-log rows of our settled holds' requests, and rows
+        of our unsettled holds' call ids that no instance claimed yet (LiteLLM wrote them, no callback came)."""
+        if not self.reservations or not self.schema.has_table(spend_logs):
+            return []
+        t = spend_logs.c
+        seen: list[SpendSeen] = []
+        settled = list(self.settled_requests)[:CHECK_LIMIT]
+        for chunk in chunks(sorted(settled)):
+            rows = await session.scalars(select(t.request_id).where(t.request_id.in_(chunk)))
+            seen.extend(_visible_settled(self.settled_requests[r]) for r in rows.all() if r in self.settled_requests)
+        pairs = list(self._open_by_call)[:CHECK_LIMIT]
+        if not pairs:
+            return seen
+        by_call = self.schema.has(spend_logs, "litellm_call_id")
+        call_column = t.litellm_call_id if by_call else t.request_id
+        oldest = min(holds[0].created_at for holds in self._open_by_call.values()) - CLOCK_SKEW
+        claimed = select(SettlementRow.request_id).where(
+            SettlementRow.request_id == t.request_id, SettlementRow.claimed_by.is_not(None)
+        )
+        failed = t.status == "failure" if self.schema.has(spend_logs, "status") else None
+        for chunk in chunks(sorted({call for call, _ in pairs})):
+            columns = [t.request_id, call_column, t.api_key, t.spend]
+            statement = (
+                select(*columns, *([failed] if failed is not None else []))
+                .where(call_column.in_(chunk), t.start_time >= oldest, ~claimed.exists())
+                .order_by(t.start_time)
+            )
+            for row in (await session.execute(statement)).all():
+                seen.append(
+                    SpendSeen(
+                        row[0],
+                        row[1],
+                        row[2] or "",
+                        float_to_usd(row[3]),
+                        bool(row[4]) if failed is not None else False,
+                        visible=True,
+                    )
+                )
+        return seen
+
+    async def others_held(self, session: AsyncSession) -> dict[AccountKey, Decimal]:
+        """Other instances' held amounts for our accounts (in-flight spend they know of)."""
+        pairs = list(self.accounts)
+        if not pairs:
+            return {}
+        rows = await session.execute(
+            select(AllowanceRow.budget_key, AllowanceRow.period, func.sum(AllowanceRow.held))
+            .where(
+                tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(pairs),
+                AllowanceRow.instance_id != self.instance_id,
+                AllowanceRow.expires_at > self.clock(),
+            )
+            .group_by(AllowanceRow.budget_key, AllowanceRow.period)
+        )
+        return {(key, period): _usd(total) for key, period, total in rows.all()}
+
+    async def reconcile(self, visible: Sequence[SpendSeen], elsewhere: dict[AccountKey, Decimal] | None = None) -> None:
+        """Drop holds whose spend is in the logs (`visible`: seen in the same snapshot the recorded spend was
+        read from) or that expired, hand idle allowance back, and tell the database.
+
+        Claims come first (a database write); then memory changes with no await between reading and writing it
+        (a concurrent reservation sees the old state or the new); then the database is told, under each
+        account's lock, what the account holds. Allowances only ever go down here, which is always safe."""
+        recorded = [s for s in visible if s.request_id in self.settled_requests]
+        claimed = await self._claim(self.takers(s for s in visible if s.request_id not in self.settled_requests))
+        if elsewhere is not None:
+            self.held_elsewhere = elsewhere
+        now = self.clock()
+        for spend in recorded:
+            reservation = self.settled_requests.get(spend.request_id)
+            if reservation is not None:
+                self._drop(reservation, recorded=True)
+        self.apply(claimed)
+        cutoff = now - self.reservation_ttl
+        expired = []
+        for reservation in self.reservations.values():  # oldest first: stop at the first one still young
+            if reservation.created_at >= cutoff:
+                break
+            expired.append(reservation)
+        for reservation in expired:
+            self._drop(reservation)
+        changed: list[Account] = []
+        renew_after = min(ALLOWANCE_RENEW, self.reservation_ttl / 4)
+        for key, account in list(self.accounts.items()):
+            idle_for = now - (account.last_used or now)
+            if not account.active and not account.lock.locked() and (account.tight or idle_for > IDLE_RELEASE_AFTER):
+                account.granted = whole_nanos(account.committed, up=True)  # idle: hand the free part back
+            account.active = False
+            account.exhausted = account.exhausted_until = None
+            stale = account.stored_at is None or now - account.stored_at > renew_after
+            moved = account.granted != account.stored or _held_part(account, account.granted) != account.stored_held
+            if moved or (account.granted > 0 and stale):
+                changed.append(account)
+            elif account.granted <= 0 and account.holds == 0 and not account.lock.locked():
+                del self.accounts[key]
+        if changed:
+            await self._persist(sorted(changed, key=lambda a: a.claim.key), now)
+
+    async def _persist(self, accounts: list[Account], now: datetime) -> None:
+        for account in accounts:
+            await account.lock.acquire()
+        try:
+            async with self.db.sessions() as session, session.begin():
+                await self._write_allowances(session, [(a, a.granted) for a in accounts if a.granted > 0], now)
+                gone = [a.claim.key for a in accounts if a.granted <= 0]
+                if gone:
+                    await session.execute(
+                        delete(AllowanceRow).where(
+                            tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(gone),
+                            AllowanceRow.instance_id == self.instance_id,
+                        )
+                    )
+                await session.execute(delete(AllowanceRow).where(AllowanceRow.expires_at < now - timedelta(days=1)))
+            for account in accounts:
+                account.stored, account.stored_at = account.granted, now
+                account.stored_held = _held_part(account, account.granted)
+        finally:
+            for account in accounts:
+                account.lock.release()
+
+    def open_calls(self) -> list[str]:
+        """Call ids of unsettled holds (oldest first, at most CHECK_LIMIT)."""
+        return [call for call, _ in list(self._open_by_call)[:CHECK_LIMIT]]
+
+    async def close(self) -> None:
+        """Hand the free part of every allowance back (a clean shutdown frees it at once); what is held stays
+        counted, with its expiry, for the requests still running."""
+        for account in self.accounts.values():
+            account.granted = whole_nanos(account.committed, up=True)
+        if self.accounts:
+            await self._persist(sorted(self.accounts.values(), key=lambda a: a.claim.key), self.clock())
+        self.accounts.clear()
+
+
+def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
+    """The pooled margin's z: the standard normal quantile at RESERVATION_QUANTILE (0 per request, at the median
+    and at the worst case, which holds max_tokens and needs no margin)."""
+    if not pooled or not MEDIAN_QUANTILE < quantile < 1:
+        return Decimal(0)
+    return Decimal(str(round(NormalDist().inv_cdf(float(quantile)), 6)))
+
+
+def _pairs(spend: SpendSeen) -> tuple[tuple[str, str], ...]:
+    """The holds a spend event may end: its call id with its key, else a hold of that call id admitted without
+    any key (a gateway that sent only a user or team)."""
+    return ((spend.call_id, spend.owner), (spend.call_id, "")) if spend.owner else ((spend.call_id, ""),)
+
+
+def _held_part(account: Account, granted: Decimal) -> Decimal:
+    """What an allowance row says is held in flight: never more than the row grants."""
+    return max(Decimal(0), min(granted, whole_nanos(account.in_flight, up=True)))
+
+
+def _visible_settled(reservation: Reservation) -> SpendSeen:
+    return SpendSeen(
+        reservation.request_id or "", reservation.call_id, reservation.owner, reservation.amount, False, visible=True
+    )
+
+
+def _settlement_row(spend: SpendSeen, now: datetime) -> dict[str, object]:
+    return {
+        "request_id": spend.request_id,
+        "call_id": spend.call_id,
+        "api_key": spend.owner,
+        "actual": spend.actual,
+        "failed": spend.failed,
+        "claimed_by": None,
+        "created_at": now,
+    }
+
+
+def _usd(value: object) -> Decimal:
+    # SUM over a Money column comes back through Money's result processor (Decimal), or as 0 when empty.
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))

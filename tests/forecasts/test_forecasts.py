@@ -1,0 +1,311 @@
+"""Forecasts: per team and for the platform, this month's end and next month's total with a conformally calibrated
+80% interval; the method chosen per scope by a rolling-origin backtest (exponential smoothing only where it beats
+the guide's weighted moving average on MASE and its calibrated coverage is within 0.70-0.90, judged on at least
+four origins); each budget's exhaustion dates; projected overruns of a budget's hard limit alert once per budget
+and period, naming the date."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from models.alerts import AlertDeliveryRow
+from models.db import Database
+from resolvers.forecasts.backtest import Choice, Score, decide, evaluate, origins, run_scope
+from resolvers.forecasts.calibration import Calibration, conformal_quantile, pick
+from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
+from resolvers.forecasts.methods import ForecastMethod, wma_rate
+from resolvers.platform.config import Settings
+from resolvers.platform.periods import Period
+from resolvers.service.schedule import scheduled_jobs
+from tests.conftest import NOW
+from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+FIELDS = """teamId period horizon forecastedCost confidenceLow confidenceHigh confidenceLevel actualToDate method
+  calibration generatedAt backtestReason
+  backtest { method mase coverage width origins coverageOrigins calibration rawCoverage error }"""
+GENERATE = f"mutation {{ generateForecasts {{ {FIELDS} }} }}"
+FORECASTS = f"query($team: String) {{ forecasts(teamId: $team) {{ {FIELDS} }} }}"
+WEEKDAY = (1.0, 1.08, 1.1, 1.05, 0.92, 0.38, 0.3)
+WMA = ForecastMethod.WEIGHTED_MOVING_AVERAGE
+
+
+async def weekly_traffic(db: Database, team: str, days: int, level: float, growth: float = 0.004) -> None:
+    rng = random.Random(team)
+    logs = []
+    for back in range(1, days + 1):
+        moment = NOW - timedelta(days=back)
+        spend = level * (1 + growth) ** (days - back) * WEEKDAY[moment.weekday()] * rng.lognormvariate(0, 0.12)
+        logs.append(SpendLog(round(spend, 6), moment.replace(hour=12, minute=0), team_id=team))
+    await add_spend(db, *logs)
+
+
+def by_scope(found: list[dict[str, Any]]) -> dict[tuple[str | None, str], dict[str, Any]]:
+    return {(f["teamId"], f["horizon"]): f for f in found}
+
+
+async def test_weekly_seasonal_spend_is_forecast_with_a_calibrated_interval_and_the_origins_that_ran(
+    api: Api, db: Database
+) -> None:
+    await weekly_traffic(db, "engineering", 150, 100.0)
+    found = by_scope((await api.data(GENERATE))["generateForecasts"])
+    assert set(found) == {
+        (None, "CURRENT_MONTH"),
+        (None, "NEXT_MONTH"),
+        ("engineering", "CURRENT_MONTH"),
+        ("engineering", "NEXT_MONTH"),
+    }
+    current, upcoming = found[("engineering", "CURRENT_MONTH")], found[("engineering", "NEXT_MONTH")]
+    assert (current["period"], upcoming["period"]) == ("2026-11", "2026-12")
+    wma, ets = current["backtest"]
+    assert (wma["method"], ets["method"]) == ("WEIGHTED_MOVING_AVERAGE", "EXPONENTIAL_SMOOTHING")
+    # 150 days of history: every origin a week apart that leaves 28 days to fit, reported as run.
+    assert ets["origins"] == wma["origins"] == len(origins(150)) == 14
+    assert 4 <= ets["coverageOrigins"] <= ets["origins"] and ets["calibration"] in {"scope", "pooled", "mixed"}
+    assert ets["mase"] < wma["mase"]  # a weekly pattern the average cannot follow
+    # The rule, whichever way it went.
+    if current["method"] == "EXPONENTIAL_SMOOTHING":
+        assert 0.7 <= ets["coverage"] <= 0.9 and ets["mase"] < wma["mase"]
+    else:
+        assert "coverage" in current["backtestReason"], current["backtestReason"]
+    for f in (current, upcoming):
+        assert Decimal(f["confidenceLow"]) <= Decimal(f["forecastedCost"]) <= Decimal(f["confidenceHigh"])
+        assert f["confidenceLevel"] == "0.8" and f["calibration"] == "scope"
+    # This month = its closed days (1st..14th) + forecast from today; December is a whole month of ~155 $/day.
+    closed = sum(100 * 1.004 ** (150 - back) * WEEKDAY[(NOW - timedelta(days=back)).weekday()] for back in range(1, 15))
+    assert abs(Decimal(current["actualToDate"]) - Decimal(closed)) / Decimal(closed) < Decimal("0.1")
+    assert Decimal(current["forecastedCost"]) > Decimal(current["actualToDate"])
+    assert 2500 < float(upcoming["forecastedCost"]) < 6000
+    assert found[(None, "NEXT_MONTH")]["forecastedCost"] == upcoming["forecastedCost"]  # one team is everything
+    again = by_scope((await api.data(FORECASTS, {"team": "engineering"}))["forecasts"])
+    assert set(again) == {("engineering", "CURRENT_MONTH"), ("engineering", "NEXT_MONTH")}
+    assert again[("engineering", "CURRENT_MONTH")]["forecastedCost"] == current["forecastedCost"]
+
+
+async def test_short_history_keeps_the_guides_weighted_moving_average(api: Api, db: Database) -> None:
+    await add_spend(db, *[SpendLog(10, NOW - timedelta(days=d), team_id="new-team") for d in range(1, 11)])
+    found = by_scope((await api.data(GENERATE))["generateForecasts"])
+    current = found[("new-team", "CURRENT_MONTH")]
+    assert current["method"] == "WEIGHTED_MOVING_AVERAGE" and "too short to judge" in current["backtestReason"]
+    assert [s["origins"] for s in current["backtest"]] == [0, 0]
+    # 10 $/day: the 10 closed days of November so far, plus today and the 15 days after it.
+    assert current["forecastedCost"] == "260" and current["actualToDate"] == "100"
+    assert found[("new-team", "NEXT_MONTH")]["forecastedCost"] == "310"
+    # Nothing anywhere to calibrate with: the interval is the method's own, and says so.
+    assert current["calibration"] == "none"
+
+
+async def test_a_60_day_history_backtests_on_the_one_origin_it_has_and_says_it_is_too_short(
+    api: Api, db: Database
+) -> None:
+    await weekly_traffic(db, "young", 60, 50.0)
+    current = by_scope((await api.data(GENERATE))["generateForecasts"])[("young", "CURRENT_MONTH")]
+    assert [s["origins"] for s in current["backtest"]] == [1, 1] == [len(origins(60))] * 2
+    assert current["method"] == "WEIGHTED_MOVING_AVERAGE"
+    assert "too short to judge (1 backtest origins" in current["backtestReason"], current["backtestReason"]
+
+
+def test_calibrated_intervals_cover_about_80_percent_where_the_raw_ones_do_not() -> None:
+    """Stationary noisy weekly series: the average's own bootstrap interval ignores its parameter error; the
+    conformal one, calibrated only with errors known at each origin, covers close to its stated level."""
+    rng = np.random.default_rng(11)
+    weekday = np.array(WEEKDAY * 26)[:182]
+    scopes = [
+        run_scope(50 * rng.uniform(0.5, 2) * weekday * rng.lognormal(0, 0.35, 182), seed, methods=(WMA,))
+        for seed in range(24)
+    ]
+    pooled = {WMA: [r for s in scopes for r in s.runs[WMA]]}
+    scores = [evaluate(WMA, s, pooled[WMA]) for s in scopes]
+    covered = sum(s.coverage * s.coverage_origins for s in scores if s.coverage is not None)
+    counted = sum(s.coverage_origins for s in scores)
+    assert counted >= 24 * 8
+    assert 0.72 <= covered / counted <= 0.9, covered / counted
+
+
+def test_the_conformal_quantile_is_the_split_conformal_rank() -> None:
+    assert conformal_quantile([1.0, 2.0, 3.0]) is None  # 80% of 3 scores: no finite quantile
+    assert conformal_quantile([4.0, 1.0, 3.0, 2.0]) == 4.0  # ceil(5 x 0.8) = 4th smallest of 4
+    assert conformal_quantile([float(i) for i in range(1, 11)]) == 9.0  # ceil(11 x 0.8) = 9th of 10
+    assert pick([1.0, 2.0], [5.0, 6.0, 7.0, 8.0]).calibration is Calibration.POOLED
+    assert pick([1.0, 2.0, 3.0, 4.0], [9.0] * 9).calibration is Calibration.SCOPE
+    assert pick([], [1.0]).calibration is Calibration.NONE
+
+
+def test_the_weighted_moving_average_weights_the_last_three_months_3_2_1() -> None:
+    import numpy as np
+
+    history = np.array([30.0] * 30 + [20.0] * 30 + [10.0] * 30 + [99.0] * 5)
+    assert math.isclose(wma_rate(history[:90]), (3 * 10 + 2 * 20 + 1 * 30) / 6)
+    assert math.isclose(wma_rate(np.array([4.0] * 12)), 4.0)  # one partial block: its mean
+
+
+def test_exponential_smoothing_never_ships_where_it_loses() -> None:
+    def choice(wma: tuple[float, float], ets: tuple[float, float], origins: int = 12) -> Choice:
+        return decide(
+            Score(ForecastMethod.WEIGHTED_MOVING_AVERAGE, wma[0], wma[1], origins, coverage_origins=origins),
+            Score(ForecastMethod.EXPONENTIAL_SMOOTHING, ets[0], ets[1], origins, coverage_origins=origins),
+        )
+
+    assert choice((1.2, 0.5), (0.9, 0.8)).method is ForecastMethod.EXPONENTIAL_SMOOTHING
+    assert choice((0.9, 0.8), (0.95, 0.8)).method is ForecastMethod.WEIGHTED_MOVING_AVERAGE  # worse MASE
+    # Coverage is judged by a binomial test: it fails only where every true coverage in 0.70-0.90 is implausible.
+    for coverage, judged_on in ((0.25, 12), (0.5, 40), (1.0, 40), (0.97, 96)):  # too narrow or too wide, surely
+        lost = choice((1.2, 0.8), (0.9, coverage), judged_on)
+        assert lost.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "coverage" in lost.reason, lost.reason
+    for coverage, judged_on in ((0.5, 12), (1.0, 12), (11 / 12, 12), (0.7, 12), (0.85, 96)):  # not ruled out
+        kept = choice((1.2, 0.5), (0.9, coverage), judged_on)
+        assert kept.method is ForecastMethod.EXPONENTIAL_SMOOTHING, (coverage, judged_on, kept.reason)
+    short = choice((1.2, 0.5), (0.9, 0.8), origins=3)
+    assert short.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "too short to judge (3" in short.reason
+    missing = decide(
+        Score(ForecastMethod.WEIGHTED_MOVING_AVERAGE, 1.0, 0.5, 6, coverage_origins=6),
+        Score(ForecastMethod.EXPONENTIAL_SMOOTHING, None, None, 6, error="the fitted model diverges"),
+    )
+    assert missing.method is ForecastMethod.WEIGHTED_MOVING_AVERAGE and "diverges" in missing.reason
+
+
+BUDGET = """mutation($input: BudgetInput!) { createBudget(input: $input) { id } }"""
+OUTLOOK = """query($id: ID!) { budget(id: $id) { forecast { periodStart periodEnd spent projectedSpend projectedLow
+  projectedHigh method calibration soft { limit status date earliest latest }
+  hard { limit status date earliest latest } } } }"""
+
+
+async def test_a_forecast_reaching_a_budgets_hard_limit_alerts_once_naming_the_date(api: Api, db: Database) -> None:
+    await weekly_traffic(db, "engineering", 60, 100.0, growth=0.0)
+    eng = {"name": "Eng", "entityType": "TEAM", "entityId": "engineering", "monthlyLimit": "2000"}
+    tight = (await api.data(BUDGET, {"input": {**eng, "alertEmail": "eng-lead@example.com"}}))["createBudget"]
+    await api.data(BUDGET, {"input": {"name": "Cap", "entityType": "GLOBAL", "monthlyLimit": "100000"}})
+    for _ in range(2):
+        await api.data(GENERATE)
+    alerts = (
+        await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId teamId message limit spend details } }")
+    )["alerts"]
+    assert [(a["budgetId"], a["teamId"], a["limit"]) for a in alerts] == [(tight["id"], "engineering", "2000")]
+    hard = (await api.data(OUTLOOK, {"id": tight["id"]}))["budget"]["forecast"]["hard"]
+    assert hard["status"] == "EXPECTED"
+    details = alerts[0]["details"]
+    assert details["projected_exceeded_date"] == hard["date"] and hard["date"] in alerts[0]["message"]
+    assert details["projected_exceeded_earliest"] == hard["earliest"]
+    assert "forecast to reach its hard limit" in alerts[0]["message"]
+    async with db.reader() as session:
+        deliveries = (await session.scalars(select(AlertDeliveryRow))).all()
+    assert [(d.channel, d.target) for d in deliveries] == [("email", "eng-lead@example.com")]
+
+
+async def test_exhaustion_dates_for_budgets_burning_fast_slow_and_already_past(api: Api, db: Database) -> None:
+    await weekly_traffic(db, "engineering", 60, 100.0, growth=0.0)
+    await weekly_traffic(db, "design", 60, 5.0, growth=0.0)
+    # ops: exactly 100 $ on each of November's first ten days, nothing since.
+    await add_spend(db, *[SpendLog(100, NOW.replace(day=d, hour=9), team_id="ops") for d in range(1, 11)])
+    ids = {}
+    for name, team, limit in (
+        ("fast", "engineering", "2000"),
+        ("slow", "design", "100000"),
+        ("past", "ops", "450"),
+    ):
+        made = await api.data(
+            BUDGET, {"input": {"name": name, "entityType": "TEAM", "entityId": team, "monthlyLimit": limit}}
+        )
+        ids[name] = made["createBudget"]["id"]
+    before = (await api.data(OUTLOOK, {"id": ids["fast"]}))["budget"]["forecast"]
+    assert before["hard"]["status"] == "NO_FORECAST" and before["projectedSpend"] is None
+    await api.data(GENERATE)
+    outlook = {n: (await api.data(OUTLOOK, {"id": i}))["budget"]["forecast"] for n, i in ids.items()}
+    fast = outlook["fast"]
+    spent, per_day = Decimal(fast["spent"]), Decimal(2000) / 30  # the weekday-weighted mean is about 83 $/day
+    # 60 days of history: one backtest origin per scope, three scopes with spend: too few errors to calibrate with.
+    assert fast["hard"]["status"] == "EXPECTED" and fast["calibration"] == "none"
+    reached = date.fromisoformat(fast["hard"]["date"])
+    assert NOW.date() < reached <= date(2026, 11, 30)
+    assert abs((reached - NOW.date()).days - float((2000 - spent) / Decimal(83))) <= 3
+    assert date.fromisoformat(fast["hard"]["earliest"]) <= reached
+    assert fast["hard"]["latest"] is None or reached <= date.fromisoformat(fast["hard"]["latest"])
+    # The soft limit (80%) comes first; the period's projection is above the limit and brackets it.
+    assert fast["soft"]["status"] in {"EXPECTED", "REACHED"} and fast["soft"]["date"] <= fast["hard"]["date"]
+    assert Decimal(fast["projectedLow"]) <= Decimal(fast["projectedSpend"]) <= Decimal(fast["projectedHigh"])
+    assert Decimal(fast["projectedSpend"]) > Decimal(2000) and per_day > 0
+    slow = outlook["slow"]
+    assert (slow["hard"]["status"], slow["hard"]["date"], slow["soft"]["status"]) == (
+        "NOT_THIS_PERIOD",
+        None,
+        "NOT_THIS_PERIOD",
+    )
+    past = outlook["past"]
+    assert past["hard"]["status"] == "REACHED" and past["hard"]["date"] == "2026-11-05"  # 500 >= 450 on the 5th
+    assert past["soft"]["date"] == "2026-11-04"  # 400 >= 360 (80%) on the 4th
+    rest = await api.client.get(f"/api/v1/budgets/{ids['fast']}/forecast", headers=api.bearer())
+    assert rest.status_code == 200
+    body = rest.json()
+    assert body["hard"] == {**fast["hard"], "status": "expected", "limit": body["hard"]["limit"]}
+    assert body["budget_id"] == ids["fast"] and Decimal(str(body["hard"]["limit"])) == 2000
+    missing = await api.client.get(
+        "/api/v1/budgets/00000000-0000-4000-8000-000000000000/forecast", headers=api.bearer()
+    )
+    assert missing.status_code == 404
+
+
+def test_exhaustion_of_any_window_from_the_outlook() -> None:
+    """The pure function: a 7-day window, a flat 10 $/day outlook with a band of +-2 $ per day ahead."""
+    start = NOW.replace(hour=0)
+    outlook = Outlook(
+        start=start.date(),
+        point=(10.0,) * 20,
+        low=tuple(8.0 * (i + 1) for i in range(20)),
+        high=tuple(12.0 * (i + 1) for i in range(20)),
+        method="weighted_moving_average",
+        calibration="scope",
+        generated_at=start,
+    )
+    week = Period(start - timedelta(days=2), start + timedelta(days=5))
+    at = start  # the very start of today: all of today still to come
+    # 20 spent, limit 50: 30 to go at 10 a day reaches it at the end of day 3 (today + 2); the band at 12 / 8 a day.
+    e = exhaustion(week, Decimal(20), Decimal(50), at, outlook)
+    assert (e.status, e.date, e.earliest, e.latest) == (
+        ExhaustionStatus.EXPECTED,
+        start.date() + timedelta(days=2),
+        start.date() + timedelta(days=2),
+        start.date() + timedelta(days=3),
+    )
+    # Limit 71: the point reaches 20 + 10 x 5 = 70 by the window's end, only the upper edge (20 + 12 x 5) gets there.
+    assert exhaustion(week, Decimal(20), Decimal(71), at, outlook).status is ExhaustionStatus.POSSIBLE
+    assert exhaustion(week, Decimal(20), Decimal(500), at, outlook).status is ExhaustionStatus.NOT_THIS_PERIOD
+    year = Period(start - timedelta(days=2), start + timedelta(days=365))
+    assert exhaustion(year, Decimal(20), Decimal(5000), at, outlook).status is ExhaustionStatus.BEYOND_FORECAST
+    done = exhaustion(week, Decimal(60), Decimal(50), at, outlook, reached_on=start.date())
+    assert (done.status, done.date) == (ExhaustionStatus.REACHED, start.date())
+    assert exhaustion(week, Decimal(20), Decimal(50), at, None).status is ExhaustionStatus.NO_FORECAST
+    # Half of today gone: only half of today's forecast is still to come.
+    noon = exhaustion(week, Decimal(20), Decimal(45), start + timedelta(hours=12), outlook)
+    assert noon.date == start.date() + timedelta(days=2)  # 20 + 5 tonight, 35 tomorrow night, 45 the night after
+    assert reached_day(date(2026, 11, 1), {date(2026, 11, d): Decimal(100) for d in range(1, 11)}, Decimal(450)) == (
+        date(2026, 11, 5)
+    )
+
+
+async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:
+    await add_spend(
+        db,
+        *[SpendLog(5, NOW - timedelta(days=d), team_id="eng") for d in range(1, 5)],
+        *[SpendLog(7, NOW - timedelta(days=d), team_id="ops") for d in range(1, 5)],
+    )
+    generated = await api.client.post("/api/v1/reports/forecast/generate", headers=api.bearer())
+    assert generated.status_code == 200 and {f["team_id"] for f in generated.json()} == {None, "eng", "ops"}
+    assert generated.json()[0]["backtest"]["chosen"] == "weighted_moving_average"
+    await add_virtual_key(db, "sk-eng", user_id="ann", team_id="eng")
+    viewer = await api.login("sk-eng")
+    mine = await api.client.get("/api/v1/reports/forecast", headers=api.bearer(viewer))
+    assert {f["team_id"] for f in mine.json()} == {"eng"}
+    assert (await api.client.get("/api/v1/reports/forecast?team_id=ops", headers=api.bearer(viewer))).status_code == 403
+    assert (await api.client.post("/api/v1/reports/forecast/generate", headers=api.bearer(viewer))).status_code == 403
+    assert (await api.error(GENERATE, token=viewer))["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_forecasts_are_generated_by_a_daily_job(settings: Settings) -> None:
+    jobs = {job.name: job for job in scheduled_jobs(settings)}
+    assert jobs["forecasts"].schedule == "30 2 * * *"
