@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,10 +139,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--series", type=int, default=8, help="series per family")
+    parser.add_argument(
+        "--without",
+        choices=[m.value for m in METHODS[1:]],
+        action="append",
+        default=[],
+        help="leave a candidate method out (what shipped before it was added)",
+    )
     args = parser.parse_args()
+    methods = tuple(m for m in METHODS if m.value not in args.without)
+    started = time.process_time()
     rng = np.random.default_rng(args.seed)
     made = [(family, i, make(rng)) for family, (make, _) in FAMILIES.items() for i in range(args.series)]
-    runs = [run_scope(series, args.seed * 1000 + n) for n, (_, _, series) in enumerate(made)]
+    runs = [run_scope(series, args.seed * 1000 + n, methods=methods) for n, (_, _, series) in enumerate(made)]
     pooled = {m: [r for scope in runs for r in scope.runs.get(m, ())] for m in METHODS}
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     everything = Tally()
@@ -154,12 +164,21 @@ def main() -> None:
         tallies[(family, "shipped")].add(shipped)
         everything.add(shipped)
         shipped_counts[family][choice.method.value] += 1
-    names = {ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA", ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS"}
-    print(f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals\n")
+    names = {
+        ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA",
+        ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS",
+        ForecastMethod.THETA.value: "Theta",
+    }
+    print(
+        f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals; "
+        f"{time.process_time() - started:.0f} s CPU"
+        + (f"; without {', '.join(args.without)}" if args.without else "")
+        + "\n"
+    )
     print("| family | method | mean MASE | 80% coverage | width | coverage origins | series judged |")
     print("|---|---|---|---|---|---|---|")
     for family, (_, seasonal) in FAMILIES.items():
-        for method in [*names, "shipped"]:
+        for method in [*(m.value for m in methods), "shipped"]:
             t = tallies[(family, method)]
             label = names.get(method, "shipped")
             if method == "shipped":

@@ -15,12 +15,16 @@ before it and forecasts far enough ahead for every window a forecast needs (`Run
 - Width: the mean calibrated interval width over the mean actual total (0.30 = the interval spans 30% of a
   month's spend).
 
-A method other than the guide's weighted moving average ships only where it beats the average on MASE *and* its
-calibrated coverage is within 0.70-0.90, judged on at least four origins; with fewer, the history is too short to
-judge and the average ships, saying so. "Within" is judged as a binomial test, not on the observed share: 12
-origins measure coverage with a standard error of about 0.12, so 11 hits of 12 (0.92) says little against a
-true 0.85. Coverage fails only when the exact (Clopper-Pearson, statsmodels' `proportion_confint`) 95% interval
-of the hit rate misses 0.70-0.90 entirely: every true coverage in the range is implausible at the 5% level.
+A method other than the guide's weighted moving average (exponential smoothing or theta) ships only where it beats
+the average on MASE *and* its calibrated coverage is within 0.70-0.90, judged on at least four origins; with fewer,
+the history is too short to judge and the average ships, saying so. Where both qualify, the lower MASE ships.
+"Within" is judged as a binomial test, not on the observed share: 12 origins measure coverage with a standard error
+of about 0.12, so 11 hits of 12 (0.92) says little against a true 0.85. Coverage fails only when the exact (Clopper-
+Pearson, statsmodels' `proportion_confint`) 95% interval of the hit rate misses 0.70-0.90 entirely: every true
+coverage in the range is implausible at the 5% level.
+
+The fits run with one BLAS thread (threadpoolctl): their matrices are tiny, and OpenBLAS's worker threads spinning
+on a busy machine made the optimiser's every step cost milliseconds (the accuracy benchmark took five times the CPU).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
 from resolvers.forecasts.methods import MIN_ETS_HISTORY, ForecastMethod, Series, project, seasonal_naive_mae
@@ -42,7 +47,12 @@ MIN_ORIGINS = 4
 COVERAGE_RANGE = (0.70, 0.90)
 #: Coverage fails when its exact interval at this level misses COVERAGE_RANGE (a two-sided binomial test).
 COVERAGE_TEST_ALPHA = 0.05
-METHODS = (ForecastMethod.WEIGHTED_MOVING_AVERAGE, ForecastMethod.EXPONENTIAL_SMOOTHING)
+METHODS = (ForecastMethod.WEIGHTED_MOVING_AVERAGE, ForecastMethod.EXPONENTIAL_SMOOTHING, ForecastMethod.THETA)
+NAMES = {
+    ForecastMethod.WEIGHTED_MOVING_AVERAGE: "weighted moving average",
+    ForecastMethod.EXPONENTIAL_SMOOTHING: "exponential smoothing",
+    ForecastMethod.THETA: "theta",
+}
 SCORED = Window(0, HORIZON)
 
 
@@ -118,6 +128,16 @@ def run_scope(
     history: Series, seed: int, horizon: int = HORIZON, methods: Sequence[ForecastMethod] = METHODS
 ) -> ScopeRuns:
     """CPU work: fits every method at every origin."""
+    with one_blas_thread():
+        return _run_scope(history, seed, horizon, methods)
+
+
+def one_blas_thread() -> threadpool_limits:
+    """The fits' matrices are tiny: BLAS threads only contend (process-wide while it lasts)."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run_scope(history: Series, seed: int, horizon: int, methods: Sequence[ForecastMethod]) -> ScopeRuns:
     horizon = max(horizon, HORIZON)
     n = len(history)
     result = ScopeRuns(history)
@@ -200,36 +220,51 @@ def choose(scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]]) -> 
     return decide(*(evaluate(m, scope, pooled.get(m, ())) for m in METHODS))
 
 
-def decide(wma: Score, ets: Score) -> Choice:
-    scores = (wma, ets)
+def decide(wma: Score, *candidates: Score) -> Choice:
+    """The guide's average unless a candidate beats it on MASE with plausible coverage; the best such one."""
+    scores = (wma, *candidates)
     default = ForecastMethod.WEIGHTED_MOVING_AVERAGE
-    low, high = COVERAGE_RANGE
-    if ets.error is not None and ets.origins >= MIN_ORIGINS:
-        return Choice(default, scores, f"weighted moving average: exponential smoothing failed ({ets.error})")
-    origins = min(wma.origins, ets.origins)
-    calibrated = min(wma.coverage_origins, ets.coverage_origins)
-    if min(origins, calibrated) < MIN_ORIGINS or None in (wma.mase, ets.mase, ets.coverage):
+    # The average never fails to fit: its origins are the ones the history allows (a candidate that failed has none).
+    origins, calibrated = wma.origins, wma.coverage_origins
+    if origins < MIN_ORIGINS or calibrated < MIN_ORIGINS or wma.mase is None:
         return Choice(
             default,
             scores,
             f"weighted moving average: history too short to judge ({origins} backtest origins, {calibrated} "
             f"with a calibrated interval; {MIN_ORIGINS} needed)",
         )
-    assert wma.mase is not None
-    assert ets.mase is not None
-    assert ets.coverage is not None
-    if ets.mase >= wma.mase:
-        return Choice(default, scores, "exponential smoothing lost on MASE")
-    plausible_low, plausible_high = coverage_interval(ets.coverage, ets.coverage_origins)
+    verdicts = []
+    qualified: list[Score] = []
+    for score in candidates:
+        verdict = _verdict(wma.mase, score)
+        if verdict is None:
+            qualified.append(score)
+        else:
+            verdicts.append(verdict)
+    if qualified:
+        best = min(qualified, key=lambda s: s.mase if s.mase is not None else math.inf)
+        others = "".join(f"; {v}" for v in verdicts)
+        return Choice(best.method, scores, f"{NAMES[best.method]} won on MASE and coverage{others}")
+    return Choice(default, scores, "weighted moving average: " + "; ".join(verdicts))
+
+
+def _verdict(wma_mase: float, score: Score) -> str | None:
+    """Why a candidate may not ship, or None where it may."""
+    name = NAMES[score.method]
+    low, high = COVERAGE_RANGE
+    if score.error is not None:
+        return f"{name} failed ({score.error})"
+    if score.mase is None or score.coverage is None or score.coverage_origins < MIN_ORIGINS:
+        return f"{name} has too few origins to judge"
+    if score.mase >= wma_mase:
+        return f"{name} lost on MASE"
+    plausible_low, plausible_high = coverage_interval(score.coverage, score.coverage_origins)
     if plausible_high < low or plausible_low > high:
-        return Choice(
-            default,
-            scores,
-            f"exponential smoothing won on MASE but its calibrated coverage {ets.coverage:.2f} "
-            f"({ets.coverage_origins} origins; 95% interval {plausible_low:.2f}-{plausible_high:.2f}) is outside "
-            f"{low:.2f}-{high:.2f}",
+        return (
+            f"{name} won on MASE but its calibrated coverage {score.coverage:.2f} ({score.coverage_origins} "
+            f"origins; 95% interval {plausible_low:.2f}-{plausible_high:.2f}) is outside {low:.2f}-{high:.2f}"
         )
-    return Choice(ForecastMethod.EXPONENTIAL_SMOOTHING, scores, "exponential smoothing won on MASE and coverage")
+    return None
 
 
 def coverage_interval(coverage: float, origins: int) -> tuple[float, float]:
