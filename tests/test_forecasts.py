@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from models.alerts import AlertDeliveryRow
@@ -168,6 +169,24 @@ def test_theta_intervals_are_calibrated_on_known_series() -> None:
     assert counted >= 12 * 8
     assert raw / counted < 0.5, raw / counted
     assert 0.72 <= covered / counted <= 0.9, covered / counted
+
+
+def test_the_backtest_fits_run_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fits' matrices are tiny: BLAS worker threads only spin (they cost five times the CPU on a busy machine)."""
+    from threadpoolctl import threadpool_info
+
+    import resolvers.forecasts.backtest as backtest
+
+    seen: list[int] = []
+    real = backtest.project
+
+    def spy(*args: Any) -> Any:
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return real(*args)
+
+    monkeypatch.setattr(backtest, "project", spy)
+    run_scope(np.full(70, 5.0) + np.arange(70) % 7, 1, methods=(WMA,))
+    assert seen and set(seen) == {1}
 
 
 def test_the_best_qualified_method_ships_and_the_reason_names_the_others() -> None:
