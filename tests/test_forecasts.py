@@ -172,7 +172,7 @@ def test_theta_intervals_are_calibrated_on_known_series() -> None:
 
 
 def test_the_backtest_fits_run_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fits' matrices are tiny: BLAS worker threads only spin (they cost five times the CPU on a busy machine)."""
+    """The fits' matrices are tiny: BLAS worker threads only spin (7x the CPU on a busy machine)."""
     from threadpoolctl import threadpool_info
 
     import resolvers.forecasts.backtest as backtest

@@ -24,7 +24,7 @@ Pearson, statsmodels' `proportion_confint`) 95% interval of the hit rate misses 
 coverage in the range is implausible at the 5% level.
 
 The fits run with one BLAS thread (threadpoolctl): their matrices are tiny, and OpenBLAS's worker threads spinning
-on a busy machine made the optimiser's every step cost milliseconds (the accuracy benchmark took five times the CPU).
+on a busy machine made the optimiser's every step cost milliseconds (7x the CPU on the accuracy benchmark).
 """
 
 from __future__ import annotations
