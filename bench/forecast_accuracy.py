@@ -7,8 +7,9 @@ spikes, sparse and bursty spend, and a team that starts mid-period (its history 
 `generateForecasts` reads it). Each series is 182 days ending on the same day (the history `generateForecasts`
 reads). Every method is evaluated by the backtest `generateForecasts` runs (resolvers/forecasts/backtest.py):
 rolling origins a week apart, 28-day totals, intervals calibrated only with errors known at each origin (the
-series' own, or every series' where it has fewer than four). The method that ships per series is chosen by the
-same rule as in production.
+series' own most recent four origins' (RECENT_ORIGINS), or every series' where it has fewer than four). The
+method that ships per series is chosen by the same rule as in production. `--compare-recent 6 8 0` also prints
+the pooled line had only the latest K origins calibrated (0: all), from the same fits.
 
 Figures per family and method: mean MASE over series (against seasonal naive, m = 7), 80% coverage pooled over
 the family's calibrated origins, mean interval width over the mean actual 28-day total, and counts. The last
@@ -28,6 +29,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
+from resolvers.forecasts.calibration import RECENT_ORIGINS
 from resolvers.forecasts.methods import ForecastMethod, Series
 
 DAYS = 182
@@ -146,6 +148,14 @@ def main() -> None:
         default=[],
         help="leave a candidate method out (what shipped before it was added)",
     )
+    parser.add_argument(
+        "--compare-recent",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="K",
+        help="also report the pooled figures calibrating with the latest K origins (0: all), same fits",
+    )
     args = parser.parse_args()
     methods = tuple(m for m in METHODS if m.value not in args.without)
     started = time.process_time()
@@ -189,6 +199,16 @@ def main() -> None:
                 f"{t.width:.2f} | {t.origins} | {t.judged} of {t.series} |"
             )
     print()
+    for k in args.compare_recent:
+        other = Tally()
+        for scope in runs:
+            choice = choose(scope, pooled, recent=k or None)
+            other.add(next(s for s in choice.scores if s.method is choice.method))
+        print(
+            f"compare: calibrating with the latest {k or 'all'} origins: coverage80={other.coverage:.3f} "
+            f"mase={other.mase:.3f}"
+        )
+    print(f"(calibration: latest {RECENT_ORIGINS} origins; coverage80={everything.coverage:.3f})")
     print(f"pooled: coverage80={everything.coverage:.2f} mase={everything.mase:.2f} series={len(made)}")
 
 

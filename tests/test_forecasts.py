@@ -19,8 +19,26 @@ from sqlalchemy import select
 from models.alerts import AlertDeliveryRow
 from models.db import Database
 from resolvers.config import Settings
-from resolvers.forecasts.backtest import Choice, Score, coverage_interval, decide, evaluate, origins, run_scope
-from resolvers.forecasts.calibration import Calibration, conformal_quantile, pick
+from resolvers.forecasts.backtest import (
+    Choice,
+    ScopeRuns,
+    Score,
+    coverage_interval,
+    decide,
+    evaluate,
+    origins,
+    run_scope,
+    window_scores,
+)
+from resolvers.forecasts.calibration import (
+    RECENT_ORIGINS,
+    Calibration,
+    Run,
+    Window,
+    conformal_quantile,
+    pick,
+    scale_of,
+)
 from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
 from resolvers.forecasts.methods import ForecastMethod, wma_rate
 from resolvers.periods import Period
@@ -169,6 +187,53 @@ def test_theta_intervals_are_calibrated_on_known_series() -> None:
     assert counted >= 12 * 8
     assert raw / counted < 0.5, raw / counted
     assert 0.72 <= covered / counted <= 0.9, covered / counted
+
+
+def early_errors_huge(origins: int = 16, calm: int = 12) -> list[Run]:
+    """Backtest runs a week apart, latest first, forecasting 10 a day: the latest `calm` err by 1.0-1.35 x the
+    scale per day on the 28-day total, the earlier ones (short training) by 40 x."""
+    runs = []
+    for k in range(origins):
+        score = 1.0 + 0.05 * k if k < calm else 40.0
+        runs.append(Run(cut=-28 - 7 * k, point=np.full(28, 10.0), actual=np.full(28, 10.0 + score), scale=1.0))
+    return runs
+
+
+def test_intervals_are_calibrated_with_the_latest_origins_errors_only_at_generation_and_in_the_backtest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The earliest origins were trained on about 28 days and err most: they must not widen today's interval. A
+    scope's own interval uses its latest RECENT_ORIGINS known origins, in the forecast job and in the backtest's
+    coverage alike; the pooled fallback still takes every scope's errors."""
+    import resolvers.forecasts as forecasts
+    from resolvers.forecasts import ScopeHistory, forecast_scopes
+    from resolvers.spend import ScopeKind
+
+    assert RECENT_ORIGINS == 4
+    runs = early_errors_huge()
+    month = Window(0, 28)
+    assert window_scores(runs, month) == pytest.approx([1.0, 1.05, 1.1, 1.15])  # the latest four, not all 16
+    assert conformal_quantile(window_scores(runs, month, recent=None)) == 40.0
+    # The forecast job: every method's runs are these; the 28-day band is point +- 1.15 x scale x 28.
+    rng = np.random.default_rng(3)
+    series = 80 * np.array(WEEKDAY * 26)[:180] * rng.lognormal(0, 0.05, 180)
+    monkeypatch.setattr(
+        forecasts,
+        "run_scope",
+        lambda history, seed, horizon: ScopeRuns(history, runs={m: tuple(runs) for m in forecasts.METHODS}),
+    )
+    [made] = forecast_scopes([ScopeHistory(ScopeKind.TEAM, "t", tuple(series))], NOW.date(), NOW)
+    assert made.outlook is not None and made.outlook.calibration == Calibration.SCOPE.value
+    half = made.outlook.high[27] - sum(made.outlook.point[:28])
+    assert half == pytest.approx(1.15 * scale_of(series) * 28, rel=1e-4), half
+    # The backtest: at the latest five origins the four latest known ones are calm, so those intervals are narrow; with
+    # every origin each would span 40 x. Each origin is still judged only with errors known before it.
+    scope = ScopeRuns(np.zeros(200), runs={WMA: tuple(runs)})
+    latest, every = evaluate(WMA, scope, runs), evaluate(WMA, scope, runs, recent=None)
+    assert latest.coverage_origins == every.coverage_origins == 9  # own for origins 0-8, pooled for none more
+    assert latest.width is not None and every.width is not None and latest.width < every.width * 0.6
+    # Short own history: the pooled fallback takes every scope's known errors, as before.
+    assert pick(window_scores(runs[:3], month), window_scores(runs, month, recent=None)).value == 40.0
 
 
 def test_the_backtest_fits_run_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,7 +179,7 @@ def _forecast(
     scale = scale_of(series)
 
     def band(window: Window) -> tuple[float, float, Calibration]:
-        q = pick(window_scores(own, window), window_scores(everyone, window))
+        q = pick(window_scores(own, window), window_scores(everyone, window, recent=None))
         total = float(projection.point[window.offset : window.end].sum())
         if q.value is None or not scale > 0:
             sums = projection.paths[:, window.offset : window.end].sum(axis=1)

@@ -8,9 +8,10 @@ before it and forecasts far enough ahead for every window a forecast needs (`Run
 
 - MASE: mean absolute daily error over the 28 days, divided by the in-sample mean absolute error of the seasonal
   naive forecast (Hyndman & Koehler 2006; m = 7), averaged over origins. Below 1 beats seasonal naive.
-- Coverage of the *calibrated* 80% interval, measured honestly: the interval at an origin is calibrated
-  (`calibration`) only with errors whose actuals were known at that origin (an origin 28 days or more earlier,
-  of this scope or, where it has fewer than four, of every scope), so no origin is judged with its own future.
+- Coverage of the *calibrated* 80% interval, measured honestly and as it ships: the interval at an origin is
+  calibrated (`calibration`) only with errors whose actuals were known at that origin (an origin 28 days or more
+  earlier): this scope's most recent `RECENT_ORIGINS` such origins or, where it has fewer than four, every
+  scope's, so no origin is judged with its own future.
   Origins with too few earlier errors anywhere are left out of coverage (`coverage_origins` says how many count).
 - Width: the mean calibrated interval width over the mean actual total (0.30 = the interval spans 30% of a
   month's spend).
@@ -36,7 +37,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
+from resolvers.forecasts.calibration import (
+    LEVEL,
+    RECENT_ORIGINS,
+    Calibration,
+    Run,
+    Window,
+    interval,
+    most_recent,
+    pick,
+    scale_of,
+)
 from resolvers.forecasts.methods import MIN_ETS_HISTORY, ForecastMethod, Series, project, seasonal_naive_mae
 
 HORIZON = 28
@@ -170,8 +181,11 @@ def _run_scope(history: Series, seed: int, horizon: int, methods: Sequence[Forec
     return result
 
 
-def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) -> Score:
-    """A method's backtest figures on one scope; `pooled` is every scope's runs of the method (this one's too)."""
+def evaluate(
+    method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run], recent: int | None = RECENT_ORIGINS
+) -> Score:
+    """A method's backtest figures on one scope; `pooled` is every scope's runs of the method (this one's too);
+    `recent` how many of the scope's latest known origins calibrate (None: all; the benchmark compares)."""
     error = scope.errors.get(method)
     runs = [r for r in scope.runs.get(method, ()) if len(r.actual) >= HORIZON]
     if error is not None or not runs:
@@ -187,8 +201,8 @@ def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) ->
     totals: list[float] = []
     sources: set[Calibration] = set()
     for run in runs:
-        own = _scores(runs, run.cut)
-        q = pick(own, _scores(pooled, run.cut))
+        own = _scores(runs, run.cut, recent)
+        q = pick(own, _scores(pooled, run.cut, None))
         if q.value is None:
             continue
         actual = float(run.actual[:HORIZON].sum())
@@ -211,13 +225,16 @@ def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) ->
     )
 
 
-def _scores(runs: Sequence[Run], cut: int) -> list[float]:
-    """The 28-day scores of the runs whose actuals were known at origin `cut`."""
-    return [s for r in runs if r.known_by(SCORED, cut) and (s := r.score(SCORED)) is not None]
+def _scores(runs: Sequence[Run], cut: int, recent: int | None) -> list[float]:
+    """The 28-day scores of the runs whose actuals were known at origin `cut` (the latest `recent` of them)."""
+    known = [r for r in runs if r.known_by(SCORED, cut) and r.score(SCORED) is not None]
+    return [s for r in most_recent(known, recent) if (s := r.score(SCORED)) is not None]
 
 
-def choose(scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]]) -> Choice:
-    return decide(*(evaluate(m, scope, pooled.get(m, ())) for m in METHODS))
+def choose(
+    scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]], recent: int | None = RECENT_ORIGINS
+) -> Choice:
+    return decide(*(evaluate(m, scope, pooled.get(m, ()), recent) for m in METHODS))
 
 
 def decide(wma: Score, *candidates: Score) -> Choice:
@@ -276,6 +293,8 @@ def coverage_interval(coverage: float, origins: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def window_scores(runs: Sequence[Run], window: Window) -> list[float]:
-    """Every run's score on `window` where its actual total is known (at generation time, all are past)."""
-    return [s for r in runs if (s := r.score(window)) is not None]
+def window_scores(runs: Sequence[Run], window: Window, recent: int | None = RECENT_ORIGINS) -> list[float]:
+    """The scores on `window` of the latest `recent` runs (None: all) whose actual total is known (at generation
+    time every origin is past; a window further ahead is known at fewer). The same rule as `evaluate`'s."""
+    known = [r for r in runs if r.score(window) is not None]
+    return [s for r in most_recent(known, recent) if (s := r.score(window)) is not None]
