@@ -6,8 +6,8 @@
 The series are the daily spend of `spendplane demo-data` traffic (same generator, no database needed): six teams
 and the platform. The backtest is the one `generateForecasts` runs (resolvers/forecasts/backtest.py): rolling
 origins a week apart (as many as the history allows, up to 16), 28-day totals, intervals calibrated only with
-errors known at each origin (the scope's own, or every scope's where it has fewer than four). `--days 60` shows
-what a short history gets.
+errors known at each origin (the scope's own latest four origins', or every scope's where it has fewer than
+four). `--days 60` shows what a short history gets.
 """
 
 from __future__ import annotations
