@@ -7,8 +7,9 @@ spikes, sparse and bursty spend, and a team that starts mid-period (its history 
 `generateForecasts` reads it). Each series is 182 days ending on the same day (the history `generateForecasts`
 reads). Every method is evaluated by the backtest `generateForecasts` runs (resolvers/forecasts/backtest.py):
 rolling origins a week apart, 28-day totals, intervals calibrated only with errors known at each origin (the
-series' own, or every series' where it has fewer than four). The method that ships per series is chosen by the
-same rule as in production.
+series' own most recent four origins' (RECENT_ORIGINS), or every series' where it has fewer than four). The
+method that ships per series is chosen by the same rule as in production. `--compare-recent 6 8 0` also prints
+the pooled line had only the latest K origins calibrated (0: all), from the same fits.
 
 Figures per family and method: mean MASE over series (against seasonal naive, m = 7), 80% coverage pooled over
 the family's calibrated origins, mean interval width over the mean actual 28-day total, and counts. The last
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
+from resolvers.forecasts.calibration import RECENT_ORIGINS
 from resolvers.forecasts.methods import ForecastMethod, Series
 
 DAYS = 182
@@ -138,10 +141,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--series", type=int, default=8, help="series per family")
+    parser.add_argument(
+        "--without",
+        choices=[m.value for m in METHODS[1:]],
+        action="append",
+        default=[],
+        help="leave a candidate method out (what shipped before it was added)",
+    )
+    parser.add_argument(
+        "--compare-recent",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="K",
+        help="also report the pooled figures calibrating with the latest K origins (0: all), same fits",
+    )
     args = parser.parse_args()
+    methods = tuple(m for m in METHODS if m.value not in args.without)
+    started = time.process_time()
     rng = np.random.default_rng(args.seed)
     made = [(family, i, make(rng)) for family, (make, _) in FAMILIES.items() for i in range(args.series)]
-    runs = [run_scope(series, args.seed * 1000 + n) for n, (_, _, series) in enumerate(made)]
+    runs = [run_scope(series, args.seed * 1000 + n, methods=methods) for n, (_, _, series) in enumerate(made)]
     pooled = {m: [r for scope in runs for r in scope.runs.get(m, ())] for m in METHODS}
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     everything = Tally()
@@ -154,12 +174,21 @@ def main() -> None:
         tallies[(family, "shipped")].add(shipped)
         everything.add(shipped)
         shipped_counts[family][choice.method.value] += 1
-    names = {ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA", ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS"}
-    print(f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals\n")
+    names = {
+        ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA",
+        ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS",
+        ForecastMethod.THETA.value: "Theta",
+    }
+    print(
+        f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals; "
+        f"{time.process_time() - started:.0f} s CPU"
+        + (f"; without {', '.join(args.without)}" if args.without else "")
+        + "\n"
+    )
     print("| family | method | mean MASE | 80% coverage | width | coverage origins | series judged |")
     print("|---|---|---|---|---|---|---|")
     for family, (_, seasonal) in FAMILIES.items():
-        for method in [*names, "shipped"]:
+        for method in [*(m.value for m in methods), "shipped"]:
             t = tallies[(family, method)]
             label = names.get(method, "shipped")
             if method == "shipped":
@@ -170,6 +199,16 @@ def main() -> None:
                 f"{t.width:.2f} | {t.origins} | {t.judged} of {t.series} |"
             )
     print()
+    for k in args.compare_recent:
+        other = Tally()
+        for scope in runs:
+            choice = choose(scope, pooled, recent=k or None)
+            other.add(next(s for s in choice.scores if s.method is choice.method))
+        print(
+            f"compare: calibrating with the latest {k or 'all'} origins: coverage80={other.coverage:.3f} "
+            f"mase={other.mase:.3f}"
+        )
+    print(f"(calibration: latest {RECENT_ORIGINS} origins; coverage80={everything.coverage:.3f})")
     print(f"pooled: coverage80={everything.coverage:.2f} mase={everything.mase:.2f} series={len(made)}")
 
 

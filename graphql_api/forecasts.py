@@ -20,8 +20,9 @@ from resolvers.forecasts.methods import ForecastMethod
 strawberry.enum(
     ForecastMethod,
     name="ForecastMethod",
-    description="WEIGHTED_MOVING_AVERAGE (the guide's: last three months, weights 3-2-1) or EXPONENTIAL_SMOOTHING "
-    "(Holt-Winters with weekly seasonality), chosen per scope by a rolling-origin backtest.",
+    description="WEIGHTED_MOVING_AVERAGE (the guide's: last three months, weights 3-2-1), EXPONENTIAL_SMOOTHING "
+    "(Holt-Winters with weekly seasonality) or THETA (theta on the weekly-deseasonalised series), chosen per scope by "
+    "a rolling-origin backtest.",
 )
 strawberry.enum(ForecastHorizon, name="ForecastHorizon", description="This month's end, or next month's total.")
 

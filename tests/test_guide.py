@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -547,3 +548,37 @@ def test_serve_refuses_one_port_for_two_listeners_in_one_line(tmp_path: Path) ->
     done = _cli(["serve", "--port", "8086"], {"SPENDPLANE_WEBHOOK_PORT": "8086"}, tmp_path)
     assert done.returncode == 2
     assert "must differ" in _one_line(done.stderr)
+
+
+# Item 9: the README stays a newcomer's page, and nothing the repository ships points outside it.
+
+README_LIMIT_BYTES = 15_000
+LINK = re.compile(r"\]\(([^)\s]+)\)|(?:href|src)=\"([^\"]+)\"")
+
+
+def _tracked(*patterns: str) -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", *patterns], cwd=REPO, capture_output=True, text=True, check=True)
+    return [REPO / name for name in listed.stdout.split()]
+
+
+def test_the_readme_is_under_15_kb() -> None:
+    size = (REPO / "README.md").stat().st_size
+    assert size < README_LIMIT_BYTES, f"README.md is {size} bytes: move reference material into docs/"
+
+
+def test_no_shipped_file_links_outside_the_repository_or_to_a_missing_file() -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    broken: list[str] = []
+    for page in _tracked("*.md"):
+        for match in LINK.finditer(page.read_text()):
+            target = (match.group(1) or match.group(2)).split("#")[0]
+            if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):  # an anchor, or a URL with a scheme
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(REPO) or not resolved.exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    for shipped in _tracked("*.py", "*.sh", "*.toml", "*.yml", "*.yaml", "*.md", "scripts/*", ".ci/*"):
+        if shipped.is_file() and "../shared" in shipped.read_text(errors="replace") and shipped.name != "test_guide.py":
+            broken.append(f"{shipped.relative_to(REPO)} names ../shared")
+    assert broken == []

@@ -35,7 +35,15 @@ from models.types import nanos_to_usd
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import Principal, require_admin
 from resolvers.budgets import Budget, BudgetState, budget_states
-from resolvers.forecasts.backtest import METHODS, Choice, ScopeRuns, choose, run_scope, window_scores
+from resolvers.forecasts.backtest import (
+    METHODS,
+    Choice,
+    ScopeRuns,
+    choose,
+    one_blas_thread,
+    run_scope,
+    window_scores,
+)
 from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
 from resolvers.forecasts.exhaustion import (
     Exhaustion,
@@ -143,10 +151,11 @@ def forecast_scopes(histories: Sequence[ScopeHistory], today: date, now: datetim
         for h, seed in zip(histories, seeds, strict=True)
     ]
     pooled = {m: [r for scope in runs for r in scope.runs.get(m, ())] for m in METHODS}
-    return [
-        _forecast(h, scope, choose(scope, pooled), pooled, seed, now, rest_of_month, next_month_days)
-        for h, scope, seed in zip(histories, runs, seeds, strict=True)
-    ]
+    with one_blas_thread():
+        return [
+            _forecast(h, scope, choose(scope, pooled), pooled, seed, now, rest_of_month, next_month_days)
+            for h, scope, seed in zip(histories, runs, seeds, strict=True)
+        ]
 
 
 def _forecast(
@@ -170,7 +179,7 @@ def _forecast(
     scale = scale_of(series)
 
     def band(window: Window) -> tuple[float, float, Calibration]:
-        q = pick(window_scores(own, window), window_scores(everyone, window))
+        q = pick(window_scores(own, window), window_scores(everyone, window, recent=None))
         total = float(projection.point[window.offset : window.end].sum())
         if q.value is None or not scale > 0:
             sums = projection.paths[:, window.offset : window.end].sum(axis=1)

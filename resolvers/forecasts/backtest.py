@@ -8,19 +8,24 @@ before it and forecasts far enough ahead for every window a forecast needs (`Run
 
 - MASE: mean absolute daily error over the 28 days, divided by the in-sample mean absolute error of the seasonal
   naive forecast (Hyndman & Koehler 2006; m = 7), averaged over origins. Below 1 beats seasonal naive.
-- Coverage of the *calibrated* 80% interval, measured honestly: the interval at an origin is calibrated
-  (`calibration`) only with errors whose actuals were known at that origin (an origin 28 days or more earlier,
-  of this scope or, where it has fewer than four, of every scope), so no origin is judged with its own future.
+- Coverage of the *calibrated* 80% interval, measured honestly and as it ships: the interval at an origin is
+  calibrated (`calibration`) only with errors whose actuals were known at that origin (an origin 28 days or more
+  earlier): this scope's most recent `RECENT_ORIGINS` such origins or, where it has fewer than four, every
+  scope's, so no origin is judged with its own future.
   Origins with too few earlier errors anywhere are left out of coverage (`coverage_origins` says how many count).
 - Width: the mean calibrated interval width over the mean actual total (0.30 = the interval spans 30% of a
   month's spend).
 
-A method other than the guide's weighted moving average ships only where it beats the average on MASE *and* its
-calibrated coverage is within 0.70-0.90, judged on at least four origins; with fewer, the history is too short to
-judge and the average ships, saying so. "Within" is judged as a binomial test, not on the observed share: 12
-origins measure coverage with a standard error of about 0.12, so 11 hits of 12 (0.92) says little against a
-true 0.85. Coverage fails only when the exact (Clopper-Pearson, statsmodels' `proportion_confint`) 95% interval
-of the hit rate misses 0.70-0.90 entirely: every true coverage in the range is implausible at the 5% level.
+A method other than the guide's weighted moving average (exponential smoothing or theta) ships only where it beats
+the average on MASE *and* its calibrated coverage is within 0.70-0.90, judged on at least four origins; with fewer,
+the history is too short to judge and the average ships, saying so. Where both qualify, the lower MASE ships.
+"Within" is judged as a binomial test, not on the observed share: 12 origins measure coverage with a standard error
+of about 0.12, so 11 hits of 12 (0.92) says little against a true 0.85. Coverage fails only when the exact (Clopper-
+Pearson, statsmodels' `proportion_confint`) 95% interval of the hit rate misses 0.70-0.90 entirely: every true
+coverage in the range is implausible at the 5% level.
+
+The fits run with one BLAS thread (threadpoolctl): their matrices are tiny, and OpenBLAS's worker threads spinning
+on a busy machine made the optimiser's every step cost milliseconds (7x the CPU on the accuracy benchmark).
 """
 
 from __future__ import annotations
@@ -30,8 +35,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from resolvers.forecasts.calibration import LEVEL, Calibration, Run, Window, interval, pick, scale_of
+from resolvers.forecasts.calibration import (
+    LEVEL,
+    RECENT_ORIGINS,
+    Calibration,
+    Run,
+    Window,
+    interval,
+    most_recent,
+    pick,
+    scale_of,
+)
 from resolvers.forecasts.methods import MIN_ETS_HISTORY, ForecastMethod, Series, project, seasonal_naive_mae
 
 HORIZON = 28
@@ -42,7 +58,12 @@ MIN_ORIGINS = 4
 COVERAGE_RANGE = (0.70, 0.90)
 #: Coverage fails when its exact interval at this level misses COVERAGE_RANGE (a two-sided binomial test).
 COVERAGE_TEST_ALPHA = 0.05
-METHODS = (ForecastMethod.WEIGHTED_MOVING_AVERAGE, ForecastMethod.EXPONENTIAL_SMOOTHING)
+METHODS = (ForecastMethod.WEIGHTED_MOVING_AVERAGE, ForecastMethod.EXPONENTIAL_SMOOTHING, ForecastMethod.THETA)
+NAMES = {
+    ForecastMethod.WEIGHTED_MOVING_AVERAGE: "weighted moving average",
+    ForecastMethod.EXPONENTIAL_SMOOTHING: "exponential smoothing",
+    ForecastMethod.THETA: "theta",
+}
 SCORED = Window(0, HORIZON)
 
 
@@ -118,6 +139,16 @@ def run_scope(
     history: Series, seed: int, horizon: int = HORIZON, methods: Sequence[ForecastMethod] = METHODS
 ) -> ScopeRuns:
     """CPU work: fits every method at every origin."""
+    with one_blas_thread():
+        return _run_scope(history, seed, horizon, methods)
+
+
+def one_blas_thread() -> threadpool_limits:
+    """The fits' matrices are tiny: BLAS threads only contend (process-wide while it lasts)."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run_scope(history: Series, seed: int, horizon: int, methods: Sequence[ForecastMethod]) -> ScopeRuns:
     horizon = max(horizon, HORIZON)
     n = len(history)
     result = ScopeRuns(history)
@@ -150,8 +181,11 @@ def run_scope(
     return result
 
 
-def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) -> Score:
-    """A method's backtest figures on one scope; `pooled` is every scope's runs of the method (this one's too)."""
+def evaluate(
+    method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run], recent: int | None = RECENT_ORIGINS
+) -> Score:
+    """A method's backtest figures on one scope; `pooled` is every scope's runs of the method (this one's too);
+    `recent` how many of the scope's latest known origins calibrate (None: all; the benchmark compares)."""
     error = scope.errors.get(method)
     runs = [r for r in scope.runs.get(method, ()) if len(r.actual) >= HORIZON]
     if error is not None or not runs:
@@ -167,8 +201,8 @@ def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) ->
     totals: list[float] = []
     sources: set[Calibration] = set()
     for run in runs:
-        own = _scores(runs, run.cut)
-        q = pick(own, _scores(pooled, run.cut))
+        own = _scores(runs, run.cut, recent)
+        q = pick(own, _scores(pooled, run.cut, None))
         if q.value is None:
             continue
         actual = float(run.actual[:HORIZON].sum())
@@ -191,45 +225,63 @@ def evaluate(method: ForecastMethod, scope: ScopeRuns, pooled: Sequence[Run]) ->
     )
 
 
-def _scores(runs: Sequence[Run], cut: int) -> list[float]:
-    """The 28-day scores of the runs whose actuals were known at origin `cut`."""
-    return [s for r in runs if r.known_by(SCORED, cut) and (s := r.score(SCORED)) is not None]
+def _scores(runs: Sequence[Run], cut: int, recent: int | None) -> list[float]:
+    """The 28-day scores of the runs whose actuals were known at origin `cut` (the latest `recent` of them)."""
+    known = [r for r in runs if r.known_by(SCORED, cut) and r.score(SCORED) is not None]
+    return [s for r in most_recent(known, recent) if (s := r.score(SCORED)) is not None]
 
 
-def choose(scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]]) -> Choice:
-    return decide(*(evaluate(m, scope, pooled.get(m, ())) for m in METHODS))
+def choose(
+    scope: ScopeRuns, pooled: Mapping[ForecastMethod, Sequence[Run]], recent: int | None = RECENT_ORIGINS
+) -> Choice:
+    return decide(*(evaluate(m, scope, pooled.get(m, ()), recent) for m in METHODS))
 
 
-def decide(wma: Score, ets: Score) -> Choice:
-    scores = (wma, ets)
+def decide(wma: Score, *candidates: Score) -> Choice:
+    """The guide's average unless a candidate beats it on MASE with plausible coverage; the best such one."""
+    scores = (wma, *candidates)
     default = ForecastMethod.WEIGHTED_MOVING_AVERAGE
-    low, high = COVERAGE_RANGE
-    if ets.error is not None and ets.origins >= MIN_ORIGINS:
-        return Choice(default, scores, f"weighted moving average: exponential smoothing failed ({ets.error})")
-    origins = min(wma.origins, ets.origins)
-    calibrated = min(wma.coverage_origins, ets.coverage_origins)
-    if min(origins, calibrated) < MIN_ORIGINS or None in (wma.mase, ets.mase, ets.coverage):
+    # The average never fails to fit: its origins are the ones the history allows (a candidate that failed has none).
+    origins, calibrated = wma.origins, wma.coverage_origins
+    if origins < MIN_ORIGINS or calibrated < MIN_ORIGINS or wma.mase is None:
         return Choice(
             default,
             scores,
             f"weighted moving average: history too short to judge ({origins} backtest origins, {calibrated} "
             f"with a calibrated interval; {MIN_ORIGINS} needed)",
         )
-    assert wma.mase is not None
-    assert ets.mase is not None
-    assert ets.coverage is not None
-    if ets.mase >= wma.mase:
-        return Choice(default, scores, "exponential smoothing lost on MASE")
-    plausible_low, plausible_high = coverage_interval(ets.coverage, ets.coverage_origins)
+    verdicts = []
+    qualified: list[Score] = []
+    for score in candidates:
+        verdict = _verdict(wma.mase, score)
+        if verdict is None:
+            qualified.append(score)
+        else:
+            verdicts.append(verdict)
+    if qualified:
+        best = min(qualified, key=lambda s: s.mase if s.mase is not None else math.inf)
+        others = "".join(f"; {v}" for v in verdicts)
+        return Choice(best.method, scores, f"{NAMES[best.method]} won on MASE and coverage{others}")
+    return Choice(default, scores, "weighted moving average: " + "; ".join(verdicts))
+
+
+def _verdict(wma_mase: float, score: Score) -> str | None:
+    """Why a candidate may not ship, or None where it may."""
+    name = NAMES[score.method]
+    low, high = COVERAGE_RANGE
+    if score.error is not None:
+        return f"{name} failed ({score.error})"
+    if score.mase is None or score.coverage is None or score.coverage_origins < MIN_ORIGINS:
+        return f"{name} has too few origins to judge"
+    if score.mase >= wma_mase:
+        return f"{name} lost on MASE"
+    plausible_low, plausible_high = coverage_interval(score.coverage, score.coverage_origins)
     if plausible_high < low or plausible_low > high:
-        return Choice(
-            default,
-            scores,
-            f"exponential smoothing won on MASE but its calibrated coverage {ets.coverage:.2f} "
-            f"({ets.coverage_origins} origins; 95% interval {plausible_low:.2f}-{plausible_high:.2f}) is outside "
-            f"{low:.2f}-{high:.2f}",
+        return (
+            f"{name} won on MASE but its calibrated coverage {score.coverage:.2f} ({score.coverage_origins} "
+            f"origins; 95% interval {plausible_low:.2f}-{plausible_high:.2f}) is outside {low:.2f}-{high:.2f}"
         )
-    return Choice(ForecastMethod.EXPONENTIAL_SMOOTHING, scores, "exponential smoothing won on MASE and coverage")
+    return None
 
 
 def coverage_interval(coverage: float, origins: int) -> tuple[float, float]:
@@ -241,6 +293,8 @@ def coverage_interval(coverage: float, origins: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def window_scores(runs: Sequence[Run], window: Window) -> list[float]:
-    """Every run's score on `window` where its actual total is known (at generation time, all are past)."""
-    return [s for r in runs if (s := r.score(window)) is not None]
+def window_scores(runs: Sequence[Run], window: Window, recent: int | None = RECENT_ORIGINS) -> list[float]:
+    """The scores on `window` of the latest `recent` runs (None: all) whose actual total is known (at generation
+    time every origin is past; a window further ahead is known at fewer). The same rule as `evaluate`'s."""
+    known = [r for r in runs if r.score(window) is not None]
+    return [s for r in most_recent(known, recent) if (s := r.score(window)) is not None]
