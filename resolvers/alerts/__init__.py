@@ -13,12 +13,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.db import Database, insert_or_ignore
-from resolvers.auth import Principal
+from resolvers.auth import Principal, own_rows
 from resolvers.platform import validation
 from resolvers.platform.errors import InvalidInput
 from resolvers.platform.events import Event
@@ -191,13 +191,7 @@ def _alerts_query(
         except ValueError:
             allowed = ", ".join(t.value for t in AlertType)
             raise InvalidInput("type", f"must be one of {allowed}") from None
-    if not principal.is_admin:
-        mine = [AlertRow.team_id == principal.team_id] if principal.team_id else []
-        mine += [AlertRow.user_id == principal.user_id] if principal.user_id else []
-        if not mine:
-            return None
-        query = query.where(or_(*mine))
-    return query
+    return own_rows(query, principal, AlertRow.team_id, AlertRow.user_id)
 
 
 async def list_alerts(

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.anomalies import AnomalyMuteRow, SpendAnomalyRow
@@ -28,7 +28,7 @@ from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.anomalies.detection import Granularity
 from resolvers.anomalies.scan import KINDS, Cube, Finding, Sensitivity, scan
 from resolvers.anomalies.series import daily_cube, hourly_cube
-from resolvers.auth import Principal, require_admin
+from resolvers.auth import Principal, own_rows, require_admin
 from resolvers.platform import validation
 from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
 from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
@@ -327,13 +327,7 @@ def _anomalies_query(
         query = query.where(SpendAnomalyRow.scope_id == scope_id)
     if since is not None:
         query = query.where(SpendAnomalyRow.bucket_start >= since)
-    if not principal.is_admin:
-        mine = [SpendAnomalyRow.team_id == principal.team_id] if principal.team_id else []
-        mine += [SpendAnomalyRow.user_id == principal.user_id] if principal.user_id else []
-        if not mine:
-            return None
-        query = query.where(or_(*mine))
-    return query
+    return own_rows(query, principal, SpendAnomalyRow.team_id, SpendAnomalyRow.user_id)
 
 
 async def list_anomalies(

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +64,19 @@ class Principal:
             return True
         owned = {"user": self.user_id, "team": self.team_id, "key": self.key_hash}
         return entity_id is not None and owned.get(entity_type) == entity_id
+
+
+_Row = TypeVar("_Row")
+
+
+def own_rows(query: Select[_Row], principal: Principal, team_id: Any, user_id: Any) -> Select[_Row] | None:
+    """`query` narrowed to the rows `principal` may read by their `team_id` and `user_id` columns: every row for
+    the admin, a viewer's team's and its own user's otherwise; None when a viewer has neither (it sees no row)."""
+    if principal.is_admin:
+        return query
+    mine = [team_id == principal.team_id] if principal.team_id else []
+    mine += [user_id == principal.user_id] if principal.user_id else []
+    return query.where(or_(*mine)) if mine else None
 
 
 def require_admin(principal: Principal, action: str) -> None:
