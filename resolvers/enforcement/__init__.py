@@ -101,7 +101,7 @@ class Caller:
     def key_hash(self) -> str | None:
         if not self.key or self.key == MASTER_KEY_MARKER:
             return None
-        return self.key if _HEX64.fullmatch(self.key) else hash_key(self.key)
+        return _digest(self.key)
 
     def owned_by(self, user_id: str | None, team_id: str | None) -> Caller:
         """The same caller with its key's user and team filled in (its key's hash is not computed again)."""
@@ -117,7 +117,12 @@ def spend_log_key(key: str | None, master_key: str | None) -> str:
         return ""
     if key == MASTER_KEY_MARKER:
         return hash_key(master_key) if master_key else key
-    return key if _HEX64.fullmatch(key) else hash_key(key)  # never keep a raw key
+    return _digest(key)
+
+
+def _digest(key: str) -> str:
+    """A key's sha256 as LiteLLM stores it; a key given as its sha256 already is kept (never keep a raw key)."""
+    return key if _HEX64.fullmatch(key) else hash_key(key)
 
 
 @dataclass(frozen=True)
