@@ -504,16 +504,19 @@ class Enforcer:
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
-        enforced = self.enforcement_enabled
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller
-        if self._outdated:  # budgets changed: decide on the new limits (bounded like any database wait)
+        if self._outdated:  # budgets or switches changed: decide on the new ones (bounded like any database wait)
             try:
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
                     await self._current()
             except _DB_OUTAGE:
-                return self._degraded(request, model, enforced)
+                return self._degraded(request, model, self.enforcement_enabled)
+        # The switch is read once, after the reload: a switch flipped anywhere binds this very decision, and a
+        # reload finishing while it awaits does not change its mind halfway (`_exhausted` and `_judge` read it
+        # from the decision).
+        enforced = self.enforcement_enabled
         # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
         known = self._known_checks(self.rules_for(caller))
         if any(c.exceeded for c in known):
@@ -617,7 +620,7 @@ class Enforcer:
         for check in decision.checks:
             if check.approaching and not check.exceeded:
                 self._alert(AlertType.APPROACHING_LIMIT, check, caller)
-        if not self.enforcement_enabled:
+        if not decision.enforced:
             return None
         binding = _binding(exceeded)
         return _explained(
@@ -637,7 +640,7 @@ class Enforcer:
         for check in warnings:
             self._alert(AlertType.APPROACHING_LIMIT, check, caller)
         held = decision.held_cost
-        if self.enforcement_enabled and held > 0:
+        if decision.enforced and held > 0:
             short = [c for c in checks if held > c.remaining]
             refusal: Refusal | None = None
             if not short and reserve:
