@@ -495,7 +495,16 @@ class Enforcer:
         return explain(decision, await self.holder(decision.caller or caller))
 
     async def holder(self, caller: Caller) -> Principal:
-        """The read-only principal of the key's holder: the scopes whose figures it may see."""
+        """The read-only principal of the key's holder: the scopes whose figures it may see.
+
+        LiteLLM's master key has no key row (no user or team of its own) and its holder is the proxy's admin: it
+        sees the global budget and every budget the request names (its user, team, end user and tags), i.e. every
+        budget the request is judged against, never "a budget outside this key's scope"."""
+        if self.is_master_key(caller):
+            named = {(_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)}
+            named |= {(_TAG, tag) for tag in caller.tags[:MAX_TAGS]}
+            scopes = frozenset({_GLOBAL, *((kind, name) for kind, name in named if name)})
+            return Principal(Role.VIEWER, "master-key", caller.user_id, caller.team_id, None, scopes=scopes)
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):
             with contextlib.suppress(*_DB_OUTAGE):  # unresolved: fewer scopes shown, never more
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
@@ -797,6 +806,13 @@ class Enforcer:
             self.settings.hard_limit_threshold,
             None,
         )
+
+    def is_master_key(self, caller: Caller) -> bool:
+        """The request was made with LiteLLM's master key: LiteLLM's marker for it, or (custom auth) its sha256."""
+        if caller.key == MASTER_KEY_MARKER:
+            return True
+        key = caller.key_hash
+        return key is not None and key == self._master_hash()
 
     def _master_hash(self) -> str | None:
         master = self.settings.litellm_master_key
