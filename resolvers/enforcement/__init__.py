@@ -652,15 +652,17 @@ class Enforcer:
         if decision.enforced and held > 0:
             short = [c for c in checks if held > c.remaining]
             refusal: Refusal | None = None
-            if not short and reserve:
+            if not short:
                 claims = [self._claim(c.rule, c.period) for c in checks]
                 variance = decision.held_variance
                 refusal = self.ledger.known_exhausted(claims, held, variance)
-                if refusal is None:
+                if refusal is None and reserve:
                     owner = self._owner(caller)
                     if not self.ledger.try_hold(decision.call_id, held, claims, owner, variance):
                         async with asyncio.timeout(seconds):
                             refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
+                elif refusal is None:  # a check holds nothing, but judges like a hold: after every hold in flight
+                    refusal = self._short_after_holds(checks, claims, held, variance)
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)
@@ -688,6 +690,19 @@ class Enforcer:
                 )
             )
         return decision
+
+    def _short_after_holds(
+        self, checks: Sequence[BudgetCheck], claims: Sequence[Claim], held: Decimal, variance: Decimal
+    ) -> Refusal | None:
+        """The first budget whose hold this request would not fit next to the holds in flight (this instance's, and
+        as of the last refresh every other one's, the pooled margin with them): what is left is the hard limit less
+        the spend and `reserved`, which `reserve` would find too, without asking the database for more."""
+        for check, claim in zip(checks, claims, strict=True):
+            available = max(Decimal(0), check.remaining - check.reserved)
+            need = self.ledger.need(claim, held, variance)
+            if need > available:
+                return Refusal(claim, available, need - held)
+        return None
 
     def _checks_in_memory(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...] | None:
         """`_checks` when every rule's current window has its spend in memory (the common case); else None."""
