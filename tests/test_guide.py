@@ -351,7 +351,7 @@ async def test_a_second_sla_definition_with_the_same_name_is_refused_naming_name
     rest = await sla_api.client.post(
         "/api/v1/sla/definitions", headers=sla_api.bearer(), json={"name": "OpenAI GPT-4o SLA", "target_p95_ms": 1}
     )
-    assert rest.status_code == 400 and rest.json()["error"]["field"] == "name"
+    assert rest.status_code == 409 and rest.json()["error"]["field"] == "name"
     other = await sla_api.data(SLA, {"input": {"name": "Anthropic SLA", "targetP95Ms": 3000}})
     renamed = await sla_api.error(
         'mutation($id: ID!) { updateSlaDefinition(id: $id, input: {name: "OpenAI GPT-4o SLA"}) { id } }',

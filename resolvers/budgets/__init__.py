@@ -29,7 +29,7 @@ from models.types import whole_nanos
 from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.platform import validation
 from resolvers.platform.config import Settings
-from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from resolvers.platform.events import Event
 from resolvers.platform.periods import Cadence, Period, Weekday, Window, cadence_of, time_zone, weekday_of
 from resolvers.platform.work import Work
@@ -442,10 +442,10 @@ async def _refuse_duplicate(
         raise _duplicate(entity_type, entity_id, cadence)
 
 
-def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence) -> InvalidInput:
+def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence) -> AlreadyExists:
     if entity_type is EntityType.GLOBAL:
-        return InvalidInput("entity_type", f"a {cadence.value} global budget already exists; update it instead")
-    return InvalidInput("entity_id", f"a {cadence.value} {entity_type.value} budget for {entity_id!r} already exists")
+        return AlreadyExists("entity_type", f"a {cadence.value} global budget already exists; update it instead")
+    return AlreadyExists("entity_id", f"a {cadence.value} {entity_type.value} budget for {entity_id!r} already exists")
 
 
 async def _row(session: AsyncSession, budget_id: str) -> BudgetRow:
