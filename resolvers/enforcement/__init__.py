@@ -151,6 +151,8 @@ class BudgetRule:
     soft_limit_percent: Decimal
     hard_limit_percent: Decimal
     alert_email: str | None
+    #: The soft limit as set in USD (the first start's global budget), or None: limit x soft_limit_percent.
+    soft_limit_usd: Decimal | None = None
 
     # Rules live as long as their budget and are consulted on every request: derive once.
     @cached
@@ -163,6 +165,8 @@ class BudgetRule:
 
     @cached
     def soft_cap(self) -> Decimal:
+        if self.soft_limit_usd is not None:
+            return self.soft_limit_usd
         return whole_nanos(self.limit * self.soft_limit_percent)
 
     @classmethod
@@ -178,6 +182,7 @@ class BudgetRule:
             budget.soft_limit_percent,
             budget.hard_limit_percent,
             budget.alert_email,
+            budget.soft_limit_usd,
         )
 
     def describe(self) -> str:
