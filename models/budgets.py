@@ -32,6 +32,10 @@ class BudgetRow(Base):
     #: USD per window (the guide's monthly limit for a monthly budget).
     spend_limit: Mapped[Decimal] = mapped_column(Money)
     soft_limit_percent: Mapped[Decimal] = mapped_column(Ratio)
+    #: The soft limit as an amount (USD per window) when it was set as one (the first start's
+    #: GLOBAL_SOFT_BUDGET_USD, which six decimals of a fraction cannot always hit: $1,000 of $1,500): it warns there
+    #: exactly. Null: at limit x soft_limit_percent. Any change of the limit or a percent clears it.
+    soft_limit_usd: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
     hard_limit_percent: Mapped[Decimal] = mapped_column(Ratio)
     alert_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -31,7 +31,7 @@ from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.platform.config import Settings
 from resolvers.pricing import PriceBook, private_api_base, read_litellm_config, self_hosted_prices
 from resolvers.rollups import refresh_rollups
-from tests.conftest import NOW, PG_ADMIN_URL, Clock, _create_pg_database, _drop_pg_database, started
+from tests.conftest import MASTER_KEY, NOW, PG_ADMIN_URL, Clock, _create_pg_database, _drop_pg_database, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ async def test_the_first_start_creates_the_guides_global_budget_once_and_never_r
         (preset,) = _globals(await api.data(BUDGETS))
         assert (preset["monthlyLimit"], preset["softLimitPercent"], preset["hardLimitPercent"]) == (
             "1500",
-            "0.666666",  # warns at $999.999: never later than the guide's $1,000
+            "0.666666",  # 66.6666...% to six decimals; the $1,000 itself is kept and warns (next test)
             "1",
         )
         await api.data(
@@ -65,6 +65,34 @@ async def test_the_first_start_creates_the_guides_global_budget_once_and_never_r
         await api.data("mutation($id: ID!) { deleteBudget(id: $id) { id } }", {"id": preset["id"]})
     async with started(auto, clock) as api:  # a deleted one is never recreated
         assert _globals(await api.data(BUDGETS)) == []
+
+
+async def test_the_first_start_global_budget_warns_at_the_guides_1000_dollars_exactly(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """Soft $1,000 of a $1,500 hard limit: not at $999.999 (what 0.666666 x 1500 gives), at $1,000; an edit of its
+    percent or limit makes it a percent budget again."""
+    status_of = "{ budgets { id status } }"
+    async with started(replace(settings, global_budget_usd=None), clock) as api:
+        enforcer = api.runtime().enforcement()
+
+        async def warned() -> tuple[str, str]:
+            await enforcer.refresh()
+            (budget,) = (await api.data(status_of))["budgets"]
+            body = {"model": "gpt-4o", "estimated_cost": "0"}
+            answer = await api.client.post("/webhook/pre-request", json=body, headers={"x-api-key": MASTER_KEY})
+            return budget["status"], answer.json()["action"]
+
+        await add_spend(db, SpendLog(999.999, NOW - timedelta(hours=1), api_key="k"))
+        assert await warned() == ("OK", "allow")
+        await add_spend(db, SpendLog(0.001, NOW - timedelta(hours=1), api_key="k"))
+        assert await warned() == ("WARNING", "warn")
+        (budget,) = (await api.data(status_of))["budgets"]
+        await api.data(
+            'mutation($id: ID!) { updateBudget(id: $id, input: {softLimitPercent: "0.7"}) { id } }',
+            {"id": budget["id"]},
+        )
+        assert await warned() == ("OK", "allow")  # 1,000 of 1,050
 
 
 async def test_global_budget_usd_zero_creates_none_and_its_values_are_used_as_given(
@@ -351,7 +379,7 @@ async def test_a_second_sla_definition_with_the_same_name_is_refused_naming_name
     rest = await sla_api.client.post(
         "/api/v1/sla/definitions", headers=sla_api.bearer(), json={"name": "OpenAI GPT-4o SLA", "target_p95_ms": 1}
     )
-    assert rest.status_code == 400 and rest.json()["error"]["field"] == "name"
+    assert rest.status_code == 409 and rest.json()["error"]["field"] == "name"
     other = await sla_api.data(SLA, {"input": {"name": "Anthropic SLA", "targetP95Ms": 3000}})
     renamed = await sla_api.error(
         'mutation($id: ID!) { updateSlaDefinition(id: $id, input: {name: "OpenAI GPT-4o SLA"}) { id } }',

@@ -155,3 +155,43 @@ async def test_existing_budgets_become_monthly_utc_budgets_with_unchanged_figure
     async with empty_db.engine.connect() as conn:
         kept = (await conn.execute(text("SELECT name, monthly_limit FROM spendplane_budgets"))).all()
     assert [(name, int(limit)) for name, limit in kept] == [("Eng", 500_000_000_000)]
+
+
+async def test_the_first_starts_global_budget_gets_its_soft_limit_amount_back(empty_db: Database) -> None:
+    """A global budget a first start created before 0013 (soft $1,000 of $1,500 stored as 0.666666: it warned at
+    $999.999) warns at $1,000 after the upgrade; one the admin edited is left as it is."""
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from models.budgets import BudgetRow
+    from resolvers.budgets import Budget
+
+    await upgrade(empty_db, embedded=True, revision="0012_zones")
+    insert = (
+        "INSERT INTO spendplane_budgets (id, name, entity_type, entity_id, period, spend_limit, soft_limit_percent,"
+        " hard_limit_percent, created_at, updated_at) VALUES (:id, :name, 'global', '', :period, :limit, 666666,"
+        " 1000000, :t, :t)"
+    )
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO spendplane_instance_secrets (name, value, created_at) VALUES (:n, :v, :t)"),
+            {"n": "first_global_budget", "v": "1500/1000", "t": NOW},
+        )
+        for budget_id, name, period, limit in (
+            ("00000000-0000-4000-8000-000000000001", "Global Monthly Budget", "monthly", 1_500_000_000_000),
+            ("00000000-0000-4000-8000-000000000002", "Global Monthly Budget", "weekly", 2_000_000_000_000),
+        ):
+            await conn.execute(
+                text(insert), {"id": budget_id, "name": name, "period": period, "limit": limit, "t": NOW}
+            )
+    await upgrade(empty_db, embedded=True)
+    async with empty_db.reader() as session:
+        rows = (await session.scalars(select(BudgetRow).order_by(BudgetRow.id))).all()
+        budgets = [Budget.from_row(row) for row in rows]
+    assert [(b.soft_limit, b.soft_limit_percent) for b in budgets] == [
+        (Decimal(1000), Decimal("0.666666")),
+        (Decimal("1333.332"), Decimal("0.666666")),  # not as the first start made it: left alone
+    ]
+    await downgrade(empty_db, embedded=True, revision="0012_zones")
+    await upgrade(empty_db, embedded=True)

@@ -445,13 +445,6 @@ DATA_DEPENDENT = [
         "fallback_model",
     ),
     ("PUT", "/api/v1/sla/failover-rules/{rule_id}", None, {"fallback_model": "a"}, "fallback_model"),
-    (
-        "POST",
-        "/api/v1/cost-allocation/rules",
-        None,
-        {"team_id": "t", "allocation_type": "project", "allocation_target": "taken"},
-        "allocation_target",
-    ),
     ("POST", "/api/v1/chargeback/reports/{report_id}/finalize", None, None, "id"),
     ("PUT", "/api/v1/sla/definitions/{definition_id}", None, {"target_p95_ms": None}, "target_p95_ms"),
 ]
@@ -473,12 +466,105 @@ async def test_a_refusal_the_schema_cannot_express_is_documented_in_the_operatio
         )
         url = url.replace("{report_id}", report.json()["id"])
         assert (await api.client.post(url, headers=api.bearer())).status_code == 200
-    if path == "/api/v1/cost-allocation/rules":  # a rule for this team and target exists already
-        assert (await api.client.post(path, json=body, headers=api.bearer())).status_code == 201
     response = await api.client.request(method, url, params=query, json=body, headers=api.bearer())
     assert response.status_code == 400 and response.json()["error"]["field"] == field, response.text
     operation = _operation(method, path)
     assert f"`{field}`" in operation["responses"]["400"]["description"]
+
+
+_RULE = {"team_id": "t", "allocation_type": "project", "allocation_percent": 50}
+_FAILOVER = {"trigger_condition": "error_rate", "trigger_threshold": 0.5}
+# "Already exists" on every REST route that can say it: what is created first, then the request that clashes.
+ALREADY_EXISTS = [
+    (
+        [("POST", "/api/v1/budgets", {"name": "a", "entity_type": "team", "entity_id": "t", "monthly_limit": 1})],
+        ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "team", "entity_id": "t", "monthly_limit": 2}),
+        "entity_id",
+    ),
+    (
+        [("POST", "/api/v1/budgets", {"name": "a", "entity_type": "global", "monthly_limit": 1})],
+        ("POST", "/api/v1/budgets", {"name": "b", "entity_type": "global", "monthly_limit": 2}),
+        "entity_type",
+    ),
+    (
+        [
+            ("POST", "/api/v1/budgets", {"name": "a", "entity_type": "team", "entity_id": "t", "monthly_limit": 1}),
+            (
+                "POST",
+                "/api/v1/budgets",
+                {"name": "b", "entity_type": "team", "entity_id": "t", "limit": 1, "period": "weekly"},
+            ),
+        ],
+        ("PUT", "/api/v1/budgets/{id}", {"period": "monthly"}),
+        "entity_id",
+    ),
+    (
+        [("POST", "/api/v1/cost-allocation/rules", {**_RULE, "allocation_target": "x"})],
+        ("POST", "/api/v1/cost-allocation/rules", {**_RULE, "allocation_target": "x"}),
+        "allocation_target",
+    ),
+    (
+        [
+            ("POST", "/api/v1/cost-allocation/rules", {**_RULE, "allocation_target": "x"}),
+            ("POST", "/api/v1/cost-allocation/rules", {**_RULE, "allocation_target": "y"}),
+        ],
+        ("PUT", "/api/v1/cost-allocation/rules/{id}", {"allocation_target": "x"}),
+        "allocation_target",
+    ),
+    (
+        [("POST", "/api/v1/sla/definitions", {"name": "s", "target_p95_ms": 500})],
+        ("POST", "/api/v1/sla/definitions", {"name": "s", "target_p95_ms": 900}),
+        "name",
+    ),
+    (
+        [
+            ("POST", "/api/v1/sla/definitions", {"name": "s", "target_p95_ms": 500}),
+            ("POST", "/api/v1/sla/definitions", {"name": "t", "target_p95_ms": 500}),
+        ],
+        ("PUT", "/api/v1/sla/definitions/{id}", {"name": "s"}),
+        "name",
+    ),
+    (
+        [("POST", "/api/v1/sla/failover-rules", {**_FAILOVER, "primary_model": "a", "fallback_model": "b"})],
+        ("POST", "/api/v1/sla/failover-rules", {**_FAILOVER, "primary_model": "a", "fallback_model": "c"}),
+        "primary_model",
+    ),
+    (
+        [
+            ("POST", "/api/v1/sla/failover-rules", {**_FAILOVER, "primary_model": "a", "fallback_model": "b"}),
+            ("POST", "/api/v1/sla/failover-rules", {**_FAILOVER, "primary_model": "c", "fallback_model": "d"}),
+        ],
+        ("PUT", "/api/v1/sla/failover-rules/{id}", {"primary_model": "a"}),
+        "primary_model",
+    ),
+]
+
+
+@pytest.mark.parametrize(("first", "clash", "field"), ALREADY_EXISTS)
+async def test_already_exists_is_a_409_naming_the_field_and_the_document_says_so(
+    api: Api, first: list[tuple[str, str, dict[str, Any]]], clash: tuple[str, str, dict[str, Any]], field: str
+) -> None:
+    created = ""
+    for method, path, body in first:
+        response = await api.client.request(method, path, json=body, headers=api.bearer())
+        assert response.status_code == 201, response.text
+        created = response.json()["id"]
+    method, path, body = clash
+    documented = _DOCUMENTED.get(path, path)
+    assert document_takes_body(method, documented, body)  # no schema can say it: the document allows it
+    response = await api.client.request(method, path.replace("{id}", created), json=body, headers=api.bearer())
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("BAD_USER_INPUT", field) and "already" in error["message"]
+    assert f"`{field}`" in _operation(method, documented)["responses"]["409"]["description"]
+
+
+_DOCUMENTED = {
+    "/api/v1/budgets/{id}": "/api/v1/budgets/{budget_id}",
+    "/api/v1/cost-allocation/rules/{id}": "/api/v1/cost-allocation/rules/{rule_id}",
+    "/api/v1/sla/definitions/{id}": "/api/v1/sla/definitions/{definition_id}",
+    "/api/v1/sla/failover-rules/{id}": "/api/v1/sla/failover-rules/{rule_id}",
+}
 
 
 async def test_an_sla_update_may_not_null_its_window_and_the_document_says_so(api: Api) -> None:

@@ -104,27 +104,31 @@ _BUDGET_RULES = (
     "`soft_limit_percent` above `hard_limit_percent` (given, default or stored) is refused with 400 on "
     "`soft_limit_percent`; an amount sent as a JSON number with more decimal places than kept (9 for USD, 6 for a "
     "fraction; an amount sent as text is bounded by its pattern) with 400 naming it; an `alert_email` that "
-    "email-validator refuses with 400 on `alert_email`; a second budget for the same entity and period with 400 on "
-    "`entity_id` (`entity_type` for a global budget); on an update, `monthly_limit` for a stored period that is "
-    "not monthly, with 400 on `monthly_limit`."
+    "email-validator refuses with 400 on `alert_email`; on an update, `monthly_limit` for a stored period that is "
+    "not monthly, with 400 on `monthly_limit`. A second budget for the same entity and period is refused with 409 "
+    "on `entity_id` (`entity_type` for a global budget)."
 )
 _BUDGET_400 = (
     "Bad input; also `soft_limit_percent` above `hard_limit_percent`, an amount with more decimal places than kept, "
-    "an address email-validator refuses (`alert_email`), a budget that exists already (`entity_id`, or "
-    "`entity_type` for a global one), `monthly_limit` for a stored period that is not monthly (`error.field` "
-    "names it)"
+    "an address email-validator refuses (`alert_email`), `monthly_limit` for a stored period that is not monthly "
+    "(`error.field` names it)"
+)
+_BUDGET_409 = (
+    "A budget for the same entity and period exists already (`error.field` = `entity_id`, or `entity_type` for a "
+    "global one): update it instead"
 )
 _SLA_RULES = (
     "Nor can it say what depends on a setting, stored definitions or email-validator: an `alert_webhook_url` whose "
     "host is a private, loopback or link-local address or `localhost` (in any spelling the resolver takes) while "
     "SPENDPLANE_ALLOW_PRIVATE_WEBHOOKS is off is refused with 400 on `alert_webhook_url`; an address in "
     "`alert_emails` that email-validator refuses with 400 on `alert_emails`; a `name` another definition has with "
-    "400 on `name`."
+    "409 on `name`."
 )
 _SLA_400 = (
-    "Bad input; also a private, loopback or link-local webhook host (`alert_webhook_url`), an address "
-    "email-validator refuses (`alert_emails`), or a name that exists already (`name`)"
+    "Bad input; also a private, loopback or link-local webhook host (`alert_webhook_url`), or an address "
+    "email-validator refuses (`alert_emails`)"
 )
+_SLA_409 = "Another definition has this name (`error.field` = `name`)"
 _UNPRICED_400 = (
     "Bad input; also a `model` with no known price (`error.field` = `model`): add it with setModelPrice, "
     "SELF_HOSTED_MODELS or LiteLLM's config.yaml"
@@ -132,17 +136,16 @@ _UNPRICED_400 = (
 _FAILOVER_RULES = (
     "The document cannot say what compares two fields or depends on stored rules: a `fallback_model` equal to "
     "the (new or stored) `primary_model` is refused with 400 on `fallback_model`, a second rule for a primary "
-    "model with 400 on `primary_model`."
+    "model with 409 on `primary_model`."
 )
-_FAILOVER_400 = (
-    "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`) or a primary model "
-    "that has a rule already (`primary_model`)"
-)
+_FAILOVER_400 = "Bad input; also a fallback model equal to the primary (`error.field` = `fallback_model`)"
+_FAILOVER_409 = "The primary model has a rule already (`error.field` = `primary_model`): update that one"
 _ZONE_QUERY = QueryParam(
     "time_zone", "IANA zone of the days and months (default SPENDPLANE_TIME_ZONE)", schema=time_zone()
 )
 
 _GATEWAY_ERRORS = (400, 401)
+_RULE_409 = "The team has a rule for this `allocation_target` already (`error.field` = `allocation_target`): update it"
 
 _SLA_ERRORS = (400, 401, 403, 404)
 
@@ -261,9 +264,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=budgets.BudgetCreate,
         response=budgets.BudgetOut,
         status=201,
-        errors=_BUDGET_ERRORS,
+        errors=(*_BUDGET_ERRORS, 409),
         description=_BUDGET_RULES,
-        error_notes=((400, _BUDGET_400),),
+        error_notes=((400, _BUDGET_400), (409, _BUDGET_409)),
     ),
     Endpoint(
         "GET",
@@ -284,9 +287,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         body=budgets.BudgetUpdate,
         response=budgets.BudgetOut,
-        errors=_BUDGET_ERRORS,
+        errors=(*_BUDGET_ERRORS, 409),
         description=_BUDGET_RULES,
-        error_notes=((400, _BUDGET_400),),
+        error_notes=((400, _BUDGET_400), (409, _BUDGET_409)),
     ),
     Endpoint(
         "GET",
@@ -442,14 +445,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=chargeback.RuleCreate,
         response=chargeback.RuleOut,
         status=201,
-        errors=_CHARGEBACK_ERRORS,
+        errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
             (
                 400,
-                "Bad input; also a rule for a team and `allocation_target` that exists already "
-                "(`error.field` = `allocation_target`: update it instead), or an `allocation_percent` sent as a "
-                "JSON number with more than 6 decimal places (`allocation_percent`)",
+                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
+                "(`allocation_percent`)",
             ),
+            (409, _RULE_409),
         ),
     ),
     Endpoint(
@@ -461,14 +464,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         body=chargeback.RuleUpdate,
         response=chargeback.RuleOut,
-        errors=_CHARGEBACK_ERRORS,
+        errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
             (
                 400,
-                "Bad input; also an `allocation_target` another rule of the team has (`error.field` = "
-                "`allocation_target`), or an `allocation_percent` sent as a JSON number with more than 6 decimal "
-                "places (`allocation_percent`)",
+                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
+                "(`allocation_percent`)",
             ),
+            (409, _RULE_409),
         ),
     ),
     Endpoint(
@@ -583,9 +586,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.SlaDefinitionCreate,
             response=sla.SlaDefinitionOut,
             status=201,
-            errors=_SLA_ERRORS,
+            errors=(*_SLA_ERRORS, 409),
             description=_SLA_RULES,
-            error_notes=((400, _SLA_400),),
+            error_notes=((400, _SLA_400), (409, _SLA_409)),
         ),
         Endpoint(
             "GET",
@@ -606,7 +609,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             auth="jwt",
             body=sla.SlaDefinitionUpdate,
             response=sla.SlaDefinitionOut,
-            errors=_SLA_ERRORS,
+            errors=(*_SLA_ERRORS, 409),
             description=(
                 "The document cannot say what depends on the stored definition: an update that would leave it with "
                 "no target (every target null, or null on the ones it has) is refused with 400 on `target_p95_ms`. "
@@ -618,6 +621,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                     "Bad input; also an update that would leave no target (`error.field` = `target_p95_ms`); "
                     + _SLA_400[len("Bad input; also ") :],
                 ),
+                (409, _SLA_409),
             ),
         ),
         Endpoint(
@@ -729,9 +733,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             body=sla.FailoverRuleCreate,
             response=sla.FailoverRuleOut,
             status=201,
-            errors=_SLA_ERRORS,
+            errors=(*_SLA_ERRORS, 409),
             description=_FAILOVER_RULES,
-            error_notes=((400, _FAILOVER_400),),
+            error_notes=((400, _FAILOVER_400), (409, _FAILOVER_409)),
         ),
         Endpoint(
             "GET",
@@ -752,9 +756,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             auth="jwt",
             body=sla.FailoverRuleUpdate,
             response=sla.FailoverRuleOut,
-            errors=_SLA_ERRORS,
+            errors=(*_SLA_ERRORS, 409),
             description=_FAILOVER_RULES,
-            error_notes=((400, _FAILOVER_400),),
+            error_notes=((400, _FAILOVER_400), (409, _FAILOVER_409)),
         ),
         Endpoint(
             "DELETE",

@@ -53,14 +53,18 @@ class Principal:
     key_hash: str | None = None
     expires_at: datetime | None = None
     issued_at: datetime | None = None
+    #: Budgets seen beyond its own, as (entity type, entity id; None for the global one): what a request made with
+    #: LiteLLM's master key names (enforcement's `holder`). Never carried in a token.
+    scopes: frozenset[tuple[str, str | None]] = frozenset()
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
     def can_see(self, entity_type: str, entity_id: str | None) -> bool:
-        """Admins see everything; a key's holder sees its own user, team and key, never the global figure."""
-        if self.is_admin:
+        """Admins see everything; a key's holder sees its own user, team and key, never the global figure (and
+        whatever `scopes` adds)."""
+        if self.is_admin or (entity_type, entity_id) in self.scopes:
             return True
         owned = {"user": self.user_id, "team": self.team_id, "key": self.key_hash}
         return entity_id is not None and owned.get(entity_type) == entity_id

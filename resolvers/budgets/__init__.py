@@ -29,7 +29,7 @@ from models.types import whole_nanos
 from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.platform import validation
 from resolvers.platform.config import Settings
-from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from resolvers.platform.events import Event
 from resolvers.platform.periods import Cadence, Period, Weekday, Window, cadence_of, time_zone, weekday_of
 from resolvers.platform.work import Work
@@ -101,6 +101,9 @@ class BudgetDraft:
     alert_email: str | None = None
     monthly_limit: Decimal | None = None
     window: WindowDraft = WindowDraft()
+    #: The soft limit as an exact amount (the first start's GLOBAL_SOFT_BUDGET_USD), beside its percent; not an
+    #: API field.
+    soft_limit_usd: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class Budget:
     alert_email: str | None
     created_at: datetime
     updated_at: datetime
+    #: The soft limit as set in USD (models.budgets), or None: limit x soft_limit_percent.
+    soft_limit_usd: Decimal | None = None
 
     @property
     def scope(self) -> Scope:
@@ -143,6 +148,8 @@ class Budget:
 
     @property
     def soft_limit(self) -> Decimal:
+        if self.soft_limit_usd is not None:
+            return self.soft_limit_usd
         return whole_nanos(self.limit * self.soft_limit_percent)
 
     @classmethod
@@ -159,6 +166,7 @@ class Budget:
             alert_email=row.alert_email,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            soft_limit_usd=row.soft_limit_usd,
         )
 
 
@@ -301,6 +309,9 @@ async def create_budget(work: Work, principal: Principal, draft: BudgetDraft, de
     soft = _limit_percent("soft_limit_percent", draft.soft_limit_percent, defaults.soft)
     hard = _limit_percent("hard_limit_percent", draft.hard_limit_percent, defaults.hard)
     _check_order(soft, hard)
+    soft_usd = draft.soft_limit_usd
+    if soft_usd is not None and not 0 < soft_usd <= whole_nanos(limit * hard):
+        raise InvalidInput("soft_limit_usd", f"{soft_usd} is not above 0 and at most the hard limit")
     row = BudgetRow(
         id=str(uuid.uuid4()),
         name=validation.text("name", draft.name, max_length=200) or "",
@@ -309,6 +320,7 @@ async def create_budget(work: Work, principal: Principal, draft: BudgetDraft, de
         spend_limit=limit,
         soft_limit_percent=soft,
         hard_limit_percent=hard,
+        soft_limit_usd=soft_usd,
         alert_email=validation.email("alert_email", draft.alert_email),
         created_at=work.now,
         updated_at=work.now,
@@ -351,6 +363,11 @@ async def update_budget(work: Work, principal: Principal, budget_id: str, change
     if window.cadence is not current.window.cadence:
         await _refuse_duplicate(work.session, current.entity_type, current.entity_id, window.cadence)
     _set_window(row, window)
+    if (limit is not None and limit != current.limit) or (soft, hard) != (
+        current.soft_limit_percent,
+        current.hard_limit_percent,
+    ):
+        row.soft_limit_usd = None  # a soft limit set in USD holds until the limit or a percent changes
     row.soft_limit_percent, row.hard_limit_percent = soft, hard
     row.updated_at = work.now
     try:
@@ -442,10 +459,10 @@ async def _refuse_duplicate(
         raise _duplicate(entity_type, entity_id, cadence)
 
 
-def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence) -> InvalidInput:
+def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence) -> AlreadyExists:
     if entity_type is EntityType.GLOBAL:
-        return InvalidInput("entity_type", f"a {cadence.value} global budget already exists; update it instead")
-    return InvalidInput("entity_id", f"a {cadence.value} {entity_type.value} budget for {entity_id!r} already exists")
+        return AlreadyExists("entity_type", f"a {cadence.value} global budget already exists; update it instead")
+    return AlreadyExists("entity_id", f"a {cadence.value} {entity_type.value} budget for {entity_id!r} already exists")
 
 
 async def _row(session: AsyncSession, budget_id: str) -> BudgetRow:

@@ -27,7 +27,7 @@ from models.litellm import teams as litellm_teams
 from models.rollups import CostSummaryMonthlyRow
 from resolvers.auth import Principal, require_admin
 from resolvers.platform import validation
-from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from resolvers.platform.work import Work
 
 R = TypeVar("R")
@@ -328,8 +328,8 @@ async def _refuse_duplicate(
         raise _duplicate(team, kind, target)
 
 
-def _duplicate(team: str, kind: AllocationType, target: str) -> InvalidInput:
-    return InvalidInput("allocation_target", f"{team} already has a {kind.value} rule for {target}; update it instead")
+def _duplicate(team: str, kind: AllocationType, target: str) -> AlreadyExists:
+    return AlreadyExists("allocation_target", f"{team} already has a {kind.value} rule for {target}; update it instead")
 
 
 async def _row(session: AsyncSession, rule_id: str) -> AllocationRuleRow:

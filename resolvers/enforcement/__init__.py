@@ -151,6 +151,8 @@ class BudgetRule:
     soft_limit_percent: Decimal
     hard_limit_percent: Decimal
     alert_email: str | None
+    #: The soft limit as set in USD (the first start's global budget), or None: limit x soft_limit_percent.
+    soft_limit_usd: Decimal | None = None
 
     # Rules live as long as their budget and are consulted on every request: derive once.
     @cached
@@ -163,6 +165,8 @@ class BudgetRule:
 
     @cached
     def soft_cap(self) -> Decimal:
+        if self.soft_limit_usd is not None:
+            return self.soft_limit_usd
         return whole_nanos(self.limit * self.soft_limit_percent)
 
     @classmethod
@@ -178,6 +182,7 @@ class BudgetRule:
             budget.soft_limit_percent,
             budget.hard_limit_percent,
             budget.alert_email,
+            budget.soft_limit_usd,
         )
 
     def describe(self) -> str:
@@ -495,7 +500,16 @@ class Enforcer:
         return explain(decision, await self.holder(decision.caller or caller))
 
     async def holder(self, caller: Caller) -> Principal:
-        """The read-only principal of the key's holder: the scopes whose figures it may see."""
+        """The read-only principal of the key's holder: the scopes whose figures it may see.
+
+        LiteLLM's master key has no key row (no user or team of its own) and its holder is the proxy's admin: it
+        sees the global budget and every budget the request names (its user, team, end user and tags), i.e. every
+        budget the request is judged against, never "a budget outside this key's scope"."""
+        if self.is_master_key(caller):
+            named = {(_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)}
+            named |= {(_TAG, tag) for tag in caller.tags[:MAX_TAGS]}
+            scopes = frozenset({_GLOBAL, *((kind, name) for kind, name in named if name)})
+            return Principal(Role.VIEWER, "master-key", caller.user_id, caller.team_id, None, scopes=scopes)
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):
             with contextlib.suppress(*_DB_OUTAGE):  # unresolved: fewer scopes shown, never more
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
@@ -504,16 +518,19 @@ class Enforcer:
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
         model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
-        enforced = self.enforcement_enabled
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller
-        if self._outdated:  # budgets changed: decide on the new limits (bounded like any database wait)
+        if self._outdated:  # budgets or switches changed: decide on the new ones (bounded like any database wait)
             try:
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):
                     await self._current()
             except _DB_OUTAGE:
-                return self._degraded(request, model, enforced)
+                return self._degraded(request, model, self.enforcement_enabled)
+        # The switch is read once, after the reload: a switch flipped anywhere binds this very decision, and a
+        # reload finishing while it awaits does not change its mind halfway (`_exhausted` and `_judge` read it
+        # from the decision).
+        enforced = self.enforcement_enabled
         # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
         known = self._known_checks(self.rules_for(caller))
         if any(c.exceeded for c in known):
@@ -617,7 +634,7 @@ class Enforcer:
         for check in decision.checks:
             if check.approaching and not check.exceeded:
                 self._alert(AlertType.APPROACHING_LIMIT, check, caller)
-        if not self.enforcement_enabled:
+        if not decision.enforced:
             return None
         binding = _binding(exceeded)
         return _explained(
@@ -637,18 +654,20 @@ class Enforcer:
         for check in warnings:
             self._alert(AlertType.APPROACHING_LIMIT, check, caller)
         held = decision.held_cost
-        if self.enforcement_enabled and held > 0:
+        if decision.enforced and held > 0:
             short = [c for c in checks if held > c.remaining]
             refusal: Refusal | None = None
-            if not short and reserve:
+            if not short:
                 claims = [self._claim(c.rule, c.period) for c in checks]
                 variance = decision.held_variance
                 refusal = self.ledger.known_exhausted(claims, held, variance)
-                if refusal is None:
+                if refusal is None and reserve:
                     owner = self._owner(caller)
                     if not self.ledger.try_hold(decision.call_id, held, claims, owner, variance):
                         async with asyncio.timeout(seconds):
                             refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
+                elif refusal is None:  # a check holds nothing, but judges like a hold: after every hold in flight
+                    refusal = self._short_after_holds(checks, claims, held, variance)
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)
@@ -676,6 +695,19 @@ class Enforcer:
                 )
             )
         return decision
+
+    def _short_after_holds(
+        self, checks: Sequence[BudgetCheck], claims: Sequence[Claim], held: Decimal, variance: Decimal
+    ) -> Refusal | None:
+        """The first budget whose hold this request would not fit next to the holds in flight (this instance's, and
+        as of the last refresh every other one's, the pooled margin with them): what is left is the hard limit less
+        the spend and `reserved`, which `reserve` would find too, without asking the database for more."""
+        for check, claim in zip(checks, claims, strict=True):
+            available = max(Decimal(0), check.remaining - check.reserved)
+            need = self.ledger.need(claim, held, variance)
+            if need > available:
+                return Refusal(claim, available, need - held)
+        return None
 
     def _checks_in_memory(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...] | None:
         """`_checks` when every rule's current window has its spend in memory (the common case); else None."""
@@ -794,6 +826,13 @@ class Enforcer:
             self.settings.hard_limit_threshold,
             None,
         )
+
+    def is_master_key(self, caller: Caller) -> bool:
+        """The request was made with LiteLLM's master key: LiteLLM's marker for it, or (custom auth) its sha256."""
+        if caller.key == MASTER_KEY_MARKER:
+            return True
+        key = caller.key_hash
+        return key is not None and key == self._master_hash()
 
     def _master_hash(self) -> str | None:
         master = self.settings.litellm_master_key

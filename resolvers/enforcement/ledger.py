@@ -295,6 +295,12 @@ class Ledger:
         self._hold(call_id, owner, amount, accounts, variance)
         return True
 
+    def need(self, claim: Claim, amount: Decimal, variance: Decimal = Decimal(0)) -> Decimal:
+        """What a hold of `amount` with `variance` would take from `claim`'s budget (its margin's growth included),
+        without holding anything or creating its account."""
+        account = self.accounts.get(claim.key) or Account(claim, z=self.margin_z)
+        return account.need(amount, variance)
+
     def known_exhausted(
         self, claims: Sequence[Claim], amount: Decimal, variance: Decimal = Decimal(0)
     ) -> Refusal | None:

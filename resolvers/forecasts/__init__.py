@@ -451,8 +451,13 @@ async def budget_forecasts(
                 reached[name] = await _reached_on(
                     session, runtime, budget.scope, state.period, budget.window.time_zone, limit, now
                 )
-        soft = exhaustion(state.period, state.current_spend, budget.soft_limit, now, outlook, reached.get("soft"))
-        hard = exhaustion(state.period, state.current_spend, budget.hard_limit, now, outlook, reached.get("hard"))
+        local = zone(budget.window.time_zone)
+        soft = exhaustion(
+            state.period, state.current_spend, budget.soft_limit, now, outlook, reached.get("soft"), local
+        )
+        hard = exhaustion(
+            state.period, state.current_spend, budget.hard_limit, now, outlook, reached.get("hard"), local
+        )
         out[budget.id] = BudgetForecast(
             budget_id=budget.id,
             period=state.period,

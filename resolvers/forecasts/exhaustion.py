@@ -12,13 +12,14 @@ Status: REACHED (spend is already at the limit; the day it got there), EXPECTED 
 period: `date`, `earliest`, `latest`, the latter null when the lower edge never gets there), POSSIBLE (only the
 upper edge reaches it: `earliest` only), NOT_THIS_PERIOD (not even the upper edge), BEYOND_FORECAST (the period
 runs past the outlook and nothing reaches the limit before it ends), NO_FORECAST (no outlook for this scope yet).
+A REACHED date is a day in the budget's zone (where its window starts at a local midnight).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -124,11 +125,13 @@ def exhaustion(
     now: datetime,
     outlook: Outlook | None,
     reached_on: date | None = None,
+    time_zone: tzinfo = UTC,
 ) -> Exhaustion:
     """When spend in `period` reaches `limit` (see the module's docstring). `reached_on`: the day it got there,
-    when the caller knows it already (spend at or over the limit)."""
+    when the caller knows it already (spend at or over the limit), a day in the budget's `time_zone`; when it does
+    not, today there (never a day outside the window's local days)."""
     if spent >= limit:
-        day = reached_on or now.astimezone(UTC).date()
+        day = reached_on or _local_today(period, now, time_zone)
         return Exhaustion(limit, ExhaustionStatus.REACHED, day, day, day)
     if outlook is None:
         return Exhaustion(limit, ExhaustionStatus.NO_FORECAST)
@@ -148,6 +151,13 @@ def exhaustion(
     if when is None:
         return Exhaustion(limit, ExhaustionStatus.POSSIBLE, None, earliest, None)
     return Exhaustion(limit, ExhaustionStatus.EXPECTED, when, earliest, latest)
+
+
+def _local_today(period: Period, now: datetime, time_zone: tzinfo) -> date:
+    """Today in the budget's zone, inside its window's local days [start, end)."""
+    first = period.start.astimezone(time_zone).date()
+    last = (period.end - timedelta(microseconds=1)).astimezone(time_zone).date()
+    return min(max(now.astimezone(time_zone).date(), first), last)
 
 
 def period_end_projection(period: Period, spent: Decimal, now: datetime, outlook: Outlook | None) -> Projection | None:

@@ -82,7 +82,7 @@ async def ensure_first_global_budget(db: Database, settings: Settings, now: date
         if await session.scalar(select(func.count()).select_from(BudgetRow)):
             log.info("not creating a global budget: this database already has budgets")
             return None
-        # A percentage has six decimals: $1,000 of $1,500 warns at 66.6666% ($999.999), never later than asked.
+        # A percentage has six decimals ($1,000 of $1,500 reads 66.6666%): the amount itself is kept beside it.
         soft = (
             (chosen.soft_usd / chosen.hard_usd).quantize(Decimal("0.000001"), rounding=ROUND_DOWN)
             if 0 < chosen.soft_usd <= chosen.hard_usd
@@ -100,6 +100,8 @@ async def ensure_first_global_budget(db: Database, settings: Settings, now: date
                     monthly_limit=chosen.hard_usd,
                     soft_limit_percent=soft,
                     hard_limit_percent=Decimal(1) if soft is not None else None,
+                    # Exact where the six decimals of the percent are not: warns at $1,000, not $999.999.
+                    soft_limit_usd=chosen.soft_usd if soft is not None else None,
                 ),
                 Thresholds.from_settings(settings),
             )
@@ -111,7 +113,7 @@ async def ensure_first_global_budget(db: Database, settings: Settings, now: date
         "recreated)",
         NAME,
         chosen.hard_usd,
-        (budget.limit * budget.soft_limit_percent).normalize(),
+        budget.soft_limit.normalize(),
         chosen.source,
     )
     return budget.id

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import aiosmtplib
@@ -29,6 +30,7 @@ from sqlalchemy import func, select, update
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.budgets import BudgetRow
+from models.types import whole_nanos
 from resolvers.alerts import ALERT_TOPIC, Alert
 from resolvers.notifications.content import AlertNotice, email_message, message_id, webhook_event
 from resolvers.platform import outbound
@@ -228,7 +230,7 @@ class DeliveryWorker:
             notices[alert.id] = AlertNotice(
                 alert=alert,
                 budget_name=budget.name if budget else None,
-                soft_limit=budget.spend_limit * budget.soft_limit_percent if budget else None,
+                soft_limit=_soft_limit(budget) if budget else None,
                 emails=tuple(emails.get(alert.id, ())),
             )
         return notices
@@ -394,3 +396,10 @@ async def _read_some(response: httpx.Response, limit: int) -> str:
         if size >= limit:
             break
     return b"".join(chunks)[:limit].decode("utf-8", "replace")
+
+
+def _soft_limit(budget: BudgetRow) -> Decimal:
+    """The budget's soft limit in USD: as set in USD, or its limit times the soft percent."""
+    if budget.soft_limit_usd is not None:
+        return budget.soft_limit_usd
+    return whole_nanos(budget.spend_limit * budget.soft_limit_percent)

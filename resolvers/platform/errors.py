@@ -28,6 +28,14 @@ class InvalidInput(DomainError):
         self.problem = problem
 
 
+class AlreadyExists(InvalidInput):
+    """A create or update that would give a second row what only one may have (a budget per entity and period, a
+    name, a rule per target): `field` names the argument. REST answers 409; GraphQL, like any bad argument,
+    BAD_USER_INPUT."""
+
+    status = 409
+
+
 class NotFound(DomainError):
     code = "NOT_FOUND"
     status = 404

@@ -21,7 +21,7 @@ from models.sla import SlaDefinitionRow
 from resolvers.auth import Principal, require_admin
 from resolvers.platform import validation
 from resolvers.platform.config import Settings, SlaSettings
-from resolvers.platform.errors import InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, InvalidInput, NotFound
 from resolvers.platform.work import Work
 from resolvers.sla.health import Metric
 from resolvers.sla.violations import Resolution, close_violations
@@ -190,8 +190,8 @@ async def create_definition(
     return SlaDefinition.from_row(row)
 
 
-def _duplicate_name(name: str) -> InvalidInput:
-    return InvalidInput("name", f"an SLA definition named {name!r} already exists; update it or choose another name")
+def _duplicate_name(name: str) -> AlreadyExists:
+    return AlreadyExists("name", f"an SLA definition named {name!r} already exists; update it or choose another name")
 
 
 async def _refuse_duplicate_name(session: AsyncSession, name: str, *, exclude: str | None) -> None:

@@ -39,7 +39,7 @@ from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from resolvers.auth import Principal, require_admin
 from resolvers.platform import validation
 from resolvers.platform.config import Settings
-from resolvers.platform.errors import InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, InvalidInput, NotFound
 from resolvers.platform.events import Event
 from resolvers.platform.work import Work
 from resolvers.sla.definitions import MAX_LATENCY_MS, window_minutes
@@ -230,7 +230,7 @@ async def create_rule(work: Work, principal: Principal, draft: FailoverRuleDraft
         select(FailoverRuleRow.id).where(FailoverRuleRow.primary_model == valid.primary_model)
     )
     if existing is not None:
-        raise InvalidInput("primary_model", f"a failover rule for {valid.primary_model!r} exists already; update it")
+        raise AlreadyExists("primary_model", f"a failover rule for {valid.primary_model!r} exists already; update it")
     await _refuse_cycle(work.session, None, valid)
     row = FailoverRuleRow(id=str(uuid.uuid4()), active=False, created_at=work.now, updated_at=work.now)
     _assign(row, valid)
@@ -258,7 +258,7 @@ async def update_rule(
             select(FailoverRuleRow.id).where(FailoverRuleRow.primary_model == valid.primary_model)
         )
         if clash is not None:
-            raise InvalidInput("primary_model", f"a failover rule for {valid.primary_model!r} exists already")
+            raise AlreadyExists("primary_model", f"a failover rule for {valid.primary_model!r} exists already")
     await _refuse_cycle(work.session, rule_id, valid)
     if current.active and valid.primary_model != current.primary_model:
         reason = "the rule's primary model was changed"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from models.db import Database
+from resolvers.auth import hash_key
 from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
@@ -198,9 +199,43 @@ async def test_the_keys_own_team_budget_reaches_the_client_named_with_its_figure
 
 
 async def test_a_request_with_no_identity_is_told_of_no_budget_by_name(api: Api, db: Database) -> None:
-    """A request with no identity at all (LiteLLM's master key) is told of no budget by name."""
+    """A request with no key at all is told of no budget by name."""
     await alice(api, db)
     verdict = await guardrail(api, None, None)
     assert verdict["blocked_reason"] == f"budget_exceeded: {HIDDEN} is exhausted"
-    status, body = await pre_request(api, user_api_key_hash="litellm_proxy_master_key")
+    status, body = await pre_request(api)
     assert (status, body["client_message"]) == (429, f"{HIDDEN} is exhausted")
+
+
+GLOBAL_EXHAUSTED = "global budget 'Global' is exhausted: 14.51 USD spent of a 7.00 USD limit; it resets at "
+
+
+async def test_the_master_keys_holder_reads_the_global_budget_by_name_with_its_figures(api: Api, db: Database) -> None:
+    """LiteLLM's master key has no key row; its holder is the proxy's admin (the same key logs in as admin here):
+    the global budget is within its scope, by LiteLLM's marker for the key or (custom auth) by its sha256."""
+    await alice(api, db)
+    for key in ("litellm_proxy_master_key", hash_key(MASTER_KEY)):
+        for _ in range(2):  # read from the database, then refused from memory
+            status, body = await pre_request(api, user_api_key_hash=key, user_id="default_user_id")
+            assert status == 429 and body["client_message"].startswith(GLOBAL_EXHAUSTED), body["client_message"]
+            verdict = await guardrail(api, key, "eng")
+            assert verdict["blocked_reason"].startswith(f"budget_exceeded: {GLOBAL_EXHAUSTED}")
+    # A virtual key of the same request still reads the global budget as outside its scope.
+    status, body = await pre_request(api, user_api_key_hash="sk-alice")
+    assert body["client_message"] == f"{HIDDEN} is exhausted"
+
+
+async def test_the_master_keys_holder_reads_the_budgets_its_request_names(api: Api, db: Database) -> None:
+    """The team, user, end user and tags a master-key request names are its holder's to read, like the global one."""
+    await budget(api, name="Batch", entityType="TAG", entityId="batch", limit="10")
+    await budget(api, name="Ops", entityType="TEAM", entityId="ops", limit="100", softLimitPercent="0.1")
+    await add_spend(db, SpendLog(12, NOW, team_id="ops", tags=["batch"]))
+    await api.runtime().enforcement().refresh()
+    named = {"user_api_key_hash": "litellm_proxy_master_key", "team_id": "ops"}
+    status, body = await pre_request(api, **named, tags=["batch"])
+    assert status == 429 and body["client_message"].startswith(
+        "tag budget 'Batch' (batch) is exhausted: 12.00 USD spent of a 10.00 USD limit"
+    ), body["client_message"]
+    status, body = await pre_request(api, **named)  # the team's warning, named with its figures
+    assert (status, body["action"]) == (200, "warn")
+    assert body["client_message"].startswith("team budget 'Ops' (ops) is at 12.0% of its limit"), body["client_message"]

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.db import Database
+from models.instance import FeatureSettingsRow
 from resolvers.auth import hash_key
+from resolvers.instance.features import FEATURES_TOPIC
 from resolvers.platform.config import Settings
+from resolvers.platform.events import Event
 from tests.budgets.test_budgets import create as create_budget
 from tests.conftest import MASTER_KEY, NOW, Clock, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
@@ -154,6 +157,27 @@ async def test_with_enforcement_off_nothing_is_blocked_but_alerts_still_come(api
     assert (status, body["enforced"]) == (200, False)
     await settle_background(api)
     assert len(await alerts_of(db, "budget_exceeded")) == 1
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_a_switch_flipped_on_another_instance_binds_the_very_next_decision(
+    api: Api, db: Database, enabled: bool
+) -> None:
+    """The switch is read after the reload its change triggers, not before: no decision runs on the old one."""
+    await create(api, entityId="eng")
+    await spend_to(db, api, "eng", 120)
+    async with db.sessions() as session, session.begin():  # another instance's write ...
+        await session.execute(update(FeatureSettingsRow).values(budget_enforcement_enabled=not enabled))
+    api.runtime().bus.deliver(Event(FEATURES_TOPIC, {"change": "updated"}))  # ... and its notification
+    await api.runtime().enforcement().refresh()
+    async with db.sessions() as session, session.begin():
+        await session.execute(update(FeatureSettingsRow).values(budget_enforcement_enabled=enabled))
+    api.runtime().bus.deliver(Event(FEATURES_TOPIC, {"change": "updated"}))
+    status, body = await ask(api, team_id="eng", estimated_cost="1")
+    if enabled:
+        assert (status, body["error"]["type"]) == (429, "budget_exceeded")
+    else:
+        assert (status, body["enforced"]) == (200, False)
 
 
 async def test_an_unknown_model_is_held_at_a_conservative_price_and_flagged(api: Api, db: Database) -> None:

@@ -103,6 +103,29 @@ async def test_a_client_blocked_by_the_global_budget_reads_neither_its_name_nor_
     assert int(refused.value.headers["retry-after"]) > 0  # when to retry is the client's to know
 
 
+async def test_a_master_key_client_blocked_by_the_global_budget_reads_it_by_name(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """What the hook receives for LiteLLM's master key (notes/litellm-observed.md §4): its holder is the proxy's
+    admin, so the global budget is within its scope, named with its figures."""
+    await _budget(db, "Global", "global", "", 7)
+    await add_spend(db, SpendLog(14.51, NOW - timedelta(hours=1), api_key="someone-else"))
+    master = SimpleNamespace(
+        api_key="litellm_proxy_master_key", user_id="default_user_id", team_id=None, end_user_id=None
+    )
+    async with served(create_app(settings, clock=clock), lifespan=True) as url:
+        hook = SpendplaneBudgetHook(url=url, key=MASTER_KEY, timeout=5)
+        try:
+            with pytest.raises(HTTPException) as refused:
+                await hook.async_pre_call_hook(master, None, request_data(), "acompletion")
+        finally:
+            await hook.aclose()
+    assert refused.value.status_code == 429
+    assert refused.value.detail["error"].startswith(
+        "budget_exceeded: global budget 'Global' is exhausted: 14.51 USD spent of a 7.00 USD limit"
+    )
+
+
 async def test_an_older_spendplane_without_client_message_tells_the_client_only_the_refusals_type() -> None:
     """The plugin never falls back to the operator's message, which names the budget with its figures."""
 

@@ -41,7 +41,8 @@ from resolvers.forecasts.calibration import (
 from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
 from resolvers.forecasts.methods import ForecastMethod, wma_rate
 from resolvers.platform.config import Settings
-from resolvers.platform.periods import Period
+from resolvers.platform.periods import Cadence, Period, zone
+from resolvers.platform.periods import Window as BudgetWindow
 from resolvers.service.schedule import scheduled_jobs
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
@@ -391,6 +392,25 @@ async def test_exhaustion_dates_for_budgets_burning_fast_slow_and_already_past(a
         "/api/v1/budgets/00000000-0000-4000-8000-000000000000/forecast", headers=api.bearer()
     )
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "today"), [("Pacific/Auckland", "2026-11-16"), ("America/Los_Angeles", "2026-11-15")]
+)
+def test_a_limit_reached_on_an_unknown_day_is_dated_today_in_the_budgets_zone(time_zone: str, today: str) -> None:
+    """When the day spend got there is not known (not in the rollups yet), REACHED is dated today in the budget's
+    zone, never today in UTC: at 12:00 UTC on the 15th it is already the 16th in Auckland."""
+    local = zone(time_zone)
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(NOW)
+    done = exhaustion(month, Decimal(60), Decimal(50), NOW, None, None, local)
+    assert (done.status, done.date, done.earliest, done.latest) == (ExhaustionStatus.REACHED,) + (
+        date.fromisoformat(today),
+    ) * 3
+    # Late in a window's last local day (its UTC date is the next one already): still a day of the window.
+    last = month.end - timedelta(minutes=1)
+    assert exhaustion(month, Decimal(60), Decimal(50), last, None, None, local).date == (
+        month.end.astimezone(local).date() - timedelta(days=1)
+    )
 
 
 def test_exhaustion_of_any_window_from_the_outlook() -> None:

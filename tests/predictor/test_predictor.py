@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,8 @@ from models.db import Database
 from resolvers.auth import hash_key
 from resolvers.predictor import refresh_output_history
 from resolvers.predictor.tokens import count_messages
-from tests.conftest import NOW
+from tests.budgets.test_budgets import create as create_budget
+from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
 GUIDE_MESSAGES = [
@@ -127,6 +129,40 @@ async def test_an_api_key_adds_its_budget(api: Api, db: Database) -> None:
         json={"model": "gpt-5", "messages": [{"role": "user", "content": "Hello"}]},
     )
     assert unknown.status_code == 401
+
+
+async def test_within_budget_counts_the_holds_in_flight_like_the_gateway(api: Api, db: Database) -> None:
+    """50 of the team's 100 USD are spent and the other 50 are held by requests in flight: the gateway refuses the
+    next request, so /predict's within_budget and /budget/check's allowed say no as well (they said yes)."""
+    await add_virtual_key(db, "sk-alice", user_id="alice", team_id="eng")
+    await create_budget(api, entityId="eng", monthlyLimit="100")
+    await add_spend(db, SpendLog(50, NOW, team_id="eng"))
+    await api.runtime().enforcement().refresh()
+    gateway = {"x-api-key": MASTER_KEY}
+    hello = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}
+
+    async def hold(usd: str) -> int:
+        body = {"team_id": "eng", "estimated_cost": usd}
+        return (await api.client.post("/webhook/pre-request", json=body, headers=gateway)).status_code
+
+    async def predicted() -> dict[str, Any]:
+        body: dict[str, Any] = (await api.client.post("/predict", headers={"x-api-key": "sk-alice"}, json=hello)).json()
+        return body
+
+    assert await hold("40") == 200
+    assert (await predicted())["within_budget"] is True  # 10 USD left after the holds
+    assert await hold("10") == 200
+    body = await predicted()
+    assert body["within_budget"] is False
+    assert body["warning"].startswith("this request (held at "), body["warning"]
+    assert body["warning"].endswith(
+        "does not fit in what is left of team budget 'Engineering Team Monthly' (eng): 0.00 USD; "
+        "it resets at 2026-12-01T00:00:00+00:00"
+    ), body["warning"]
+    checked = (await api.client.post("/budget/check", json={"api_key": "sk-alice", "estimated_cost": 0.05})).json()
+    assert checked["allowed"] is False
+    # The gateway agrees: the request /predict judged is refused.
+    assert await hold(str(body["held_cost_usd"])) == 429
 
 
 async def test_budget_check_answers_as_the_guide_shows(api: Api, db: Database) -> None:
