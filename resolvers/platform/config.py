@@ -975,7 +975,7 @@ class Settings:
     reservation_quantile: Decimal = setting(
         "RESERVATION_QUANTILE",
         _quantile,
-        "0.8",
+        "0.75",
         "which quantile of the predicted cost holds cover, from the models' learned output lengths: with "
         "`RESERVATION_MARGIN=pooled` of the sum in flight on each budget, with `per_request` of each request's "
         "cost; `0.5` the mean (pooled) or median (per request), `1` the worst case (`max_tokens`); chosen by "
