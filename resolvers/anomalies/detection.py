@@ -28,9 +28,9 @@ The requests must explain the excess too (`Requests`, `judge`): the hourly spend
 request can cost what the scope spends in a week. A bucket whose most expensive request is one of a size the scope
 has paid before is judged without it; and the requests must be unusual in number (a negative-binomial predictive
 from the counts at the same position of the history) or in cost per request (the others' mean cost as a lognormal
-mean of the scope's request costs, and the most expensive one alone on the log scale against the history's
-hourly peaks), at the same threshold. Daily buckets (the rollup keeps no most expensive request) need an unusual
-count.
+mean of the scope's request costs, and the most expensive one alone against a lognormal fitted to the scope's
+request costs of the 14 days before, `fit_request_costs`), at the same threshold. Daily buckets (the rollup
+keeps no most expensive request) need an unusual count.
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
