@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -165,6 +165,13 @@ class CostTail:
 
 
 def fit_request_costs(maxima: Series, counts: Series) -> CostTail | None:
+    """`_fit_request_costs`, remembered for the last few windows: every hour of a scope's day is judged against the
+    same 14 days before it, so a scan fits each scope's window once however many of its hours pay a record."""
+    return _fit_request_costs(maxima.astype(np.float64).tobytes(), counts.astype(np.float64).tobytes())
+
+
+@lru_cache(maxsize=64)
+def _fit_request_costs(maxima_bytes: bytes, counts_bytes: bytes) -> CostTail | None:
     """The scope's request costs as a lognormal, fitted by maximum likelihood to its history buckets' most expensive
     requests (what the raw logs are grouped into: each bucket's count n and its dearest request m). The dearest of n
     draws has density n F(m)^(n-1) f(m), so a bucket of many requests weighs its peak as the maximum of many, and
@@ -174,6 +181,7 @@ def fit_request_costs(maxima: Series, counts: Series) -> CostTail | None:
     from scipy.optimize import minimize
     from scipy.special import log_ndtr
 
+    maxima, counts = np.frombuffer(maxima_bytes), np.frombuffer(counts_bytes)
     busy = (counts > 0) & (maxima > 0)
     if busy.sum() < 2:
         return None
