@@ -129,6 +129,12 @@ def describe(finding: Finding) -> str:
     )
     if v.requests is not None and v.expected_requests is not None:
         text += f" in {v.requests} requests, {v.expected_requests:.1f} expected"
+    if v.largest is not None and v.largest_score is not None and v.largest_score >= (v.count_score or 0.0):
+        rarity = f"1 in {v.largest_one_in:,.0f}" if v.largest_one_in is not None else "rare"
+        text += (
+            f"; its dearest request, ${v.largest:,.2f}, is {rarity} of its requests' costs "
+            f"(z {v.largest_score:.1f} for the dearest of {v.requests})"
+        )
     d = finding.driver
     if d is not None:
         text += f"; {d.kind} {d.id} explains +${d.excess:,.2f} of it ({d.share:.0%})"
@@ -228,11 +234,16 @@ def _row(finding: Finding, now: datetime, sensitivity: Sensitivity, muted: bool)
             "scale": round(finding.scale, 6),
             "threshold": sensitivity.threshold,
             "min_usd": sensitivity.min_usd,
-            "method": "robust STL residuals, MAD scale; request count and cost per request",
+            "method": (
+                "robust STL residuals, MAD scale; request count, cost per request, dearest request in a lognormal tail"
+            ),
             "requests": finding.verdict.requests,
             "expected_requests": _rounded(finding.verdict.expected_requests),
             "count_score": _rounded(finding.verdict.count_score),
             "cost_score": _rounded(finding.verdict.cost_score),
+            "largest": _rounded(finding.verdict.largest),
+            "largest_score": _rounded(finding.verdict.largest_score),
+            "largest_one_in": _rounded(finding.verdict.largest_one_in),
         },
         "status": (AnomalyStatus.IGNORED if muted else AnomalyStatus.OPEN).value,
         "alert_id": None,

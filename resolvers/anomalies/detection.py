@@ -28,9 +28,9 @@ The requests must explain the excess too (`Requests`, `judge`): the hourly spend
 request can cost what the scope spends in a week. A bucket whose most expensive request is one of a size the scope
 has paid before is judged without it; and the requests must be unusual in number (a negative-binomial predictive
 from the counts at the same position of the history) or in cost per request (the others' mean cost as a lognormal
-mean of the scope's request costs, and the most expensive one alone on the log scale against the history's
-hourly peaks), at the same threshold. Daily buckets (the rollup keeps no most expensive request) need an unusual
-count.
+mean of the scope's request costs, and the most expensive one alone against a lognormal fitted to the scope's
+request costs of the 14 days before, `fit_request_costs`), at the same threshold. Daily buckets (the rollup
+keeps no most expensive request) need an unusual count.
 
 The driver: for every key, user, model and team under the scope (other than the scope's own kind), its spend in
 the bucket minus its mean spend in the same position of the history (the same hour of the same kind of day; the
@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -127,6 +128,85 @@ def daily_expectation(history: Series) -> Expectation | None:
     return Expectation(np.array([expected**2]), robust_scale(residuals))
 
 
+#: The spread (sigma of log cost) a fit may take: a scope whose requests all cost about the same still gets a
+#: spread of 5% (a record 20% above its usual cost is not four sigmas), and none is wider than costs ever are.
+MIN_COST_SIGMA = 0.05
+MAX_COST_SIGMA = 10.0
+HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class CostTail:
+    """A scope's request costs as a lognormal, ln(cost) ~ Normal(mu, sigma), fitted on `buckets` history buckets
+    holding `requests` requests. A cost is judged by the predictive of the fit, not the fit alone: a Student t with
+    `buckets` - 1 degrees of freedom and a scale widened by sqrt(1 + 1/buckets) (the predictive of a normal sample
+    of that size), so a fit on a few buckets claims no far tail it has not seen."""
+
+    mu: float
+    sigma: float
+    requests: int
+    buckets: int
+
+    def exceedance(self, usd: float) -> float:
+        """The probability that one request costs more than `usd`."""
+        from scipy.stats import t
+
+        if usd <= 0:
+            return 1.0
+        z = (float(np.log(usd)) - self.mu) / (self.sigma * np.sqrt(1 + 1 / self.buckets))
+        return float(t.sf(z, self.buckets - 1))
+
+    def max_exceedance(self, usd: float, count: int) -> float:
+        """The probability that the most expensive of `count` requests costs more than `usd`: 1 - (1 - p)^count."""
+        chance = self.exceedance(usd)
+        if count <= 0 or chance >= 1:
+            return 1.0
+        return float(-np.expm1(count * np.log1p(-chance)))
+
+
+def fit_request_costs(maxima: Series, counts: Series) -> CostTail | None:
+    """`_fit_request_costs`, remembered for the last few windows: every hour of a scope's day is judged against the
+    same 14 days before it, so a scan fits each scope's window once however many of its hours pay a record."""
+    return _fit_request_costs(maxima.astype(np.float64).tobytes(), counts.astype(np.float64).tobytes())
+
+
+@lru_cache(maxsize=64)
+def _fit_request_costs(maxima_bytes: bytes, counts_bytes: bytes) -> CostTail | None:
+    """The scope's request costs as a lognormal, fitted by maximum likelihood to its history buckets' most expensive
+    requests (what the raw logs are grouped into: each bucket's count n and its dearest request m). The dearest of n
+    draws has density n F(m)^(n-1) f(m), so a bucket of many requests weighs its peak as the maximum of many, and
+    the fit describes one request, not an hour's peak: a broad scope (a model many teams use) has narrow hourly
+    peaks but requests as spread as anyone's. The fit rests on the upper part of the costs, the part a record is
+    judged against. None with fewer than two buckets of distinct peaks."""
+    from scipy.optimize import minimize
+    from scipy.special import log_ndtr
+
+    maxima, counts = np.frombuffer(maxima_bytes), np.frombuffer(counts_bytes)
+    busy = (counts > 0) & (maxima > 0)
+    if busy.sum() < 2:
+        return None
+    logs = np.log(maxima[busy])
+    n = counts[busy]
+    if float(logs.max() - logs.min()) <= 0:
+        return None
+
+    def negative_log_likelihood(params: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        mu, log_sigma = float(params[0]), float(params[1])
+        z = (logs - mu) / np.exp(log_sigma)
+        log_cdf = log_ndtr(z)
+        value = np.sum((n - 1) * log_cdf - z * z / 2) - logs.size * log_sigma
+        slope = (n - 1) * np.exp(-z * z / 2 - HALF_LOG_2PI - log_cdf) - z  # d/dz of each bucket's term
+        gradient = np.array([-float(np.sum(slope)) / np.exp(log_sigma), -float(np.sum(slope * z)) - logs.size])
+        return -float(value), -gradient
+
+    sd = float(np.clip(logs.std(ddof=1), MIN_COST_SIGMA, MAX_COST_SIGMA))
+    # A start near the answer: the peaks of n draws sit about sigma x sqrt(2 ln n) above the mean.
+    start = np.array([float(np.mean(logs - sd * np.sqrt(2 * np.log(np.maximum(n, 1.0))))), np.log(sd)])
+    bounds = [(None, None), (np.log(MIN_COST_SIGMA), np.log(MAX_COST_SIGMA))]
+    fit = minimize(negative_log_likelihood, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    return CostTail(float(fit.x[0]), float(np.exp(fit.x[1])), int(n.sum()), int(logs.size))
+
+
 @dataclass(frozen=True)
 class Requests:
     """What a scope's requests say about a bucket (LiteLLM logs one row per request, so the rollup and the raw logs
@@ -142,6 +222,20 @@ class Requests:
     #: Where the buckets' most expensive requests are known (hourly): the bucket's, and the history buckets'.
     largest: float | None = None
     history_largest: Series | None = None
+    #: The most expensive request and the request count of every bucket of the history window, every kind of day
+    #: (what one request costs does not follow the week as their number does), which `cost_tail` is fitted to;
+    #: `history_largest`, each a single request, when not given.
+    peaks: Series | None = None
+    peak_counts: Series | None = None
+
+    @cached_property
+    def cost_tail(self) -> CostTail | None:
+        """The scope's request costs as a lognormal fitted to its history buckets' most expensive requests."""
+        peaks = self.history_largest if self.peaks is None else self.peaks
+        if peaks is None:
+            return None
+        counts = np.ones_like(peaks) if self.peak_counts is None else self.peak_counts
+        return fit_request_costs(peaks, counts)
 
     @property
     def paid_before(self) -> bool:
@@ -161,16 +255,19 @@ def requests_of(
     counts: Series,
     largest: float | None = None,
     history_largest: Series | None = None,
+    peaks: tuple[Series, Series] | None = None,
 ) -> Requests:
-    """`spend` and `counts`: the scope's history buckets (USD, requests)."""
+    """`spend` and `counts`: the scope's history buckets (USD, requests); `history_largest` aligned with them;
+    `peaks`: the most expensive request and the count of every bucket of the history window (`Requests.peaks`)."""
+    peak, peak_counts = (None, None) if peaks is None else peaks
     total = float(counts.sum())
     if total <= 0:
-        return Requests(count, same_position, 0.0, 0.0, 0.0, largest, history_largest)
+        return Requests(count, same_position, 0.0, 0.0, 0.0, largest, history_largest, peak, peak_counts)
     mean = float(spend.sum()) / total
     sd = float(np.sqrt(np.sum((spend - counts * mean) ** 2) / total))
     busy = counts > 0
     top = float(np.max(spend[busy] / counts[busy]))
-    return Requests(count, same_position, mean, sd, top, largest, history_largest)
+    return Requests(count, same_position, mean, sd, top, largest, history_largest, peak, peak_counts)
 
 
 #: The Jeffreys prior of a Poisson rate: Gamma(1/2, 0), so a position with no request in its history still
@@ -226,6 +323,11 @@ class Verdict:
     expected_requests: float | None = None
     count_score: float | None = None
     cost_score: float | None = None
+    #: Set when the bucket's most expensive request was judged alone (`largest_score`): its cost, its z, and how
+    #: rare one request that dear is among the scope's (1 in `largest_one_in`, by the fitted lognormal).
+    largest: float | None = None
+    largest_score: float | None = None
+    largest_one_in: float | None = None
 
     @property
     def excess(self) -> float:
@@ -241,19 +343,18 @@ def remaining(actual: float, requests: Requests) -> tuple[float, int]:
 
 
 def largest_score(requests: Requests) -> float:
-    """How unusual the bucket's most expensive request is, as a z on the log scale against the history buckets'
-    most expensive requests (costs are about lognormal): one request alone must be far beyond what the scope's
-    hours usually peak at, not merely its dearest yet (in a history of thousands of requests, some hour pays a new
-    dearest one every few days)."""
-    if requests.largest is None or requests.history_largest is None or requests.largest <= 0:
+    """How unusual the bucket's most expensive request is, as a z: the probability that the dearest of the bucket's
+    requests costs that much or more, when each costs what the scope's requests cost (`Requests.cost_tail`, a
+    lognormal fitted to the history's requests), so a bucket of many requests is allowed a dearer peak than a
+    bucket of one. A new dearest request is an event of every few days in a history of thousands, not an anomaly,
+    unless it is far out in the scope's own tail."""
+    from scipy.stats import norm
+
+    tail = requests.cost_tail
+    if requests.largest is None or requests.largest <= 0 or tail is None:
         return 0.0
-    peaks = np.log(requests.history_largest[requests.history_largest > 0])
-    if peaks.size < 2:
-        return 0.0
-    sd = float(peaks.std(ddof=1))
-    if sd <= 0:
-        return 1e6 if np.log(requests.largest) > peaks[0] else 0.0
-    return min((float(np.log(requests.largest)) - float(peaks.mean())) / sd, 1e6)
+    chance = tail.max_exceedance(requests.largest, max(requests.count, 1))
+    return min(float(norm.isf(chance)), 1e6) if chance > 0 else 1e6
 
 
 def request_scores(actual: float, requests: Requests) -> tuple[float, float]:
@@ -312,7 +413,14 @@ def judge(
     by_count, by_cost = request_scores(actual, requests)
     if by_count < threshold and by_cost < threshold:
         return None
-    return Verdict(actual, expected, score, requests.count, expected_count(requests.same_position), by_count, by_cost)
+    dearest: tuple[float | None, float | None, float | None] = (None, None, None)
+    tail = requests.cost_tail
+    if requests.largest is not None and requests.largest > 0 and count == requests.count and tail is not None:
+        chance = tail.exceedance(requests.largest)
+        dearest = (requests.largest, largest_score(requests), min(1 / chance, 1e12) if chance > 0 else 1e12)
+    return Verdict(
+        actual, expected, score, requests.count, expected_count(requests.same_position), by_count, by_cost, *dearest
+    )
 
 
 @dataclass(frozen=True)

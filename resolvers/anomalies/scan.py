@@ -13,6 +13,7 @@ import numpy as np
 
 from resolvers.anomalies.detection import (
     DAILY_HISTORY_DAYS,
+    HOURLY_HISTORY_DAYS,
     Driver,
     Expectation,
     Granularity,
@@ -167,6 +168,7 @@ def _judge_bucket(
     actual = float(series[b])
     # The same position of the history: the same hour of the same kind of day, the same weekday.
     same = [h for h in history if (h - b) % (24 if cube.granularity is Granularity.HOUR else 7) == 0]
+    window = range(b - position - HOURLY_HISTORY_DAYS * 24, b - position)  # every hour of the 14 days before
     requests = requests_of(
         int(counts[b]),
         counts[same],
@@ -174,6 +176,7 @@ def _judge_bucket(
         counts[history],
         None if largest is None else float(largest[b]),
         None if largest is None else largest[history],
+        None if largest is None or window.start < 0 else (largest[window], counts[window]),
     )
     # Cheap and exact: without unusual requests there is no anomaly, whatever the decomposition expects.
     if max(request_scores(actual, requests)) < sensitivity.threshold:

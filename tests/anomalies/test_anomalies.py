@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from models.alerts import AlertDeliveryRow
+from models.anomalies import SpendAnomalyRow
 from models.db import Database
 from resolvers.anomalies.detection import (
     Granularity,
@@ -21,6 +22,7 @@ from resolvers.anomalies.detection import (
     count_score,
     daily_expectation,
     driver,
+    fit_request_costs,
     hourly_expectation,
     judge,
     largest_score,
@@ -74,8 +76,15 @@ def business_hours(key: str, user: str, team: str, seed: int, days: int = 14) ->
     return logs
 
 
-async def spike(db: Database, usd: float, at: Any = LAST_HOUR, key: str = "key-ann") -> None:
-    await add_spend(db, SpendLog(usd, at + timedelta(minutes=20), team_id="eng", user="ann", api_key=key, model="o3"))
+async def spike(db: Database, usd: float, at: Any = LAST_HOUR, key: str = "key-ann", requests: int = 8) -> None:
+    """A burst: `requests` o3 requests costing `usd` in all, where the key makes one request an hour."""
+    await add_spend(
+        db,
+        *(
+            SpendLog(usd / requests, at + timedelta(minutes=20 + m), team_id="eng", user="ann", api_key=key, model="o3")
+            for m in range(requests)
+        ),
+    )
 
 
 async def usual(db: Database) -> None:
@@ -103,6 +112,7 @@ async def test_a_spike_is_found_per_scope_with_its_driver_and_alerts_once_per_sc
         assert a["granularity"] == "HOUR" and a["status"] == "OPEN"
         assert a["bucketStart"].startswith("2026-11-15T11:00:00") and a["bucketEnd"].startswith("2026-11-15T12:00")
         assert float(a["actual"]) > 40 > float(a["expected"]) and a["score"] >= 5
+    assert "in 9 requests, 1.1 expected" in by_scope[("key", "key-ann")]["description"]
     team = by_scope[("team", "eng")]
     assert team["driver"]["kind"] == "key" and team["driver"]["id"] == "key-ann"
     assert 0.9 <= team["driver"]["share"] <= 1.0 and float(team["driver"]["excess"]) > 35
@@ -115,6 +125,25 @@ async def test_a_spike_is_found_per_scope_with_its_driver_and_alerts_once_per_sc
     assert {a["id"] for a in alerts} == {a["alertId"] for a in found}
     team_alert = next(a for a in alerts if a["entityType"] == "team")
     assert team_alert["details"]["driver_id"] == "key-ann" and team_alert["details"]["granularity"] == "hour"
+
+
+async def test_one_request_far_out_in_the_scopes_own_request_costs_is_found_and_says_so(
+    quiet_api: Api, db: Database
+) -> None:
+    """One $200 request where the key's requests cost $0.14-2.60: its usual number of requests in the hour, but
+    its dearest request is far out in the lognormal fitted to the key's request costs of the last 14 days. The
+    alert says so: the request, how rare one that dear is, and its z."""
+    await usual(db)
+    await spike(db, 200.0, requests=1)
+    await quiet_api.data(DETECT)
+    found = {(a["scopeKind"], a["scopeId"]): a for a in (await quiet_api.data(ANOMALIES))["spendAnomalies"]}
+    assert {("key", "key-ann"), ("user", "ann"), ("team", "eng")} <= set(found)
+    key = found[("key", "key-ann")]
+    assert "in 2 requests" in key["description"] and "its dearest request, $200.00, is 1 in " in key["description"]
+    async with db.reader() as session:
+        rows = (await session.scalars(select(SpendAnomalyRow).where(SpendAnomalyRow.scope_id == "key-ann"))).all()
+    details = rows[0].details
+    assert details["largest"] == 200.0 and details["largest_score"] >= 5 and details["largest_one_in"] > 3_000_000
 
 
 def expensive_now_and_then(days: int = 14) -> list[SpendLog]:
@@ -324,12 +353,41 @@ def test_request_evidence() -> None:
     paid = Requests(2, usual, 0.1, 0.3, 1.8, largest=3.0, history_largest=np.array([0.1, 3.5, 0.2]))
     assert judge(3.1, 0.1, 0.05, 5.0, 1.0, paid) is None
     assert judge(3.1, 0.1, 0.05, 5.0, 1.0) is not None  # the spend alone would alert
-    # A new dearest request, a little above the hours' peaks, is no anomaly; one forty times their peaks is.
+    # A new dearest request, a little above the hours' peaks, is no anomaly; one a hundred times the median is.
     peaks = np.random.default_rng(1).lognormal(np.log(0.5), 0.8, 300)
     record = Requests(3, usual, 0.2, 0.3, 1.5, largest=float(peaks.max()) * 1.2, history_largest=peaks)
     assert largest_score(record) < 5 and request_scores(record.largest or 0.0, record)[1] < 5
-    huge = Requests(2, usual, 0.2, 0.3, 1.5, largest=20.0, history_largest=peaks)
-    assert largest_score(huge) > 5 and request_scores(20.5, huge)[1] > 5
+    huge = Requests(2, usual, 0.2, 0.3, 1.5, largest=50.0, history_largest=peaks)
+    assert largest_score(huge) > 5 and request_scores(50.5, huge)[1] > 5
+
+
+def test_one_request_is_judged_against_the_scopes_request_costs_not_its_hourly_peaks() -> None:
+    """A broad scope (a model many teams use) makes 50 requests an hour, each lognormal (median $0.10, sigma 0.8):
+    its hourly peaks are the dearest of 50, so they sit close together. A lone request five of their standard
+    deviations above them is 1 in ~100,000 of its requests, about one a week at that rate: no anomaly. The fit
+    recovers the requests' costs from the peaks, and the same request in an hour of 50 is less surprising than in
+    an hour of one."""
+    rng = np.random.default_rng(2)
+    counts = rng.poisson(50, 240).astype(float)
+    peaks = np.array([rng.lognormal(np.log(0.1), 0.8, int(c)).max() for c in counts])
+    tail = fit_request_costs(peaks, counts)
+    assert tail is not None and abs(tail.mu - np.log(0.1)) < 0.15 and abs(tail.sigma - 0.8) < 0.1
+    assert tail.requests == counts.sum()
+    logs = np.log(peaks)
+    beyond = float(np.exp(logs.mean() + 5 * logs.std(ddof=1)))  # z 5 against the hourly peaks
+    lone = Requests(1, np.full(10, 50.0), 0.13, 0.12, 0.5, beyond, peaks=peaks, peak_counts=counts)
+    assert 3 < largest_score(lone) < 5
+    assert 10_000 < 1 / tail.exceedance(beyond) < 1_000_000
+    busy = Requests(50, np.full(10, 50.0), 0.13, 0.12, 0.5, beyond, peaks=peaks, peak_counts=counts)
+    assert largest_score(busy) < largest_score(lone) - 0.5
+    # A thousand times the median request is far out in any lognormal this fit allows.
+    assert largest_score(Requests(1, np.full(10, 50.0), 0.13, 0.12, 0.5, 100.0, peaks=peaks, peak_counts=counts)) > 7
+    assert fit_request_costs(np.array([0.5, 0.5]), np.ones(2)) is None  # no spread to fit
+    assert fit_request_costs(np.array([0.5]), np.ones(1)) is None
+
+
+def test_request_evidence_of_a_leak() -> None:
+    usual = np.ones(10)
     leak = Requests(41, usual, 0.1, 0.1, 0.3, largest=0.5, history_largest=np.full(3, 0.5))
     verdict = judge(20.0, 0.1, 0.05, 5.0, 1.0, leak)
     assert verdict is not None and verdict.requests == 41 and verdict.count_score is not None
