@@ -58,12 +58,6 @@ log = logging.getLogger("spendplane")
 
 #: Connections of the gateway's own pool (PostgreSQL; a pre-request check needs at most one at a time).
 GATEWAY_POOL_SIZE = 5
-#: The collector's thresholds once the service runs (Python's default: 700, 10, 10). A young collection every 700
-#: allocations ran several times per request and moved each request's live objects into the old generation, whose
-#: full collections (tens of milliseconds over the ledger's open holds) then came every few seconds: the tail of
-#: the pre-request latency (docs/benchmarks.md, issue 8 item 3). Young collections of up to 10,000 objects take
-#: about a millisecond and let most of a request's objects die young.
-GC_THRESHOLDS = (10_000, 10, 10)
 
 
 class State(TypedDict):
@@ -171,7 +165,6 @@ def create_app(
             # Start-up objects (schema, price book, tokenizer) live as long as the process: keep them out of the
             # garbage collector's full scans, which otherwise grow into request-latency pauses.
             gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
             # The throttle rides in the lifespan state so the guide's optional listeners share its counts.
             yield {"runtime": runtime, "throttle": throttle}
         finally:

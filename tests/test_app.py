@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
-from graphql_api.app import GC_THRESHOLDS
 from resolvers.platform.config import Settings
 from tests.conftest import Clock, started
 from tests.support import Api
@@ -129,11 +126,3 @@ async def test_nul_characters_are_refused_or_dropped_never_a_500(api: Api) -> No
     assert [b["entity_id"] for b in webhook.json()["budgets"]] == ["eng"]
     error = await api.error('{ budgets(entityId: "x\\u0000") { id } }')
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "entityId"}
-
-
-async def test_a_running_service_freezes_its_start_up_objects_and_collects_young_ones_in_larger_batches(
-    api: Api,
-) -> None:
-    assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == GC_THRESHOLDS
-    assert GC_THRESHOLDS[0] > 700  # Python's default, whose frequent young collections fed the full ones
