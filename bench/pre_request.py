@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pre_request.py                  # SQLite and PostgreSQL, 32 and 64 connections
     .venv/bin/python bench/pre_request.py --db sqlite --duration 5
+    .venv/bin/python bench/pre_request.py --probe          # and what made the paced run's tail (bench/tail_probe.py)
 
 For each database it builds a fresh database (21 budgets, 300 LiteLLM keys, 50,000 spend-log rows), starts
 spendplane with uvicorn (1 worker, uvloop, httptools) and the bare app beside it, and drives both with wrk
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -263,7 +265,18 @@ def prime(port: int) -> None:
             client.post("/webhook/pre-request", json={**PAYLOAD, "litellm_call_id": f"prime-{i}", "api_key": key})
 
 
-def measure(database: str, endpoint: str, port: int, pid: int, workdir: Path, seconds: int) -> list[Run]:
+def probe(port: int, *, reset: bool) -> dict[str, object]:
+    """bench/tail_probe.py's report of the window since its last reset (and a new window, with `reset`)."""
+    import httpx
+
+    answer = httpx.get(f"http://127.0.0.1:{port}/bench/tail", params={"reset": "1"} if reset else {}, timeout=30)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def measure(
+    database: str, endpoint: str, port: int, pid: int, workdir: Path, seconds: int, probed: bool = False
+) -> tuple[list[Run], dict[str, object] | None]:
     runs = []
     saturate = lua(workdir, None)
     prime(port)
@@ -286,8 +299,11 @@ def measure(database: str, endpoint: str, port: int, pid: int, workdir: Path, se
             )
         )
     paced = lua(workdir, 32 * 1000 / 500)  # 32 connections, one request per 64 ms each: 500 requests/s
+    if probed:
+        probe(port, reset=True)
     before = cpu_ticks(pid)
     result = wrk(port, paced, 32, seconds)
+    report = probe(port, reset=False) if probed else None
     cpu = (cpu_ticks(pid) - before) / os.sysconf("SC_CLK_TCK") * 1e6 / max(result["requests"], 1)
     runs.append(
         Run(
@@ -302,10 +318,10 @@ def measure(database: str, endpoint: str, port: int, pid: int, workdir: Path, se
             round(cpu, 1),
         )
     )
-    return runs
+    return runs, report
 
 
-def bench_database(kind: str, seconds: int) -> list[Run]:
+def bench_database(kind: str, seconds: int, probed: bool = False) -> tuple[list[Run], dict[str, object] | None]:
     workdir = Path(tempfile.mkdtemp(prefix=f"spendplane-bench-{kind}-"))
     url, name = asyncio.run(build_database(kind, workdir))
     env = {
@@ -318,16 +334,22 @@ def bench_database(kind: str, seconds: int) -> list[Run]:
         "LITELLM_PRICE_MAP_CACHE": str(workdir / "prices.json"),
     }
     runs: list[Run] = []
+    report = None
+    target = "bench.tail_probe:app_from_env" if probed else "graphql_api.app:app_from_env"
     try:
         spend_port, bare_port = free_port(), free_port()
-        spendplane = start_server(["--factory", "graphql_api.app:app_from_env"], spend_port, env)
+        spendplane = start_server(["--factory", target], spend_port, env)
         bare = start_server(["bench.bare_app:app"], bare_port, {})
         try:
             for endpoint, port, process in (
                 ("bare Starlette", bare_port, bare),
                 ("spendplane webhook", spend_port, spendplane),
             ):
-                runs += measure(kind, endpoint, port, process.pid, workdir, seconds)
+                measured, found = measure(
+                    kind, endpoint, port, process.pid, workdir, seconds, probed and port == spend_port
+                )
+                runs += measured
+                report = found or report
         finally:
             stop_server(spendplane)
             stop_server(bare)
@@ -335,7 +357,7 @@ def bench_database(kind: str, seconds: int) -> list[Run]:
         if name:
             asyncio.run(drop_database(name))
         shutil.rmtree(workdir, ignore_errors=True)
-    return runs
+    return runs, report
 
 
 def table(runs: list[Run]) -> str:
@@ -354,20 +376,49 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def causes(database: str, report: dict[str, Any]) -> str:
+    """The paced run's tail causes in a few lines (the whole report is saved beside the table)."""
+    requests = report["requests"]
+    lines = [
+        f"{database}, paced run ({report['seconds']} s): {report['stalls_over_5ms']} loop stalls > 5 ms "
+        f"({report['stalls_over_5ms_per_10s']} per 10 s, longest {report['stall_ms_max']} ms); busy (the loop ran "
+        f"> 5 ms of CPU): {report['busy_stalls_over_5ms']} ({report['busy_stalls_over_5ms_per_10s']} per 10 s, "
+        f"{report['busy_stall_cpu_ms_total']} ms CPU in all, longest {report['busy_stall_cpu_ms_max']} ms)",
+        f"  busy stalls by cause: {report['busy_stall_causes']}",
+        f"  gc by generation: {report['gc']}; collections since the server started (gen 0, 1, 2): "
+        f"{report['gc_since_start']}, thresholds {report['gc_thresholds']}; {report['objects']}",
+        f"  background work: {report['background']}",
+        f"  requests by path: {requests['by_path']}; over 5 ms: {requests['over_5ms_by_path']}, "
+        f"while: {requests['over_5ms_during']}",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    parser.add_argument("--probe", action="store_true", help="report the paced run's tail causes (loop stalls, gc)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/pre_request.py needs wrk: apt-get install wrk")
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    runs = [run for kind in kinds for run in bench_database(kind, args.duration)]
+    runs: list[Run] = []
+    reports: dict[str, Any] = {}
+    for kind in kinds:
+        measured, report = bench_database(kind, args.duration, args.probe)
+        runs += measured
+        if report is not None:
+            reports[kind] = report
     print(table(runs))
+    for kind, report in reports.items():
+        print(causes(kind, report))
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (results / f"webhook-{stamp}.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    if reports:
+        (results / f"webhook-tail-{stamp}.json").write_text(json.dumps(reports, indent=2))
 
 
 if __name__ == "__main__":

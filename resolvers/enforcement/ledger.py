@@ -594,12 +594,13 @@ class Ledger:
 
     def takers(self, seen: Iterable[SpendSeen]) -> list[SpendSeen]:
         """Which of these spend events an open hold of ours could take, at most one event per hold."""
-        room = {pair: len(holds) for pair, holds in self._open_by_call.items()}
+        # Only the events' own pairs are counted (a refresh must not cost more with every open hold).
+        taken: dict[tuple[str, str], int] = {}
         wanted = []
         for spend in seen:
             for pair in _pairs(spend):
-                if room.get(pair, 0) > 0:
-                    room[pair] -= 1
+                if taken.get(pair, 0) < len(self._open_by_call.get(pair, ())):
+                    taken[pair] = taken.get(pair, 0) + 1
                     wanted.append(spend)
                     break
         return wanted
@@ -647,7 +648,7 @@ class Ledger:
 
     async def apply_settlements(self) -> int:
         """Settle our holds from settlements another instance stored and nobody claimed yet."""
-        pairs = list(self._open_by_call)[:CHECK_LIMIT]
+        pairs = self._oldest_open()
         if not pairs:
             return 0
         found: list[SpendSeen] = []
@@ -670,16 +671,18 @@ class Ledger:
             return []
         t = spend_logs.c
         seen: list[SpendSeen] = []
-        settled = list(self.settled_requests)[:CHECK_LIMIT]
+        settled = list(itertools.islice(self.settled_requests, CHECK_LIMIT))
         for chunk in chunks(sorted(settled)):
             rows = await session.scalars(select(t.request_id).where(t.request_id.in_(chunk)))
             seen.extend(_visible_settled(self.settled_requests[r]) for r in rows.all() if r in self.settled_requests)
-        pairs = list(self._open_by_call)[:CHECK_LIMIT]
+        pairs = self._oldest_open()
         if not pairs:
             return seen
         by_call = self.schema.has(spend_logs, "litellm_call_id")
         call_column = t.litellm_call_id if by_call else t.request_id
-        oldest = min(holds[0].created_at for holds in self._open_by_call.values()) - CLOCK_SKEW
+        # The oldest unsettled hold bounds the search: reservations are kept oldest first, so it is the first one
+        # not settled (not a scan of every open hold, which grew with the load into a stall of the loop).
+        oldest = next(r.created_at for r in self.reservations.values() if not r.settled) - CLOCK_SKEW
         claimed = select(SettlementRow.request_id).where(
             SettlementRow.request_id == t.request_id, SettlementRow.claimed_by.is_not(None)
         )
@@ -784,9 +787,14 @@ class Ledger:
             for account in accounts:
                 account.lock.release()
 
+    def _oldest_open(self) -> list[tuple[str, str]]:
+        """The (call id, key) pairs of unsettled holds, oldest first, at most CHECK_LIMIT: what one refresh asks
+        about, at the same cost however many holds are open."""
+        return list(itertools.islice(self._open_by_call, CHECK_LIMIT))
+
     def open_calls(self) -> list[str]:
         """Call ids of unsettled holds (oldest first, at most CHECK_LIMIT)."""
-        return [call for call, _ in list(self._open_by_call)[:CHECK_LIMIT]]
+        return [call for call, _ in self._oldest_open()]
 
     async def close(self) -> None:
         """Hand the free part of every allowance back (a clean shutdown frees it at once); what is held stays

@@ -100,6 +100,39 @@ async def test_reservations_expire_and_settled_ones_leave_when_their_row_is_visi
     assert account.held == 0
 
 
+async def test_a_refresh_finds_the_spend_of_the_oldest_open_hold_behind_newer_and_settled_ones(
+    db: Database, clock: Clock
+) -> None:
+    """The logs are searched from the oldest unsettled hold (less the clock skew): a row that starts at that
+    hold's admission is found however many holds came after it, and a settled hold does not move the bound."""
+    from tests.support import SpendLog, add_spend
+
+    (ledger,) = await ledgers(db, clock, 1)
+    await ledger.reserve("first", Decimal(1), [claim()])
+    assert await settle(ledger, db, "first", "0.5", "chatcmpl-first") == 1
+    clock.now += timedelta(minutes=5)
+    await ledger.reserve("early", Decimal(1), [claim()])
+    for i in range(3):
+        clock.now += timedelta(minutes=5)
+        await ledger.reserve(f"late-{i}", Decimal(1), [claim()])
+    await add_spend(db, SpendLog(0.25, NOW + timedelta(minutes=5), request_id="chatcmpl-early", call_id="early"))
+    seen = [s for s in await visible(ledger, db) if s.call_id == "early"]
+    assert [(s.request_id, s.actual) for s in seen] == [("chatcmpl-early", Decimal("0.25"))]
+    await ledger.reconcile(seen)
+    assert ledger.open_calls() == ["late-0", "late-1", "late-2"]
+
+
+def test_takers_take_one_event_per_open_hold_of_a_call() -> None:
+    """A spend event ends one hold: with two open holds of a call, two of its three events are taken."""
+    ledger = Ledger(None, None, spend_to_date, lambda: NOW, TTL)  # type: ignore[arg-type]
+    ledger.account(claim()).granted = Decimal(10)
+    assert ledger.try_hold("twice", Decimal(1), [claim()], owner="k")
+    assert ledger.try_hold("twice", Decimal(1), [claim()], owner="k")
+    events = [SpendSeen(f"r{i}", "twice", "k", Decimal(1), False) for i in range(3)]
+    other = SpendSeen("r9", "unknown", "k", Decimal(1), False)
+    assert [e.request_id for e in ledger.takers([*events, other])] == ["r0", "r1"]
+
+
 async def test_a_failed_request_releases_its_reservation_at_once(db: Database, clock: Clock) -> None:
     (ledger,) = await ledgers(db, clock, 1)
     await ledger.reserve("x", Decimal(4), [claim()])
