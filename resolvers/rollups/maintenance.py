@@ -48,6 +48,7 @@ from resolvers.rollups.reading import (
     ZONE_STATE,
     DayRange,
     Filters,
+    SpendSource,
     aligned,
     as_date,
     midnight,
@@ -55,6 +56,7 @@ from resolvers.rollups.reading import (
     raw_dimension,
     raw_filters,
     raw_measures,
+    rolled_span_select,
     rollup_measures,
 )
 from resolvers.spend import require_spend_logs
@@ -121,7 +123,7 @@ async def refresh_rollups(
     # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
     has_logs = built is not None or bool(dirty)
     built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
-    await _advance_zone(db, zone, now)
+    await _advance_zone(db, schema, zone, now)
     status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
     log.info("rollups: %s", status.summary)
     return status
@@ -308,8 +310,9 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
             tz = ZoneInfo(zoned.zone)
             local = span.start.astimezone(tz).date()
             last = (span.end - timedelta(microseconds=1)).astimezone(tz).date()
+            rolled = SpendSource(schema, max(state.built_through or day, day + timedelta(days=1)))
             while local <= last and local < zoned.built_through:
-                await _rebuild_local_day(session, tz, local)
+                await _rebuild_local_day(session, rolled, tz, local)
                 local += timedelta(days=1)
         # Days are rebuilt oldest first and the watermark follows them, so every summarised day (and so every
         # monthly row) is always below it: a report never counts a day from the rollup and the raw logs.
@@ -329,20 +332,18 @@ def _local_span(day: date, tz: ZoneInfo) -> Period:
     )
 
 
-async def _rebuild_local_day(session: AsyncSession, tz: ZoneInfo, day: date) -> None:
-    """Replace one local day's rows of the zone's daily summary with the sum of its summary buckets. A day whose
-    bounds are off the quarter hours (historic offsets like Africa/Monrovia's -0:44:30) gets no rows; readers
-    never take it from this table."""
+async def _rebuild_local_day(session: AsyncSession, source: SpendSource, tz: ZoneInfo, day: date) -> None:
+    """Replace one local day's rows of the zone's daily summary with what a zoned total reads for it (its UTC day
+    from the daily summary, plus and minus the offset's pieces from the blocks and buckets: on days with buckets
+    exactly the sum of its quarter hours, and on days rolled up before the buckets, whose raw logs are gone, the
+    same figure the pieces give). A day whose bounds are off the quarter hours (historic offsets like
+    Africa/Monrovia's -0:44:30) gets no rows; readers never take it from this table."""
     await session.execute(delete(ZONE_DAILY).where(ZONE_DAILY.c.day == day))
     span = _local_span(day, tz)
     if not (aligned(span.start) and aligned(span.end)):
         return
-    dims = [SUMMARY_BUCKETS.c[d.value] for d in SUMMARY_GRAIN]
-    rows = (
-        select(literal(day, Date).label("z_day"), *dims, *rollup_measures(SUMMARY_BUCKETS))
-        .where(SUMMARY_BUCKETS.c.bucket >= span.start, SUMMARY_BUCKETS.c.bucket < span.end)
-        .group_by(*dims)
-    )
+    sub = rolled_span_select(source, span, SUMMARY_GRAIN).subquery("local_day")
+    rows = select(literal(day, Date).label("z_day"), *sub.c)
     measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
     await session.execute(
         insert(ZONE_DAILY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], rows)
@@ -359,18 +360,18 @@ def _kept_zone(name: str | None) -> str | None:
     return name if any(tz.utcoffset(p) for p in probes) else None
 
 
-async def _advance_zone(db: Database, zone: str | None, now: datetime) -> None:
+async def _advance_zone(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> None:
     """Keep the zone's daily summary: switch to `zone` (emptying the table) when it names another, then add the
     local days the UTC watermark has closed since, ZONE_DAYS_PER_TRANSACTION at a time, each transaction under
     the rebuild lock (the watermark's row), so a UTC day's rebuild and the local days it touches never interleave."""
     while True:
-        done = await finish_on_cancel(_advance_zone_once(db, zone, now))
+        done = await finish_on_cancel(_advance_zone_once(db, schema, zone, now))
         if done:
             return
         zone = None  # switched (if at all) in the first transaction; keep it
 
 
-async def _advance_zone_once(db: Database, zone: str | None, now: datetime) -> bool:
+async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> bool:
     async with db.sessions() as session, session.begin():
         watermark = await session.get(RollupStateRow, STATE, with_for_update=True)
         state = await session.get(RollupStateRow, ZONE_STATE, with_for_update=True)
@@ -400,9 +401,10 @@ async def _advance_zone_once(db: Database, zone: str | None, now: datetime) -> b
             )
             first = reach if earliest is None else min(reach, earliest.astimezone(tz).date())
         stop = max(first, min(reach, first + timedelta(days=ZONE_DAYS_PER_TRANSACTION)))
+        rolled = SpendSource(schema, watermark.built_through)
         day = first
         while day < stop:
-            await _rebuild_local_day(session, tz, day)
+            await _rebuild_local_day(session, rolled, tz, day)
             day += timedelta(days=1)
         if state.built_through != stop:
             state.built_through, state.updated_at = stop, now

@@ -618,6 +618,14 @@ def _span_statements(
     return statements
 
 
+def rolled_span_select(source: SpendSource, span: Period, by: Sequence[Dim]) -> Select[Any]:
+    """[start, end) on quarter hours and below the watermark, grouped by `by` (no DAY), from the rollup in one
+    statement, read the way a zoned total reads it (the UTC days between the nearest midnights, plus and minus
+    the pieces): what the zone's daily summary holds for a local day, so it answers as the pieces would."""
+    statements = _span_statements(source, span.start, span.end, by, Filters())
+    return statements[0] if len(statements) == 1 else _signed_sum([(st, 1) for st in statements], by)
+
+
 def _bucket_select(span: Period, by: Sequence[Dim], filters: Filters) -> Select[Any]:
     """The buckets of `span` grouped by `by` (no DAY)."""
     table = _bucket_table(by, filters)
