@@ -389,7 +389,13 @@ def _telescoped(
     assert source.built_through is not None
     rolled_end = source.built_through
     kept: list[date] = []
-    kept_through = source.zone_through if source.buckets and _zone_key(zone) == source.zone_name else None
+    # The zone's table has the summary's grain: reads by key or end user take the pieces.
+    summary_grain = all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) and (
+        filters.among is None or filters.among[0] in SUMMARY_GRAIN
+    )
+    kept_through = None
+    if summary_grain and source.buckets and _zone_key(zone) == source.zone_name:
+        kept_through = source.zone_through
     whole: dict[date, date] = {}  # UTC day -> the local day it counts for
     plus: list[tuple[Period, date]] = []
     minus: list[tuple[Period, date]] = []

@@ -33,7 +33,14 @@ async def dense(db: Database) -> None:
     while moment < NOW:
         model = ("gpt-4o", "claude", "mistral")[cents % 3]
         logs.append(
-            SpendLog(cents / 100, moment, team_id=("eng", "ops")[cents % 2], model=model, prompt_tokens=cents % 7)
+            SpendLog(
+                cents / 100,
+                moment,
+                team_id=("eng", "ops")[cents % 2],
+                model=model,
+                prompt_tokens=cents % 7,
+                api_key=("k1", "k2")[cents % 5 % 2],
+            )
         )
         moment += timedelta(minutes=15)
         cents = cents % 997 + 1
@@ -100,6 +107,16 @@ async def test_the_zones_local_days_are_summed_once_read_from_there_and_equal_ra
     tampered = await per_day_and_model(db, api, "Asia/Tokyo")
     assert tampered[(date(2026, 11, 3), "claude")][1] == want[(date(2026, 11, 3), "claude")][1] + 1000
     assert await per_day_and_model(db, api, "Asia/Seoul") == want
+    # By key (not in the table's grain): the pieces, exact.
+    async with db.reader() as session:
+        source = await spend_source(session, api.runtime().litellm)
+        by_key = await aggregate(session, source, DAYS, (Dim.DAY, Dim.KEY), Filters(), ZoneInfo("Asia/Tokyo"))
+    for day in DAYS.days():
+        start, end = bounds(day, "Asia/Tokyo")
+        raw = await raw_sql(db, start, min(end, NOW), "api_key")
+        assert {k: (t.cost, t.requests) for (d, k), t in by_key.items() if d == day} == {
+            k: (v[0], v[1]) for k, v in raw.items()
+        }, day
     # A forced rebuild of a UTC day rebuilds the local days it overlaps (the 3rd and the 4th in Tokyo).
     await refresh(api, "Asia/Tokyo", since=date(2026, 11, 3))
     assert await per_day_and_model(db, api, "Asia/Tokyo") == want
