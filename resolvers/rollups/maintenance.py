@@ -118,12 +118,12 @@ async def refresh_rollups(
     rows_written = 0
     for day in dirty:
         rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
-    if dirty and db.is_postgres:
-        await _analyze(db)
     # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
     has_logs = built is not None or bool(dirty)
     built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
-    await _advance_zone(db, schema, zone, now)
+    local_days = await _advance_zone(db, schema, zone, now)
+    if (dirty or local_days) and db.is_postgres:
+        await _analyze(db)
     status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
     log.info("rollups: %s", status.summary)
     return status
@@ -360,18 +360,21 @@ def _kept_zone(name: str | None) -> str | None:
     return name if any(tz.utcoffset(p) for p in probes) else None
 
 
-async def _advance_zone(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> None:
+async def _advance_zone(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> int:
     """Keep the zone's daily summary: switch to `zone` (emptying the table) when it names another, then add the
     local days the UTC watermark has closed since, ZONE_DAYS_PER_TRANSACTION at a time, each transaction under
     the rebuild lock (the watermark's row), so a UTC day's rebuild and the local days it touches never interleave."""
+    added = 0
     while True:
-        done = await finish_on_cancel(_advance_zone_once(db, schema, zone, now))
+        done, days = await finish_on_cancel(_advance_zone_once(db, schema, zone, now))
+        added += days
         if done:
-            return
+            return added
         zone = None  # switched (if at all) in the first transaction; keep it
 
 
-async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> bool:
+async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> tuple[bool, int]:
+    """One transaction of `_advance_zone`: (whether the table has reached the watermark, local days added)."""
     async with db.sessions() as session, session.begin():
         watermark = await session.get(RollupStateRow, STATE, with_for_update=True)
         state = await session.get(RollupStateRow, ZONE_STATE, with_for_update=True)
@@ -384,10 +387,10 @@ async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | No
                 await session.execute(delete(ZONE_DAILY))
                 state.zone, state.built_through, state.updated_at = wanted, None, now
         if state is None or state.zone is None or watermark is None or watermark.built_through is None:
-            return True
+            return True, 0
         buckets = await session.get(RollupStateRow, BUCKETS_STATE)
         if buckets is None:
-            return True  # days rolled up before the buckets: the next run backfills them first
+            return True, 0  # days rolled up before the buckets: the next run backfills them first
         tz = ZoneInfo(state.zone)
         until = midnight(watermark.built_through)
         # The last local day wholly below the watermark, plus one: where the table may reach.
@@ -408,7 +411,7 @@ async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | No
             day += timedelta(days=1)
         if state.built_through != stop:
             state.built_through, state.updated_at = stop, now
-        return stop >= reach
+        return stop >= reach, (stop - first).days
 
 
 def block_statements(span: Period | None = None) -> list[Insert]:

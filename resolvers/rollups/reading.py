@@ -350,7 +350,8 @@ def _zoned_statements(
         else:
             statements += _span_statements(source, start, split, by, filters)
     if split < end:
-        statements.append(_raw_select(source.schema, Period(split, end), by, filters, ordered, labels))
+        raw_labels = labels.since(split) if labels is not None else None
+        statements.append(_raw_select(source.schema, Period(split, end), by, filters, ordered, raw_labels))
     return statements
 
 
@@ -369,6 +370,12 @@ class LocalDays:
             for i, day in enumerate(self.days.days())
         ]
         return case(*whens).label("d_day")
+
+    def since(self, moment: datetime) -> LocalDays:
+        """Only the days that end after `moment` (what a raw read from `moment` on can meet): the label then
+        tests one or two bounds per row, not one per day of the range (a 30-day trend's raw part is today's)."""
+        first = next(i for i in range(len(self.bounds) - 1) if self.bounds[i + 1] > moment)
+        return LocalDays(DayRange(self.days.start + timedelta(days=first), self.days.end), self.bounds[first:])
 
 
 def _telescoped(
