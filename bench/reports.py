@@ -240,6 +240,11 @@ async def main() -> None:
         default="Asia/Tokyo",
         help="SPENDPLANE_TIME_ZONE for the rollup: its local days get their own daily summary (UTC: none)",
     )
+    parser.add_argument(
+        "--switch-zone",
+        default="",
+        help="after the reports, time the rollup refresh switching to this zone and back (the zone table's refill)",
+    )
     parser.add_argument("--only", default="", help="comma-separated parts of report labels: time only those")
     args = parser.parse_args()
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -286,6 +291,13 @@ async def main() -> None:
         )
         rolled = await time_reports(base, args.repetitions)
         raw = await time_reports(replace(base, reports_from_raw=True), args.raw_repetitions)
+        if args.switch_zone:
+            db = open_database(url)
+            for zone in (args.switch_zone, args.org_zone):
+                started = time.perf_counter()
+                await refresh_rollups(db, schema, NOW, recheck_days=62, zone=zone)
+                print(f"refresh switching the zone table to {zone}: {time.perf_counter() - started:.1f} s")
+            await db.dispose()
     finally:
         if not args.keep:
             await drop_database(args.dialect, name)
