@@ -6,8 +6,9 @@ rollup's (late-arriving spend logs) is rebuilt. A rebuild replaces the whole day
 rows) in one transaction (delete + INSERT ... SELECT), so re-runs never double count. A day whose raw logs have
 shrunk (LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
 
-The organisation's zone (SPENDPLANE_TIME_ZONE) also has a daily summary by local day (`ZONE_DAILY`, summed from the
-summary buckets): the `zone_daily` state row names its zone and the first local day it lacks. A rebuilt UTC day
+The organisation's zone (SPENDPLANE_TIME_ZONE) also has a daily summary by local day (`ZONE_DAILY`: each local day
+as a zoned total reads it, its UTC day plus and minus the offset's pieces): the `zone_daily` state row names its zone
+and the first local day it lacks. A rebuilt UTC day
 rebuilds the local days it overlaps that the table holds, in the same transaction; after the UTC watermark moves,
 the local days it has closed are added (a few per transaction). A run given another zone empties the table and
 starts again; until it is filled, zoned reads take the offset pieces, so no answer is ever from the wrong zone.
