@@ -12,7 +12,8 @@ endpoint of an in-process app (httpx + ASGI, lifespan on): MONTHLY (November to 
 rollup + the open day from the raw logs) and CUSTOM October (31 closed days) in UTC; the same in Asia/Tokyo,
 Asia/Kathmandu (+05:45) and America/Los_Angeles (the UTC days between the nearest midnights from the daily tables,
 plus and minus the offset's pieces from the quarter-hour buckets); and a 30-day costTrend in UTC and in Asia/Tokyo
-(each local day its UTC day, plus and minus 9 hours of buckets). The
+(each local day its UTC day, plus and minus 9 hours of buckets; in the organisation's zone, --org-zone, from its
+own daily summary; Asia/Seoul, at Tokyo's offset, the pieces). The
 raw variant is the same app with SPENDPLANE_REPORTS_FROM_RAW=true; rollup and raw totals must agree exactly.
 Reports are timed round robin (each once per round), so load changes weigh on all alike. It prints a markdown
 table and drops the database afterwards (--keep keeps it; --reuse times the reports again on a kept database
@@ -44,7 +45,7 @@ from graphql_api.app import create_app
 from models.db import asyncpg_dsn, normalize_database_url, open_database
 from models.litellm import probe_litellm_schema
 from models.migrate import upgrade
-from models.rollups import CostTrackingBucketRow, CostTrackingDailyRow
+from models.rollups import CostSummaryDailyRow, CostTrackingBucketRow, CostTrackingDailyRow, CostZoneDailyRow
 from resolvers.platform.config import Settings
 from resolvers.rollups import refresh_rollups
 
@@ -78,6 +79,9 @@ REPORTS: dict[str, dict[str, Any]] = {
     # Figures per local day: each the UTC day it overlaps most, plus and minus the offset's pieces of buckets.
     "costTrend 30 days, UTC": {"query": TREND, "zone": "UTC"},
     "costTrend 30 days, Asia/Tokyo": {"query": TREND, "zone": "Asia/Tokyo"},
+    # The same offset as Tokyo (+09:00, no DST) but not the organisation's zone: the offset pieces, as before the
+    # zone's own daily summary (the "before" of the same run).
+    "costTrend 30 days, Asia/Seoul": {"query": TREND, "zone": "Asia/Seoul"},
 }
 
 PG_FILL = """
@@ -231,6 +235,16 @@ async def main() -> None:
         action="store_true",
         help="time the reports on the database a --keep run left (migrated to head, rollup refreshed, no refill)",
     )
+    parser.add_argument(
+        "--org-zone",
+        default="Asia/Tokyo",
+        help="SPENDPLANE_TIME_ZONE for the rollup: its local days get their own daily summary (UTC: none)",
+    )
+    parser.add_argument(
+        "--switch-zone",
+        default="",
+        help="after the reports, time the rollup refresh switching to this zone and back (the zone table's refill)",
+    )
     parser.add_argument("--only", default="", help="comma-separated parts of report labels: time only those")
     args = parser.parse_args()
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -249,14 +263,16 @@ async def main() -> None:
         async with db.engine.connect() as conn:
             schema = await probe_litellm_schema(conn)
         started = time.perf_counter()
-        status = await refresh_rollups(db, schema, NOW, recheck_days=62)
+        status = await refresh_rollups(db, schema, NOW, recheck_days=62, zone=args.org_zone)
         build_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await refresh_rollups(db, schema, NOW, recheck_days=62)
+        await refresh_rollups(db, schema, NOW, recheck_days=62, zone=args.org_zone)
         recheck_seconds = time.perf_counter() - started
         async with db.reader() as session:
             rollup_rows = int(await session.scalar(select(func.count()).select_from(CostTrackingDailyRow)) or 0)
             bucket_rows = int(await session.scalar(select(func.count()).select_from(CostTrackingBucketRow)) or 0)
+            zone_rows = int(await session.scalar(select(func.count()).select_from(CostZoneDailyRow)) or 0)
+            summary_rows = int(await session.scalar(select(func.count()).select_from(CostSummaryDailyRow)) or 0)
             october = int(
                 await session.scalar(
                     select(func.count())
@@ -267,10 +283,21 @@ async def main() -> None:
             )
         await db.dispose()
         base = Settings(
-            database_url=normalize_database_url(url), litellm_master_key=MASTER_KEY, embedded=True, jobs_enabled=False
+            database_url=normalize_database_url(url),
+            litellm_master_key=MASTER_KEY,
+            embedded=True,
+            jobs_enabled=False,
+            time_zone=args.org_zone,
         )
         rolled = await time_reports(base, args.repetitions)
         raw = await time_reports(replace(base, reports_from_raw=True), args.raw_repetitions)
+        if args.switch_zone:
+            db = open_database(url)
+            for zone in (args.switch_zone, args.org_zone):
+                started = time.perf_counter()
+                await refresh_rollups(db, schema, NOW, recheck_days=62, zone=zone)
+                print(f"refresh switching the zone table to {zone}: {time.perf_counter() - started:.1f} s")
+            await db.dispose()
     finally:
         if not args.keep:
             await drop_database(args.dialect, name)
@@ -284,13 +311,17 @@ async def main() -> None:
         "rollup_rows": rollup_rows,
         "bucket_rows": bucket_rows,
         "october_rollup_rows": october,
+        "org_zone": args.org_zone,
+        "summary_daily_rows": summary_rows,
+        "zone_daily_rows": zone_rows,
         "recheck_seconds": round(recheck_seconds, 2),
         "reports": {},
     }
     print(
         f"\n{args.dialect}, {args.rows:,} spend logs: filled in {fill_seconds:.1f} s; rollup built in "
         f"{build_seconds:.1f} s ({status.days_rebuilt} days, {rollup_rows:,} rows; October {october:,}; "
-        f"{bucket_rows:,} quarter-hour bucket rows); "
+        f"{bucket_rows:,} quarter-hour bucket rows; daily summary {summary_rows:,} rows, in {args.org_zone} "
+        f"{zone_rows:,}); "
         f"a no-change refresh (62-day recount) {recheck_seconds * 1000:.0f} ms\n"
     )
     print("| report | rollup median / p95 (ms) | raw scan median / p95 (ms) | raw / rollup |")

@@ -371,6 +371,11 @@ class ReportMutations:
         runtime, principal = info.context.runtime, info.context.caller()
         require_admin(principal, "refreshing the rollup")
         status = await refresh_rollups(
-            runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days, since=since
+            runtime.db,
+            runtime.litellm,
+            runtime.clock(),
+            recheck_days=runtime.settings.rollup_recheck_days,
+            since=since,
+            zone=runtime.settings.time_zone,
         )
         return RollupStatusType.from_status(status)

@@ -148,8 +148,21 @@ class CostSummaryBlockRow(_SummaryGrain, Base):
     bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
 
 
+class CostZoneDailyRow(_SummaryGrain, Base):
+    """The daily summary by local day in the organisation's zone (SPENDPLANE_TIME_ZONE, named by the `zone_daily`
+    state row, whose `built_through` is the first local day not held): what figures per local day in that zone
+    (the trend, the dashboard, exports) read like UTC ones read the daily summary. Summed from the summary buckets
+    of the local day (its 23, 24 or 25 hours); rebuilt with every UTC day it overlaps, in that day's transaction."""
+
+    __tablename__ = "spendplane_cost_zone_daily"
+
+    #: The local day (in the state row's zone).
+    day: Mapped[date] = mapped_column(Date, primary_key=True, sort_order=-1)
+
+
 class RollupStateRow(Base):
-    """The watermark: every closed UTC day before `built_through` has been rolled up at least once."""
+    """The watermark: every closed UTC day before `built_through` has been rolled up at least once. The
+    `zone_daily` row instead names the zone of `CostZoneDailyRow` (`zone`) and the first local day it lacks."""
 
     __tablename__ = "spendplane_rollup_state"
 
@@ -157,6 +170,7 @@ class RollupStateRow(Base):
     built_through: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     days_rebuilt: Mapped[int] = mapped_column(Integer, default=0)
+    zone: Mapped[str | None] = mapped_column(String(64))
 
 
 class utc_day(FunctionElement[date]):

@@ -72,7 +72,12 @@ async def demo(db: Database, *, rows: int = 3000, days: int = 50, end: datetime 
 async def refresh(api: Api, *, since: date | None = None) -> RollupStatus:
     runtime = api.runtime()
     return await refresh_rollups(
-        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days, since=since
+        runtime.db,
+        runtime.litellm,
+        runtime.clock(),
+        recheck_days=runtime.settings.rollup_recheck_days,
+        since=since,
+        zone=runtime.settings.time_zone,
     )
 
 

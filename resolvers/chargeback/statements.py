@@ -156,7 +156,11 @@ async def generate_statement(
     zone_name = periods.time_zone("time_zone", time_zone, runtime.settings.time_zone)
     days = parse_period(period, runtime.clock().astimezone(periods.zone(zone_name)).date())
     await refresh_rollups(
-        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
+        runtime.db,
+        runtime.litellm,
+        runtime.clock(),
+        recheck_days=runtime.settings.rollup_recheck_days,
+        zone=runtime.settings.time_zone,
     )
     async with runtime.work() as work:
         if work.dialect == "postgresql":

@@ -284,7 +284,11 @@ async def generate_forecasts(runtime: Runtime, principal: Principal | None = Non
     if principal is not None:
         require_admin(principal, "generating forecasts")
     await refresh_rollups(
-        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
+        runtime.db,
+        runtime.litellm,
+        runtime.clock(),
+        recheck_days=runtime.settings.rollup_recheck_days,
+        zone=runtime.settings.time_zone,
     )
     now = runtime.clock()
     today = now.date()

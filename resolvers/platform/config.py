@@ -1051,7 +1051,8 @@ class Settings:
         _time_zone,
         "UTC",
         "the organisation's IANA time zone (`Europe/Berlin`): the default of new budgets' windows, and of reports, "
-        "trends, the dashboard summary, exports and chargeback months that name no `time_zone`",
+        "trends, the dashboard summary, exports and chargeback months that name no `time_zone`; the rollup keeps a "
+        "daily summary of its local days (changing it refills that on the next rollup run)",
     )
     #: Closed days this far back are re-counted on each rollup run, so late spend logs are rolled up.
     rollup_recheck_days: int = setting(

@@ -5,6 +5,13 @@ the closed days of the last SPENDPLANE_ROLLUP_RECHECK_DAYS: a day whose raw row 
 rollup's (late-arriving spend logs) is rebuilt. A rebuild replaces the whole day (buckets, daily, summary and month
 rows) in one transaction (delete + INSERT ... SELECT), so re-runs never double count. A day whose raw logs have
 shrunk (LiteLLM's retention purged them) keeps its rollup: the rollup is the long-term history.
+
+The organisation's zone (SPENDPLANE_TIME_ZONE) also has a daily summary by local day (`ZONE_DAILY`: each local day
+as a zoned total reads it, its UTC day plus and minus the offset's pieces): the `zone_daily` state row names its zone
+and the first local day it lacks. A rebuilt UTC day
+rebuilds the local days it overlaps that the table holds, in the same transaction; after the UTC watermark moves,
+the local days it has closed are added (a few per transaction). A run given another zone empties the table and
+starts again; until it is filled, zoned reads take the offset pieces, so no answer is ever from the wrong zone.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, Insert, delete, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +31,7 @@ from sqlalchemy.sql.elements import literal_column
 from models.db import Database, insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.rollups import RollupStateRow, hour_block, quarter_hour, utc_day
-from resolvers.platform.periods import Period
+from resolvers.platform.periods import Period, zone_names
 from resolvers.rollups.reading import (
     BLOCK_MINUTES,
     BLOCKS,
@@ -37,13 +45,19 @@ from resolvers.rollups.reading import (
     SUMMARY_BUCKETS,
     SUMMARY_GRAIN,
     TOTAL_BUCKETS,
+    ZONE_DAILY,
+    ZONE_STATE,
     DayRange,
     Filters,
+    SpendSource,
+    aligned,
     as_date,
+    midnight,
     next_month,
     raw_dimension,
     raw_filters,
     raw_measures,
+    rolled_span_select,
     rollup_measures,
 )
 from resolvers.spend import require_spend_logs
@@ -75,10 +89,18 @@ async def rollup_status(session: AsyncSession) -> RollupStatus:
 
 
 async def refresh_rollups(
-    db: Database, schema: LiteLLMSchema, now: datetime, *, recheck_days: int, since: date | None = None
+    db: Database,
+    schema: LiteLLMSchema,
+    now: datetime,
+    *,
+    recheck_days: int,
+    since: date | None = None,
+    zone: str | None = None,
 ) -> RollupStatus:
     """Bring the rollup up to date (see the module docstring). `since` forces a rebuild of every closed day from
-    that date on that still has raw logs (on demand, e.g. after changing LiteLLM data by hand)."""
+    that date on that still has raw logs (on demand, e.g. after changing LiteLLM data by hand). `zone` is the
+    organisation's zone (SPENDPLANE_TIME_ZONE) whose local days get their own daily summary; None keeps the zone
+    it has."""
     require_spend_logs(schema)
     today = now.astimezone(UTC).date()
     await finish_on_cancel(_ensure_state(db, now))
@@ -97,11 +119,12 @@ async def refresh_rollups(
     rows_written = 0
     for day in dirty:
         rows_written += await finish_on_cancel(_rebuild_day(db, schema, day, now))
-    if dirty and db.is_postgres:
-        await _analyze(db)
     # With no spend logs at all there is nothing to mark as rolled up: the first logs start the rollup.
     has_logs = built is not None or bool(dirty)
     built = await finish_on_cancel(_advance(db, today, now, len(dirty), has_logs=has_logs))
+    local_days = await _advance_zone(db, schema, zone, now)
+    if (dirty or local_days) and db.is_postgres:
+        await _analyze(db)
     status = RollupStatus(built, len(dirty), rows_written, tuple(dirty))
     log.info("rollups: %s", status.summary)
     return status
@@ -122,7 +145,7 @@ async def _analyze(db: Database) -> None:
     """Fresh planner statistics after a rebuild (autovacuum may take a while), or PostgreSQL plans reports for
     an empty table."""
     async with db.engine.connect() as conn:
-        tables = (BUCKETS, SUMMARY_BUCKETS, BLOCKS, TOTAL_BUCKETS, FINE, SUMMARY, MONTHLY)
+        tables = (BUCKETS, SUMMARY_BUCKETS, BLOCKS, TOTAL_BUCKETS, FINE, SUMMARY, MONTHLY, ZONE_DAILY)
         await conn.execute(text(f"ANALYZE {', '.join(table.name for table in tables)}"))
         await conn.commit()
 
@@ -281,11 +304,115 @@ async def _rebuild_day(db: Database, schema: LiteLLMSchema, day: date, now: date
         await session.execute(
             insert(MONTHLY).from_select(["month", *[d.value for d in SUMMARY_GRAIN], *measures_names], monthly)
         )
+        # The local days this UTC day is part of, where the zone's table holds them already (later ones are added
+        # when the watermark passes their end).
+        zoned = await session.get(RollupStateRow, ZONE_STATE)
+        if zoned is not None and zoned.zone is not None and zoned.built_through is not None:
+            tz = ZoneInfo(zoned.zone)
+            local = span.start.astimezone(tz).date()
+            last = (span.end - timedelta(microseconds=1)).astimezone(tz).date()
+            rolled = SpendSource(schema, max(state.built_through or day, day + timedelta(days=1)))
+            while local <= last and local < zoned.built_through:
+                await _rebuild_local_day(session, rolled, tz, local)
+                local += timedelta(days=1)
         # Days are rebuilt oldest first and the watermark follows them, so every summarised day (and so every
         # monthly row) is always below it: a report never counts a day from the rollup and the raw logs.
         if state.built_through is None or state.built_through <= day:
             state.built_through = day + timedelta(days=1)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+#: Local days added to the zone's daily summary per transaction (a first fill holds the rebuild lock this long).
+ZONE_DAYS_PER_TRANSACTION = 7
+
+
+def _local_span(day: date, tz: ZoneInfo) -> Period:
+    return Period(
+        datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC),
+        datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC),
+    )
+
+
+async def _rebuild_local_day(session: AsyncSession, source: SpendSource, tz: ZoneInfo, day: date) -> None:
+    """Replace one local day's rows of the zone's daily summary with what a zoned total reads for it (its UTC day
+    from the daily summary, plus and minus the offset's pieces from the blocks and buckets: on days with buckets
+    exactly the sum of its quarter hours, and on days rolled up before the buckets, whose raw logs are gone, the
+    same figure the pieces give). A day whose bounds are off the quarter hours (historic offsets like
+    Africa/Monrovia's -0:44:30) gets no rows; readers never take it from this table."""
+    await session.execute(delete(ZONE_DAILY).where(ZONE_DAILY.c.day == day))
+    span = _local_span(day, tz)
+    if not (aligned(span.start) and aligned(span.end)):
+        return
+    sub = rolled_span_select(source, span, SUMMARY_GRAIN).subquery("local_day")
+    rows = select(literal(day, Date).label("z_day"), *sub.c)
+    measures_names = ["requests", "failures", "input_tokens", "output_tokens", "spend"]
+    await session.execute(
+        insert(ZONE_DAILY).from_select(["day", *[d.value for d in SUMMARY_GRAIN], *measures_names], rows)
+    )
+
+
+def _kept_zone(name: str | None) -> str | None:
+    """The zone whose local days get a table of their own: None for UTC and any zone always at offset zero
+    (their local days are UTC days), or a name this server does not know."""
+    if name is None or name not in zone_names():
+        return None
+    tz = ZoneInfo(name)
+    probes = [datetime(year, month, 1, tzinfo=UTC) for year in (1980, 2000, 2026) for month in (1, 7)]
+    return name if any(tz.utcoffset(p) for p in probes) else None
+
+
+async def _advance_zone(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> int:
+    """Keep the zone's daily summary: switch to `zone` (emptying the table) when it names another, then add the
+    local days the UTC watermark has closed since, ZONE_DAYS_PER_TRANSACTION at a time, each transaction under
+    the rebuild lock (the watermark's row), so a UTC day's rebuild and the local days it touches never interleave."""
+    added = 0
+    while True:
+        done, days = await finish_on_cancel(_advance_zone_once(db, schema, zone, now))
+        added += days
+        if done:
+            return added
+        zone = None  # switched (if at all) in the first transaction; keep it
+
+
+async def _advance_zone_once(db: Database, schema: LiteLLMSchema, zone: str | None, now: datetime) -> tuple[bool, int]:
+    """One transaction of `_advance_zone`: (whether the table has reached the watermark, local days added)."""
+    async with db.sessions() as session, session.begin():
+        watermark = await session.get(RollupStateRow, STATE, with_for_update=True)
+        state = await session.get(RollupStateRow, ZONE_STATE, with_for_update=True)
+        if zone is not None:
+            wanted = _kept_zone(zone)
+            if state is None:
+                state = RollupStateRow(name=ZONE_STATE, built_through=None, updated_at=now, zone=None)
+                session.add(state)
+            if state.zone != wanted:
+                await session.execute(delete(ZONE_DAILY))
+                state.zone, state.built_through, state.updated_at = wanted, None, now
+        if state is None or state.zone is None or watermark is None or watermark.built_through is None:
+            return True, 0
+        buckets = await session.get(RollupStateRow, BUCKETS_STATE)
+        if buckets is None:
+            return True, 0  # days rolled up before the buckets: the next run backfills them first
+        tz = ZoneInfo(state.zone)
+        until = midnight(watermark.built_through)
+        # The last local day wholly below the watermark, plus one: where the table may reach.
+        reach = until.astimezone(tz).date()
+        if _local_span(reach, tz).end <= until:
+            reach += timedelta(days=1)
+        first = state.built_through
+        if first is None:
+            earliest = await session.scalar(
+                select(SUMMARY_BUCKETS.c.bucket).order_by(SUMMARY_BUCKETS.c.bucket).limit(1)
+            )
+            first = reach if earliest is None else min(reach, earliest.astimezone(tz).date())
+        stop = max(first, min(reach, first + timedelta(days=ZONE_DAYS_PER_TRANSACTION)))
+        rolled = SpendSource(schema, watermark.built_through)
+        day = first
+        while day < stop:
+            await _rebuild_local_day(session, rolled, tz, day)
+            day += timedelta(days=1)
+        if state.built_through != stop:
+            state.built_through, state.updated_at = stop, now
+        return stop >= reach, (stop - first).days
 
 
 def block_statements(span: Period | None = None) -> list[Insert]:
@@ -316,6 +443,10 @@ def block_statements(span: Period | None = None) -> list[Insert]:
 async def rollup_job(runtime: Runtime, tick: datetime) -> str:
     """The periodic refresh (SPENDPLANE_ROLLUP_SCHEDULE, and once at start)."""
     status = await refresh_rollups(
-        runtime.db, runtime.litellm, runtime.clock(), recheck_days=runtime.settings.rollup_recheck_days
+        runtime.db,
+        runtime.litellm,
+        runtime.clock(),
+        recheck_days=runtime.settings.rollup_recheck_days,
+        zone=runtime.settings.time_zone,
     )
     return status.summary

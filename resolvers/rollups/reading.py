@@ -26,7 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, case, func, or_, select, text, type_coerce, union_all
+from sqlalchemy import BigInteger, String, Table, and_, case, cast, func, or_, select, text, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement, literal_column
@@ -40,6 +40,7 @@ from models.rollups import (
     CostTotalBucketRow,
     CostTrackingBucketRow,
     CostTrackingDailyRow,
+    CostZoneDailyRow,
     RollupStateRow,
     utc_day,
 )
@@ -71,6 +72,9 @@ BUCKET = timedelta(minutes=15)
 FINE: Table = CostTrackingDailyRow.__table__  # type: ignore[assignment]
 SUMMARY: Table = CostSummaryDailyRow.__table__  # type: ignore[assignment]
 MONTHLY: Table = CostSummaryMonthlyRow.__table__  # type: ignore[assignment]
+#: The daily summary by local day in the organisation's zone; its state row names the zone and the first day it lacks.
+ZONE_DAILY: Table = CostZoneDailyRow.__table__  # type: ignore[assignment]
+ZONE_STATE = "zone_daily"
 #: PostgreSQL's default 4 MB makes a month's grouping spill to a sort on disk; with this it stays a hash.
 REPORT_WORK_MEM = "32MB"
 #: Inline, never a bind: asyncpg would bind it twice, in SELECT and in GROUP BY.
@@ -152,6 +156,9 @@ class SpendSource:
     raw_only: bool = False
     #: Every day below `built_through` has its quarter-hour buckets (false until the first run after 0010).
     buckets: bool = True
+    #: The zone `ZONE_DAILY` is kept in, and the first local day it lacks (every one before it is there).
+    zone_name: str | None = None
+    zone_through: date | None = None
 
     @property
     def rolled_until(self) -> datetime | None:
@@ -175,10 +182,20 @@ Key = tuple[Any, ...]
 async def spend_source(session: AsyncSession, schema: LiteLLMSchema, *, raw_only: bool = False) -> SpendSource:
     require_spend_logs(schema)
     rows = await session.execute(
-        select(RollupStateRow.name, RollupStateRow.built_through).where(RollupStateRow.name.in_((STATE, BUCKETS_STATE)))
+        select(RollupStateRow.name, RollupStateRow.built_through, RollupStateRow.zone).where(
+            RollupStateRow.name.in_((STATE, BUCKETS_STATE, ZONE_STATE))
+        )
     )
-    states: dict[str, date | None] = {name: built for name, built in rows}
-    return SpendSource(schema, states.get(STATE), raw_only, buckets=states.get(BUCKETS_STATE) is not None)
+    states: dict[str, tuple[date | None, str | None]] = {name: (built, zone) for name, built, zone in rows}
+    zone_through, zone_name = states.get(ZONE_STATE, (None, None))
+    return SpendSource(
+        schema,
+        states.get(STATE, (None, None))[0],
+        raw_only,
+        buckets=BUCKETS_STATE in states and states[BUCKETS_STATE][0] is not None,
+        zone_name=zone_name if zone_through is not None else None,
+        zone_through=zone_through if zone_name is not None else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -329,11 +346,12 @@ def _zoned_statements(
     statements: list[Select[Any]] = []
     if start < split:
         if labels is not None:
-            statements += _telescoped(source, labels, split, by, filters)
+            statements += _telescoped(source, labels, split, by, filters, zone)
         else:
             statements += _span_statements(source, start, split, by, filters)
     if split < end:
-        statements.append(_raw_select(source.schema, Period(split, end), by, filters, ordered, labels))
+        raw_labels = labels.since(split) if labels is not None else None
+        statements.append(_raw_select(source.schema, Period(split, end), by, filters, ordered, raw_labels))
     return statements
 
 
@@ -353,18 +371,38 @@ class LocalDays:
         ]
         return case(*whens).label("d_day")
 
+    def since(self, moment: datetime) -> LocalDays:
+        """Only the days that end after `moment` (what a raw read from `moment` on can meet): the label then
+        tests one or two bounds per row, not one per day of the range (a 30-day trend's raw part is today's)."""
+        first = next(i for i in range(len(self.bounds) - 1) if self.bounds[i + 1] > moment)
+        return LocalDays(DayRange(self.days.start + timedelta(days=first), self.days.end), self.bounds[first:])
+
 
 def _telescoped(
-    source: SpendSource, local: LocalDays, split: datetime, by: Sequence[Dim], filters: Filters
+    source: SpendSource,
+    local: LocalDays,
+    split: datetime,
+    by: Sequence[Dim],
+    filters: Filters,
+    zone: tzinfo | None = None,
 ) -> list[Select[Any]]:
     """Figures per local day below `split` without reading every bucket: each local day is the UTC day it
     overlaps most (from the daily tables, like a UTC report), plus the buckets of the local day outside that UTC
     day, minus the buckets of the UTC day outside the local day. Those pieces are the zone's offset long (at most
     12 hours a day, 5 h 45 min for Asia/Kathmandu), so a 30-day trend in Tokyo reads 9/24 of the buckets instead
     of all of them. Exact: integer sums, added and subtracted. A local day whose UTC day is not wholly rolled up
-    (or is another local day's already, which no real zone does) is read from its buckets directly."""
+    (or is another local day's already, which no real zone does) is read from its buckets directly. In the zone
+    `ZONE_DAILY` is kept in, the local days it holds are read from it, one row per group and day, as in UTC."""
     assert source.built_through is not None
     rolled_end = source.built_through
+    kept: list[date] = []
+    # The zone's table has the summary's grain: reads by key or end user take the pieces.
+    summary_grain = all(d is Dim.DAY or d in SUMMARY_GRAIN for d in by) and (
+        filters.among is None or filters.among[0] in SUMMARY_GRAIN
+    )
+    kept_through = None
+    if summary_grain and source.buckets and _zone_key(zone) == source.zone_name:
+        kept_through = source.zone_through
     whole: dict[date, date] = {}  # UTC day -> the local day it counts for
     plus: list[tuple[Period, date]] = []
     minus: list[tuple[Period, date]] = []
@@ -375,15 +413,20 @@ def _telescoped(
             if start < split:
                 direct.append((Period(start, split), day))  # the rest of the day comes from the raw logs
             break
+        if kept_through is not None and day < kept_through and aligned(start) and aligned(end):
+            kept.append(day)
+            continue
         utc = (start + (end - start) / 2).date()
         utc_start, utc_end = midnight(utc), midnight(utc + timedelta(days=1))
-        if utc >= rolled_end or utc in whole or not (_aligned(start) and _aligned(end)):
+        if utc >= rolled_end or utc in whole or not (aligned(start) and aligned(end)):
             direct.append((Period(start, end), day))
             continue
         whole[utc] = day
         plus += [(Period(a, b), day) for a, b in ((start, min(end, utc_start)), (max(start, utc_end), end)) if a < b]
         minus += [(Period(a, b), day) for a, b in ((utc_start, start), (end, utc_end)) if a < b]
     parts: list[tuple[Select[Any], int]] = []
+    if kept:
+        parts.append((_zone_days_select(kept, by, filters), 1))
     if whole:
         parts.append((_labelled_days_select(whole, by, filters), 1))
     if plus:
@@ -423,6 +466,27 @@ def _labelled_days_select(whole: dict[date, date], by: Sequence[Dim], filters: F
     columns: list[ColumnElement[Any]] = [label if d is Dim.DAY else sub.c[f"d_{d.value}"] for d in by]
     names: list[ColumnElement[Any]] = [literal_column(c.name) for c in columns]
     return select(*columns, *[func.sum(sub.c[f"m{i}"]) for i in range(5)]).group_by(*names)
+
+
+def _zone_key(zone: tzinfo | None) -> str | None:
+    key = getattr(zone, "key", None)
+    return key if isinstance(key, str) else None
+
+
+def _zone_days_select(days: list[date], by: Sequence[Dim], filters: Filters) -> Select[Any]:
+    """Local days from the zone's daily summary, the day as ISO text like the other parts' labels."""
+    table = ZONE_DAILY
+    first, last = days[0], days[-1]
+    within = (
+        (table.c.day >= first, table.c.day <= last)
+        if (last - first).days + 1 == len(days)
+        else (table.c.day.in_(days),)
+    )
+    columns: list[ColumnElement[Any]] = [
+        cast(table.c.day, String).label("d_day") if d is Dim.DAY else table.c[d.value].label(f"d_{d.value}") for d in by
+    ]
+    statement = _filtered(select(*columns, *rollup_measures(table)).where(*within), table, filters)
+    return statement.group_by(*[table.c.day if d is Dim.DAY else table.c[d.value] for d in by])
 
 
 def _signed_sum(parts: list[tuple[Select[Any], int]], by: Sequence[Dim]) -> Select[Any]:
@@ -519,7 +583,7 @@ def _blocks(span: Period) -> tuple[list[tuple[int, datetime]], list[Period]]:
     return blocks, runs
 
 
-def _aligned(moment: datetime) -> bool:
+def aligned(moment: datetime) -> bool:
     return (moment - midnight(moment.astimezone(UTC).date())) % BUCKET == timedelta(0)
 
 
@@ -537,7 +601,7 @@ def _span_statements(
     Where a bound is off the quarter hours or the buckets are not built yet: the whole UTC days inside, and the
     raw logs for the rest."""
     until = source.rolled_until
-    if source.buckets and until is not None and _aligned(start) and _aligned(end):
+    if source.buckets and until is not None and aligned(start) and aligned(end):
         near_first, near_last = _nearest_midnight(start), _nearest_midnight(end)
         if near_first < near_last <= until:
             parts = [(st, 1) for st in _statements(source, DayRange(near_first.date(), near_last.date()), by, filters)]
@@ -560,11 +624,19 @@ def _span_statements(
         edges = [(start, end)]
     for a, b in edges:
         edge = Period(a, b)
-        if source.buckets and _aligned(edge.start) and _aligned(edge.end):
+        if source.buckets and aligned(edge.start) and aligned(edge.end):
             statements.append(_bucket_select(edge, by, filters))
         else:
             statements.append(_raw_select(source.schema, edge, by, filters, False))
     return statements
+
+
+def rolled_span_select(source: SpendSource, span: Period, by: Sequence[Dim]) -> Select[Any]:
+    """[start, end) on quarter hours and below the watermark, grouped by `by` (no DAY), from the rollup in one
+    statement, read the way a zoned total reads it (the UTC days between the nearest midnights, plus and minus
+    the pieces): what the zone's daily summary holds for a local day, so it answers as the pieces would."""
+    statements = _span_statements(source, span.start, span.end, by, Filters())
+    return statements[0] if len(statements) == 1 else _signed_sum([(st, 1) for st in statements], by)
 
 
 def _bucket_select(span: Period, by: Sequence[Dim], filters: Filters) -> Select[Any]:
