@@ -188,7 +188,7 @@ async def test_a_downgrade_past_the_zones_table_and_back_refills_it(api: Api, db
     await refresh(api, "Asia/Kathmandu")
     built = await zone_days(db)
     assert len(built) == 22
-    await downgrade(db, embedded=True, revision="0012_zones")
+    await downgrade(db, embedded=True, revision="0013_first_start_soft_limit")
     await upgrade(db, embedded=True)
     assert await state(db) == (None, None) and await zone_days(db) == {}
     assert await per_day_and_model(db, api, "Asia/Kathmandu") == await expected(db, "Asia/Kathmandu")

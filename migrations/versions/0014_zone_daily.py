@@ -5,8 +5,8 @@ Starts empty: the rollup job's next run fills it from the summary buckets (it se
 naming another zone) and keeps it with every UTC day it rebuilds from then on; until then zoned reads take the
 offset pieces as before. `spendplane_rollup_state.zone` names the zone the table is kept in. Downgrade drops both.
 
-Revision ID: 0013_zone_daily
-Revises: 0012_zones
+Revision ID: 0014_zone_daily
+Revises: 0013_first_start_soft_limit
 Create Date: 2026-12-06
 """
 
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = "0013_zone_daily"
-down_revision: str | None = "0012_zones"
+revision: str = "0014_zone_daily"
+down_revision: str | None = "0013_first_start_soft_limit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
