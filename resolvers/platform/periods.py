@@ -92,7 +92,6 @@ MAX_MONTH_START_DAY = 28
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def zone_names() -> frozenset[str]:
     """The IANA time zone names this server takes: `zoneinfo.available_timezones()`, exactly as spelled there.
     ZoneInfo alone would also open `posixrules`, `posix/...` and `right/...` copies; the OpenAPI document lists
