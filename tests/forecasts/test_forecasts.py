@@ -213,6 +213,32 @@ def test_ets_on_log_spend_needs_spend_every_day_and_leaves_the_choice_to_the_oth
     assert score.mase is None and score.error is not None and "a day without spend" in score.error
 
 
+async def test_a_forecast_by_ets_on_log_spend_is_stored_and_read_back(
+    api: Api, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever scope it ships for, the new method's forecast is stored (its name fits the column) and read back
+    with its interval and its backtest; the choice itself is the backtest's (tested above), forced here."""
+    import resolvers.forecasts as forecasts
+
+    real = forecasts.choose
+
+    def log_ets_ships(scope: ScopeRuns, pooled: Any, recent: int | None = RECENT_ORIGINS) -> Choice:
+        return Choice(LOG_ETS, real(scope, pooled, recent).scores, "forced by the test")
+
+    monkeypatch.setattr(forecasts, "choose", log_ets_ships)
+    await weekly_traffic(db, "growing", 120, 50.0, growth=0.005)
+    current = by_scope((await api.data(GENERATE))["generateForecasts"])[("growing", "CURRENT_MONTH")]
+    assert current["method"] == "LOG_EXPONENTIAL_SMOOTHING" and current["backtestReason"] == "forced by the test"
+    log_ets = next(s for s in current["backtest"] if s["method"] == "LOG_EXPONENTIAL_SMOOTHING")
+    assert log_ets["error"] is None and log_ets["origins"] == len(origins(120)) and log_ets["mase"] > 0
+    assert Decimal(current["confidenceLow"]) <= Decimal(current["forecastedCost"]) <= Decimal(current["confidenceHigh"])
+    assert current["calibration"] == "scope"
+    again = by_scope((await api.data(FORECASTS, {"team": "growing"}))["forecasts"])
+    stored = again[("growing", "CURRENT_MONTH")]
+    assert stored["method"] == "LOG_EXPONENTIAL_SMOOTHING" and stored["forecastedCost"] == current["forecastedCost"]
+    assert stored["backtest"] == current["backtest"]
+
+
 def test_theta_intervals_are_calibrated_on_known_series() -> None:
     """Series of theta's own law (a linear trend times a weekday pattern, lognormal noise): its own interval ignores
     the error of its level and trend and covers far too little; the conformal 80% interval, calibrated only with
