@@ -157,7 +157,7 @@ def log_exponential_smoothing(history: Series, horizon: int, rng: np.random.Gene
     short or the fit fails."""
     _check_history(history, "exponential smoothing on log spend")
     if float(np.min(history)) <= 0.0:
-        raise ValueError("a day without spend (exponential smoothing on log spend needs spend every day)")
+        raise ValueError("a day without spend, whose log is undefined")
     point, paths, form = _fit_ets(np.log(history), LOG_ETS_FORMS, horizon, rng)
     with np.errstate(over="ignore"):
         point, paths = np.exp(point), np.exp(paths)
