@@ -13,7 +13,10 @@ the pooled line had only the latest K origins calibrated (0: all), from the same
 
 Figures per family and method: mean MASE over series (against seasonal naive, m = 7), 80% coverage pooled over
 the family's calibrated origins, mean interval width over the mean actual 28-day total, and counts. The last
-line is the shipped method's coverage and mean MASE pooled over every series.
+line is the shipped method's coverage and mean MASE pooled over every series. Before it, a table of the MASE that
+each family's law (its noise-free spend) scores as the forecast, of the law as known at the origin (a step change
+still to come unforeseen) and of what ships, on the same origins, split for a step change by where the step
+falls; and the MASE scale's drift (seasonal naive's error over the last 56 training days over all of them).
 """
 
 from __future__ import annotations
@@ -22,15 +25,15 @@ import argparse
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
 
-from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
-from resolvers.forecasts.calibration import RECENT_ORIGINS
-from resolvers.forecasts.methods import ForecastMethod, Series
+from resolvers.forecasts.backtest import HORIZON, METHODS, Score, choose, run_scope
+from resolvers.forecasts.calibration import RECENT_ORIGINS, SCALE_DAYS, Run
+from resolvers.forecasts.methods import ForecastMethod, Series, seasonal_naive_mae
 
 DAYS = 182
 END = date(2026, 11, 15)  # the day after the last one in every series
@@ -45,55 +48,78 @@ def _weekday(days: list[date], strength: float) -> Series:
     return np.array([1 + strength * (WEEKDAY[d.weekday()] - 1) for d in days])
 
 
-def steady_growth(rng: np.random.Generator) -> Series:
+@dataclass(frozen=True)
+class Synthetic:
+    """A series and its law: the noise-free spend (the median of each day's lognormal noise is 1, so the law is
+    each day's median, the best forecast under absolute error), None where there is none to speak of."""
+
+    series: Series
+    law: Series | None = None
+    #: The day index (in `series`) of a step change, and the law without it (what is known before the step).
+    step_at: int | None = None
+    unstepped: Series | None = None
+
+    def known_law(self, cut: int) -> Series | None:
+        """The law as far as it can be known at an origin `cut`: a step still to come is not foreseen."""
+        if self.step_at is not None and self.unstepped is not None and self.step_at >= cut:
+            return self.unstepped
+        return self.law
+
+
+def steady_growth(rng: np.random.Generator) -> Synthetic:
     days = _days()
     level = rng.lognormal(np.log(50), 1.0)
     weekly = rng.uniform(0.01, 0.04)
     t = np.arange(DAYS)
-    return level * (1 + weekly) ** (t / 7) * _weekday(days, 0.5) * rng.lognormal(0, 0.15, DAYS)
+    law = level * (1 + weekly) ** (t / 7) * _weekday(days, 0.5)
+    return Synthetic(law * rng.lognormal(0, 0.15, DAYS), law)
 
 
-def step_change(rng: np.random.Generator) -> Series:
+def step_change(rng: np.random.Generator) -> Synthetic:
     days = _days()
     level = rng.lognormal(np.log(50), 1.0)
     at = int(rng.integers(60, 150))
     factor = rng.choice([0.5, 1.8, 2.5])
     steps = np.where(np.arange(DAYS) >= at, factor, 1.0)
-    return level * steps * _weekday(days, 0.5) * rng.lognormal(0, 0.15, DAYS)
+    unstepped = level * _weekday(days, 0.5)
+    law = unstepped * steps
+    return Synthetic(law * rng.lognormal(0, 0.15, DAYS), law, at, unstepped)
 
 
-def weekly_seasonality(rng: np.random.Generator) -> Series:
+def weekly_seasonality(rng: np.random.Generator) -> Synthetic:
     days = _days()
     level = rng.lognormal(np.log(50), 1.0)
-    return level * _weekday(days, 1.0) * rng.lognormal(0, 0.1, DAYS)
+    law = level * _weekday(days, 1.0)
+    return Synthetic(law * rng.lognormal(0, 0.1, DAYS), law)
 
 
-def month_end_spikes(rng: np.random.Generator) -> Series:
+def month_end_spikes(rng: np.random.Generator) -> Synthetic:
     days = _days()
     level = rng.lognormal(np.log(50), 1.0)
     spike = rng.uniform(2.0, 5.0)
     month_end = np.array([2 if (d + timedelta(days=2)).month != d.month else 1 for d in days]) == 2
-    return level * np.where(month_end, spike, 1.0) * _weekday(days, 0.3) * rng.lognormal(0, 0.15, DAYS)
+    law = level * np.where(month_end, spike, 1.0) * _weekday(days, 0.3)
+    return Synthetic(law * rng.lognormal(0, 0.15, DAYS), law)
 
 
-def sparse_bursty(rng: np.random.Generator) -> Series:
+def sparse_bursty(rng: np.random.Generator) -> Synthetic:
     level = rng.lognormal(np.log(20), 1.0)
     active = rng.random(DAYS) < rng.uniform(0.15, 0.4)
-    return np.where(active, level * rng.lognormal(0, 1.0, DAYS), 0.0)
+    return Synthetic(np.where(active, level * rng.lognormal(0, 1.0, DAYS), 0.0))
 
 
-def starts_mid_period(rng: np.random.Generator) -> Series:
+def starts_mid_period(rng: np.random.Generator) -> Synthetic:
     days = _days()
     start = int(rng.integers(60, 130))
     level = rng.lognormal(np.log(50), 1.0)
     t = np.arange(DAYS) - start
     ramp = np.clip(0.3 + 0.7 * t / 21, 0, 1)  # ramps up over three weeks, then steady
-    series = level * ramp * _weekday(days, 0.7) * rng.lognormal(0, 0.15, DAYS)
-    series[:start] = 0.0
-    return series[start:]  # histories start at the first day with spend
+    law = level * ramp * _weekday(days, 0.7)
+    series = law * rng.lognormal(0, 0.15, DAYS)
+    return Synthetic(series[start:], law[start:])  # histories start at the first day with spend
 
 
-FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Series], bool]] = {
+FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Synthetic], bool]] = {
     # name: (generator, has a seasonal (weekly) pattern)
     "steady growth": (steady_growth, True),
     "step change": (step_change, True),
@@ -137,6 +163,61 @@ class Tally:
         return float(np.mean(self.widths)) if self.widths else math.nan
 
 
+@dataclass
+class LawTally:
+    """Per family (and, for a step change, by where the step falls against the origin), the MASE of the law itself
+    as the forecast (no method can expect to beat it: it knows the future's noise-free spend, steps included), of
+    the law as known at the origin (a step still to come unforeseen: the best any forecast made then can do) and of
+    the shipped method, on the same origins; and how the MASE scale (seasonal naive's in-sample error over all the
+    training days) compares with that error over the last 56 training days."""
+
+    law: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    known: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    shipped: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    recent_scale: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, family: str, synth: Synthetic, runs: Sequence[Run]) -> None:
+        if synth.law is None:
+            return
+        n = len(synth.series)
+        for run in runs:
+            cut = run.cut + n
+            if len(run.actual) < HORIZON or not run.naive_mae > 0:
+                continue
+            actual = run.actual[:HORIZON]
+            group = family
+            if synth.step_at is not None:
+                weeks = (cut - synth.step_at) // 7
+                group += (
+                    ": step 4+ weeks before the origin"
+                    if weeks >= 4
+                    else ": step under 4 weeks before the origin"
+                    if synth.step_at < cut
+                    else ": step inside the 28 days scored"
+                    if synth.step_at < cut + HORIZON
+                    else ": step after the 28 days scored"
+                )
+            known = synth.known_law(cut)
+            assert known is not None
+            for key in {family, group}:
+                self.law[key].append(float(np.mean(np.abs(actual - synth.law[cut : cut + HORIZON]))) / run.naive_mae)
+                self.known[key].append(float(np.mean(np.abs(actual - known[cut : cut + HORIZON]))) / run.naive_mae)
+                self.shipped[key].append(float(np.mean(np.abs(actual - run.point[:HORIZON]))) / run.naive_mae)
+                self.recent_scale[key].append(seasonal_naive_mae(synth.series[:cut][-SCALE_DAYS:]) / run.naive_mae)
+
+    def print(self) -> None:
+        print(
+            "| family (origins) | mean MASE over origins: the law | the law known at the origin | what ships "
+            "| scale: last 56 days / all days |"
+        )
+        print("|---|---|---|---|---|")
+        for key in sorted(self.law, key=lambda k: (list(FAMILIES).index(k.split(":")[0]), k)):
+            print(
+                f"| {key} ({len(self.law[key])}) | {np.mean(self.law[key]):.3f} | {np.mean(self.known[key]):.3f} | "
+                f"{np.mean(self.shipped[key]):.3f} | {np.mean(self.recent_scale[key]):.3f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
@@ -161,13 +242,15 @@ def main() -> None:
     started = time.process_time()
     rng = np.random.default_rng(args.seed)
     made = [(family, i, make(rng)) for family, (make, _) in FAMILIES.items() for i in range(args.series)]
-    runs = [run_scope(series, args.seed * 1000 + n, methods=methods) for n, (_, _, series) in enumerate(made)]
+    runs = [run_scope(synth.series, args.seed * 1000 + n, methods=methods) for n, (_, _, synth) in enumerate(made)]
     pooled = {m: [r for scope in runs for r in scope.runs.get(m, ())] for m in METHODS}
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     everything = Tally()
     shipped_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (family, _, _series), scope in zip(made, runs, strict=True):
+    law = LawTally()
+    for (family, _, synth), scope in zip(made, runs, strict=True):
         choice = choose(scope, pooled)
+        law.add(family, synth, scope.runs.get(choice.method, ()))
         for score in choice.scores:
             tallies[(family, score.method.value)].add(score)
         shipped = next(s for s in choice.scores if s.method is choice.method)
@@ -178,6 +261,7 @@ def main() -> None:
         ForecastMethod.WEIGHTED_MOVING_AVERAGE.value: "WMA",
         ForecastMethod.EXPONENTIAL_SMOOTHING.value: "ETS",
         ForecastMethod.THETA.value: "Theta",
+        ForecastMethod.LOG_EXPONENTIAL_SMOOTHING.value: "logETS",
     }
     print(
         f"seed {args.seed}: {len(made)} series ({args.series} per family), {DAYS} days each, 28-day totals; "
@@ -198,6 +282,8 @@ def main() -> None:
                 f"| {family}{' (weekly)' if seasonal else ''} | {label} | {t.mase:.3f} | {t.coverage:.2f} | "
                 f"{t.width:.2f} | {t.origins} | {t.judged} of {t.series} |"
             )
+    print()
+    law.print()
     print()
     for k in args.compare_recent:
         other = Tally()

@@ -23,7 +23,12 @@ from resolvers.demo import DemoPlan, generate
 from resolvers.forecasts.backtest import METHODS, Score, choose, run_scope
 
 END = datetime(2026, 11, 15, 0, 0, tzinfo=UTC)
-SHORT = {"weighted_moving_average": "WMA", "exponential_smoothing": "ETS", "theta": "Theta"}
+SHORT = {
+    "weighted_moving_average": "WMA",
+    "exponential_smoothing": "ETS",
+    "theta": "Theta",
+    "log_exponential_smoothing": "logETS",
+}
 
 
 def cell(value: float | None, digits: int) -> str:

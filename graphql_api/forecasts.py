@@ -21,8 +21,9 @@ strawberry.enum(
     ForecastMethod,
     name="ForecastMethod",
     description="WEIGHTED_MOVING_AVERAGE (the guide's: last three months, weights 3-2-1), EXPONENTIAL_SMOOTHING "
-    "(Holt-Winters with weekly seasonality) or THETA (theta on the weekly-deseasonalised series), chosen per scope by "
-    "a rolling-origin backtest.",
+    "(Holt-Winters with weekly seasonality), THETA (theta on the weekly-deseasonalised series) or "
+    "LOG_EXPONENTIAL_SMOOTHING (Holt-Winters on log spend: growth and weekly pattern in proportion to the level), "
+    "chosen per scope by a rolling-origin backtest.",
 )
 strawberry.enum(ForecastHorizon, name="ForecastHorizon", description="This month's end, or next month's total.")
 

@@ -39,7 +39,7 @@ from resolvers.forecasts.calibration import (
     scale_of,
 )
 from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
-from resolvers.forecasts.methods import ForecastMethod, wma_rate
+from resolvers.forecasts.methods import ForecastMethod, project, wma_rate
 from resolvers.platform.config import Settings
 from resolvers.platform.periods import Cadence, Period, zone
 from resolvers.platform.periods import Window as BudgetWindow
@@ -55,6 +55,7 @@ FORECASTS = f"query($team: String) {{ forecasts(teamId: $team) {{ {FIELDS} }} }}
 WEEKDAY = (1.0, 1.08, 1.1, 1.05, 0.92, 0.38, 0.3)
 WMA = ForecastMethod.WEIGHTED_MOVING_AVERAGE
 THETA = ForecastMethod.THETA
+LOG_ETS = ForecastMethod.LOG_EXPONENTIAL_SMOOTHING
 
 
 async def weekly_traffic(db: Database, team: str, days: int, level: float, growth: float = 0.004) -> None:
@@ -84,11 +85,16 @@ async def test_weekly_seasonal_spend_is_forecast_with_a_calibrated_interval_and_
     }
     current, upcoming = found[("engineering", "CURRENT_MONTH")], found[("engineering", "NEXT_MONTH")]
     assert (current["period"], upcoming["period"]) == ("2026-11", "2026-12")
-    wma, ets, theta = current["backtest"]
-    assert [s["method"] for s in (wma, ets, theta)] == ["WEIGHTED_MOVING_AVERAGE", "EXPONENTIAL_SMOOTHING", "THETA"]
+    wma, ets, theta, log_ets = current["backtest"]
+    assert [s["method"] for s in (wma, ets, theta, log_ets)] == [
+        "WEIGHTED_MOVING_AVERAGE",
+        "EXPONENTIAL_SMOOTHING",
+        "THETA",
+        "LOG_EXPONENTIAL_SMOOTHING",
+    ]
     # 150 days of history: every origin a week apart that leaves 28 days to fit, reported as run.
-    assert ets["origins"] == theta["origins"] == wma["origins"] == len(origins(150)) == 14
-    for seasonal in (ets, theta):
+    assert ets["origins"] == theta["origins"] == log_ets["origins"] == wma["origins"] == len(origins(150)) == 14
+    for seasonal in (ets, theta, log_ets):
         assert 4 <= seasonal["coverageOrigins"] <= seasonal["origins"]
         assert seasonal["calibration"] in {"scope", "pooled", "mixed"}
         assert seasonal["mase"] < wma["mase"]  # a weekly pattern the average cannot follow
@@ -119,7 +125,7 @@ async def test_short_history_keeps_the_guides_weighted_moving_average(api: Api, 
     found = by_scope((await api.data(GENERATE))["generateForecasts"])
     current = found[("new-team", "CURRENT_MONTH")]
     assert current["method"] == "WEIGHTED_MOVING_AVERAGE" and "too short to judge" in current["backtestReason"]
-    assert [s["origins"] for s in current["backtest"]] == [0, 0, 0]
+    assert [s["origins"] for s in current["backtest"]] == [0, 0, 0, 0]
     # 10 $/day: the 10 closed days of November so far, plus today and the 15 days after it.
     assert current["forecastedCost"] == "260" and current["actualToDate"] == "100"
     assert found[("new-team", "NEXT_MONTH")]["forecastedCost"] == "310"
@@ -132,7 +138,7 @@ async def test_a_60_day_history_backtests_on_the_one_origin_it_has_and_says_it_i
 ) -> None:
     await weekly_traffic(db, "young", 60, 50.0)
     current = by_scope((await api.data(GENERATE))["generateForecasts"])[("young", "CURRENT_MONTH")]
-    assert [s["origins"] for s in current["backtest"]] == [1, 1, 1] == [len(origins(60))] * 3
+    assert [s["origins"] for s in current["backtest"]] == [1, 1, 1, 1] == [len(origins(60))] * 4
     assert current["method"] == "WEIGHTED_MOVING_AVERAGE"
     assert "too short to judge (1 backtest origins" in current["backtestReason"], current["backtestReason"]
 
@@ -167,6 +173,71 @@ def test_theta_forecasts_a_clean_weekly_series_better_than_the_average_and_ships
     assert theta.mase < 1 < wma.mase and theta.mase < wma.mase / 3, (theta.mase, wma.mase)
     choice = decide(wma, theta)
     assert choice.method is THETA and choice.reason.startswith("theta won on MASE and coverage"), choice.reason
+
+
+def test_ets_on_log_spend_follows_steady_growth_where_theta_and_ets_lag_and_ships_there() -> None:
+    """Spend growing 3% a week with a weekday pattern in proportion (the accuracy benchmark's steady growth, its
+    law exactly): on log spend that is a linear trend plus an additive weekly pattern, ETS(A,A,A) on logs. Theta's
+    half slope and ETS's damped additive trend fall behind the growth over 28 days; ETS on logs does not."""
+    rng = np.random.default_rng(3)
+    weekday = 1 + 0.5 * (np.array(WEEKDAY * 26)[:182] - 1)
+    series = 60 * 1.03 ** (np.arange(182) / 7) * weekday * rng.lognormal(0, 0.1, 182)
+    methods = (WMA, ForecastMethod.EXPONENTIAL_SMOOTHING, THETA, LOG_ETS)
+    scope = run_scope(series, 1, methods=methods)
+    assert not scope.errors and all(len(scope.runs[m]) == 16 for m in methods)
+    wma, ets, theta, log_ets = (evaluate(m, scope, scope.runs[m]) for m in methods)
+    assert log_ets.mase is not None and ets.mase is not None and theta.mase is not None
+    assert log_ets.mase < 1 and log_ets.mase < 0.95 * min(ets.mase, theta.mase), (log_ets.mase, ets.mase, theta.mase)
+    choice = decide(wma, ets, theta, log_ets)
+    assert choice.method is LOG_ETS, choice.reason
+    assert choice.reason.startswith("exponential smoothing on log spend won on MASE and coverage"), choice.reason
+    projection = project(LOG_ETS, series, 60, np.random.default_rng(1))
+    assert projection.detail.startswith("log; ") and projection.paths.shape == (1000, 60)
+    assert np.all(projection.paths > 0)
+    # The median forecast: about half the sample paths' 28-day totals are below the point's.
+    below = float(np.mean(projection.paths[:, :28].sum(axis=1) < projection.point[:28].sum()))
+    assert 0.4 < below < 0.6, below
+
+
+def test_ets_on_log_spend_needs_spend_every_day_and_leaves_the_choice_to_the_others() -> None:
+    """A day without spend has no logarithm: the method refuses with a reason the backtest reports, and the other
+    methods are judged as before."""
+    rng = np.random.default_rng(4)
+    series = 40 * np.array(WEEKDAY * 26)[:182] * rng.lognormal(0, 0.1, 182)
+    series[100] = 0.0
+    with pytest.raises(ValueError, match="a day without spend"):
+        project(LOG_ETS, series, 28, np.random.default_rng(1))
+    scope = run_scope(series, 1)
+    assert scope.runs[LOG_ETS] == () and "a day without spend" in scope.errors[LOG_ETS]
+    assert len(scope.runs[THETA]) == 16 and THETA not in scope.errors
+    score = evaluate(LOG_ETS, scope, [])
+    assert score.mase is None and score.error is not None and "a day without spend" in score.error
+
+
+async def test_a_forecast_by_ets_on_log_spend_is_stored_and_read_back(
+    api: Api, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever scope it ships for, the new method's forecast is stored (its name fits the column) and read back
+    with its interval and its backtest; the choice itself is the backtest's (tested above), forced here."""
+    import resolvers.forecasts as forecasts
+
+    real = forecasts.choose
+
+    def log_ets_ships(scope: ScopeRuns, pooled: Any, recent: int | None = RECENT_ORIGINS) -> Choice:
+        return Choice(LOG_ETS, real(scope, pooled, recent).scores, "forced by the test")
+
+    monkeypatch.setattr(forecasts, "choose", log_ets_ships)
+    await weekly_traffic(db, "growing", 120, 50.0, growth=0.005)
+    current = by_scope((await api.data(GENERATE))["generateForecasts"])[("growing", "CURRENT_MONTH")]
+    assert current["method"] == "LOG_EXPONENTIAL_SMOOTHING" and current["backtestReason"] == "forced by the test"
+    log_ets = next(s for s in current["backtest"] if s["method"] == "LOG_EXPONENTIAL_SMOOTHING")
+    assert log_ets["error"] is None and log_ets["origins"] == len(origins(120)) and log_ets["mase"] > 0
+    assert Decimal(current["confidenceLow"]) <= Decimal(current["forecastedCost"]) <= Decimal(current["confidenceHigh"])
+    assert current["calibration"] == "scope"
+    again = by_scope((await api.data(FORECASTS, {"team": "growing"}))["forecasts"])
+    stored = again[("growing", "CURRENT_MONTH")]
+    assert stored["method"] == "LOG_EXPONENTIAL_SMOOTHING" and stored["forecastedCost"] == current["forecastedCost"]
+    assert stored["backtest"] == current["backtest"]
 
 
 def test_theta_intervals_are_calibrated_on_known_series() -> None:
