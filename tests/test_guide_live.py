@@ -83,7 +83,7 @@ async def test_the_guides_commands_work_against_a_live_server_with_the_guides_po
             "alert_email": "finance@example.com",
         }
         again = await http.post(f"{main}/api/v1/budgets", headers=auth, json=platform)
-        assert again.status_code == 400 and again.json()["error"]["field"] == "entity_type"
+        assert again.status_code == 409 and again.json()["error"]["field"] == "entity_type"
         updated = await http.put(
             f"{main}/api/v1/budgets/{preset['id']}",
             headers=auth,
