@@ -399,7 +399,9 @@ class Enforcer:
             last = self._published.get(rule.budget_id)
             if last == figures:
                 continue
-            if last is None:  # first sight (start-up, a new budget): its creation was announced already
+            if last is None and not figures[1]:
+                # First sight (start-up, a new budget) with nothing in flight: its creation was announced already,
+                # with this spend. A hold made before the first refresh saw the budget was not: it is news.
                 self._published[rule.budget_id] = figures
                 continue
             if now - self._published_at.get(rule.budget_id, -math.inf) < FIGURES_EVERY:

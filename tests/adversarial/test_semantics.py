@@ -16,6 +16,7 @@ from models.litellm import verification_tokens
 from resolvers.auth import hash_key, rotate_admin_key
 from resolvers.platform.config import Settings
 from tests.adversarial.support import (
+    CREATE,
     PATIENT,
     Tally,
     ask,
@@ -164,3 +165,28 @@ async def test_a_websocket_whose_token_expires_is_closed(settings: Settings, clo
         except WebSocketDisconnect as closed:
             code = closed.code
     assert code == 4401
+
+
+async def test_budget_updated_fires_for_a_hold_made_before_a_refresh_first_saw_the_budget(api: Api) -> None:
+    """A request held on a budget created a moment before, ahead of the first refresh that reads its figures: that
+    refresh is the hold's news (the creation announced nothing in flight), not a baseline to stay quiet about."""
+    async with graphql_ws(api) as ws:
+        await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {api.admin_token}"}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        await ws.send_json({"id": "b", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        await watching(api, "budgets")
+        values = {"name": "Eng", "entityType": "TEAM", "entityId": "eng", "monthlyLimit": "100"}
+        created = (await api.data(CREATE, {"input": values}))["createBudget"]  # no refresh in between
+        status, _ = await ask(api, "held-first", estimated_cost="2")
+        assert status == 200
+        await api.runtime().enforcement().refresh_spend()
+        seen: list[dict[str, str]] = []
+        deadline = asyncio.get_running_loop().time() + 3
+        while asyncio.get_running_loop().time() < deadline and not any(Decimal(s["reserved"]) > 0 for s in seen):
+            try:
+                message = await asyncio.wait_for(ws.receive_json(), 0.5)
+            except TimeoutError:
+                continue
+            seen.append(message["payload"]["data"]["budgetUpdated"])
+    held = [s for s in seen if s["id"] == created["id"] and Decimal(s["reserved"]) > 0]
+    assert held, f"no budgetUpdated showed the hold in flight: {seen}"
