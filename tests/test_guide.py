@@ -5,6 +5,7 @@ alert deliveries visible, REST statements with current totals."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import subprocess
@@ -65,6 +66,16 @@ async def test_the_first_start_creates_the_guides_global_budget_once_and_never_r
         await api.data("mutation($id: ID!) { deleteBudget(id: $id) { id } }", {"id": preset["id"]})
     async with started(auto, clock) as api:  # a deleted one is never recreated
         assert _globals(await api.data(BUDGETS)) == []
+
+
+async def test_the_first_start_says_what_it_created_in_plain_dollars(
+    settings: Settings, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="spendplane"):
+        async with started(replace(settings, global_budget_usd=None), clock):
+            pass
+    said = [r.getMessage() for r in caplog.records if "created the global budget" in r.getMessage()]
+    assert len(said) == 1 and "$1500 a month, warning at $1000 (the default;" in said[0], said
 
 
 async def test_the_first_start_global_budget_warns_at_the_guides_1000_dollars_exactly(

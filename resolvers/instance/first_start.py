@@ -112,8 +112,13 @@ async def ensure_first_global_budget(db: Database, settings: Settings, now: date
         "created the global budget %r: $%s a month, warning at $%s (%s; edit or delete it freely, it is never "
         "recreated)",
         NAME,
-        chosen.hard_usd,
-        budget.soft_limit.normalize(),
+        _usd(chosen.hard_usd),
+        _usd(budget.soft_limit),
         chosen.source,
     )
     return budget.id
+
+
+def _usd(amount: Decimal) -> str:
+    """An amount as people write it: 1000, 1500.5 (Decimal's normalize() alone gives 1E+3)."""
+    return format(amount.normalize(), "f")
