@@ -117,6 +117,11 @@ class BudgetChanges:
     window: WindowDraft = WindowDraft()
 
 
+def soft_limit_of(limit: Decimal, percent: Decimal, usd: Decimal | None) -> Decimal:
+    """Where a budget warns: the amount it was set to in USD (the first start's), else its limit x percent."""
+    return usd if usd is not None else whole_nanos(limit * percent)
+
+
 @dataclass(frozen=True)
 class Budget:
     id: str
@@ -148,9 +153,7 @@ class Budget:
 
     @property
     def soft_limit(self) -> Decimal:
-        if self.soft_limit_usd is not None:
-            return self.soft_limit_usd
-        return whole_nanos(self.limit * self.soft_limit_percent)
+        return soft_limit_of(self.limit, self.soft_limit_percent, self.soft_limit_usd)
 
     @classmethod
     def from_row(cls, row: BudgetRow) -> Budget:

@@ -45,7 +45,7 @@ from models.litellm import LiteLLMSchema, verification_tokens
 from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import Principal, Role, hash_key
-from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key
+from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key, soft_limit_of
 from resolvers.enforcement.ledger import Claim, Ledger, Refusal, SpendSeen, margin_z
 from resolvers.instance.features import FEATURES_TOPIC, get_features
 from resolvers.platform.config import Settings
@@ -165,9 +165,7 @@ class BudgetRule:
 
     @cached
     def soft_cap(self) -> Decimal:
-        if self.soft_limit_usd is not None:
-            return self.soft_limit_usd
-        return whole_nanos(self.limit * self.soft_limit_percent)
+        return soft_limit_of(self.limit, self.soft_limit_percent, self.soft_limit_usd)
 
     @classmethod
     def from_budget(cls, budget: Budget) -> BudgetRule:
