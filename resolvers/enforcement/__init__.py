@@ -531,28 +531,32 @@ class Enforcer:
         # reload finishing while it awaits does not change its mind halfway (`_exhausted` and `_judge` read it
         # from the decision).
         enforced = self.enforcement_enabled
-        # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
-        known = self._known_checks(self.rules_for(caller))
-        if any(c.exceeded for c in known):
-            early = self._exhausted(
-                Decision(Verdict.ALLOW, request.call_id, model, checks=known, enforced=enforced), caller
-            )
-            if early is not None:
-                return early
         try:
-            # The deadline is the database's: looking up the key's owner and a scope's first spend. Both are
-            # usually in memory: then nothing is awaited, and no timer is armed.
-            started = loop.time()
+            # Usually the key's owner and every budget's spend are in memory: then nothing is awaited, no timer.
             resolved = self._resolved_in_memory(caller)
+            checks = None if resolved is None else self._checks_in_memory(self.rules_for(resolved))
+            if checks is None:
+                # The database will be asked; a budget exhausted as far as memory knows refuses first, at once: no
+                # token counted, no database asked. (With everything in memory, `_exhausted` below does that.)
+                known = self._known_checks(self.rules_for(caller))
+                if any(c.exceeded for c in known):
+                    early = self._exhausted(
+                        Decision(Verdict.ALLOW, request.call_id, model, checks=known, enforced=enforced), caller
+                    )
+                    if early is not None:
+                        return early
+            # The deadline is the database's: looking up the key's owner and a scope's first spend.
+            started = loop.time()
             if resolved is None:
                 async with asyncio.timeout_at(started + budget_seconds):
                     resolved = await self._resolve(caller)
             caller = resolved
-            rules = self.rules_for(caller)
-            checks = self._checks_in_memory(rules)
             if checks is None:
-                async with asyncio.timeout_at(started + budget_seconds):
-                    checks = await self._checks(rules)
+                rules = self.rules_for(caller)
+                checks = self._checks_in_memory(rules)
+                if checks is None:
+                    async with asyncio.timeout_at(started + budget_seconds):
+                        checks = await self._checks(rules)
             spent_waiting = loop.time() - started
             decision = Decision(Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller)
             exhausted = self._exhausted(decision, caller)
@@ -660,14 +664,18 @@ class Enforcer:
             if not short:
                 claims = [self._claim(c.rule, c.period) for c in checks]
                 variance = decision.held_variance
-                refusal = self.ledger.known_exhausted(claims, held, variance)
-                if refusal is None and reserve:
+                ledger = self.ledger
+                if reserve:
                     owner = self._owner(caller)
-                    if not self.ledger.try_hold(decision.call_id, held, claims, owner, variance):
+                    # Held at once when every allowance has it free; else `reserve` refuses from memory (a budget
+                    # the database said is exhausted) or asks the database for more.
+                    if not ledger.try_hold(decision.call_id, held, claims, owner, variance):
                         async with asyncio.timeout(seconds):
-                            refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
-                elif refusal is None:  # a check holds nothing, but judges like a hold: after every hold in flight
-                    refusal = self._short_after_holds(checks, claims, held, variance)
+                            refusal = await ledger.reserve(decision.call_id, held, claims, owner, variance)
+                else:  # a check holds nothing, but judges like a hold: after every hold in flight
+                    refusal = ledger.known_exhausted(claims, held, variance) or self._short_after_holds(
+                        checks, claims, held, variance
+                    )
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, or_, select
@@ -102,6 +103,7 @@ _PATTERNS = (
 )
 
 
+@lru_cache(maxsize=1024)  # every prediction asks, for a handful of model names (clients choose them: bounded)
 def profile_for(*names: str) -> Profile:
     for name in names:
         lowered = name.lower()

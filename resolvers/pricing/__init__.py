@@ -99,6 +99,10 @@ class PriceMapState:
     loaded_at: datetime | None = None
 
 
+#: How many model names `PriceBook.lookup` remembers (then it starts again).
+FOUND_CACHE = 4096
+
+
 @dataclass
 class PriceBook:
     """The in-memory price book; rebuilt pieces are swapped in whole (price map refresh, overrides)."""
@@ -110,8 +114,33 @@ class PriceBook:
     price_map: PriceMapState = field(default_factory=lambda: PriceMapState({}))
     _ceilings: dict[str | None, tuple[Decimal, Decimal]] = field(default_factory=dict, repr=False)
     _ceilings_of: object = field(default=None, repr=False)
+    #: `lookup`'s answers by name, for the price layers they were found in (every decision looks its model up).
+    _found: dict[str, PriceMatch | None] = field(default_factory=dict, repr=False)
+    _found_of: object = field(default=None, repr=False)
 
-    def lookup(self, name: str, *, _depth: int = 0) -> PriceMatch | None:
+    def _layers(self) -> tuple[object, ...]:
+        """What a lookup depends on: each layer is swapped in whole when it changes, never edited in place. The
+        layers themselves, compared by identity (`_same`): kept here, a swapped-out one is not freed, so a new one
+        can never take its address (as an `id()` could)."""
+        return (self.price_map, self.overrides, self.config_prices, self.self_hosted, self.aliases)
+
+    def lookup(self, name: str) -> PriceMatch | None:
+        """The price `name` runs at (an alias: its dearest member's); None when no layer prices it. Answers are
+        remembered until a layer is swapped (at most FOUND_CACHE names: clients choose the names)."""
+        layers = self._layers()
+        if not _same(self._found_of, layers):
+            self._found, self._found_of = {}, layers
+        try:
+            return self._found[name]
+        except KeyError:
+            pass
+        found = self._lookup(name)
+        if len(self._found) >= FOUND_CACHE:
+            self._found.clear()
+        self._found[name] = found
+        return found
+
+    def _lookup(self, name: str, *, _depth: int = 0) -> PriceMatch | None:
         name = name.strip()
         if not name:
             return None
@@ -120,7 +149,7 @@ class PriceBook:
             return PriceMatch(name, direct)
         members = self.aliases.get(name) if _depth < 3 else None  # aliases of aliases, but never a loop
         if members:
-            matches = (self.lookup(member, _depth=_depth + 1) for member in members)
+            matches = (self._lookup(member, _depth=_depth + 1) for member in members)
             found = tuple(m.price for m in matches if m is not None)
             if found:
                 dearest = max(found, key=lambda p: (p.output_per_million, p.input_per_million))
@@ -149,8 +178,8 @@ class PriceBook:
     def ceiling_price(self, name: str) -> ModelPrice | None:
         """A conservative price for a model nobody priced: the dearest input and the dearest output price of the
         known models of its provider (`openai/...`), else of every known model. None when nothing is priced."""
-        layers = (id(self.price_map), id(self.overrides), id(self.config_prices), self.self_hosted)
-        if self._ceilings_of != layers:
+        layers = self._layers()
+        if not _same(self._ceilings_of, layers):
             self._ceilings, self._ceilings_of = _ceilings(self.all_prices()), layers
         provider, _ = split_provider(name.strip())
         found = self._ceilings.get(provider) if provider else None
@@ -181,6 +210,12 @@ def _ceilings(prices: Iterable[ModelPrice]) -> dict[str | None, tuple[Decimal, D
             low, high = out.get(key, (Decimal(0), Decimal(0)))
             out[key] = (max(low, price.input_per_million), max(high, price.output_per_million))
     return out
+
+
+def _same(kept: object, layers: tuple[object, ...]) -> bool:
+    if not isinstance(kept, tuple) or len(kept) != len(layers):
+        return False
+    return all(a is b for a, b in zip(kept, layers, strict=True))
 
 
 def split_provider(name: str) -> tuple[str | None, str]:
@@ -437,7 +472,7 @@ def build_price_book(settings: Settings, overrides: dict[str, ModelPrice]) -> Pr
     )
     if settings.litellm_config_path:
         aliases, config_prices = read_litellm_config(settings.litellm_config_path)
-        book.aliases.update(aliases)
+        book.aliases = {**book.aliases, **aliases}  # swapped whole, like every layer (`_layers`)
         book.config_prices = config_prices
     return book
 
