@@ -105,7 +105,7 @@ class Caller:
 
     def owned_by(self, user_id: str | None, team_id: str | None) -> Caller:
         """The same caller with its key's user and team filled in (its key's hash is not computed again)."""
-        found = replace(self, user_id=user_id, team_id=team_id)
+        found = Caller(self.key, user_id, team_id, self.end_user, self.tags)
         if "key_hash" in self.__dict__:
             found.__dict__["key_hash"] = self.__dict__["key_hash"]
         return found
@@ -190,6 +190,9 @@ class BudgetRule:
         return f"{window}{self.entity_type.replace('_', ' ')} budget '{self.name}' ({self.entity_id})"
 
 
+_BASIS_POINT = Decimal("0.0001")
+
+
 @dataclass(frozen=True)
 class BudgetCheck:
     rule: BudgetRule
@@ -204,7 +207,7 @@ class BudgetCheck:
 
     @cached
     def utilization(self) -> Decimal:
-        return (self.spend / self.rule.limit).quantize(Decimal("0.0001"))
+        return (self.spend / self.rule.limit).quantize(_BASIS_POINT)
 
     @property
     def exceeded(self) -> bool:
@@ -253,6 +256,17 @@ class Decision:
     @property
     def resets_at(self) -> datetime | None:
         return self.budget.resets_at if self.budget is not None else None
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    """What a request is expected to cost and what it holds (`Decision`'s fields of the same names)."""
+
+    estimated_cost: Decimal = Decimal(0)
+    held_cost: Decimal = Decimal(0)
+    held_variance: Decimal = Decimal(0)
+    prediction: Prediction | None = None
+    price_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -558,12 +572,28 @@ class Enforcer:
                     async with asyncio.timeout_at(started + budget_seconds):
                         checks = await self._checks(rules)
             spent_waiting = loop.time() - started
-            decision = Decision(Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller)
-            exhausted = self._exhausted(decision, caller)
-            if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
-                return exhausted
+            if any(c.exceeded for c in checks):
+                decided = Decision(
+                    Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller
+                )
+                exhausted = self._exhausted(decided, caller)
+                if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
+                    return exhausted
             # Counting is bounded by the prompt's size, not by the deadline: a big prompt is never "degraded".
-            decision = await self._estimate(decision, request, model)
+            estimate = await self._estimate(request, model)
+            decision = Decision(
+                Verdict.ALLOW,
+                request.call_id,
+                model,
+                checks=checks,
+                enforced=enforced,
+                caller=caller,
+                estimated_cost=estimate.estimated_cost,
+                held_cost=estimate.held_cost,
+                held_variance=estimate.held_variance,
+                prediction=estimate.prediction,
+                price_missing=estimate.price_missing,
+            )
             return await self._judge(decision, caller, reserve, max(0.05, budget_seconds - spent_waiting))
         except _DB_OUTAGE as exc:
             log.warning(
@@ -590,11 +620,11 @@ class Enforcer:
         """The model to call: the one asked for, or its fallback while a failover rule is active for it."""
         return self.routes.get(model, model) if model is not None else None
 
-    async def _estimate(self, decision: Decision, request: Admission, model: str | None) -> Decision:
+    async def _estimate(self, request: Admission, model: str | None) -> _Estimate:
         if request.estimated_cost is not None:
-            return replace(decision, estimated_cost=request.estimated_cost, held_cost=request.estimated_cost)
+            return _Estimate(request.estimated_cost, request.estimated_cost)
         if model is None:
-            return decision
+            return _Estimate()
         wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
         quantile = self.settings.reservation_quantile
         pooled = self.settings.reservation_margin == "pooled"
@@ -612,22 +642,15 @@ class Enforcer:
                 quantile=quantile,
                 counting=self.counting,
             )
-            return replace(
-                decision,
+            return _Estimate(
+                prediction.total_cost,
+                max(prediction.total_cost_high, prediction.held_cost),
                 prediction=prediction,
                 price_missing=True,
-                estimated_cost=prediction.total_cost,
-                held_cost=max(prediction.total_cost_high, prediction.held_cost),
             )
         # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate:
         # per request, or (pooled) the mean with its variance, each budget holding a margin over its requests.
-        return replace(
-            decision,
-            prediction=prediction,
-            estimated_cost=prediction.total_cost,
-            held_cost=prediction.held_cost,
-            held_variance=prediction.held_variance,
-        )
+        return _Estimate(prediction.total_cost, prediction.held_cost, prediction.held_variance, prediction)
 
     def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:
         exceeded = [c for c in decision.checks if c.exceeded]
@@ -727,8 +750,8 @@ class Enforcer:
             recorded = spend.get((rule.scope, period.key))
             if recorded is None:
                 return None
-            key = (rule.key, period.key)
-            checks.append(BudgetCheck(rule, period, recorded + ledger.pending_for(key), ledger.in_flight_for(key)))
+            pending, in_flight = ledger.figures_for((rule.key, period.key))
+            checks.append(BudgetCheck(rule, period, recorded + pending, in_flight))
         return tuple(checks)
 
     def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:

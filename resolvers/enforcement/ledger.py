@@ -97,6 +97,9 @@ class Refusal:
     margin: Decimal = Decimal(0)
 
 
+_ZERO = Decimal(0)
+
+
 @dataclass(eq=False)
 class _GrantRequest:
     needs: list[tuple[Account, Decimal]]
@@ -235,6 +238,15 @@ class Ledger:
     def pending_for(self, key: AccountKey) -> Decimal:
         account = self.accounts.get(key)
         return account.settled_pending if account else Decimal(0)
+
+    def figures_for(self, key: AccountKey) -> tuple[Decimal, Decimal]:
+        """`pending_for` and `in_flight_for` in one look-up (every decision asks both of every budget)."""
+        account = self.accounts.get(key)
+        elsewhere = self.held_elsewhere.get(key)
+        if account is None:
+            return _ZERO, elsewhere or _ZERO
+        in_flight = account.in_flight
+        return account.settled_pending, in_flight + elsewhere if elsewhere is not None else in_flight
 
     def in_flight_for(self, key: AccountKey) -> Decimal:
         """Held in flight for this budget window by this instance and (as of the last refresh) every other."""

@@ -170,8 +170,13 @@ class OutputStats:
         """Completion tokens at `quantile` (0.5 to 1; rounded to the nearest per mille)."""
         if not self.per_mille:
             return self.median if quantile <= MEDIAN else self.p90
-        step = min(QUANTILE_STEPS, max(1, int((quantile * QUANTILE_STEPS).to_integral_value(ROUND_HALF_UP))))
-        return self.per_mille[step - 1]
+        return self.per_mille[_step(quantile) - 1]
+
+
+@lru_cache(maxsize=64)  # a setting: one or two quantiles in all
+def _step(quantile: Decimal) -> int:
+    """The per mille `quantile` rounds to (1 to QUANTILE_STEPS)."""
+    return min(QUANTILE_STEPS, max(1, int((quantile * QUANTILE_STEPS).to_integral_value(ROUND_HALF_UP))))
 
 
 @dataclass
