@@ -101,6 +101,8 @@ class PriceMapState:
 
 #: How many model names `PriceBook.lookup` remembers (then it starts again).
 FOUND_CACHE = 4096
+#: The price book's layers (`PriceBook.__setattr__`).
+_LAYERS = frozenset({"overrides", "self_hosted", "config_prices", "aliases", "price_map"})
 
 
 @dataclass
@@ -112,24 +114,22 @@ class PriceBook:
     config_prices: dict[str, ModelPrice] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(GUIDE_ALIASES))
     price_map: PriceMapState = field(default_factory=lambda: PriceMapState({}))
-    _ceilings: dict[str | None, tuple[Decimal, Decimal]] = field(default_factory=dict, repr=False)
-    _ceilings_of: object = field(default=None, repr=False)
-    #: `lookup`'s answers by name, for the price layers they were found in (every decision looks its model up).
+    #: Derived from the layers, forgotten when one is swapped (`__setattr__`): the dearest prices per provider,
+    #: and `lookup`'s answers by name (every decision looks its model up).
+    _ceilings: dict[str | None, tuple[Decimal, Decimal]] | None = field(default=None, repr=False)
     _found: dict[str, PriceMatch | None] = field(default_factory=dict, repr=False)
-    _found_of: object = field(default=None, repr=False)
 
-    def _layers(self) -> tuple[object, ...]:
-        """What a lookup depends on: each layer is swapped in whole when it changes, never edited in place. The
-        layers themselves, compared by identity (`_same`): kept here, a swapped-out one is not freed, so a new one
-        can never take its address (as an `id()` could)."""
-        return (self.price_map, self.overrides, self.config_prices, self.self_hosted, self.aliases)
+    def __setattr__(self, name: str, value: object) -> None:
+        # Every layer is swapped in whole when it changes, never edited in place: a swap forgets what was
+        # derived from the old layers (`lookup`'s answers, the ceilings), at no cost to the lookups themselves.
+        object.__setattr__(self, name, value)
+        if name in _LAYERS:
+            self.__dict__["_found"] = {}
+            self.__dict__["_ceilings"] = None
 
     def lookup(self, name: str) -> PriceMatch | None:
         """The price `name` runs at (an alias: its dearest member's); None when no layer prices it. Answers are
         remembered until a layer is swapped (at most FOUND_CACHE names: clients choose the names)."""
-        layers = self._layers()
-        if not _same(self._found_of, layers):
-            self._found, self._found_of = {}, layers
         try:
             return self._found[name]
         except KeyError:
@@ -178,9 +178,8 @@ class PriceBook:
     def ceiling_price(self, name: str) -> ModelPrice | None:
         """A conservative price for a model nobody priced: the dearest input and the dearest output price of the
         known models of its provider (`openai/...`), else of every known model. None when nothing is priced."""
-        layers = self._layers()
-        if not _same(self._ceilings_of, layers):
-            self._ceilings, self._ceilings_of = _ceilings(self.all_prices()), layers
+        if self._ceilings is None:
+            self._ceilings = _ceilings(self.all_prices())
         provider, _ = split_provider(name.strip())
         found = self._ceilings.get(provider) if provider else None
         chosen = found or self._ceilings.get(None)
@@ -210,12 +209,6 @@ def _ceilings(prices: Iterable[ModelPrice]) -> dict[str | None, tuple[Decimal, D
             low, high = out.get(key, (Decimal(0), Decimal(0)))
             out[key] = (max(low, price.input_per_million), max(high, price.output_per_million))
     return out
-
-
-def _same(kept: object, layers: tuple[object, ...]) -> bool:
-    if not isinstance(kept, tuple) or len(kept) != len(layers):
-        return False
-    return all(a is b for a, b in zip(kept, layers, strict=True))
 
 
 def split_provider(name: str) -> tuple[str | None, str]:
