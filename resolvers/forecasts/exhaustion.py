@@ -2,17 +2,20 @@
 (the daily forecast from the last generation with its calibrated 80% band of cumulative spend).
 
 `exhaustion(period, spent, limit, now, outlook)` takes any period [start, end): a calendar month today, any
-budget window tomorrow. Projected spend at the end of day d is the spend so far plus the forecast from now to d
-(today counts only for the part of it still to come). The limit is reached on the first day whose projection
-reaches it; the interval runs from the first day the band's upper edge (90th percentile) reaches it to the first
-day its lower edge (10th percentile) does. Because cumulative spend only grows, these are the 10th and 90th
-percentiles of the date itself. Dates are UTC days.
+budget window tomorrow. The outlook is per UTC day: projected spend at the end of UTC day d is the spend so far
+plus the forecast from now to d (today counts only for the part of it still to come), and within a day its
+forecast is spread evenly over the day's hours (over what is left of today). The limit is reached at the instant
+that projection reaches it; the interval runs from the instant the band's upper edge (90th percentile) reaches it
+to the one its lower edge (10th percentile) does. Because cumulative spend only grows, these are the 10th and 90th
+percentiles of the date itself. Every date is the day of that instant in the budget's zone (`time_zone`, where its
+window starts at a local midnight; a limit reached just at a midnight counts for the day ending there), kept
+inside the window's local days; in UTC it is the first UTC day whose projection reaches the limit.
 
 Status: REACHED (spend is already at the limit; the day it got there), EXPECTED (the projection reaches it this
 period: `date`, `earliest`, `latest`, the latter null when the lower edge never gets there), POSSIBLE (only the
 upper edge reaches it: `earliest` only), NOT_THIS_PERIOD (not even the upper edge), BEYOND_FORECAST (the period
 runs past the outlook and nothing reaches the limit before it ends), NO_FORECAST (no outlook for this scope yet).
-A REACHED date is a day in the budget's zone (where its window starts at a local midnight).
+A REACHED date is a day in the budget's zone too: the local day spend got there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from models.forecasts import ForecastOutlookRow
 from resolvers.platform.periods import Period
 
 CENT = Decimal("0.01")
+_TICK = timedelta(microseconds=1)
 
 
 class ExhaustionStatus(StrEnum):
@@ -139,10 +143,22 @@ def exhaustion(
     if path is None:
         return Exhaustion(limit, ExhaustionStatus.NO_FORECAST)
     target = float(limit)
+    base = float(spent)
 
     def first(values: np.ndarray) -> date | None:
         hits = np.flatnonzero(values >= target)
-        return path.first + timedelta(days=int(hits[0])) if len(hits) else None
+        if not len(hits):
+            return None
+        i = int(hits[0])
+        return _local_day(
+            period,
+            now,
+            path.first + timedelta(days=i),
+            base if i == 0 else float(values[i - 1]),
+            float(values[i]),
+            target,
+            time_zone,
+        )
 
     when, earliest, latest = first(path.point), first(path.high), first(path.low)
     if earliest is None:
@@ -153,11 +169,29 @@ def exhaustion(
     return Exhaustion(limit, ExhaustionStatus.EXPECTED, when, earliest, latest)
 
 
+def _local_day(
+    period: Period, now: datetime, day: date, before: float, after: float, target: float, time_zone: tzinfo
+) -> date:
+    """The day in the budget's zone when projected spend reaches `target` during UTC day `day`: `before` at its
+    start (at `now` for today), `after` at its end, the day's spend spread evenly in between. A limit reached just
+    at a midnight counts for the day that ends there. Inside the window's local days."""
+    start = max(datetime.combine(day, time(0), tzinfo=UTC), now.astimezone(UTC))
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    share = (target - before) / (after - before)  # in (0, 1]: `before` < `target` <= `after`
+    moment = min(max(start + (end - start) * share, start + _TICK), end) - _TICK
+    return _within(period, moment.astimezone(time_zone).date(), time_zone)
+
+
+def _within(period: Period, day: date, time_zone: tzinfo) -> date:
+    """`day` moved inside the window's local days [start, end) in `time_zone`."""
+    first = period.start.astimezone(time_zone).date()
+    last = (period.end - _TICK).astimezone(time_zone).date()
+    return min(max(day, first), last)
+
+
 def _local_today(period: Period, now: datetime, time_zone: tzinfo) -> date:
     """Today in the budget's zone, inside its window's local days [start, end)."""
-    first = period.start.astimezone(time_zone).date()
-    last = (period.end - timedelta(microseconds=1)).astimezone(time_zone).date()
-    return min(max(now.astimezone(time_zone).date(), first), last)
+    return _within(period, now.astimezone(time_zone).date(), time_zone)
 
 
 def period_end_projection(period: Period, spent: Decimal, now: datetime, outlook: Outlook | None) -> Projection | None:

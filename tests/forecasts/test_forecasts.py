@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -520,6 +520,102 @@ def test_exhaustion_of_any_window_from_the_outlook() -> None:
     assert reached_day(date(2026, 11, 1), {date(2026, 11, d): Decimal(100) for d in range(1, 11)}, Decimal(450)) == (
         date(2026, 11, 5)
     )
+
+
+def flat_outlook(start: date, days: int = 40) -> Outlook:
+    """1 $ an hour (24 $ a day) from `start`, the band's edges at 30 and 16 $ a day of cumulative spend."""
+    return Outlook(
+        start=start,
+        point=(24.0,) * days,
+        low=tuple(16.0 * (i + 1) for i in range(days)),
+        high=tuple(30.0 * (i + 1) for i in range(days)),
+        method="weighted_moving_average",
+        calibration="scope",
+        generated_at=datetime.combine(start, time(2, 30), tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "late", "early", "at_midnight"),
+    [
+        # 20:00 UTC is 05:00 the next day in Tokyo and 12:00 the same day in Los Angeles (PST); 03:00 UTC is 12:00
+        # the same day in Tokyo and 19:00 the day before in Los Angeles.
+        ("UTC", ("2026-12-10", "2026-12-10", "2026-12-12"), ("2026-12-10", "2026-12-09", "2026-12-11"), "2026-12-09"),
+        (
+            "Asia/Tokyo",
+            ("2026-12-11", "2026-12-10", "2026-12-12"),
+            ("2026-12-10", "2026-12-10", "2026-12-11"),
+            "2026-12-10",
+        ),
+        (
+            "America/Los_Angeles",
+            ("2026-12-10", "2026-12-09", "2026-12-11"),
+            ("2026-12-09", "2026-12-09", "2026-12-10"),
+            "2026-12-09",
+        ),
+    ],
+)
+def test_projected_dates_are_the_local_days_the_projection_reaches_the_limit(
+    time_zone: str, late: tuple[str, ...], early: tuple[str, ...], at_midnight: str
+) -> None:
+    """An EXPECTED date and its interval are the days, in the budget's zone, of the instants the projection (each
+    UTC day's forecast spread evenly over its hours) reaches the limit: the same days in UTC as before."""
+    local = zone(time_zone)
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(now)
+    outlook = flat_outlook(now.date())
+
+    def dates(limit: float, at: datetime = now) -> tuple[str | None, ...]:
+        e = exhaustion(month, Decimal(10), Decimal(str(limit)), at, outlook, None, local)
+        assert e.status is ExhaustionStatus.EXPECTED
+        return tuple(d.isoformat() if d else None for d in (e.date, e.earliest, e.latest))
+
+    # 68 $ to go: at 24 $ a day 20:00 UTC on Dec 10; the upper edge (30 a day) at 06:24 on Dec 10, the lower
+    # (16 a day) at 06:00 on Dec 12.
+    assert dates(78) == late
+    # 51 $ to go: 03:00 UTC on Dec 10; the upper edge at 16:48 on Dec 9, the lower at 04:30 on Dec 11.
+    assert dates(61) == early
+    # 48 $ to go reach it just at midnight UTC: the day ending there (Dec 9 in UTC, the 10th in Tokyo already).
+    assert dates(58)[0] == at_midnight
+    # ... and 63 $ just at midnight in Tokyo (15:00 UTC on Dec 10): there, the 10th too.
+    assert dates(73)[0] == "2026-12-10"
+    # Half of today gone (12:00 UTC on Dec 8): 12 $ of today's 24 still to come, so 6 $ to go is 18:00 UTC.
+    noon = now + timedelta(hours=12)
+    assert dates(16, noon)[0] == {"Asia/Tokyo": "2026-12-09"}.get(time_zone, "2026-12-08")
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Asia/Tokyo", "America/Los_Angeles"])
+def test_a_projected_date_stays_inside_the_windows_local_days(time_zone: str) -> None:
+    """Reached at 20:00 UTC on Dec 31 (already New Year's Day in Tokyo, 12:00 on Dec 31 in Los Angeles): the
+    window's last local day (the outlook's UTC days run past a Tokyo window's end)."""
+    local = zone(time_zone)
+    now = datetime(2026, 12, 29, tzinfo=UTC)
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(now)
+    e = exhaustion(month, Decimal(0), Decimal(24 * 2 + 20), now, flat_outlook(now.date()), None, local)
+    assert (e.status, e.date) == (ExhaustionStatus.EXPECTED, date(2026, 12, 31))
+
+
+async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: Api, db: Database) -> None:
+    """100 $ a day, every day at 12:00 UTC for 60 days: the outlook is 100 $ a day, spread over each UTC day's hours.
+    Each budget's hard limit is reached late in a UTC day (Tokyo) or early in one (Los Angeles): the budget's
+    forecast and its alert name the local day, not the UTC one."""
+    for team in ("tokyo", "la"):
+        await add_spend(db, *[SpendLog(100, NOW - timedelta(days=back), team_id=team) for back in range(1, 61)])
+    # November so far (from 15:00 UTC on Oct 31 in Tokyo, 07:00 UTC on Nov 1 in Los Angeles): 1400 $ (Nov 1 to 14).
+    # Then 50 $ for the rest of today (Nov 15) and 100 $ a day: 1925 $ is reached at 18:00 UTC on Nov 20 (03:00 on
+    # the 21st in Tokyo), 1875 $ at 06:00 UTC on Nov 20 (22:00 on the 19th in Los Angeles).
+    ids = {}
+    for team, time_zone, limit in (("tokyo", "Asia/Tokyo", "1925"), ("la", "America/Los_Angeles", "1875")):
+        budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": limit, "timeZone": time_zone}
+        ids[team] = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
+    await api.data(GENERATE)
+    alerts = (await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId message details } }"))["alerts"]
+    for team, day in (("tokyo", "2026-11-21"), ("la", "2026-11-19")):
+        forecast = (await api.data(OUTLOOK, {"id": ids[team]}))["budget"]["forecast"]
+        assert forecast["spent"] == "1400", team
+        assert (forecast["hard"]["status"], forecast["hard"]["date"]) == ("EXPECTED", day), team
+        [alert] = [a for a in alerts if a["budgetId"] == ids[team]]
+        assert alert["details"]["projected_exceeded_date"] == day and f" on {day} " in alert["message"], team
 
 
 async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:
