@@ -38,7 +38,13 @@ from resolvers.forecasts.calibration import (
     pick,
     scale_of,
 )
-from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
+from resolvers.forecasts.exhaustion import (
+    ExhaustionStatus,
+    Outlook,
+    exhaustion,
+    period_end_projection,
+    reached_day,
+)
 from resolvers.forecasts.methods import ForecastMethod, project, wma_rate
 from resolvers.platform.config import Settings
 from resolvers.platform.periods import Cadence, Period, zone
@@ -584,38 +590,105 @@ def test_projected_dates_are_the_local_days_the_projection_reaches_the_limit(
     assert dates(16, noon)[0] == {"Asia/Tokyo": "2026-12-09"}.get(time_zone, "2026-12-08")
 
 
-@pytest.mark.parametrize("time_zone", ["UTC", "Asia/Tokyo", "America/Los_Angeles"])
-def test_a_projected_date_stays_inside_the_windows_local_days(time_zone: str) -> None:
-    """Reached at 20:00 UTC on Dec 31 (already New Year's Day in Tokyo, 12:00 on Dec 31 in Los Angeles): the
-    window's last local day (the outlook's UTC days run past a Tokyo window's end)."""
+@pytest.mark.parametrize(
+    ("time_zone", "late", "just_in_time", "above_the_point"),
+    [
+        ("UTC", ("EXPECTED", "2026-12-31"), "EXPECTED", "EXPECTED"),
+        # The window ends at 15:00 UTC on Dec 31 (midnight in Tokyo): 20:00 UTC is after it; only the upper edge
+        # (30 $ a day) reaches 68 $ before then (at 06:24 UTC, 15:24 in Tokyo).
+        ("Asia/Tokyo", ("POSSIBLE", "2026-12-31"), "EXPECTED", "POSSIBLE"),
+        # The window ends at 08:00 UTC on Jan 1: 20:00 UTC on Dec 31 is 12:00 there, inside it.
+        ("America/Los_Angeles", ("EXPECTED", "2026-12-31"), "EXPECTED", "EXPECTED"),
+    ],
+)
+def test_a_limit_reached_only_after_the_window_ends_is_not_expected_this_period(
+    time_zone: str, late: tuple[str, str], just_in_time: str, above_the_point: str
+) -> None:
+    """The projection stops at the window's end, not at the end of the UTC day holding it (9 h later in Tokyo, where
+    the last UTC day of a window runs to 09:00 on the next local day). From 00:00 UTC on Dec 29 at 24 $ a day: 63 $
+    by the end of a Tokyo December, 72 $ by a UTC one's, 80 $ by a Los Angeles one's."""
     local = zone(time_zone)
     now = datetime(2026, 12, 29, tzinfo=UTC)
     month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(now)
-    e = exhaustion(month, Decimal(0), Decimal(24 * 2 + 20), now, flat_outlook(now.date()), None, local)
-    assert (e.status, e.date) == (ExhaustionStatus.EXPECTED, date(2026, 12, 31))
+    outlook = flat_outlook(now.date())
+
+    def status(limit: float) -> tuple[str, str | None]:
+        e = exhaustion(month, Decimal(0), Decimal(str(limit)), now, outlook, None, local)
+        day = e.date or e.earliest
+        return e.status.name, day.isoformat() if day else None
+
+    # 68 $ is reached at 20:00 UTC on Dec 31.
+    assert status(24 * 2 + 20) == late
+    # 62 $ at 14:00 UTC on Dec 31 (23:00 in Tokyo): inside every one of these windows, on its last local day.
+    assert status(24 * 2 + 14) == (just_in_time, "2026-12-31")
+    # 70 $: past the point projection at a Tokyo window's end (63 $), below its upper edge there (78.75 $).
+    assert status(70)[0] == above_the_point
+    # 80 $: past even the upper edge at a Tokyo window's end; the point gets there at 08:00 UTC on Jan 1, the end of
+    # a Los Angeles window (reached just at its end: its last day), and within a UTC December only the upper edge.
+    past_the_upper_edge = {
+        "UTC": ("POSSIBLE", "2026-12-31"),
+        "Asia/Tokyo": ("NOT_THIS_PERIOD", None),
+        "America/Los_Angeles": ("EXPECTED", "2026-12-31"),
+    }
+    assert status(80) == past_the_upper_edge[time_zone]
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "at", "projected"),
+    [
+        # From 00:00 UTC on Dec 29 with nothing spent, 24 $ a day (the band 16 and 30 $ a day): to the window's end.
+        ("UTC", datetime(2026, 12, 29, tzinfo=UTC), ("72.00", "48.00", "90.00")),  # 3 days
+        ("Asia/Tokyo", datetime(2026, 12, 29, tzinfo=UTC), ("63.00", "42.00", "78.75")),  # 2 days and 15 hours
+        ("America/Los_Angeles", datetime(2026, 12, 29, tzinfo=UTC), ("80.00", "53.33", "100.00")),  # 3 days 8 hours
+        # The window ends today (15:00 UTC on Dec 31 in Tokyo): 06:00 to 15:00 UTC is 9 $ still to come, half of
+        # the 18 $ left of the UTC day (whose band is 10 to 24 $: the one-day band, -8 and +6 $), so half of those.
+        ("Asia/Tokyo", datetime(2026, 12, 31, 6, tzinfo=UTC), ("9.00", "5.00", "12.00")),
+        ("UTC", datetime(2026, 12, 31, 6, tzinfo=UTC), ("18.00", "10.00", "24.00")),
+    ],
+)
+def test_the_period_end_projection_stops_at_the_windows_end(
+    time_zone: str, at: datetime, projected: tuple[str, str, str]
+) -> None:
+    """Projected spend at the end of the period is the projection at the window's end, the last UTC day counting only
+    its hours before it; a UTC window's end is a UTC midnight, so nothing changes there."""
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(at)
+    found = period_end_projection(month, Decimal(0), at, flat_outlook(date(2026, 12, 29)))
+    assert found is not None
+    assert (str(found.spend), str(found.low), str(found.high)) == projected
 
 
 async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: Api, db: Database) -> None:
     """100 $ a day, every day at 12:00 UTC for 60 days: the outlook is 100 $ a day, spread over each UTC day's hours.
     Each budget's hard limit is reached late in a UTC day (Tokyo) or early in one (Los Angeles): the budget's
     forecast and its alert name the local day, not the UTC one."""
-    for team in ("tokyo", "la"):
+    for team in ("tokyo", "la", "late"):
         await add_spend(db, *[SpendLog(100, NOW - timedelta(days=back), team_id=team) for back in range(1, 61)])
     # November so far (from 15:00 UTC on Oct 31 in Tokyo, 07:00 UTC on Nov 1 in Los Angeles): 1400 $ (Nov 1 to 14).
     # Then 50 $ for the rest of today (Nov 15) and 100 $ a day: 1925 $ is reached at 18:00 UTC on Nov 20 (03:00 on
     # the 21st in Tokyo), 1875 $ at 06:00 UTC on Nov 20 (22:00 on the 19th in Los Angeles).
+    # The projection stops at each window's end: 15:00 UTC on Nov 30 in Tokyo (14 days and 15 hours after tonight:
+    # 2912.50 $), 08:00 UTC on Dec 1 in Los Angeles (15 days and 8 hours: 2983.33 $), never the end of that UTC day.
+    # 2940 $ would be reached at 21:36 UTC on Nov 30, after the Tokyo window: not this period, and no alert.
     ids = {}
-    for team, time_zone, limit in (("tokyo", "Asia/Tokyo", "1925"), ("la", "America/Los_Angeles", "1875")):
+    for team, time_zone, limit in (
+        ("tokyo", "Asia/Tokyo", "1925"),
+        ("la", "America/Los_Angeles", "1875"),
+        ("late", "Asia/Tokyo", "2940"),
+    ):
         budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": limit, "timeZone": time_zone}
         ids[team] = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
     await api.data(GENERATE)
     alerts = (await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId message details } }"))["alerts"]
-    for team, day in (("tokyo", "2026-11-21"), ("la", "2026-11-19")):
+    for team, day, projected in (("tokyo", "2026-11-21", "2912.50"), ("la", "2026-11-19", "2983.33")):
         forecast = (await api.data(OUTLOOK, {"id": ids[team]}))["budget"]["forecast"]
-        assert forecast["spent"] == "1400", team
+        assert (forecast["spent"], Decimal(forecast["projectedSpend"])) == ("1400", Decimal(projected)), team
         assert (forecast["hard"]["status"], forecast["hard"]["date"]) == ("EXPECTED", day), team
         [alert] = [a for a in alerts if a["budgetId"] == ids[team]]
         assert alert["details"]["projected_exceeded_date"] == day and f" on {day} " in alert["message"], team
+        assert Decimal(alert["details"]["projected_spend"]) == Decimal(projected), team
+    late = (await api.data(OUTLOOK, {"id": ids["late"]}))["budget"]["forecast"]
+    assert late["hard"]["status"] in {"POSSIBLE", "NOT_THIS_PERIOD"} and late["hard"]["date"] is None
+    assert not [a for a in alerts if a["budgetId"] == ids["late"]]
 
 
 async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:
