@@ -669,11 +669,11 @@ async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: 
     # The projection stops at each window's end: 15:00 UTC on Nov 30 in Tokyo (14 days and 15 hours after tonight:
     # 2912.50 $), 08:00 UTC on Dec 1 in Los Angeles (15 days and 8 hours: 2983.33 $), never the end of that UTC day.
     # 2940 $ would be reached at 21:36 UTC on Nov 30, after the Tokyo window: not this period, and no alert.
-    ids = {}
+    ids, budgets = {}, {"tokyo": "Asia/Tokyo", "la": "America/Los_Angeles", "late": "Asia/Tokyo"}
     for team, time_zone, limit in (
-        ("tokyo", "Asia/Tokyo", "1925"),
-        ("la", "America/Los_Angeles", "1875"),
-        ("late", "Asia/Tokyo", "2940"),
+        ("tokyo", budgets["tokyo"], "1925"),
+        ("la", budgets["la"], "1875"),
+        ("late", budgets["late"], "2940"),
     ):
         budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": limit, "timeZone": time_zone}
         ids[team] = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
@@ -686,6 +686,8 @@ async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: 
         [alert] = [a for a in alerts if a["budgetId"] == ids[team]]
         assert alert["details"]["projected_exceeded_date"] == day and f" on {day} " in alert["message"], team
         assert Decimal(alert["details"]["projected_spend"]) == Decimal(projected), team
+        # November in the budget's zone, though a Tokyo November starts on October 31 in UTC.
+        assert (alert["details"]["period"], alert["details"]["time_zone"]) == ("2026-11", budgets[team]), team
     late = (await api.data(OUTLOOK, {"id": ids["late"]}))["budget"]["forecast"]
     assert late["hard"]["status"] in {"POSSIBLE", "NOT_THIS_PERIOD"} and late["hard"]["date"] is None
     assert not [a for a in alerts if a["budgetId"] == ids["late"]]
