@@ -145,6 +145,10 @@ _ZONE_QUERY = QueryParam(
 )
 
 _GATEWAY_ERRORS = (400, 401)
+_RULE_400 = (
+    "Bad input; also percents of the team's rules of one `allocation_type` that would add up to more than 100, or an "
+    "`allocation_percent` sent as a JSON number with more than 6 decimal places (`error.field` = `allocation_percent`)"
+)
 _RULE_409 = "The team has a rule for this `allocation_target` already (`error.field` = `allocation_target`): update it"
 
 _SLA_ERRORS = (400, 401, 403, 404)
@@ -447,11 +451,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         status=201,
         errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
-            (
-                400,
-                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
-                "(`allocation_percent`)",
-            ),
+            (400, _RULE_400),
             (409, _RULE_409),
         ),
     ),
@@ -466,11 +466,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
-            (
-                400,
-                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
-                "(`allocation_percent`)",
-            ),
+            (400, _RULE_400),
             (409, _RULE_409),
         ),
     ),

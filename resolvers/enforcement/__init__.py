@@ -977,7 +977,7 @@ class Enforcer:
                 "hard_limit_percent": str(rule.hard_limit_percent),
                 "budget_period": rule.window.cadence.value,
                 "time_zone": rule.window.time_zone,
-                "period": f"{check.period.start:%Y-%m}",
+                "period": rule.window.month_name(check.period),
                 "period_start": check.period.start.isoformat(),
                 "period_end": check.period.end.isoformat(),
                 "reserved": str(check.reserved),
