@@ -318,6 +318,9 @@ class Enforcer:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _loader_set: _Loaders | None = None
     _claims: dict[tuple[str, datetime, Decimal], Claim] = field(default_factory=dict)
+    #: The last claim of each rule object, with the rule and period it was made for (`_claim`'s fast path: the
+    #: objects kept, so an id is never taken over while its entry lives).
+    _claim_of_rule: dict[int, tuple[BudgetRule, Period, Claim]] = field(default_factory=dict)
     _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
     #: What budgetUpdated last said of each budget's figures, and when (coalescing).
     _published: dict[str, tuple[Decimal, Decimal, str]] = field(default_factory=dict)
@@ -801,6 +804,18 @@ class Enforcer:
         return recorded + self.ledger.pending_for((rule.key, period.key))
 
     def _claim(self, rule: BudgetRule, period: Period) -> Claim:
+        # Every decision asks for each of its budgets: the same rule and period objects as last time, almost always.
+        last = self._claim_of_rule.get(id(rule))
+        if last is not None and last[0] is rule and last[1] is period:
+            return last[2]
+        claim = self._claim_for(rule, period)
+        if len(self._claim_of_rule) > KEY_OWNER_CACHE:
+            self._claim_of_rule.clear()
+        self._claim_of_rule[id(rule)] = (rule, period, claim)
+        return claim
+
+    def _claim_for(self, rule: BudgetRule, period: Period) -> Claim:
+        """One Claim object per budget key, window and hard limit: the ledger tells a changed limit by a new one."""
         key = (rule.key, period.start, rule.hard_cap)
         claim = self._claims.get(key)
         if claim is None:

@@ -258,7 +258,7 @@ class Ledger:
         if account is None:
             return _ZERO, elsewhere or _ZERO
         in_flight = account.in_flight
-        return account.settled_pending, in_flight + elsewhere if elsewhere is not None else in_flight
+        return account.settled_pending, (in_flight + elsewhere if elsewhere is not None else in_flight)
 
     def in_flight_for(self, key: AccountKey) -> Decimal:
         """Held in flight for this budget window by this instance and (as of the last refresh) every other."""

@@ -264,12 +264,13 @@ def usd(amount: Decimal) -> str:
 def describe_period(period: Period, time_zone: ZoneInfo | None = None) -> str:
     """A budget window as its local days in its zone, the last day included: 'November 2026 (2026-11-01 to
     2026-11-30, Asia/Tokyo)', '2026-11-15 (America/Los_Angeles)', '2026-11-09 to 2026-11-15 (UTC)'. A period that
-    does not start and end at local midnights there is shown by its local times."""
+    does not start and end at local midnights there (an SLA window) is shown by its local times, as ever:
+    '2026-11-15 11:00 to 2026-11-15 12:00 UTC'."""
     tz = time_zone or zone("UTC")
     start, end = period.start.astimezone(tz), period.end.astimezone(tz)
     name = str(tz.key)
     if start.time() != time(0) or end.time() != time(0):
-        return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({name})"
+        return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} {name}"
     first, last = start.date(), end.date() - timedelta(days=1)
     if first == last:
         return f"{first:%Y-%m-%d} ({name})"

@@ -465,7 +465,7 @@ def build_price_book(settings: Settings, overrides: dict[str, ModelPrice]) -> Pr
     )
     if settings.litellm_config_path:
         aliases, config_prices = read_litellm_config(settings.litellm_config_path)
-        book.aliases = {**book.aliases, **aliases}  # swapped whole, like every layer (`_layers`)
+        book.aliases = {**book.aliases, **aliases}  # swapped whole, like every layer (`PriceBook.__setattr__`)
         book.config_prices = config_prices
     return book
 

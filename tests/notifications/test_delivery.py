@@ -193,7 +193,7 @@ async def test_an_alert_email_shows_a_budgets_window_in_its_zone(
             "November 2026 (2026-11-01 to 2026-11-30, UTC)",
         ),
         # Not local midnights in the zone known (a budget moved to another zone since): its local times.
-        ("2026-11-01T00:00", "2026-12-01T00:00", {}, "Asia/Tokyo", "2026-11-01 09:00 to 2026-12-01 09:00 (Asia/Tokyo)"),
+        ("2026-11-01T00:00", "2026-12-01T00:00", {}, "Asia/Tokyo", "2026-11-01 09:00 to 2026-12-01 09:00 Asia/Tokyo"),
     ],
 )
 def test_an_alert_emails_period_is_its_windows_local_days(
