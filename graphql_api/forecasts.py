@@ -132,12 +132,15 @@ strawberry.enum(
 )
 
 
-@strawberry.type(name="LimitExhaustion", description="When a budget's spend reaches one of its limits (UTC days).")
+@strawberry.type(
+    name="LimitExhaustion",
+    description="When a budget's spend reaches one of its limits: days in the budget's timeZone.",
+)
 class LimitExhaustionType:
     limit: Decimal
     status: ExhaustionStatus
     date: dt.date | None = strawberry.field(
-        description="The day the forecast reaches the limit (REACHED: the day it did)."
+        description="The local day the forecast reaches the limit (REACHED: the day it did)."
     )
     earliest: dt.date | None = strawberry.field(description="10th percentile of the date: the 80% band's upper edge.")
     latest: dt.date | None = strawberry.field(

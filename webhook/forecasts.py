@@ -52,6 +52,9 @@ async def generate(request: Request) -> Response:
 
 
 class LimitExhaustionOut(BaseModel):
+    """When a budget's spend reaches one of its limits: `date`, `earliest` and `latest` are days in the budget's
+    time_zone."""
+
     limit: Decimal
     status: str
     date: dt.date | None

@@ -41,10 +41,8 @@ def require_gateway(request: Request) -> None:
 def _is_gateway_key(request: Request, presented: str) -> bool:
     runtime = runtime_of(request)
     settings = runtime.settings
-    accepted = [k for k in (settings.webhook_key,) if k]
-    if not accepted:
-        accepted = [k for k in (settings.litellm_master_key,) if k]
-    if any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted):
+    accepted = settings.webhook_key or settings.litellm_master_key  # the master key only when no webhook key is set
+    if accepted and hmac.compare_digest(presented.encode(), accepted.encode()):
         return True
     return bool(
         not settings.webhook_key

@@ -119,7 +119,9 @@ class BodyLimit:
 
 
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.state.runtime
+    # The lifespan state as the ASGI scope carries it (`request.state` wraps the same dict, in one more object
+    # per request: every gateway request asks).
+    runtime: Runtime = request.scope["state"]["runtime"]
     return runtime
 
 

@@ -145,6 +145,10 @@ _ZONE_QUERY = QueryParam(
 )
 
 _GATEWAY_ERRORS = (400, 401)
+_RULE_400 = (
+    "Bad input; also percents of the team's rules of one `allocation_type` that would add up to more than 100, or an "
+    "`allocation_percent` sent as a JSON number with more than 6 decimal places (`error.field` = `allocation_percent`)"
+)
 _RULE_409 = "The team has a rule for this `allocation_target` already (`error.field` = `allocation_target`): update it"
 
 _SLA_ERRORS = (400, 401, 403, 404)
@@ -447,11 +451,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         status=201,
         errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
-            (
-                400,
-                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
-                "(`allocation_percent`)",
-            ),
+            (400, _RULE_400),
             (409, _RULE_409),
         ),
     ),
@@ -466,11 +466,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=chargeback.RuleOut,
         errors=(*_CHARGEBACK_ERRORS, 409),
         error_notes=(
-            (
-                400,
-                "Bad input; also an `allocation_percent` sent as a JSON number with more than 6 decimal places "
-                "(`allocation_percent`)",
-            ),
+            (400, _RULE_400),
             (409, _RULE_409),
         ),
     ),
@@ -785,7 +781,7 @@ def _dispatch(handlers: dict[str, Handler], params: dict[str, frozenset[str]]) -
         method = "GET" if request.method == "HEAD" else request.method
         # Every documented query parameter is one value (the document's schemas are scalars): one given twice is
         # refused, not read as its last value. (Parameters the route does not take are ignored, repeated or not.)
-        if request.url.query:
+        if request.scope.get("query_string"):  # (not `request.url`: building it costs more than the check)
             names = [name for name, _ in request.query_params.multi_items() if name in params[method]]
             if len(names) != len(set(names)):
                 raise InvalidInput(next(n for n in names if names.count(n) > 1), "is given more than once")

@@ -75,6 +75,9 @@ class Throttle:
     ) -> None:
         self._storage = MemoryStorage()
         self._window = MovingWindowRateLimiter(self._storage)
+        #: No gateway address is locked out before this (time.time()): until then `gateway_locked`, asked on every
+        #: gateway request, answers without a look-up.
+        self._gateway_locks_until = 0.0
         self._failures: dict[str, list[RateLimitItem]] = {
             _ADDRESS: parse_many(failures_per_address),
             _PREFIX: parse_many(failures_per_key_prefix),
@@ -129,6 +132,8 @@ class Throttle:
 
     def gateway_locked(self, address: str) -> bool:
         """Whether this address is locked out of the gateway's door (too many wrong shared secrets lately)."""
+        if time.time() >= self._gateway_locks_until:
+            return False
         return self._storage.get(f"lock/{_GATEWAY}/{address}") > 0
 
     def _admit(self, kind: str, identity: str) -> None:
@@ -152,6 +157,8 @@ class Throttle:
             wait: int = min(self.max_backoff_seconds, base * 2 ** min(strikes - 1, 20))
             self._storage.clear(lock)
             self._storage.incr(lock, wait)
+            if kind == _GATEWAY:
+                self._gateway_locks_until = max(self._gateway_locks_until, time.time() + wait + 1)
             return wait
         return None
 
@@ -173,5 +180,6 @@ class Throttle:
 
 
 def throttle_of(request: Request) -> Throttle:
-    throttle: Throttle = request.state.throttle  # one per app, shared by its extra listeners (lifespan state)
+    # One per app, shared by its extra listeners (the lifespan state, read from the scope as `runtime_of` does).
+    throttle: Throttle = request.scope["state"]["throttle"]
     return throttle

@@ -105,7 +105,7 @@ class Caller:
 
     def owned_by(self, user_id: str | None, team_id: str | None) -> Caller:
         """The same caller with its key's user and team filled in (its key's hash is not computed again)."""
-        found = replace(self, user_id=user_id, team_id=team_id)
+        found = Caller(self.key, user_id, team_id, self.end_user, self.tags)
         if "key_hash" in self.__dict__:
             found.__dict__["key_hash"] = self.__dict__["key_hash"]
         return found
@@ -190,6 +190,9 @@ class BudgetRule:
         return f"{window}{self.entity_type.replace('_', ' ')} budget '{self.name}' ({self.entity_id})"
 
 
+_BASIS_POINT = Decimal("0.0001")
+
+
 @dataclass(frozen=True)
 class BudgetCheck:
     rule: BudgetRule
@@ -204,7 +207,7 @@ class BudgetCheck:
 
     @cached
     def utilization(self) -> Decimal:
-        return (self.spend / self.rule.limit).quantize(Decimal("0.0001"))
+        return (self.spend / self.rule.limit).quantize(_BASIS_POINT)
 
     @property
     def exceeded(self) -> bool:
@@ -256,6 +259,17 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class _Estimate:
+    """What a request is expected to cost and what it holds (`Decision`'s fields of the same names)."""
+
+    estimated_cost: Decimal = Decimal(0)
+    held_cost: Decimal = Decimal(0)
+    held_variance: Decimal = Decimal(0)
+    prediction: Prediction | None = None
+    price_missing: bool = False
+
+
+@dataclass(frozen=True)
 class BudgetFit:
     remaining: Decimal | None  # what the tightest budget still allows
     within: bool
@@ -304,6 +318,9 @@ class Enforcer:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _loader_set: _Loaders | None = None
     _claims: dict[tuple[str, datetime, Decimal], Claim] = field(default_factory=dict)
+    #: The last claim of each rule object, with the rule and period it was made for (`_claim`'s fast path: the
+    #: objects kept, so an id is never taken over while its entry lives).
+    _claim_of_rule: dict[int, tuple[BudgetRule, Period, Claim]] = field(default_factory=dict)
     _default_rules: dict[str, BudgetRule] = field(default_factory=dict)
     #: What budgetUpdated last said of each budget's figures, and when (coalescing).
     _published: dict[str, tuple[Decimal, Decimal, str]] = field(default_factory=dict)
@@ -531,35 +548,55 @@ class Enforcer:
         # reload finishing while it awaits does not change its mind halfway (`_exhausted` and `_judge` read it
         # from the decision).
         enforced = self.enforcement_enabled
-        # A budget exhausted as far as memory knows refuses at once: no token counted, no database asked.
-        known = self._known_checks(self.rules_for(caller))
-        if any(c.exceeded for c in known):
-            early = self._exhausted(
-                Decision(Verdict.ALLOW, request.call_id, model, checks=known, enforced=enforced), caller
-            )
-            if early is not None:
-                return early
         try:
-            # The deadline is the database's: looking up the key's owner and a scope's first spend. Both are
-            # usually in memory: then nothing is awaited, and no timer is armed.
-            started = loop.time()
+            # Usually the key's owner and every budget's spend are in memory: then nothing is awaited, no timer.
             resolved = self._resolved_in_memory(caller)
+            checks = None if resolved is None else self._checks_in_memory(self.rules_for(resolved))
+            if checks is None:
+                # The database will be asked; a budget exhausted as far as memory knows refuses first, at once: no
+                # token counted, no database asked. (With everything in memory, `_exhausted` below does that.)
+                known = self._known_checks(self.rules_for(caller))
+                if any(c.exceeded for c in known):
+                    early = self._exhausted(
+                        Decision(Verdict.ALLOW, request.call_id, model, checks=known, enforced=enforced), caller
+                    )
+                    if early is not None:
+                        return early
+            # The deadline is the database's: looking up the key's owner and a scope's first spend.
+            started = loop.time()
             if resolved is None:
                 async with asyncio.timeout_at(started + budget_seconds):
                     resolved = await self._resolve(caller)
             caller = resolved
-            rules = self.rules_for(caller)
-            checks = self._checks_in_memory(rules)
             if checks is None:
-                async with asyncio.timeout_at(started + budget_seconds):
-                    checks = await self._checks(rules)
+                rules = self.rules_for(caller)
+                checks = self._checks_in_memory(rules)
+                if checks is None:
+                    async with asyncio.timeout_at(started + budget_seconds):
+                        checks = await self._checks(rules)
             spent_waiting = loop.time() - started
-            decision = Decision(Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller)
-            exhausted = self._exhausted(decision, caller)
-            if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
-                return exhausted
+            if any(c.exceeded for c in checks):
+                decided = Decision(
+                    Verdict.ALLOW, request.call_id, model, checks=checks, enforced=enforced, caller=caller
+                )
+                exhausted = self._exhausted(decided, caller)
+                if exhausted is not None:  # refused from memory: nothing to count, nothing to ask
+                    return exhausted
             # Counting is bounded by the prompt's size, not by the deadline: a big prompt is never "degraded".
-            decision = await self._estimate(decision, request, model)
+            estimate = await self._estimate(request, model)
+            decision = Decision(
+                Verdict.ALLOW,
+                request.call_id,
+                model,
+                checks=checks,
+                enforced=enforced,
+                caller=caller,
+                estimated_cost=estimate.estimated_cost,
+                held_cost=estimate.held_cost,
+                held_variance=estimate.held_variance,
+                prediction=estimate.prediction,
+                price_missing=estimate.price_missing,
+            )
             return await self._judge(decision, caller, reserve, max(0.05, budget_seconds - spent_waiting))
         except _DB_OUTAGE as exc:
             log.warning(
@@ -586,11 +623,11 @@ class Enforcer:
         """The model to call: the one asked for, or its fallback while a failover rule is active for it."""
         return self.routes.get(model, model) if model is not None else None
 
-    async def _estimate(self, decision: Decision, request: Admission, model: str | None) -> Decision:
+    async def _estimate(self, request: Admission, model: str | None) -> _Estimate:
         if request.estimated_cost is not None:
-            return replace(decision, estimated_cost=request.estimated_cost, held_cost=request.estimated_cost)
+            return _Estimate(request.estimated_cost, request.estimated_cost)
         if model is None:
-            return decision
+            return _Estimate()
         wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
         quantile = self.settings.reservation_quantile
         pooled = self.settings.reservation_margin == "pooled"
@@ -608,22 +645,15 @@ class Enforcer:
                 quantile=quantile,
                 counting=self.counting,
             )
-            return replace(
-                decision,
+            return _Estimate(
+                prediction.total_cost,
+                max(prediction.total_cost_high, prediction.held_cost),
                 prediction=prediction,
                 price_missing=True,
-                estimated_cost=prediction.total_cost,
-                held_cost=max(prediction.total_cost_high, prediction.held_cost),
             )
         # The hold is the chosen quantile of the predicted cost (RESERVATION_QUANTILE), not the median estimate:
         # per request, or (pooled) the mean with its variance, each budget holding a margin over its requests.
-        return replace(
-            decision,
-            prediction=prediction,
-            estimated_cost=prediction.total_cost,
-            held_cost=prediction.held_cost,
-            held_variance=prediction.held_variance,
-        )
+        return _Estimate(prediction.total_cost, prediction.held_cost, prediction.held_variance, prediction)
 
     def _exhausted(self, decision: Decision, caller: Caller) -> Decision | None:
         exceeded = [c for c in decision.checks if c.exceeded]
@@ -660,14 +690,18 @@ class Enforcer:
             if not short:
                 claims = [self._claim(c.rule, c.period) for c in checks]
                 variance = decision.held_variance
-                refusal = self.ledger.known_exhausted(claims, held, variance)
-                if refusal is None and reserve:
+                ledger = self.ledger
+                if reserve:
                     owner = self._owner(caller)
-                    if not self.ledger.try_hold(decision.call_id, held, claims, owner, variance):
+                    # Held at once when every allowance has it free; else `reserve` refuses from memory (a budget
+                    # the database said is exhausted) or asks the database for more.
+                    if not ledger.try_hold(decision.call_id, held, claims, owner, variance):
                         async with asyncio.timeout(seconds):
-                            refusal = await self.ledger.reserve(decision.call_id, held, claims, owner, variance)
-                elif refusal is None:  # a check holds nothing, but judges like a hold: after every hold in flight
-                    refusal = self._short_after_holds(checks, claims, held, variance)
+                            refusal = await ledger.reserve(decision.call_id, held, claims, owner, variance)
+                else:  # a check holds nothing, but judges like a hold: after every hold in flight
+                    refusal = ledger.known_exhausted(claims, held, variance) or self._short_after_holds(
+                        checks, claims, held, variance
+                    )
                 short = [c for c in checks if refusal and c.rule.key == refusal.claim.budget_key]
             if short:
                 binding = _binding(short)
@@ -719,8 +753,8 @@ class Enforcer:
             recorded = spend.get((rule.scope, period.key))
             if recorded is None:
                 return None
-            key = (rule.key, period.key)
-            checks.append(BudgetCheck(rule, period, recorded + ledger.pending_for(key), ledger.in_flight_for(key)))
+            pending, in_flight = ledger.figures_for((rule.key, period.key))
+            checks.append(BudgetCheck(rule, period, recorded + pending, in_flight))
         return tuple(checks)
 
     def _known_checks(self, rules: list[BudgetRule]) -> tuple[BudgetCheck, ...]:
@@ -770,6 +804,18 @@ class Enforcer:
         return recorded + self.ledger.pending_for((rule.key, period.key))
 
     def _claim(self, rule: BudgetRule, period: Period) -> Claim:
+        # Every decision asks for each of its budgets: the same rule and period objects as last time, almost always.
+        last = self._claim_of_rule.get(id(rule))
+        if last is not None and last[0] is rule and last[1] is period:
+            return last[2]
+        claim = self._claim_for(rule, period)
+        if len(self._claim_of_rule) > KEY_OWNER_CACHE:
+            self._claim_of_rule.clear()
+        self._claim_of_rule[id(rule)] = (rule, period, claim)
+        return claim
+
+    def _claim_for(self, rule: BudgetRule, period: Period) -> Claim:
+        """One Claim object per budget key, window and hard limit: the ledger tells a changed limit by a new one."""
         key = (rule.key, period.start, rule.hard_cap)
         claim = self._claims.get(key)
         if claim is None:
@@ -946,7 +992,7 @@ class Enforcer:
                 "hard_limit_percent": str(rule.hard_limit_percent),
                 "budget_period": rule.window.cadence.value,
                 "time_zone": rule.window.time_zone,
-                "period": f"{check.period.start:%Y-%m}",
+                "period": rule.window.month_name(check.period),
                 "period_start": check.period.start.isoformat(),
                 "period_end": check.period.end.isoformat(),
                 "reserved": str(check.reserved),

@@ -44,6 +44,7 @@ from models.db import Database, insert_or_ignore
 from models.ledger import AllowanceRow, BudgetLedgerRow, SettlementRow
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import float_to_usd, whole_nanos
+from resolvers.platform.memo import cached
 from resolvers.platform.periods import Period
 from resolvers.spend import Scope, chunks
 
@@ -97,6 +98,11 @@ class Refusal:
     margin: Decimal = Decimal(0)
 
 
+_ZERO = Decimal(0)
+#: Allowance rows per upsert statement (`Ledger._write_allowances`).
+ALLOWANCE_CHUNK = 64
+
+
 @dataclass(eq=False)
 class _GrantRequest:
     needs: list[tuple[Account, Decimal]]
@@ -105,9 +111,13 @@ class _GrantRequest:
     future: asyncio.Future[tuple[list[tuple[Account, Decimal]], Refusal | None]]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Reservation:
-    """One admitted request's hold on every budget it fell under, until its spend is in the logs."""
+    """One admitted request's hold on every budget it fell under, until its spend is in the logs.
+
+    One object the garbage collector tracks per hold (its budgets by key, its call's holds by id: tuples of
+    strings, which the collector stops tracking): a full collection walks every open hold, and tens of thousands
+    of them made it a pause of the event loop of 100 ms and more (`bench/pre_request.py --probe`)."""
 
     hold_id: str
     call_id: str
@@ -115,7 +125,8 @@ class Reservation:
     owner: str
     amount: Decimal
     created_at: datetime
-    accounts: list[Account]
+    #: The budgets (`Ledger.accounts` keys) it holds on; an account lives as long as a hold on it.
+    accounts: tuple[AccountKey, ...]
     settled: bool = False  # the amount is the real cost now, not the estimate
     request_id: str | None = None
     #: The estimate's variance (USD squared) for the budgets' pooled margin; 0 once settled.
@@ -210,8 +221,8 @@ class Ledger:
     accounts: dict[AccountKey, Account] = field(default_factory=dict)
     #: Open reservations by hold id, oldest first (dicts keep insertion order).
     reservations: dict[str, Reservation] = field(default_factory=dict)
-    #: Unsettled reservations by (call id, owner), oldest first: what a settlement for that call may end.
-    _open_by_call: dict[tuple[str, str], list[Reservation]] = field(default_factory=dict)
+    #: Unsettled reservations' hold ids by (call id, owner), oldest first: what a settlement for that call may end.
+    _open_by_call: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     #: Settled reservations by the spend-log id their row will carry.
     settled_requests: dict[str, Reservation] = field(default_factory=dict)
     #: Other instances' held amounts per account, as of the last refresh.
@@ -219,6 +230,10 @@ class Ledger:
     _hold_ids: itertools.count[int] = field(default_factory=itertools.count)
     _grant_queue: list[_GrantRequest] = field(default_factory=list)
     _granting: asyncio.Task[None] | None = None
+
+    @cached
+    def _hold_prefix(self) -> str:
+        return f"{self.instance_id[:8]}-"
 
     def account(self, claim: Claim) -> Account:
         found = self.accounts.get(claim.key)
@@ -235,6 +250,15 @@ class Ledger:
     def pending_for(self, key: AccountKey) -> Decimal:
         account = self.accounts.get(key)
         return account.settled_pending if account else Decimal(0)
+
+    def figures_for(self, key: AccountKey) -> tuple[Decimal, Decimal]:
+        """`pending_for` and `in_flight_for` in one look-up (every decision asks both of every budget)."""
+        account = self.accounts.get(key)
+        elsewhere = self.held_elsewhere.get(key)
+        if account is None:
+            return _ZERO, elsewhere or _ZERO
+        in_flight = account.in_flight
+        return account.settled_pending, (in_flight + elsewhere if elsewhere is not None else in_flight)
 
     def in_flight_for(self, key: AccountKey) -> Decimal:
         """Held in flight for this budget window by this instance and (as of the last refresh) every other."""
@@ -501,9 +525,17 @@ class Ledger:
     async def _write_allowances(
         self, session: AsyncSession, grants: list[tuple[Account, Decimal]], now: datetime
     ) -> None:
-        """Upsert this instance's allowance rows (renewing their expiry) in one statement."""
+        """Upsert this instance's allowance rows (renewing their expiry), ALLOWANCE_CHUNK rows per statement: building
+        one statement for hundreds of rows held the event loop for 6-8 ms, a stall every decision waiting behind it
+        felt (`bench/pre_request.py --probe`); between chunks the loop answers requests."""
         if not grants:
             return
+        for start in range(0, len(grants), ALLOWANCE_CHUNK):
+            await self._write_allowance_rows(session, grants[start : start + ALLOWANCE_CHUNK], now)
+
+    async def _write_allowance_rows(
+        self, session: AsyncSession, grants: list[tuple[Account, Decimal]], now: datetime
+    ) -> None:
         expires = now + self.reservation_ttl
         rows = [
             {
@@ -534,11 +566,11 @@ class Ledger:
     ) -> None:
         now = self.clock()
         variance = variance if self.margin_z > 0 else Decimal(0)
-        reservation = Reservation(
-            f"{self.instance_id[:8]}-{next(self._hold_ids)}", call_id, owner, amount, now, accounts, variance=variance
-        )
-        self.reservations[reservation.hold_id] = reservation
-        self._open_by_call.setdefault((call_id, owner), []).append(reservation)
+        hold_id = f"{self._hold_prefix}{next(self._hold_ids)}"
+        keys = tuple(account.claim.key for account in accounts)
+        self.reservations[hold_id] = Reservation(hold_id, call_id, owner, amount, now, keys, variance=variance)
+        pair = (call_id, owner)
+        self._open_by_call[pair] = (*self._open_by_call.get(pair, ()), hold_id)
         for account in accounts:
             account.held += amount
             account.holds += 1
@@ -554,7 +586,7 @@ class Ledger:
             self._drop(reservation)
             return
         actual = max(spend.actual, Decimal(0))
-        for account in reservation.accounts:
+        for account in self._accounts_of(reservation):
             account.held += actual - reservation.amount
             account.settled_pending += actual
             if reservation.variance:  # the cost is known now: its share of the margin goes
@@ -563,16 +595,19 @@ class Ledger:
         reservation.amount, reservation.settled, reservation.request_id = actual, True, spend.request_id
         self.settled_requests[spend.request_id] = reservation
 
+    def _accounts_of(self, reservation: Reservation) -> list[Account]:
+        return [account for key in reservation.accounts if (account := self.accounts.get(key)) is not None]
+
     def _unlist(self, reservation: Reservation) -> None:
-        waiting = self._open_by_call.get((reservation.call_id, reservation.owner))
-        if waiting is None:
+        pair = (reservation.call_id, reservation.owner)
+        waiting = self._open_by_call.get(pair)
+        if waiting is None or reservation.hold_id not in waiting:
             return
-        try:
-            waiting.remove(reservation)
-        except ValueError:
-            return
-        if not waiting:
-            del self._open_by_call[(reservation.call_id, reservation.owner)]
+        rest = tuple(hold for hold in waiting if hold != reservation.hold_id)
+        if rest:
+            self._open_by_call[pair] = rest
+        else:
+            del self._open_by_call[pair]
 
     def _drop(self, reservation: Reservation, *, recorded: bool = False) -> None:
         """End a hold. `recorded`: its spend is in the logs now, so the allowance it used is spent, not free
@@ -582,7 +617,7 @@ class Ledger:
         self._unlist(reservation)
         if reservation.request_id:
             self.settled_requests.pop(reservation.request_id, None)
-        for account in reservation.accounts:
+        for account in self._accounts_of(reservation):
             account.held -= reservation.amount
             account.holds -= 1
             if reservation.variance:
@@ -611,9 +646,9 @@ class Ledger:
         applied = 0
         for spend in claimed:
             waiting = next((w for pair in _pairs(spend) if (w := self._open_by_call.get(pair))), None)
-            if not waiting:
+            reservation = self.reservations.get(waiting[0]) if waiting else None
+            if reservation is None:
                 continue
-            reservation = waiting[0]
             if spend.visible:
                 self._drop(reservation, recorded=True)
             else:

@@ -1,18 +1,24 @@
 """When a budget reaches its soft and hard limits: from the spend so far in its period and its scope's outlook
 (the daily forecast from the last generation with its calibrated 80% band of cumulative spend).
 
-`exhaustion(period, spent, limit, now, outlook)` takes any period [start, end): a calendar month today, any
-budget window tomorrow. Projected spend at the end of day d is the spend so far plus the forecast from now to d
-(today counts only for the part of it still to come). The limit is reached on the first day whose projection
-reaches it; the interval runs from the first day the band's upper edge (90th percentile) reaches it to the first
-day its lower edge (10th percentile) does. Because cumulative spend only grows, these are the 10th and 90th
-percentiles of the date itself. Dates are UTC days.
+`exhaustion(period, spent, limit, now, outlook)` takes any period [start, end): a calendar month today, any budget
+window tomorrow. The outlook is per UTC day: projected spend at the end of UTC day d is the spend so far plus the
+forecast from now to d (today counts only for the part of it still to come), and within a day its forecast is spread
+evenly over the day's hours (over what is left of today). The projection stops at the period's end: the window's
+last UTC day counts only its hours before `end` (a window in a zone east or west of UTC ends within a UTC day), so
+the period-end projection and whether the limit is reached this period are decided at the window's end, never after
+it. The limit is reached at the instant that projection reaches it; the interval runs from the instant the band's
+upper edge (90th percentile) reaches it to the one its lower edge (10th percentile) does. Because cumulative spend
+only grows, these are the 10th and 90th percentiles of the date itself. Every date is the day of that instant in the
+budget's zone (`time_zone`, where its window starts at a local midnight; a limit reached just at a midnight counts
+for the day ending there), kept inside the window's local days; in UTC it is the first UTC day whose projection
+reaches the limit.
 
 Status: REACHED (spend is already at the limit; the day it got there), EXPECTED (the projection reaches it this
 period: `date`, `earliest`, `latest`, the latter null when the lower edge never gets there), POSSIBLE (only the
 upper edge reaches it: `earliest` only), NOT_THIS_PERIOD (not even the upper edge), BEYOND_FORECAST (the period
 runs past the outlook and nothing reaches the limit before it ends), NO_FORECAST (no outlook for this scope yet).
-A REACHED date is a day in the budget's zone (where its window starts at a local midnight).
+A REACHED date is a day in the budget's zone too: the local day spend got there.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from models.forecasts import ForecastOutlookRow
 from resolvers.platform.periods import Period
 
 CENT = Decimal("0.01")
+_TICK = timedelta(microseconds=1)
 
 
 class ExhaustionStatus(StrEnum):
@@ -83,7 +90,8 @@ class Projection:
 
 @dataclass(frozen=True)
 class Path:
-    """Projected cumulative spend (USD, spend so far included) at the end of each day `first`, `first + 1`, ..."""
+    """Projected cumulative spend (USD, spend so far included) at the end of each UTC day `first`, `first + 1`, ...;
+    when it covers the period, the last value is the one at the period's end (inside that UTC day, or at its end)."""
 
     first: date
     point: np.ndarray
@@ -109,13 +117,22 @@ def project_period(period: Period, spent: Decimal, now: datetime, outlook: Outlo
     elapsed = (now.astimezone(UTC) - datetime.combine(today, time(0), tzinfo=UTC)) / timedelta(days=1)
     ahead = np.cumsum(point[offset : offset + n]) - elapsed * point[offset]
     base = float(spent)
-    return Path(
+    path = Path(
         first=today,
         point=base + ahead,
         low=base + np.maximum(ahead - below, 0.0),
         high=base + ahead + above,
         covers_period=days <= available,
     )
+    if path.covers_period:
+        # The last UTC day counts only up to the period's end (a zone's window ends mid-UTC-day), its spend spread
+        # evenly over its hours: each value there is the one at `period.end`. A UTC window ends at midnight: all.
+        start, end = _segment(last_day, now, period)
+        share = min(max((end - start) / (_day_end(last_day) - start), 0.0), 1.0)
+        for values in (path.point, path.low, path.high):
+            before = base if n == 1 else float(values[-2])
+            values[-1] = before + (values[-1] - before) * share
+    return path
 
 
 def exhaustion(
@@ -139,10 +156,16 @@ def exhaustion(
     if path is None:
         return Exhaustion(limit, ExhaustionStatus.NO_FORECAST)
     target = float(limit)
+    base = float(spent)
 
     def first(values: np.ndarray) -> date | None:
         hits = np.flatnonzero(values >= target)
-        return path.first + timedelta(days=int(hits[0])) if len(hits) else None
+        if not len(hits):
+            return None
+        i = int(hits[0])
+        start, end = _segment(path.first + timedelta(days=i), now, period)
+        before = base if i == 0 else float(values[i - 1])
+        return _local_day(period, start, end, before, float(values[i]), target, time_zone)
 
     when, earliest, latest = first(path.point), first(path.high), first(path.low)
     if earliest is None:
@@ -153,11 +176,38 @@ def exhaustion(
     return Exhaustion(limit, ExhaustionStatus.EXPECTED, when, earliest, latest)
 
 
+def _day_end(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _segment(day: date, now: datetime, period: Period) -> tuple[datetime, datetime]:
+    """The part of UTC day `day` a path's value covers: from its start (from `now` for today) to its end, or to the
+    period's end when that comes first (the window's last UTC day)."""
+    start = max(datetime.combine(day, time(0), tzinfo=UTC), now.astimezone(UTC))
+    return start, min(_day_end(day), period.end.astimezone(UTC))
+
+
+def _local_day(
+    period: Period, start: datetime, end: datetime, before: float, after: float, target: float, time_zone: tzinfo
+) -> date:
+    """The day in the budget's zone when projected spend reaches `target` between `start` and `end` (a UTC day's
+    `_segment`): `before` at `start`, `after` at `end`, the spend spread evenly in between. A limit reached just
+    at a midnight counts for the day that ends there. Inside the window's local days."""
+    share = (target - before) / (after - before)  # in (0, 1]: `before` < `target` <= `after`
+    moment = min(max(start + (end - start) * share, start + _TICK), end) - _TICK
+    return _within(period, moment.astimezone(time_zone).date(), time_zone)
+
+
+def _within(period: Period, day: date, time_zone: tzinfo) -> date:
+    """`day` moved inside the window's local days [start, end) in `time_zone`."""
+    first = period.start.astimezone(time_zone).date()
+    last = (period.end - _TICK).astimezone(time_zone).date()
+    return min(max(day, first), last)
+
+
 def _local_today(period: Period, now: datetime, time_zone: tzinfo) -> date:
     """Today in the budget's zone, inside its window's local days [start, end)."""
-    first = period.start.astimezone(time_zone).date()
-    last = (period.end - timedelta(microseconds=1)).astimezone(time_zone).date()
-    return min(max(now.astimezone(time_zone).date(), first), last)
+    return _within(period, now.astimezone(time_zone).date(), time_zone)
 
 
 def period_end_projection(period: Period, spent: Decimal, now: datetime, outlook: Outlook | None) -> Projection | None:

@@ -232,6 +232,7 @@ class DeliveryWorker:
                 budget_name=budget.name if budget else None,
                 soft_limit=_soft_limit(budget) if budget else None,
                 emails=tuple(emails.get(alert.id, ())),
+                time_zone=budget.time_zone if budget else None,
             )
         return notices
 

@@ -9,14 +9,16 @@ message, created_at). Our alert types map to LiteLLM's events as `LITELLM_EVENTS
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from resolvers.alerts import Alert, AlertType
-from resolvers.platform.periods import Period, month_of
+from resolvers.platform.errors import InvalidInput
+from resolvers.platform.periods import Period, month_of, zone
 from resolvers.sla.health import Metric
 
 TITLES = {
@@ -109,6 +111,8 @@ class AlertNotice:
     soft_limit: Decimal | None = None
     #: Every email address this alert goes to (LiteLLM's `alert_emails`).
     emails: tuple[str, ...] = ()
+    #: The budget's time zone, when the alert belongs to a budget (for alerts whose details do not name it).
+    time_zone: str | None = None
 
     @property
     def title(self) -> str:
@@ -135,6 +139,21 @@ class AlertNotice:
                 pass
         return month_of(self.alert.created_at)
 
+    @property
+    def period_zone(self) -> ZoneInfo:
+        """The zone the period is a window in: the one the alert names (`details.time_zone`), else its budget's;
+        UTC when neither is known or the period is the alert's UTC month (no period in its details)."""
+        details = self.alert.details
+        if not isinstance(details.get("period_start"), str):
+            return zone("UTC")
+        for name in (details.get("time_zone"), self.time_zone):
+            if isinstance(name, str):
+                try:
+                    return zone(name)
+                except InvalidInput:
+                    continue
+        return zone("UTC")
+
 
 def email_message(notice: AlertNotice, *, sender: str, recipient: str, message_id: str) -> EmailMessage:
     alert = notice.alert
@@ -153,7 +172,7 @@ def email_message(notice: AlertNotice, *, sender: str, recipient: str, message_i
     if alert.budget_id is not None:
         rows.append(("Budget", f"{notice.budget_name} ({alert.budget_id})" if notice.budget_name else alert.budget_id))
     rows += [
-        ("Period", describe_period(notice.period)),
+        ("Period", describe_period(notice.period, notice.period_zone)),
         ("Severity", alert.severity.value),
         ("Raised", f"{alert.created_at:%Y-%m-%d %H:%M:%S} UTC"),
         ("Alert id", alert.id),
@@ -242,11 +261,22 @@ def usd(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
 
-def describe_period(period: Period) -> str:
-    if period == month_of(period.start):
-        last_day = period.end - timedelta(days=1)
-        return f"{period.start:%B %Y} ({period.start:%Y-%m-%d} to {last_day:%Y-%m-%d}, UTC)"
-    return f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC"
+def describe_period(period: Period, time_zone: ZoneInfo | None = None) -> str:
+    """A budget window as its local days in its zone, the last day included: 'November 2026 (2026-11-01 to
+    2026-11-30, Asia/Tokyo)', '2026-11-15 (America/Los_Angeles)', '2026-11-09 to 2026-11-15 (UTC)'. A period that
+    does not start and end at local midnights there (an SLA window) is shown by its local times, as ever:
+    '2026-11-15 11:00 to 2026-11-15 12:00 UTC'."""
+    tz = time_zone or zone("UTC")
+    start, end = period.start.astimezone(tz), period.end.astimezone(tz)
+    name = str(tz.key)
+    if start.time() != time(0) or end.time() != time(0):
+        return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} {name}"
+    first, last = start.date(), end.date() - timedelta(days=1)
+    if first == last:
+        return f"{first:%Y-%m-%d} ({name})"
+    if first.day == 1 and end.date() == (first + timedelta(days=31)).replace(day=1):
+        return f"{first:%B %Y} ({first:%Y-%m-%d} to {last:%Y-%m-%d}, {name})"
+    return f"{first:%Y-%m-%d} to {last:%Y-%m-%d} ({name})"
 
 
 def _spend_line(alert: Alert) -> str:

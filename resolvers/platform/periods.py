@@ -195,6 +195,11 @@ class Window:
         end_year, end_month = _add_months(year, month, step)
         return start, date(end_year, end_month, self.month_start_day)
 
+    def month_name(self, period: Period) -> str:
+        """`YYYY-MM` of the month `period` starts in, in this window's zone (a Tokyo November starts at 15:00 UTC
+        on October 31: '2026-11'). A name for people (alert details), not a key: see `Period.key`."""
+        return f"{period.start.astimezone(zone(self.time_zone)):%Y-%m}"
+
     @property
     def is_default_month(self) -> bool:
         """The guide's calendar month in UTC."""

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, or_, select
@@ -102,6 +103,7 @@ _PATTERNS = (
 )
 
 
+@lru_cache(maxsize=1024)  # every prediction asks, for a handful of model names (clients choose them: bounded)
 def profile_for(*names: str) -> Profile:
     for name in names:
         lowered = name.lower()
@@ -168,8 +170,13 @@ class OutputStats:
         """Completion tokens at `quantile` (0.5 to 1; rounded to the nearest per mille)."""
         if not self.per_mille:
             return self.median if quantile <= MEDIAN else self.p90
-        step = min(QUANTILE_STEPS, max(1, int((quantile * QUANTILE_STEPS).to_integral_value(ROUND_HALF_UP))))
-        return self.per_mille[step - 1]
+        return self.per_mille[_step(quantile) - 1]
+
+
+@lru_cache(maxsize=64)  # a setting: one or two quantiles in all
+def _step(quantile: Decimal) -> int:
+    """The per mille `quantile` rounds to (1 to QUANTILE_STEPS)."""
+    return min(QUANTILE_STEPS, max(1, int((quantile * QUANTILE_STEPS).to_integral_value(ROUND_HALF_UP))))
 
 
 @dataclass

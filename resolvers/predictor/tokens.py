@@ -76,6 +76,7 @@ def _bare_model(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
+@lru_cache(maxsize=1024)  # every decision asks, for a handful of models (names the clients choose: bounded)
 def encoding_for(model: str) -> tuple[tiktoken.Encoding, str]:
     """The encoding to count `model` with and whether that is exact."""
     try:

@@ -99,6 +99,12 @@ class PriceMapState:
     loaded_at: datetime | None = None
 
 
+#: How many model names `PriceBook.lookup` remembers (then it starts again).
+FOUND_CACHE = 4096
+#: The price book's layers (`PriceBook.__setattr__`).
+_LAYERS = frozenset({"overrides", "self_hosted", "config_prices", "aliases", "price_map"})
+
+
 @dataclass
 class PriceBook:
     """The in-memory price book; rebuilt pieces are swapped in whole (price map refresh, overrides)."""
@@ -108,10 +114,33 @@ class PriceBook:
     config_prices: dict[str, ModelPrice] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(GUIDE_ALIASES))
     price_map: PriceMapState = field(default_factory=lambda: PriceMapState({}))
-    _ceilings: dict[str | None, tuple[Decimal, Decimal]] = field(default_factory=dict, repr=False)
-    _ceilings_of: object = field(default=None, repr=False)
+    #: Derived from the layers, forgotten when one is swapped (`__setattr__`): the dearest prices per provider,
+    #: and `lookup`'s answers by name (every decision looks its model up).
+    _ceilings: dict[str | None, tuple[Decimal, Decimal]] | None = field(default=None, repr=False)
+    _found: dict[str, PriceMatch | None] = field(default_factory=dict, repr=False)
 
-    def lookup(self, name: str, *, _depth: int = 0) -> PriceMatch | None:
+    def __setattr__(self, name: str, value: object) -> None:
+        # Every layer is swapped in whole when it changes, never edited in place: a swap forgets what was
+        # derived from the old layers (`lookup`'s answers, the ceilings), at no cost to the lookups themselves.
+        object.__setattr__(self, name, value)
+        if name in _LAYERS:
+            self.__dict__["_found"] = {}
+            self.__dict__["_ceilings"] = None
+
+    def lookup(self, name: str) -> PriceMatch | None:
+        """The price `name` runs at (an alias: its dearest member's); None when no layer prices it. Answers are
+        remembered until a layer is swapped (at most FOUND_CACHE names: clients choose the names)."""
+        try:
+            return self._found[name]
+        except KeyError:
+            pass
+        found = self._lookup(name)
+        if len(self._found) >= FOUND_CACHE:
+            self._found.clear()
+        self._found[name] = found
+        return found
+
+    def _lookup(self, name: str, *, _depth: int = 0) -> PriceMatch | None:
         name = name.strip()
         if not name:
             return None
@@ -120,7 +149,7 @@ class PriceBook:
             return PriceMatch(name, direct)
         members = self.aliases.get(name) if _depth < 3 else None  # aliases of aliases, but never a loop
         if members:
-            matches = (self.lookup(member, _depth=_depth + 1) for member in members)
+            matches = (self._lookup(member, _depth=_depth + 1) for member in members)
             found = tuple(m.price for m in matches if m is not None)
             if found:
                 dearest = max(found, key=lambda p: (p.output_per_million, p.input_per_million))
@@ -149,9 +178,8 @@ class PriceBook:
     def ceiling_price(self, name: str) -> ModelPrice | None:
         """A conservative price for a model nobody priced: the dearest input and the dearest output price of the
         known models of its provider (`openai/...`), else of every known model. None when nothing is priced."""
-        layers = (id(self.price_map), id(self.overrides), id(self.config_prices), self.self_hosted)
-        if self._ceilings_of != layers:
-            self._ceilings, self._ceilings_of = _ceilings(self.all_prices()), layers
+        if self._ceilings is None:
+            self._ceilings = _ceilings(self.all_prices())
         provider, _ = split_provider(name.strip())
         found = self._ceilings.get(provider) if provider else None
         chosen = found or self._ceilings.get(None)
@@ -437,7 +465,7 @@ def build_price_book(settings: Settings, overrides: dict[str, ModelPrice]) -> Pr
     )
     if settings.litellm_config_path:
         aliases, config_prices = read_litellm_config(settings.litellm_config_path)
-        book.aliases.update(aliases)
+        book.aliases = {**book.aliases, **aliases}  # swapped whole, like every layer (`PriceBook.__setattr__`)
         book.config_prices = config_prices
     return book
 

@@ -235,3 +235,31 @@ async def test_budget_alerts_come_once_per_window(api: Api, db: Database, clock:
             select(func.count()).select_from(AlertRow).where(AlertRow.type == "budget_exceeded")
         )
     assert count == 2
+
+
+async def test_a_budget_alert_names_its_month_in_the_budgets_zone(api: Api, db: Database, clock: Clock) -> None:
+    """A Tokyo November starts at 15:00 UTC on October 31: its alert's `details.period` is 2026-11, not the UTC
+    month of that instant; the alert still comes once per window (its dedupe key is the window's UTC start)."""
+    from sqlalchemy import select
+
+    from models.alerts import AlertRow
+
+    clock.now = utc(2026, 11, 15, 12)
+    budget = await create(api, timeZone="Asia/Tokyo", limit="1")
+    await add_spend(db, SpendLog(1, utc(2026, 11, 15, 9), team_id="eng"))
+    await api.runtime().enforcement().refresh()
+    for i in range(3):
+        await ask(api, f"tokyo-{i}")
+    import asyncio
+
+    await asyncio.gather(*list(api.runtime().enforcement()._tasks))
+    async with db.reader() as session:
+        rows = (await session.scalars(select(AlertRow).where(AlertRow.type == "budget_exceeded"))).all()
+    assert [(r.dedupe_key, r.details["period"], r.details["time_zone"], r.details["period_start"]) for r in rows] == [
+        (
+            f"budget:{budget['id']}:budget_exceeded:2026-10-31T15:00Z",
+            "2026-11",
+            "Asia/Tokyo",
+            "2026-10-31T15:00:00+00:00",
+        )
+    ]

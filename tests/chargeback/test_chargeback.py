@@ -148,6 +148,28 @@ async def test_rules_through_the_guides_rest_api(api: Api, db: Database) -> None
     assert refused.status_code == 403
 
 
+async def test_rules_past_100_percent_are_refused_with_the_400_the_openapi_document_describes(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    for method, path in (("post", "/api/v1/cost-allocation/rules"), ("put", "/api/v1/cost-allocation/rules/{rule_id}")):
+        refusal = document["paths"][path][method]["responses"]["400"]
+        assert "add up to more than 100" in refusal["description"], (method, path)
+        assert refusal["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    rule = {"team_id": "eng", "allocation_type": "project", "allocation_target": "P-1", "allocation_percent": 60}
+    made = await api.client.post("/api/v1/cost-allocation/rules", headers=api.bearer(), json=rule)
+    assert made.status_code == 201, made.text
+    other = {**rule, "allocation_target": "P-2", "allocation_percent": 50}
+    refused = await api.client.post("/api/v1/cost-allocation/rules", headers=api.bearer(), json=other)
+    assert (refused.status_code, refused.json()["error"]["field"]) == (400, "allocation_percent")
+    fits = await api.client.post(
+        "/api/v1/cost-allocation/rules", headers=api.bearer(), json={**other, "allocation_percent": 40}
+    )
+    assert fits.status_code == 201, fits.text
+    raised = await api.client.put(
+        f"/api/v1/cost-allocation/rules/{fits.json()['id']}", headers=api.bearer(), json={"allocation_percent": 41}
+    )
+    assert (raised.status_code, raised.json()["error"]["field"]) == (400, "allocation_percent")
+
+
 async def test_a_statement_splits_each_teams_spend_exactly_and_matches_the_cost_report(api: Api, db: Database) -> None:
     await setup_october(api, db)
     report = (await api.data(GENERATE, {"p": "2026-10"}))["generateChargebackReport"]

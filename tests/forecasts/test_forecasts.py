@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +38,13 @@ from resolvers.forecasts.calibration import (
     pick,
     scale_of,
 )
-from resolvers.forecasts.exhaustion import ExhaustionStatus, Outlook, exhaustion, reached_day
+from resolvers.forecasts.exhaustion import (
+    ExhaustionStatus,
+    Outlook,
+    exhaustion,
+    period_end_projection,
+    reached_day,
+)
 from resolvers.forecasts.methods import ForecastMethod, project, wma_rate
 from resolvers.platform.config import Settings
 from resolvers.platform.periods import Cadence, Period, zone
@@ -520,6 +526,171 @@ def test_exhaustion_of_any_window_from_the_outlook() -> None:
     assert reached_day(date(2026, 11, 1), {date(2026, 11, d): Decimal(100) for d in range(1, 11)}, Decimal(450)) == (
         date(2026, 11, 5)
     )
+
+
+def flat_outlook(start: date, days: int = 40) -> Outlook:
+    """1 $ an hour (24 $ a day) from `start`, the band's edges at 30 and 16 $ a day of cumulative spend."""
+    return Outlook(
+        start=start,
+        point=(24.0,) * days,
+        low=tuple(16.0 * (i + 1) for i in range(days)),
+        high=tuple(30.0 * (i + 1) for i in range(days)),
+        method="weighted_moving_average",
+        calibration="scope",
+        generated_at=datetime.combine(start, time(2, 30), tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "late", "early", "at_midnight"),
+    [
+        # 20:00 UTC is 05:00 the next day in Tokyo and 12:00 the same day in Los Angeles (PST); 03:00 UTC is 12:00
+        # the same day in Tokyo and 19:00 the day before in Los Angeles.
+        ("UTC", ("2026-12-10", "2026-12-10", "2026-12-12"), ("2026-12-10", "2026-12-09", "2026-12-11"), "2026-12-09"),
+        (
+            "Asia/Tokyo",
+            ("2026-12-11", "2026-12-10", "2026-12-12"),
+            ("2026-12-10", "2026-12-10", "2026-12-11"),
+            "2026-12-10",
+        ),
+        (
+            "America/Los_Angeles",
+            ("2026-12-10", "2026-12-09", "2026-12-11"),
+            ("2026-12-09", "2026-12-09", "2026-12-10"),
+            "2026-12-09",
+        ),
+    ],
+)
+def test_projected_dates_are_the_local_days_the_projection_reaches_the_limit(
+    time_zone: str, late: tuple[str, ...], early: tuple[str, ...], at_midnight: str
+) -> None:
+    """An EXPECTED date and its interval are the days, in the budget's zone, of the instants the projection (each
+    UTC day's forecast spread evenly over its hours) reaches the limit: the same days in UTC as before."""
+    local = zone(time_zone)
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(now)
+    outlook = flat_outlook(now.date())
+
+    def dates(limit: float, at: datetime = now) -> tuple[str | None, ...]:
+        e = exhaustion(month, Decimal(10), Decimal(str(limit)), at, outlook, None, local)
+        assert e.status is ExhaustionStatus.EXPECTED
+        return tuple(d.isoformat() if d else None for d in (e.date, e.earliest, e.latest))
+
+    # 68 $ to go: at 24 $ a day 20:00 UTC on Dec 10; the upper edge (30 a day) at 06:24 on Dec 10, the lower
+    # (16 a day) at 06:00 on Dec 12.
+    assert dates(78) == late
+    # 51 $ to go: 03:00 UTC on Dec 10; the upper edge at 16:48 on Dec 9, the lower at 04:30 on Dec 11.
+    assert dates(61) == early
+    # 48 $ to go reach it just at midnight UTC: the day ending there (Dec 9 in UTC, the 10th in Tokyo already).
+    assert dates(58)[0] == at_midnight
+    # ... and 63 $ just at midnight in Tokyo (15:00 UTC on Dec 10): there, the 10th too.
+    assert dates(73)[0] == "2026-12-10"
+    # Half of today gone (12:00 UTC on Dec 8): 12 $ of today's 24 still to come, so 6 $ to go is 18:00 UTC.
+    noon = now + timedelta(hours=12)
+    assert dates(16, noon)[0] == {"Asia/Tokyo": "2026-12-09"}.get(time_zone, "2026-12-08")
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "late", "just_in_time", "above_the_point"),
+    [
+        ("UTC", ("EXPECTED", "2026-12-31"), "EXPECTED", "EXPECTED"),
+        # The window ends at 15:00 UTC on Dec 31 (midnight in Tokyo): 20:00 UTC is after it; only the upper edge
+        # (30 $ a day) reaches 68 $ before then (at 06:24 UTC, 15:24 in Tokyo).
+        ("Asia/Tokyo", ("POSSIBLE", "2026-12-31"), "EXPECTED", "POSSIBLE"),
+        # The window ends at 08:00 UTC on Jan 1: 20:00 UTC on Dec 31 is 12:00 there, inside it.
+        ("America/Los_Angeles", ("EXPECTED", "2026-12-31"), "EXPECTED", "EXPECTED"),
+    ],
+)
+def test_a_limit_reached_only_after_the_window_ends_is_not_expected_this_period(
+    time_zone: str, late: tuple[str, str], just_in_time: str, above_the_point: str
+) -> None:
+    """The projection stops at the window's end, not at the end of the UTC day holding it (9 h later in Tokyo, where
+    the last UTC day of a window runs to 09:00 on the next local day). From 00:00 UTC on Dec 29 at 24 $ a day: 63 $
+    by the end of a Tokyo December, 72 $ by a UTC one's, 80 $ by a Los Angeles one's."""
+    local = zone(time_zone)
+    now = datetime(2026, 12, 29, tzinfo=UTC)
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(now)
+    outlook = flat_outlook(now.date())
+
+    def status(limit: float) -> tuple[str, str | None]:
+        e = exhaustion(month, Decimal(0), Decimal(str(limit)), now, outlook, None, local)
+        day = e.date or e.earliest
+        return e.status.name, day.isoformat() if day else None
+
+    # 68 $ is reached at 20:00 UTC on Dec 31.
+    assert status(24 * 2 + 20) == late
+    # 62 $ at 14:00 UTC on Dec 31 (23:00 in Tokyo): inside every one of these windows, on its last local day.
+    assert status(24 * 2 + 14) == (just_in_time, "2026-12-31")
+    # 70 $: past the point projection at a Tokyo window's end (63 $), below its upper edge there (78.75 $).
+    assert status(70)[0] == above_the_point
+    # 80 $: past even the upper edge at a Tokyo window's end; the point gets there at 08:00 UTC on Jan 1, the end of
+    # a Los Angeles window (reached just at its end: its last day), and within a UTC December only the upper edge.
+    past_the_upper_edge = {
+        "UTC": ("POSSIBLE", "2026-12-31"),
+        "Asia/Tokyo": ("NOT_THIS_PERIOD", None),
+        "America/Los_Angeles": ("EXPECTED", "2026-12-31"),
+    }
+    assert status(80) == past_the_upper_edge[time_zone]
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "at", "projected"),
+    [
+        # From 00:00 UTC on Dec 29 with nothing spent, 24 $ a day (the band 16 and 30 $ a day): to the window's end.
+        ("UTC", datetime(2026, 12, 29, tzinfo=UTC), ("72.00", "48.00", "90.00")),  # 3 days
+        ("Asia/Tokyo", datetime(2026, 12, 29, tzinfo=UTC), ("63.00", "42.00", "78.75")),  # 2 days and 15 hours
+        ("America/Los_Angeles", datetime(2026, 12, 29, tzinfo=UTC), ("80.00", "53.33", "100.00")),  # 3 days 8 hours
+        # The window ends today (15:00 UTC on Dec 31 in Tokyo): 06:00 to 15:00 UTC is 9 $ still to come, half of
+        # the 18 $ left of the UTC day (whose band is 10 to 24 $: the one-day band, -8 and +6 $), so half of those.
+        ("Asia/Tokyo", datetime(2026, 12, 31, 6, tzinfo=UTC), ("9.00", "5.00", "12.00")),
+        ("UTC", datetime(2026, 12, 31, 6, tzinfo=UTC), ("18.00", "10.00", "24.00")),
+    ],
+)
+def test_the_period_end_projection_stops_at_the_windows_end(
+    time_zone: str, at: datetime, projected: tuple[str, str, str]
+) -> None:
+    """Projected spend at the end of the period is the projection at the window's end, the last UTC day counting only
+    its hours before it; a UTC window's end is a UTC midnight, so nothing changes there."""
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(at)
+    found = period_end_projection(month, Decimal(0), at, flat_outlook(date(2026, 12, 29)))
+    assert found is not None
+    assert (str(found.spend), str(found.low), str(found.high)) == projected
+
+
+async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: Api, db: Database) -> None:
+    """100 $ a day, every day at 12:00 UTC for 60 days: the outlook is 100 $ a day, spread over each UTC day's hours.
+    Each budget's hard limit is reached late in a UTC day (Tokyo) or early in one (Los Angeles): the budget's
+    forecast and its alert name the local day, not the UTC one."""
+    for team in ("tokyo", "la", "late"):
+        await add_spend(db, *[SpendLog(100, NOW - timedelta(days=back), team_id=team) for back in range(1, 61)])
+    # November so far (from 15:00 UTC on Oct 31 in Tokyo, 07:00 UTC on Nov 1 in Los Angeles): 1400 $ (Nov 1 to 14).
+    # Then 50 $ for the rest of today (Nov 15) and 100 $ a day: 1925 $ is reached at 18:00 UTC on Nov 20 (03:00 on
+    # the 21st in Tokyo), 1875 $ at 06:00 UTC on Nov 20 (22:00 on the 19th in Los Angeles).
+    # The projection stops at each window's end: 15:00 UTC on Nov 30 in Tokyo (14 days and 15 hours after tonight:
+    # 2912.50 $), 08:00 UTC on Dec 1 in Los Angeles (15 days and 8 hours: 2983.33 $), never the end of that UTC day.
+    # 2940 $ would be reached at 21:36 UTC on Nov 30, after the Tokyo window: not this period, and no alert.
+    ids, budgets = {}, {"tokyo": "Asia/Tokyo", "la": "America/Los_Angeles", "late": "Asia/Tokyo"}
+    for team, time_zone, limit in (
+        ("tokyo", budgets["tokyo"], "1925"),
+        ("la", budgets["la"], "1875"),
+        ("late", budgets["late"], "2940"),
+    ):
+        budget = {"name": team, "entityType": "TEAM", "entityId": team, "monthlyLimit": limit, "timeZone": time_zone}
+        ids[team] = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
+    await api.data(GENERATE)
+    alerts = (await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId message details } }"))["alerts"]
+    for team, day, projected in (("tokyo", "2026-11-21", "2912.50"), ("la", "2026-11-19", "2983.33")):
+        forecast = (await api.data(OUTLOOK, {"id": ids[team]}))["budget"]["forecast"]
+        assert (forecast["spent"], Decimal(forecast["projectedSpend"])) == ("1400", Decimal(projected)), team
+        assert (forecast["hard"]["status"], forecast["hard"]["date"]) == ("EXPECTED", day), team
+        [alert] = [a for a in alerts if a["budgetId"] == ids[team]]
+        assert alert["details"]["projected_exceeded_date"] == day and f" on {day} " in alert["message"], team
+        assert Decimal(alert["details"]["projected_spend"]) == Decimal(projected), team
+        # November in the budget's zone, though a Tokyo November starts on October 31 in UTC.
+        assert (alert["details"]["period"], alert["details"]["time_zone"]) == ("2026-11", budgets[team]), team
+    late = (await api.data(OUTLOOK, {"id": ids["late"]}))["budget"]["forecast"]
+    assert late["hard"]["status"] in {"POSSIBLE", "NOT_THIS_PERIOD"} and late["hard"]["date"] is None
+    assert not [a for a in alerts if a["budgetId"] == ids["late"]]
 
 
 async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -19,8 +19,9 @@ from models.alerts import AlertDeliveryRow
 from models.db import Database
 from resolvers.alerts import Alert, AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.notifications import DeliveryReport, DeliveryWorker
-from resolvers.notifications.content import AlertNotice, webhook_event
+from resolvers.notifications.content import AlertNotice, email_message, webhook_event
 from resolvers.platform.config import AlertDeliverySettings, Settings, SmtpSecurity, SmtpSettings
+from resolvers.platform.periods import local_days
 from tests.conftest import NOW, Clock, started
 from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
 from tests.support import Api
@@ -142,6 +143,81 @@ async def test_an_alert_email_goes_out_at_once_with_what_happened(
     ):
         assert line in body, body
     assert (rows[0].attempts, rows[0].sent_at, rows[0].last_error) == (1, NOW, None)
+
+
+async def test_an_alert_email_shows_a_budgets_window_in_its_zone(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """A Tokyo November is 15:00 UTC on October 31 to 15:00 UTC on November 30: the email says November, in Tokyo.
+    An alert whose details do not name the zone (projected-limit alerts raised before they did) takes its budget's."""
+    tokyo = local_days(date(2026, 11, 1), date(2026, 12, 1), "Asia/Tokyo")
+    window = {"period_start": tokyo.start.isoformat(), "period_end": tokyo.end.isoformat()}
+    async with SmtpReceiver() as smtp, started(settings, clock, smtp=smtp_at(smtp)) as api:
+        budget = await api.data(
+            CREATE_BUDGET.replace('monthlyLimit: "500"', 'monthlyLimit: "500", timeZone: "Asia/Tokyo"')
+        )
+        raised = replace(
+            draft(budget_id=budget["createBudget"]["id"], emails=("eng-lead@example.com",)), details=window
+        )
+        await raise_one(api, raised)
+        body = (await smtp.next()).message.get_content()
+        await until(db, lambda rows: rows[0].status == "sent")
+    assert "Period:    November 2026 (2026-11-01 to 2026-11-30, Asia/Tokyo)" in body, body
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "details", "budget_zone", "shown"),
+    [
+        # The zone the alert names, before its budget's (which may have changed since).
+        (
+            "2026-10-31T15:00",
+            "2026-11-30T15:00",
+            {"time_zone": "Asia/Tokyo"},
+            "UTC",
+            "November 2026 (2026-11-01 to 2026-11-30, Asia/Tokyo)",
+        ),
+        ("2026-11-15T08:00", "2026-11-16T08:00", {}, "America/Los_Angeles", "2026-11-15 (America/Los_Angeles)"),
+        (
+            "2026-11-08T15:00",
+            "2026-11-15T15:00",
+            {"time_zone": "Asia/Tokyo"},
+            None,
+            "2026-11-09 to 2026-11-15 (Asia/Tokyo)",
+        ),
+        # UTC as before for a UTC calendar month.
+        (
+            "2026-11-01T00:00",
+            "2026-12-01T00:00",
+            {"time_zone": "UTC"},
+            None,
+            "November 2026 (2026-11-01 to 2026-11-30, UTC)",
+        ),
+        # Not local midnights in the zone known (a budget moved to another zone since): its local times.
+        ("2026-11-01T00:00", "2026-12-01T00:00", {}, "Asia/Tokyo", "2026-11-01 09:00 to 2026-12-01 09:00 Asia/Tokyo"),
+    ],
+)
+def test_an_alert_emails_period_is_its_windows_local_days(
+    start: str, end: str, details: dict[str, str], budget_zone: str | None, shown: str
+) -> None:
+    period = {"period_start": f"{start}:00+00:00", "period_end": f"{end}:00+00:00"}
+    alert = Alert(
+        id="a-1",
+        type=AlertType.BUDGET_EXCEEDED,
+        severity=Severity.CRITICAL,
+        budget_id="b-1",
+        entity_type="team",
+        entity_id="engineering",
+        team_id="engineering",
+        user_id=None,
+        message="m",
+        spend=Decimal("9"),
+        limit=Decimal("10"),
+        details={**period, **details},
+        created_at=NOW,
+    )
+    notice = AlertNotice(alert, time_zone=budget_zone)
+    body = email_message(notice, sender="a@example.com", recipient="b@example.com", message_id="<m@x>").get_content()
+    assert f"Period:    {shown}\n" in body, body
 
 
 async def test_the_webhook_carries_litellms_fields_and_ours(settings: Settings, clock: Clock, db: Database) -> None:

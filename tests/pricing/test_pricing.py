@@ -116,6 +116,8 @@ async def test_self_hosted_models_and_litellm_config_prices(settings: Settings, 
 async def test_an_admin_override_wins_and_can_be_removed(api: Api) -> None:
     set_price = """mutation($input: ModelPriceInput!) { setModelPrice(input: $input) {
         model inputPerMillion outputPerMillion source } }"""
+    # Looked up before the override: the price book remembers lookups, and must forget them when it changes.
+    assert (await prices(api, "openai/gpt-4o"))["models"][0]["source"] == "genai-prices"
     data = await api.data(
         set_price,
         {"input": {"model": "gpt-4o", "inputPerMillion": "1.25", "outputPerMillion": "5", "provider": "openai"}},
