@@ -18,7 +18,7 @@ from resolvers.platform.errors import InvalidInput
 from resolvers.reports import BreakdownRow, ReportPeriod, exports, trends
 from resolvers.reports.exports import CostExport, CostExportFormat
 from resolvers.reports.trends import CostTrend, TrendDirection
-from resolvers.rollups import RollupStatus, refresh_rollups, rollup_status
+from resolvers.rollups import RollupStatus, refresh_rollups_of, rollup_status
 
 strawberry.enum(
     ReportPeriod,
@@ -370,12 +370,5 @@ class ReportMutations:
     async def refresh_rollups(self, info: Info, since: date | None = None) -> RollupStatusType:
         runtime, principal = info.context.runtime, info.context.caller()
         require_admin(principal, "refreshing the rollup")
-        status = await refresh_rollups(
-            runtime.db,
-            runtime.litellm,
-            runtime.clock(),
-            recheck_days=runtime.settings.rollup_recheck_days,
-            since=since,
-            zone=runtime.settings.time_zone,
-        )
+        status = await refresh_rollups_of(runtime, since)
         return RollupStatusType.from_status(status)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from models.db import Database
 from models.litellm import probe_litellm_schema
 from resolvers.demo import DemoPlan, write_demo_data
-from resolvers.rollups import RollupStatus, refresh_rollups
+from resolvers.rollups import RollupStatus, refresh_rollups_of
 from tests.conftest import NOW
 from tests.support import Api
 
@@ -70,15 +70,7 @@ async def demo(db: Database, *, rows: int = 3000, days: int = 50, end: datetime 
 
 
 async def refresh(api: Api, *, since: date | None = None) -> RollupStatus:
-    runtime = api.runtime()
-    return await refresh_rollups(
-        runtime.db,
-        runtime.litellm,
-        runtime.clock(),
-        recheck_days=runtime.settings.rollup_recheck_days,
-        since=since,
-        zone=runtime.settings.time_zone,
-    )
+    return await refresh_rollups_of(api.runtime(), since)
 
 
 def cents(value: str | float | Decimal) -> Decimal:

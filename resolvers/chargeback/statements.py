@@ -44,7 +44,7 @@ from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page
 from resolvers.platform.periods import supported_day
 from resolvers.platform.work import Work
 from resolvers.reports import report_source
-from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups
+from resolvers.rollups import DayRange, Dim, SpendSource, aggregate, refresh_rollups_of
 
 if TYPE_CHECKING:
     from resolvers.service.runtime import Runtime
@@ -155,13 +155,7 @@ async def generate_statement(
     require_admin(principal, "generating a chargeback report")
     zone_name = periods.time_zone("time_zone", time_zone, runtime.settings.time_zone)
     days = parse_period(period, runtime.clock().astimezone(periods.zone(zone_name)).date())
-    await refresh_rollups(
-        runtime.db,
-        runtime.litellm,
-        runtime.clock(),
-        recheck_days=runtime.settings.rollup_recheck_days,
-        zone=runtime.settings.time_zone,
-    )
+    await refresh_rollups_of(runtime)
     async with runtime.work() as work:
         if work.dialect == "postgresql":
             await work.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _GENERATE_LOCK})

@@ -60,7 +60,7 @@ from resolvers.platform.errors import Forbidden
 from resolvers.platform.periods import Period, month_of, zone
 from resolvers.platform.work import Work
 from resolvers.reports import report_source
-from resolvers.rollups import DayRange, Dim, Filters, aggregate, finish_on_cancel, refresh_rollups
+from resolvers.rollups import DayRange, Dim, Filters, aggregate, finish_on_cancel, refresh_rollups_of
 from resolvers.spend import Scope, ScopeKind, chunks
 
 if TYPE_CHECKING:
@@ -283,13 +283,7 @@ async def generate_forecasts(runtime: Runtime, principal: Principal | None = Non
     job."""
     if principal is not None:
         require_admin(principal, "generating forecasts")
-    await refresh_rollups(
-        runtime.db,
-        runtime.litellm,
-        runtime.clock(),
-        recheck_days=runtime.settings.rollup_recheck_days,
-        zone=runtime.settings.time_zone,
-    )
+    await refresh_rollups_of(runtime)
     now = runtime.clock()
     today = now.date()
     async with runtime.read() as session:

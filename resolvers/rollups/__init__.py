@@ -9,6 +9,7 @@ from resolvers.rollups.maintenance import (
     RollupStatus,
     finish_on_cancel,
     refresh_rollups,
+    refresh_rollups_of,
     rollup_job,
     rollup_status,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "local_bounds",
     "raw_dimension",
     "refresh_rollups",
+    "refresh_rollups_of",
     "rollup_job",
     "rollup_spend_by_scope",
     "rollup_status",

@@ -440,13 +440,20 @@ def block_statements(span: Period | None = None) -> list[Insert]:
     return statements
 
 
-async def rollup_job(runtime: Runtime, tick: datetime) -> str:
-    """The periodic refresh (SPENDPLANE_ROLLUP_SCHEDULE, and once at start)."""
-    status = await refresh_rollups(
+async def refresh_rollups_of(runtime: Runtime, since: date | None = None) -> RollupStatus:
+    """`refresh_rollups` with this server's settings (ROLLUP_RECHECK_DAYS, SPENDPLANE_TIME_ZONE): what the job, the
+    refreshRollups mutation and every reader that wants an up-to-date rollup (chargeback, forecasts) run."""
+    return await refresh_rollups(
         runtime.db,
         runtime.litellm,
         runtime.clock(),
         recheck_days=runtime.settings.rollup_recheck_days,
+        since=since,
         zone=runtime.settings.time_zone,
     )
+
+
+async def rollup_job(runtime: Runtime, tick: datetime) -> str:
+    """The periodic refresh (SPENDPLANE_ROLLUP_SCHEDULE, and once at start)."""
+    status = await refresh_rollups_of(runtime)
     return status.summary
