@@ -248,22 +248,19 @@ class Ledger:
         return found
 
     def pending_for(self, key: AccountKey) -> Decimal:
-        account = self.accounts.get(key)
-        return account.settled_pending if account else Decimal(0)
+        return self.figures_for(key)[0]
+
+    def in_flight_for(self, key: AccountKey) -> Decimal:
+        """Held in flight for this budget window by this instance and (as of the last refresh) every other."""
+        return self.figures_for(key)[1]
 
     def figures_for(self, key: AccountKey) -> tuple[Decimal, Decimal]:
         """`pending_for` and `in_flight_for` in one look-up (every decision asks both of every budget)."""
         account = self.accounts.get(key)
-        elsewhere = self.held_elsewhere.get(key)
+        elsewhere = self.held_elsewhere.get(key, _ZERO)
         if account is None:
-            return _ZERO, elsewhere or _ZERO
-        in_flight = account.in_flight
-        return account.settled_pending, (in_flight + elsewhere if elsewhere is not None else in_flight)
-
-    def in_flight_for(self, key: AccountKey) -> Decimal:
-        """Held in flight for this budget window by this instance and (as of the last refresh) every other."""
-        account = self.accounts.get(key)
-        return (account.in_flight if account else Decimal(0)) + self.held_elsewhere.get(key, Decimal(0))
+            return _ZERO, elsewhere
+        return account.settled_pending, account.in_flight + elsewhere
 
     # ---------------------------------------------------------------------------------------------- reserving
 
