@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.alerts import AlertType
-from resolvers.enforcement import MAX_TAGS, Admission, BudgetCheck, BudgetRule, Caller, Decision, Verdict
+from resolvers.enforcement import MAX_TAGS, Admission, BudgetCheck, Caller, Decision, Verdict
 from resolvers.enforcement.ingestion import ingest, parse_batch
 from resolvers.instance.features import get_features
 from resolvers.platform.validation import clipped, clipped_id
@@ -270,7 +270,7 @@ def render_decision(decision: Decision, now: datetime, client_message: str | Non
 
 def _budget(check: BudgetCheck) -> dict[str, Any]:
     return {
-        **_described(check.rule),
+        **check.rule.summary,
         "spend": check.spend,
         "reserved": check.reserved,
         "remaining": check.remaining,
@@ -278,30 +278,6 @@ def _budget(check: BudgetCheck) -> dict[str, Any]:
         "period_start": check.period.start,
         "resets_at": check.resets_at,
     }
-
-
-#: A budget rule's own part of `_budget` (the same on every request): rule by id(), with the rule kept beside it
-#: so an id is never taken over by a newer rule while its entry lives.
-_DESCRIBED: dict[int, tuple[BudgetRule, dict[str, Any]]] = {}
-
-
-def _described(rule: BudgetRule) -> dict[str, Any]:
-    found = _DESCRIBED.get(id(rule))
-    if found is not None and found[0] is rule:
-        return found[1]
-    if len(_DESCRIBED) >= 4096:
-        _DESCRIBED.clear()
-    described = {
-        "id": rule.budget_id,
-        "name": rule.name,
-        "entity_type": rule.entity_type,
-        "entity_id": rule.entity_id,
-        "period": rule.window.cadence.value,
-        "time_zone": rule.window.time_zone,
-        "limit": rule.hard_cap,
-    }
-    _DESCRIBED[id(rule)] = (rule, described)
-    return described
 
 
 # ------------------------------------------------------------------------------------- the Generic Guardrail API

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -166,6 +167,22 @@ class BudgetRule:
     @cached
     def soft_cap(self) -> Decimal:
         return soft_limit_of(self.limit, self.soft_limit_percent, self.soft_limit_usd)
+
+    @cached
+    def summary(self) -> Mapping[str, Any]:
+        """The budget as a gateway's answer names it (its figures beside): built once per rule, not per request. A
+        reloaded budget is a new rule. Read-only: answers copy it."""
+        return MappingProxyType(
+            {
+                "id": self.budget_id,
+                "name": self.name,
+                "entity_type": self.entity_type,
+                "entity_id": self.entity_id,
+                "period": self.window.cadence.value,
+                "time_zone": self.window.time_zone,
+                "limit": self.hard_cap,
+            }
+        )
 
     @classmethod
     def from_budget(cls, budget: Budget) -> BudgetRule:
