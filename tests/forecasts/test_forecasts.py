@@ -731,6 +731,35 @@ async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: 
     assert not [a for a in alerts if a["budgetId"] == ids["late"]]
 
 
+async def test_a_projected_overrun_alert_names_a_weekly_window_by_its_iso_week(api: Api, db: Database) -> None:
+    """100 $ a day at 12:00 UTC. A weekly Asia/Tokyo budget's week runs from 15:00 UTC on Sunday Nov 8 (Monday the
+    9th there) to 15:00 UTC today, Sunday Nov 15: 600 $ so far (Nov 9 to 14), 605 $ is reached at about 13:12 UTC
+    (22:12 in Tokyo). Its alert names the ISO week, 2026-W46, not the month the week starts in."""
+    await add_spend(db, *[SpendLog(100, NOW - timedelta(days=back), team_id="week") for back in range(1, 61)])
+    budget = {
+        "name": "week",
+        "entityType": "TEAM",
+        "entityId": "week",
+        "period": "WEEKLY",
+        "limit": "605",
+        "timeZone": "Asia/Tokyo",
+    }
+    budget_id = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
+    await api.data(GENERATE)
+    alerts = (await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId details } }"))["alerts"]
+    [alert] = [a for a in alerts if a["budgetId"] == budget_id]
+    details = alert["details"]
+    assert (details["projected_exceeded_date"], details["period"], details["time_zone"]) == (
+        "2026-11-15",
+        "2026-W46",
+        "Asia/Tokyo",
+    )
+    assert (details["period_start"], details["period_end"]) == (
+        "2026-11-08T15:00:00+00:00",
+        "2026-11-15T15:00:00+00:00",
+    )
+
+
 async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:
     await add_spend(
         db,
