@@ -1009,7 +1009,7 @@ class Enforcer:
                 "hard_limit_percent": str(rule.hard_limit_percent),
                 "budget_period": rule.window.cadence.value,
                 "time_zone": rule.window.time_zone,
-                "period": rule.window.month_name(check.period),
+                "period": rule.window.period_name(check.period),
                 "period_start": check.period.start.isoformat(),
                 "period_end": check.period.end.isoformat(),
                 "reserved": str(check.reserved),
