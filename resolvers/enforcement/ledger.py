@@ -638,12 +638,18 @@ class Ledger:
         return wanted
 
     def apply(self, claimed: Iterable[SpendSeen]) -> int:
-        """End (visible spend) or settle (spend not in the logs yet) the oldest open hold of each claimed event's
-        call id and key. A claim that finds none (settled meanwhile) leaves its hold as it is: safe."""
+        """End (visible spend) or settle (spend not in the logs yet) the smallest open hold of each claimed event's
+        call id and key (the oldest of equal ones). A claim that finds none (settled meanwhile) leaves its hold as
+        it is: safe.
+
+        The call id is the client's, so a spend event cannot tell which of the holds sharing it was its request's.
+        Ending the smallest keeps the dearest ones held: whichever requests are still running, what stays held for
+        them is at least what they were admitted with. (Ending the oldest let a cheap request that fails at once
+        free the hold of a dear one still running under the same call id.)"""
         applied = 0
         for spend in claimed:
             waiting = next((w for pair in _pairs(spend) if (w := self._open_by_call.get(pair))), None)
-            reservation = self.reservations.get(waiting[0]) if waiting else None
+            reservation = self._smallest(waiting) if waiting else None
             if reservation is None:
                 continue
             if spend.visible:
@@ -652,6 +658,14 @@ class Ledger:
                 self._settle(reservation, spend)
             applied += 1
         return applied
+
+    def _smallest(self, holds: tuple[str, ...]) -> Reservation | None:
+        """Of these open holds (oldest first), the smallest: the oldest of equal ones."""
+        reservations = self.reservations
+        if len(holds) == 1:  # the common case: a call id used once
+            return reservations.get(holds[0])
+        found = [r for hold in holds if (r := reservations.get(hold)) is not None]
+        return min(found, key=lambda r: r.amount, default=None)
 
     async def _claim(self, seen: list[SpendSeen]) -> list[SpendSeen]:
         """Make these events ours, or learn another instance has them: one UPDATE per chunk that only one

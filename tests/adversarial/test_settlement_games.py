@@ -1,0 +1,63 @@
+"""A client that games settlement: the call id is the client's (LiteLLM's `x-litellm-call-id`), so a cheap request
+that fails at once can carry the call id of a dear one still running. Its spend event must not free the dear
+request's hold: whatever the client sends, what runs stays held until its own spend is known."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from models.db import Database
+from resolvers.platform.config import Settings
+from tests.adversarial.support import PATIENT, ask, budget, post_spend, spend_event
+from tests.conftest import Clock, started
+
+
+def _failed(call_id: str, request_id: str) -> dict[str, object]:
+    """LiteLLM's failure payload for a request that failed at once (no cost)."""
+    return {**spend_event(call_id, request_id, 0.0), "status": "failure"}
+
+
+async def test_a_cheap_failure_with_a_dear_requests_call_id_does_not_free_its_hold(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """Five times: a dear request (10 USD) is admitted and keeps running, then a cheap one (0.01 USD) with the same
+    call id, whose failure is posted at once. If that failure ended the dear request's hold, five dear requests
+    would run held at nothing, and the 50 USD budget would admit four more on top. It admits none: every dear
+    request still running is held."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="50")
+        running = 0  # dear requests admitted and still running (each will cost 10 USD)
+        for i in range(5):
+            call_id = f"dear-{i}"
+            status, _ = await ask(api, call_id, estimated_cost="10")
+            running += status == 200
+            status, _ = await ask(api, call_id, estimated_cost="0.01")
+            if status == 200:
+                await post_spend(api, [_failed(call_id, f"cheap-{i}")])
+        await api.runtime().enforcement().refresh()
+        for i in range(5):
+            status, body = await ask(api, f"more-{i}", estimated_cost="10")
+            assert not body.get("degraded")
+            running += status == 200
+        state = (await api.data("{ budgets { currentSpend reserved } }"))["budgets"][0]
+    assert running * 10 <= 50, f"{running} requests of 10 USD admitted against 50 USD"
+    # What is running is held: recorded spend plus holds cover it.
+    assert Decimal(state["reserved"]) >= running * 10
+
+
+async def test_a_cheap_success_with_a_dear_requests_call_id_settles_the_cheap_hold(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """The same with a cheap request that succeeds (0.001 USD): its spend settles one hold of the call id, and
+    what stays held for the requests still running is the dear one's 10 USD, not the cheap one's 0.01."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="50")
+        assert (await ask(api, "shared", estimated_cost="10"))[0] == 200
+        assert (await ask(api, "shared", estimated_cost="0.01"))[0] == 200
+        await post_spend(api, [spend_event("shared", "cheap", 0.001)])
+        await api.runtime().enforcement().refresh()
+        state = (await api.data("{ budgets { currentSpend reserved } }"))["budgets"][0]
+        admitted = [(await ask(api, f"after-{i}", estimated_cost="10"))[0] for i in range(5)]
+    assert Decimal(state["currentSpend"]) == Decimal("0.001")
+    assert Decimal(state["reserved"]) == 10
+    assert admitted.count(200) == 3  # 50 - 0.001 spent - 10 running: room for three more
