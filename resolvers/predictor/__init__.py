@@ -31,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import whole_nanos
 from resolvers.platform.errors import InvalidInput, Unavailable
-from resolvers.predictor.tokens import TokenCount, bound_messages, bound_text, count_messages, count_text
+from resolvers.predictor.tokens import (
+    TokenCount,
+    bound_messages,
+    bound_text,
+    count_messages,
+    count_text,
+    text_size,
+)
 from resolvers.pricing import MILLION, ModelPrice, PriceBook
 
 if TYPE_CHECKING:
@@ -284,7 +291,7 @@ def _half_up(value: Decimal) -> int:
 
 
 def prompt_size(request: PredictionRequest) -> int:
-    return sum(len(str(m.get("content", ""))) for m in request.messages) + len(request.prompt or "")
+    return text_size(request.messages) + len(request.prompt or "")
 
 
 async def count_input(request: PredictionRequest, tokenizer_model: str, counting: Counting | None = None) -> TokenCount:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -147,6 +147,12 @@ def bound_messages(messages: Sequence[dict[str, Any]]) -> TokenCount:
             if key == "name":
                 total += TOKENS_PER_NAME
     return TokenCount(total, "upper_bound", "utf-8 bytes")
+
+
+def text_size(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Characters of every text `count_messages` counts (every field of every message, not only `content`): what
+    decides whether the messages are counted on the loop, on a thread, or bounded by their length."""
+    return sum(len(text) for message in messages for value in message.values() for text in _parts_of(value)[0])
 
 
 def _utf8_length(text: str) -> int:

@@ -118,7 +118,8 @@ async def test_a_huge_prompt_is_priced_by_its_length_not_the_failure_mode(
         assert (status, body["error"]["type"]) == (429, "request_exceeds_budget")
         assert body["budget"]["id"] == small["id"]
         predicted = await api.client.post("/predict", json={"model": "gpt-4o", "messages": padding})
-        assert predicted.json()["input_token_count"] == "upper_bound"
+        assert predicted.status_code == 200, predicted.text[:300]
+    assert predicted.json()["input_token_count"] == "upper_bound"
 
 
 async def test_a_model_nobody_priced_is_held_at_a_conservative_price(
@@ -169,3 +170,23 @@ async def test_budgets_hold_on_every_path_a_client_can_reach(api: Api, db: Datab
         actions.append(response.json()["action"])
     assert "BLOCKED" in actions
     assert actions.index("BLOCKED") < 50
+
+
+async def test_text_outside_content_is_bounded_like_content(settings: Settings, clock: Clock, db: Database) -> None:
+    """A message's `name` (or any field but `content`) is counted as prompt text too: 4 MB there must be priced by
+    its length like 4 MB of content, not tokenized on the event loop (seconds per request), which stalled every
+    concurrent decision past its deadline into a `degraded` answer with the database healthy."""
+    async with started(settings, clock, enforcement_timeout_ms=300) as api:
+        await budget(api, monthlyLimit="100000")
+        hidden = [{"role": "user", "content": "hi", "name": "a" * 4_000_000}]
+
+        async def fresh_key(i: int) -> tuple[int, dict[str, object]]:
+            # A key nobody has seen: its owner is looked up in the database, under the deadline.
+            return await ask(api, f"fresh-{i}", api_key=f"sk-never-seen-{i}", team_id=None)
+
+        answers = await asyncio.gather(
+            *(coro for i in range(8) for coro in (fresh_key(i), ask(api, f"hidden-{i}", messages=hidden)))
+        )
+    assert [body.get("degraded") for _, body in answers if body.get("allowed")] == [False] * 16
+    hidden_held = [Decimal(str(body["held_cost_usd"])) for _, body in answers[1::2]]
+    assert min(hidden_held) >= Decimal(4_000_000) * Decimal("2.5") / 10**6  # bounded by its length, at least
