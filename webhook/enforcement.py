@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.alerts import AlertType
-from resolvers.enforcement import MAX_TAGS, Admission, BudgetCheck, Caller, Decision, Verdict
+from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verdict
 from resolvers.enforcement.ingestion import ingest, parse_batch
 from resolvers.instance.features import get_features
 from resolvers.platform.validation import clipped, clipped_id
@@ -55,7 +55,9 @@ def _texts(value: Any) -> list[str] | None:
 
 def tags_of(*sources: Any) -> tuple[str, ...]:
     """Request tags as LiteLLM carries them: a list (`tags`, `metadata.tags`, `request_tags`) or the
-    `x-litellm-tags` header's comma-separated text; clipped, deduplicated, in order, at most MAX_TAGS."""
+    `x-litellm-tags` header's comma-separated text; clipped, deduplicated, in order. None is dropped: the spend
+    logs count a request against every tag it carries, so every one is judged (a tag budget's tag sent after
+    many others would otherwise escape its budget)."""
     found: dict[str, None] = {}
     for source in sources:
         values = source.split(",") if isinstance(source, str) else source if isinstance(source, list) else []
@@ -63,7 +65,7 @@ def tags_of(*sources: Any) -> tuple[str, ...]:
             tag = clipped(value.strip()) if isinstance(value, str) else None
             if tag:
                 found[tag] = None
-    return tuple(found)[:MAX_TAGS]
+    return tuple(found)
 
 
 # What a client controls reaches these models through the gateway, so nothing in it is refused (a 400 would let a

@@ -66,8 +66,6 @@ MASTER_KEY_MARKER = "litellm_proxy_master_key"  # what LiteLLM sends as the key 
 KEY_OWNER_TTL = timedelta(minutes=5)
 KEY_OWNER_CACHE = 50_000
 BUDGET_RELOAD_SECONDS = 15.0
-#: Tags a request is judged against, at most (LiteLLM requests carry a handful).
-MAX_TAGS = 32
 #: budgetUpdated fires at most this often per budget when only its figures move.
 FIGURES_EVERY = 1.0  # seconds
 #: Events of budgets whose figures moved (spend, holds): only this process's subscribers hear them, since every
@@ -541,7 +539,7 @@ class Enforcer:
         budget the request is judged against, never "a budget outside this key's scope"."""
         if self.is_master_key(caller):
             named = {(_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)}
-            named |= {(_TAG, tag) for tag in caller.tags[:MAX_TAGS]}
+            named |= {(_TAG, tag) for tag in caller.tags if (_TAG, tag) in self.rules}
             scopes = frozenset({_GLOBAL, *((kind, name) for kind, name in named if name)})
             return Principal(Role.VIEWER, "master-key", caller.user_id, caller.team_id, None, scopes=scopes)
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):
@@ -855,8 +853,8 @@ class Enforcer:
         for entity_type, entity_id in ((_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)):
             if entity_id:
                 found.extend(rules.get((entity_type, entity_id), ()))
-        if caller.tags:  # each tag once: a budget is judged once however often its tag is sent
-            for tag in dict.fromkeys(caller.tags[:MAX_TAGS]):
+        if caller.tags:  # every tag, each once: the spend logs count a request against every tag it carries
+            for tag in dict.fromkeys(caller.tags):
                 if tag:
                     found.extend(rules.get((_TAG, tag), ()))
         found.extend(rules.get(_GLOBAL, ()))

@@ -190,3 +190,25 @@ async def test_text_outside_content_is_bounded_like_content(settings: Settings, 
     assert [body.get("degraded") for _, body in answers if body.get("allowed")] == [False] * 16
     hidden_held = [Decimal(str(body["held_cost_usd"])) for _, body in answers[1::2]]
     assert min(hidden_held) >= Decimal(4_000_000) * Decimal("2.5") / 10**6  # bounded by its length, at least
+
+
+@pytest.mark.parametrize("where", ["tags", "metadata", "header"])
+async def test_a_tag_after_many_others_is_still_judged(
+    settings: Settings, clock: Clock, db: Database, where: str
+) -> None:
+    """Tags are the client's, and the spend logs count a request against every tag it carries. A tag budget's tag
+    sent after 40 others must still be judged: 10 requests at 1 USD against its 5 USD admit at most 5."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, name="Project", entityType="TAG", entityId="project-x", monthlyLimit="5")
+        tags = [f"junk-{i}" for i in range(40)] + ["project-x"]
+        sent: dict[str, object] = {
+            "tags": {"tags": tags},
+            "metadata": {"metadata": {"tags": tags}},
+            "header": {"headers": {"x-litellm-tags": ",".join(tags)}},
+        }[where]
+        tally = Tally()
+        for i in range(10):
+            status, body = await ask(api, f"tagged-{i}", estimated_cost="1", **sent)
+            tally.add(status, body, f"tagged-{i}")
+    assert tally.admitted == 5, tally.statuses
+    assert tally.degraded == 0
