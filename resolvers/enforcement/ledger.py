@@ -733,14 +733,20 @@ class Ledger:
             SettlementRow.request_id == t.request_id, SettlementRow.claimed_by.is_not(None)
         )
         failed = t.status == "failure" if self.schema.has(spend_logs, "status") else None
+        # A zero-cost failure may be a refusal that held nothing (`never_ran`): its metadata says.
+        metadata = t.metadata if failed is not None and self.schema.has(spend_logs, "metadata") else None
         for chunk in chunks(sorted({call for call, _ in pairs})):
             columns = [t.request_id, call_column, t.api_key, t.spend]
             statement = (
-                select(*columns, *([failed] if failed is not None else []))
+                select(
+                    *columns, *([failed] if failed is not None else []), *([metadata] if metadata is not None else [])
+                )
                 .where(call_column.in_(chunk), t.start_time >= oldest, ~claimed.exists())
                 .order_by(t.start_time)
             )
             for row in (await session.execute(statement)).all():
+                if metadata is not None and row[4] and not row[3] and _refusal_row(row[5]):
+                    continue
                 seen.append(
                     SpendSeen(
                         row[0],
@@ -858,6 +864,27 @@ def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
     if not pooled or not MEDIAN_QUANTILE < quantile < 1:
         return Decimal(0)
     return Decimal(str(round(NormalDist().inv_cdf(float(quantile)), 6)))
+
+
+def never_ran(error_information: object, status_fields: object = None) -> bool:
+    """A zero-cost failure LiteLLM logged for a request refused before any provider saw it: by a guardrail or a
+    pre-call hook (spendplane's own refusals among them) or by the proxy's own checks. Such a request held
+    nothing on this ledger (or, refused after spendplane admitted it, its hold expires with
+    RESERVATION_TTL_SECONDS), so its failure ends no hold: its call id is the client's, and a client could give it
+    the call id of a dear request still running to free that one's hold. What LiteLLM says: the guardrail
+    intervened, or the error names no provider."""
+    if isinstance(status_fields, dict) and status_fields.get("guardrail_status") == "guardrail_intervened":
+        return True
+    return (
+        isinstance(error_information, dict)
+        and "llm_provider" in error_information
+        and not (error_information["llm_provider"])
+    )
+
+
+def _refusal_row(metadata: object) -> bool:
+    """A spend-log row's metadata says `never_ran`."""
+    return isinstance(metadata, dict) and never_ran(metadata.get("error_information"), metadata.get("status_fields"))
 
 
 def _pairs(spend: SpendSeen) -> tuple[tuple[str, str], ...]:

@@ -4,17 +4,27 @@ request's hold: whatever the client sends, what runs stays held until its own sp
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from decimal import Decimal
 
 from models.db import Database
 from resolvers.platform.config import Settings
-from tests.adversarial.support import PATIENT, ask, budget, post_spend, spend_event
+from tests.adversarial.support import FIXTURES, PATIENT, ask, budget, post_spend, spend_event
 from tests.conftest import Clock, started
 
 
 def _failed(call_id: str, request_id: str) -> dict[str, object]:
     """LiteLLM's failure payload for a request that failed at once (no cost)."""
     return {**spend_event(call_id, request_id, 0.0), "status": "failure"}
+
+
+def _refused(call_id: str, request_id: str) -> dict[str, object]:
+    """LiteLLM's failure payload for a request a guardrail or hook refused before any provider saw it."""
+    sample = json.loads((FIXTURES / "spend_post_failure_guardrail_blocked.json").read_text())["body"]
+    base = spend_event(call_id, request_id, 0.0)
+    keep = ("status", "error_str", "error_information", "status_fields")
+    return {**base, **{k: sample[k] for k in keep}}
 
 
 async def test_a_cheap_failure_with_a_dear_requests_call_id_does_not_free_its_hold(
@@ -61,3 +71,48 @@ async def test_a_cheap_success_with_a_dear_requests_call_id_settles_the_cheap_ho
     assert Decimal(state["currentSpend"]) == Decimal("0.001")
     assert Decimal(state["reserved"]) == 10
     assert admitted.count(200) == 3  # 50 - 0.001 spent - 10 running: room for three more
+
+
+async def test_spend_posted_before_a_request_was_admitted_does_not_end_its_hold(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """A refused request's failure is logged by LiteLLM with the client's call id, and no hold takes it. The client
+    then sends a dear request under that call id: the old failure must not end the new hold at the next refresh
+    (the request it describes ended before this one was admitted). Ten rounds against 50 USD admit five."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="50")
+        running = 0
+        for i in range(10):
+            call_id = f"seeded-{i}"
+            status, _ = await ask(api, call_id, estimated_cost="1000")  # refused: does not fit
+            assert status == 429
+            await post_spend(api, [_refused(call_id, f"refused-{i}")])  # LiteLLM logs the refusal as a failure
+            clock.now += timedelta(seconds=5)
+            status, body = await ask(api, call_id, estimated_cost="10")
+            assert not body.get("degraded")
+            running += status == 200
+            await api.runtime().enforcement().refresh()
+        state = (await api.data("{ budgets { currentSpend reserved } }"))["budgets"][0]
+    assert running * 10 <= 50, f"{running} requests of 10 USD admitted against 50 USD"
+    assert Decimal(state["reserved"]) == running * 10
+
+
+async def test_a_refusal_under_a_running_requests_call_id_does_not_end_its_hold(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """The other order: a dear request is admitted and runs, then a request under its call id is refused (here by
+    spendplane: it does not fit) and LiteLLM logs that refusal as a failure. The refused request held nothing, so
+    its failure ends nothing: the dear request stays held. Ten rounds against 50 USD admit five."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="50")
+        running = 0
+        for i in range(10):
+            call_id = f"shadowed-{i}"
+            status, _ = await ask(api, call_id, estimated_cost="10")
+            running += status == 200
+            assert (await ask(api, call_id, estimated_cost="1000"))[0] == 429
+            await post_spend(api, [_refused(call_id, f"refused-{i}")])
+            await api.runtime().enforcement().refresh()
+        state = (await api.data("{ budgets { currentSpend reserved } }"))["budgets"][0]
+    assert running * 10 <= 50, f"{running} requests of 10 USD admitted against 50 USD"
+    assert Decimal(state["reserved"]) == running * 10
