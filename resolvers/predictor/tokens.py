@@ -159,19 +159,34 @@ def _utf8_length(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
+#: A tuple, not a set: a part's `type` may be any JSON value, a list among them (unhashable).
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
 def _parts_of(value: Any) -> tuple[list[str], int]:
-    """Message content is a string or OpenAI content parts: (the texts, the number of images)."""
+    """Every text a message field holds, for the count (and the number of images): a string, OpenAI content parts,
+    and what is nested in them — a tool call's arguments, a tool result's own parts (Anthropic's shape), a tool
+    use's input. A provider bills all of it, so none of it may count as nothing. A text part counts its text; any
+    other part every string in it."""
     if isinstance(value, str):
         return ([value] if value else []), 0
-    if not isinstance(value, list):
+    if not isinstance(value, list | dict):
         return [], 0
     texts: list[str] = []
     images = 0
-    for part in value:
-        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
-            images += 1
-        elif isinstance(part, dict) and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif isinstance(part, str):
-            texts.append(part)
+    pending: list[Any] = [value]
+    while pending:  # iterative: JSON nests up to 1,024 levels
+        item = pending.pop()
+        if isinstance(item, str):
+            if item:
+                texts.append(item)
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            if item.get("type") in _IMAGE_PARTS:
+                images += 1
+            elif isinstance(item.get("text"), str):
+                texts.append(item["text"])
+            else:
+                pending.extend(reversed(item.values()))
     return texts, images

@@ -212,3 +212,35 @@ async def test_a_tag_after_many_others_is_still_judged(
             tally.add(status, body, f"tagged-{i}")
     assert tally.admitted == 5, tally.statuses
     assert tally.degraded == 0
+
+
+@pytest.mark.parametrize("shape", ["tool_calls", "tool_result_parts", "nested_parts"])
+async def test_text_in_tool_calls_and_nested_parts_is_counted(
+    settings: Settings, clock: Clock, db: Database, shape: str
+) -> None:
+    """A provider bills every text of the conversation: the arguments of an assistant's tool calls, a tool result
+    given as content parts, parts inside parts. 1 MB of text there does not fit a 0.05 USD budget (about 200,000
+    tokens of gpt-4o input), and is never held at the price of "hi"."""
+    text = "word " * 200_000
+    messages = {
+        "tool_calls": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": text}}],
+            },
+        ],
+        "tool_result_parts": [{"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": text}]}],
+        "nested_parts": [  # Anthropic's shape: a tool result's own parts, a tool use's input
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": text}]}],
+            },
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "f", "input": {"q": text}}]},
+        ],
+    }[shape]
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        status, body = await ask(api, "tooled", messages=messages)
+    assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
