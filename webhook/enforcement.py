@@ -102,6 +102,8 @@ class PreRequest(BaseModel):
     messages: Messages = Field(default=None, description="OpenAI chat messages, as the client sent them.")
     prompt: Prompt = None
     max_tokens: MaxTokens = None
+    tools: Any = Field(default=None, description="The request's tool definitions (counted as input).")
+    functions: Any = Field(default=None, description="Legacy function definitions (counted as input).")
     estimated_cost: Decimal | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     tags: Any = Field(default=None, description="Request tags (a list, or comma-separated text).")
     request_tags: Any = None
@@ -122,11 +124,18 @@ class PreRequest(BaseModel):
             caller,
             self.model,
             self.litellm_call_id or self.call_id or self.request_id or _new_id(),
-            self.messages or [],
+            with_tools(self.messages or [], self.tools, self.functions),
             self.prompt,
             self.max_tokens,
             self.estimated_cost,
         )
+
+
+def with_tools(messages: list[dict[str, Any]], *definitions: Any) -> list[dict[str, Any]]:
+    """The messages, and the request's tool definitions as one more to count: a provider bills them as input, so
+    a client could otherwise hide any amount of prompt in a tool's description."""
+    given = [d for d in definitions if d]
+    return [*messages, {"tools": given}] if given else messages
 
 
 def _identity(user_id: str | None) -> str | None:
@@ -295,6 +304,8 @@ class GuardrailRequest(BaseModel):
     litellm_trace_id: CallId = None
     structured_messages: Messages = None
     texts: Texts = None
+    tools: Any = Field(default=None, description="The request's tool definitions (counted as input).")
+    tool_calls: Any = Field(default=None, description="Tool calls in the request (counted as input).")
     request_data: dict[str, Any] | None = None
     model: Name = None
 
@@ -310,6 +321,11 @@ class GuardrailRequest(BaseModel):
         )
         messages = self.structured_messages or []
         prompt = None if messages else "\n".join(self.texts or []) or None
+        if prompt is not None and (self.tools or self.tool_calls):
+            messages, prompt = [{"content": prompt}], None  # one count for the texts and the tools
+        # Tool calls already in the messages are counted there; the separate list is LiteLLM's copy of them.
+        extra = (self.tools,) if self.structured_messages else (self.tools, self.tool_calls)
+        messages = with_tools(messages, *extra)
         return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt)
 
 

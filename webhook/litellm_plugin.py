@@ -131,6 +131,9 @@ def check_payload(user_api_key_dict: Any, data: dict[str, Any], call_type: Any) 
         payload["messages"] = data["messages"]
     elif isinstance(data.get("prompt"), str):
         payload["prompt"] = data["prompt"]
+    for name in ("tools", "functions"):  # definitions a provider bills as input
+        if data.get(name):
+            payload[name] = data[name]
     if isinstance(max_tokens, int) and max_tokens > 0:
         payload["max_tokens"] = max_tokens
     metadata = data.get("metadata")

@@ -244,3 +244,31 @@ async def test_text_in_tool_calls_and_nested_parts_is_counted(
         await budget(api, monthlyLimit="0.05")
         status, body = await ask(api, "tooled", messages=messages)
     assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+
+
+async def test_tool_definitions_are_counted_on_every_path(settings: Settings, clock: Clock, db: Database) -> None:
+    """Tool (function) definitions are prompt input the provider bills: 1 MB of them does not fit 0.05 USD,
+    through the webhook, LiteLLM's plugin and the Guardrail API alike."""
+    import json
+
+    from tests.adversarial.support import FIXTURES, GATEWAY
+    from webhook.litellm_plugin import check_payload
+
+    text = "word " * 200_000
+    tools = [{"type": "function", "function": {"name": "f", "description": text, "parameters": {"type": "object"}}}]
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        status, body = await ask(api, "tools", tools=tools)
+        assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+        status, body = await ask(api, "functions", functions=[tools[0]["function"]])
+        assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+        data = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+        payload = {**check_payload(None, data, "acompletion"), "team_id": "eng", "litellm_call_id": "plugin"}
+        response = await api.client.post("/webhook/pre-request", json=payload, headers=GATEWAY)
+        assert response.status_code == 429, response.text[:300]
+        sample = json.loads((FIXTURES / "guardrail_request_custom_auth_headers.json").read_text())["body"]
+        sample["request_data"]["user_api_key_team_id"] = "eng"
+        sample["model"] = "gpt-4o"
+        sample["tools"] = tools
+        response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
+        assert response.json()["action"] == "BLOCKED", response.text[:300]
