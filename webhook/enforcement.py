@@ -30,13 +30,21 @@ from webhook.machines import require_gateway
 from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
 
 
-def _prompt(value: Any) -> str | None:
-    # OpenAI's completions take a string or a list of strings (token arrays are not text: left uncounted).
+def _prompt(value: Any) -> str | int | None:
+    """OpenAI's completions take a string, a list of strings, or token ids (a list of them, or a list of such
+    lists): the text, or for token ids how many there are (each one an input token the provider bills)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "\n".join(value)
+    if isinstance(value, list):
+        ids = [v for v in value if _token_id(v)] + [i for v in value if isinstance(v, list) for i in v if _token_id(i)]
+        return len(ids) or None
     return None
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _max_tokens(value: Any) -> int | None:
@@ -75,7 +83,7 @@ _ANY = WithJsonSchema({"description": "any JSON value; one of the expected type 
 Name = Annotated[str | None, BeforeValidator(clipped), _ANY]
 CallId = Annotated[str | None, BeforeValidator(clipped_id), _ANY]
 KeyText = Annotated[str | None, BeforeValidator(lambda v: clipped(v, limit=1024)), _ANY]
-Prompt = Annotated[str | None, BeforeValidator(_prompt), _ANY]
+Prompt = Annotated[str | int | None, BeforeValidator(_prompt), _ANY]
 MaxTokens = Annotated[int | None, BeforeValidator(_max_tokens), _ANY]
 Messages = Annotated[list[dict[str, Any]] | None, BeforeValidator(_messages), _ANY]
 Texts = Annotated[list[str] | None, BeforeValidator(_texts), _ANY]
@@ -125,9 +133,10 @@ class PreRequest(BaseModel):
             self.model,
             self.litellm_call_id or self.call_id or self.request_id or _new_id(),
             with_tools(self.messages or [], self.tools, self.functions),
-            self.prompt,
+            self.prompt if isinstance(self.prompt, str) else None,
             self.max_tokens,
             self.estimated_cost,
+            self.prompt if isinstance(self.prompt, int) else 0,
         )
 
 

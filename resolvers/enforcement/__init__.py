@@ -134,6 +134,8 @@ class Admission:
     max_tokens: int | None = None
     #: A trusted caller (the gateway, authenticated by the webhook key) may send its own estimate.
     estimated_cost: Decimal | None = None
+    #: A prompt given as token ids: that many input tokens.
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -643,7 +645,7 @@ class Enforcer:
             return _Estimate(request.estimated_cost, request.estimated_cost)
         if model is None:
             return _Estimate()
-        wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
+        wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens, request.prompt_tokens)
         quantile = self.settings.reservation_quantile
         pooled = self.settings.reservation_margin == "pooled"
         try:

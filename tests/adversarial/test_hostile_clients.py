@@ -272,3 +272,20 @@ async def test_tool_definitions_are_counted_on_every_path(settings: Settings, cl
         sample["tools"] = tools
         response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
         assert response.json()["action"] == "BLOCKED", response.text[:300]
+
+
+async def test_a_prompt_of_token_ids_is_counted(settings: Settings, clock: Clock, db: Database) -> None:
+    """OpenAI's completions take a prompt as token ids (one list, or a list of them): 300,000 ids are 300,000 input
+    tokens the provider bills, so they do not fit 0.05 USD, through the webhook and LiteLLM's plugin alike."""
+    from tests.adversarial.support import GATEWAY
+    from webhook.litellm_plugin import check_payload
+
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        for i, prompt in enumerate(([7] * 300_000, [[7] * 150_000, [8] * 150_000])):
+            status, body = await ask(api, f"ids-{i}", messages=None, prompt=prompt)
+            assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+            data = {"model": "gpt-4o", "prompt": prompt}
+            payload = {**check_payload(None, data, "atext_completion"), "team_id": "eng", "litellm_call_id": f"p{i}"}
+            response = await api.client.post("/webhook/pre-request", json=payload, headers=GATEWAY)
+            assert response.status_code == 429, response.text[:300]
