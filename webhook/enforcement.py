@@ -335,7 +335,8 @@ class GuardrailRequest(BaseModel):
         # Tool calls already in the messages are counted there; the separate list is LiteLLM's copy of them.
         extra = (self.tools,) if self.structured_messages else (self.tools, self.tool_calls)
         messages = with_tools(messages, *extra)
-        return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt)
+        # The guardrail cannot change the model: the one asked for runs, whatever failover rule is on.
+        return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt, routable=False)
 
 
 class GuardrailResponse(BaseModel):

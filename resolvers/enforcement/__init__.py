@@ -136,6 +136,9 @@ class Admission:
     estimated_cost: Decimal | None = None
     #: A prompt given as token ids: that many input tokens.
     prompt_tokens: int = 0
+    #: The gateway calls the model the decision names (a failover's fallback while a rule is on). False for one
+    #: that cannot change the model (LiteLLM's Guardrail API): the model asked for runs, and is what is priced.
+    routable: bool = True
 
 
 @dataclass(frozen=True)
@@ -551,7 +554,8 @@ class Enforcer:
         return Principal(Role.VIEWER, "key", caller.user_id, caller.team_id, caller.key_hash)
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
-        model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
+        # A failover's fallback is what will run, and what is priced (where the gateway can call it).
+        model = self.route(request.model) if request.routable else request.model
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller

@@ -289,3 +289,25 @@ async def test_a_prompt_of_token_ids_is_counted(settings: Settings, clock: Clock
             payload = {**check_payload(None, data, "atext_completion"), "team_id": "eng", "litellm_call_id": f"p{i}"}
             response = await api.client.post("/webhook/pre-request", json=payload, headers=GATEWAY)
             assert response.status_code == 429, response.text[:300]
+
+
+async def test_the_guardrail_api_prices_the_model_that_will_run(settings: Settings, clock: Clock, db: Database) -> None:
+    """While a failover rule routes gpt-4o to a cheaper fallback, the plugin calls the fallback, but LiteLLM's
+    Guardrail API cannot change the model: gpt-4o runs, so gpt-4o is what the request must hold. 40,000 tokens
+    fit 0.05 USD at gpt-4o-mini's price, not at gpt-4o's."""
+    import json
+
+    from tests.adversarial.support import FIXTURES, GATEWAY
+
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        api.runtime().enforcement().routes = {"gpt-4o": "gpt-4o-mini"}  # what SLA monitoring sets
+        sample = json.loads((FIXTURES / "guardrail_request_custom_auth_headers.json").read_text())["body"]
+        sample["request_data"]["user_api_key_team_id"] = "eng"
+        sample["model"] = "gpt-4o"
+        sample["structured_messages"] = [{"role": "user", "content": "word " * 40_000}]
+        response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
+        assert response.json()["action"] == "BLOCKED", response.text[:300]
+        # The webhook's answer names the fallback, which its gateway calls: that is what it holds.
+        status, body = await ask(api, "routed", model="gpt-4o", messages=sample["structured_messages"])
+        assert (status, body["model"]) == (200, "gpt-4o-mini"), body
