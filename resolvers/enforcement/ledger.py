@@ -219,6 +219,8 @@ class Ledger:
     #: The pooled margin's z (the standard normal quantile of RESERVATION_QUANTILE); 0: no margin.
     margin_z: Decimal = Decimal(0)
     accounts: dict[AccountKey, Account] = field(default_factory=dict)
+    #: The windows (period keys) each budget has an account in: what `_inherit` looks at.
+    _windows: dict[str, set[str]] = field(default_factory=dict)
     #: Open reservations by hold id, oldest first (dicts keep insertion order).
     reservations: dict[str, Reservation] = field(default_factory=dict)
     #: Unsettled reservations' hold ids by (call id, owner), oldest first: what a settlement for that call may end.
@@ -239,6 +241,10 @@ class Ledger:
         found = self.accounts.get(claim.key)
         if found is None:
             found = self.accounts[claim.key] = Account(claim, z=self.margin_z)
+            windows = self._windows.setdefault(claim.budget_key, set())
+            if windows:  # another window of this budget is open here
+                self._inherit(found, windows)
+            windows.add(claim.period.key)
         elif found.claim is not claim:
             if claim.cap < found.claim.cap:
                 # The limit was cut: the free part of the allowance was granted under the old one. Only what
@@ -246,6 +252,44 @@ class Ledger:
                 found.granted = min(found.granted, whole_nanos(found.committed, up=True))
             found.claim = claim
         return found
+
+    def _inherit(self, account: Account, windows: set[str]) -> None:
+        """A new window of a budget that overlaps another window this instance holds requests on (the budget's
+        window changed: cadence, zone or start): the requests admitted inside the new window and still open are
+        its requests too — their spend will be logged in it — so they hold on it as well, as a limit cut keeps what
+        is held. Windows that follow each other (a day, then the next) never overlap: nothing to scan."""
+        claim = account.claim
+        period = claim.period
+        overlapping = [
+            other.claim.key
+            for window in windows
+            if (other := self.accounts.get((claim.budget_key, window))) is not None
+            and other.holds > 0
+            and other.claim.period.start < period.end
+            and period.start < other.claim.period.end
+        ]
+        if not overlapping:
+            return
+        for reservation in self.reservations.values():
+            if claim.key in reservation.accounts or not any(k in reservation.accounts for k in overlapping):
+                continue
+            if not period.start <= reservation.created_at < period.end:
+                continue
+            reservation.accounts = (*reservation.accounts, claim.key)
+            account.held += reservation.amount
+            account.holds += 1
+            if reservation.settled:
+                account.settled_pending += reservation.amount
+            if reservation.variance:
+                account.add_variance(reservation.variance)
+
+    def _forget_window(self, key: AccountKey) -> None:
+        budget_key, window = key
+        windows = self._windows.get(budget_key)
+        if windows is not None:
+            windows.discard(window)
+            if not windows:
+                del self._windows[budget_key]
 
     def pending_for(self, key: AccountKey) -> Decimal:
         return self.figures_for(key)[0]
@@ -814,6 +858,7 @@ class Ledger:
                 changed.append(account)
             elif account.granted <= 0 and account.holds == 0 and not account.lock.locked():
                 del self.accounts[key]
+                self._forget_window(key)
         if changed:
             await self._persist(sorted(changed, key=lambda a: a.claim.key), now)
 
@@ -856,6 +901,7 @@ class Ledger:
         if self.accounts:
             await self._persist(sorted(self.accounts.values(), key=lambda a: a.claim.key), self.clock())
         self.accounts.clear()
+        self._windows.clear()
 
 
 def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:

@@ -152,3 +152,24 @@ async def test_a_cheap_failure_on_another_instance_does_not_free_a_dear_hold(
         for i in range(5):
             running += (await ask((one, two)[i % 2], f"more-{i}", estimated_cost="10"))[0] == 200
     assert running * 10 <= 50, f"{running} requests of 10 USD admitted against 50 USD"
+
+
+@pytest.mark.parametrize("change", [{"period": "DAILY"}, {"timeZone": "Asia/Tokyo"}, {"monthStartDay": 10}])
+async def test_a_window_change_mid_traffic_keeps_what_is_in_flight_counted(
+    settings: Settings, clock: Clock, db: Database, change: dict[str, object]
+) -> None:
+    """Like a limit cut, a budget's new window binds the next decision with what is in flight counted: ten 1 USD
+    requests running, the window changed and the limit cut to 20, at most ten more are admitted."""
+    from tests.adversarial.support import UPDATE, Tally, burst
+
+    async with started(settings, clock, **PATIENT) as api:
+        created = await budget(api, monthlyLimit="1000")
+        before = Tally()
+        await burst([api], 10, before, estimated_cost="1")
+        assert before.admitted == 10
+        await api.data(UPDATE, {"id": created["id"], "input": {"limit": "20", **change}})
+        after = Tally()
+        for _ in range(5):
+            await burst([api], 10, after, estimated_cost="1")
+    assert after.admitted <= 10, after.statuses
+    assert after.degraded == 0
