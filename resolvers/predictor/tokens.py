@@ -152,7 +152,14 @@ def bound_messages(messages: Sequence[dict[str, Any]]) -> TokenCount:
 def text_size(messages: Sequence[Mapping[str, Any]]) -> int:
     """Characters of every text `count_messages` counts (every field of every message, not only `content`): what
     decides whether the messages are counted on the loop, on a thread, or bounded by their length."""
-    return sum(len(text) for message in messages for value in message.values() for text in _parts_of(value)[0])
+    total = 0
+    for message in messages:
+        for value in message.values():
+            if isinstance(value, str):  # the common case, without building a list
+                total += len(value)
+            elif isinstance(value, list | dict):
+                total += sum(len(text) for text in _parts_of(value)[0])
+    return total
 
 
 def _utf8_length(text: str) -> int:
