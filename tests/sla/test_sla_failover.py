@@ -339,7 +339,9 @@ async def test_a_storm_of_spendplanes_own_refusals_opens_no_violation_and_switch
     them) are not the provider's: 200 of them beside 30 answered requests breach no error-rate SLA and trip no
     failover rule. Ten failures the provider answered, as a control, do both."""
     api = sla_api
-    await define(api, name="Anthropic Sonnet", provider="anthropic", modelPattern="claude-*", targetP95Ms=None)
+    await define(
+        api, name="Anthropic Sonnet", provider="anthropic", modelPattern="anthropic/claude-*", targetP95Ms=None
+    )
     await create_rule(api, primaryModel="claude-sonnet-4.5", fallbackModel="gpt-4o")
     start = NOW - timedelta(minutes=10)
     await post_spend(api, [answered(start + timedelta(seconds=10 * i)) for i in range(30)])

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from models.db import Database
 from models.litellm import LiteLLMSchema, spend_logs
 from resolvers.platform.periods import Period
 from resolvers.sla.health import measure, nearest_rank
+from resolvers.spend import never_ran, never_ran_sql
 from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, add_virtual_key
 
@@ -344,3 +345,38 @@ async def test_refusals_are_read_from_the_metadata_litellm_writes(db: Database) 
     )
     (health,) = (await measured(db)).values()
     assert (health.requests, health.failures, health.client_errors, health.rate_limited) == (5, 3, 0, 0)
+
+
+async def test_the_sql_rule_reads_metadata_as_never_ran_does(db: Database) -> None:
+    """One rule on both sides: the health query's SQL and the ledger's Python agree on every shape of metadata."""
+    shapes: list[dict[str, Any] | None] = [
+        None,
+        {},
+        {"error_information": {"llm_provider": ""}},
+        {"error_information": {"llm_provider": None}},
+        {"error_information": {"llm_provider": "anthropic"}},
+        {"error_information": {"error_code": "500"}},
+        {"error_information": "not an object"},
+        {
+            "error_information": {"llm_provider": "openai"},
+            "status_fields": {"guardrail_status": "guardrail_intervened"},
+        },
+        {"status_fields": {"guardrail_status": "success"}},
+        {"status_fields": "guardrail_intervened"},
+    ]
+    rows = []
+    for i, shape in enumerate(shapes):
+        row = call(HOUR.start, status="failure")
+        row["request_id"], row["metadata"] = f"shape-{i}", shape
+        rows.append(row)
+    await add_calls(db, rows)
+    schema = LiteLLMSchema({spend_logs.name: frozenset(c.name for c in spend_logs.columns)})
+    async with db.reader() as session:
+        rule = never_ran_sql(schema, session.get_bind().dialect.name)
+        found = {r[0]: r[1] for r in await session.execute(select(spend_logs.c.request_id, rule))}
+    expected = {
+        f"shape-{i}": isinstance(s, dict) and never_ran(s.get("error_information"), s.get("status_fields"))
+        for i, s in enumerate(shapes)
+    }
+    assert {k: bool(v) for k, v in found.items()} == expected
+    assert sum(expected.values()) == 3
