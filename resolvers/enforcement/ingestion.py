@@ -17,10 +17,11 @@ from models.db import insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import float_to_usd
 from resolvers.enforcement import record_settlements, spend_log_key
-from resolvers.enforcement.ledger import Ledger, SpendSeen, never_ran
+from resolvers.enforcement.ledger import Ledger, SpendSeen
 from resolvers.platform.errors import InvalidInput
 from resolvers.platform.validation import clipped_id
 from resolvers.platform.work import Work
+from resolvers.spend import never_ran
 
 MAX_BATCH = 5_000
 #: LiteLLM's integer columns (total_tokens, request_duration_ms) are 32-bit.

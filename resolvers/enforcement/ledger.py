@@ -46,7 +46,7 @@ from models.litellm import LiteLLMSchema, spend_logs
 from models.types import float_to_usd, whole_nanos
 from resolvers.platform.memo import cached
 from resolvers.platform.periods import Period
-from resolvers.spend import Scope, chunks
+from resolvers.spend import Scope, chunks, never_ran
 
 log = logging.getLogger("spendplane.ledger")
 
@@ -912,24 +912,11 @@ def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
     return Decimal(str(round(NormalDist().inv_cdf(float(quantile)), 6)))
 
 
-def never_ran(error_information: object, status_fields: object = None) -> bool:
-    """A zero-cost failure LiteLLM logged for a request refused before any provider saw it: by a guardrail or a
-    pre-call hook (spendplane's own refusals among them) or by the proxy's own checks. Such a request held
-    nothing on this ledger (or, refused after spendplane admitted it, its hold expires with
-    RESERVATION_TTL_SECONDS), so its failure ends no hold: its call id is the client's, and a client could give it
-    the call id of a dear request still running to free that one's hold. What LiteLLM says: the guardrail
-    intervened, or the error names no provider."""
-    if isinstance(status_fields, dict) and status_fields.get("guardrail_status") == "guardrail_intervened":
-        return True
-    return (
-        isinstance(error_information, dict)
-        and "llm_provider" in error_information
-        and not (error_information["llm_provider"])
-    )
-
-
 def _refusal_row(metadata: object) -> bool:
-    """A spend-log row's metadata says `never_ran`."""
+    """A spend-log row's metadata says `never_ran`: a zero-cost failure refused before any provider saw it held
+    nothing on this ledger (or, refused after spendplane admitted it, its hold expires with
+    RESERVATION_TTL_SECONDS), so it ends no hold: its call id is the client's, and a client could give it the call
+    id of a dear request still running to free that one's hold."""
     return isinstance(metadata, dict) and never_ran(metadata.get("error_information"), metadata.get("status_fields"))
 
 

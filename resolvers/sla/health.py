@@ -2,9 +2,12 @@
 LiteLLM_SpendLogs, and the snapshots the collector keeps of them.
 
 What counts (the usual convention of provider SLAs and status pages; docs/sla.md says the same for users):
-- Only rows in the window by `"startTime"` are read (its index), and only rows that name a provider
-  (`custom_llm_provider`): LiteLLM also logs requests it refused before calling any provider (bad key, budget,
-  guardrail, spendplane's own 429), and those say nothing about a provider.
+- Only rows in the window by `"startTime"` are read (its index), and only requests a provider was called for:
+  LiteLLM also logs requests refused before calling any provider (bad key, budget, guardrail, spendplane's own
+  refusals), and those say nothing about a provider. Some carry no provider (`custom_llm_provider` empty); the
+  rest name the provider and model asked for, and are failures whose metadata says no provider ran
+  (`resolvers.spend.never_ran`: `status_fields.guardrail_status` is "guardrail_intervened", or
+  `error_information.llm_provider` is there and empty or null).
 - A row failed when its `status` is "failure"; where the column is NULL (older LiteLLM) or missing, the
   `metadata.status` LiteLLM also writes decides; with neither, the row succeeded.
 - Error rate = failures / requests. Availability = good / valid requests: a failure whose
@@ -49,7 +52,7 @@ from models.sla import HealthRunRow, ProviderHealthRow, elapsed_us
 from resolvers.platform import validation
 from resolvers.platform.errors import InvalidInput
 from resolvers.platform.periods import Period
-from resolvers.spend import requested_model, require_spend_logs
+from resolvers.spend import never_ran_sql, requested_model, require_spend_logs
 
 #: Failures that are the caller's fault, not the provider's (their requests are not valid for availability).
 CLIENT_ERROR_CODES = ("400", "401", "403", "404", "422")
@@ -221,6 +224,8 @@ class _Classes:
     """How a spend-log row is classified, as SQL over the columns this LiteLLM release has."""
 
     failed: ColumnElement[bool]
+    #: A failure refused before any provider was called (`never_ran`): not a request of the provider it names.
+    refused: ColumnElement[bool]
     client_error: ColumnElement[bool]
     rate_limited: ColumnElement[bool]
     streaming: ColumnElement[bool]
@@ -228,7 +233,7 @@ class _Classes:
     ttft: ColumnElement[int]
 
 
-def _classes(schema: LiteLLMSchema) -> _Classes:
+def _classes(schema: LiteLLMSchema, dialect: str) -> _Classes:
     c = spend_logs.c
     statuses: list[ColumnElement[str | None]] = []
     if schema.has(spend_logs, "status"):
@@ -248,6 +253,7 @@ def _classes(schema: LiteLLMSchema) -> _Classes:
         streaming = false()
     return _Classes(
         failed=failed,
+        refused=and_(failed, never_ran_sql(schema, dialect)),
         client_error=client_error,
         rate_limited=rate_limited,
         streaming=streaming,
@@ -287,8 +293,10 @@ async def measure(
     providers, for those names only — what failover rules route. Reads only the window's rows."""
     require_spend_logs(schema)
     c = spend_logs.c
-    classes = _classes(schema)
-    where = [c.start_time >= window.start, c.start_time < window.end, c.custom_llm_provider != ""]
+    dialect = session.get_bind().dialect.name
+    postgres = dialect == "postgresql"
+    classes = _classes(schema, dialect)
+    where = [c.start_time >= window.start, c.start_time < window.end, c.custom_llm_provider != "", ~classes.refused]
     if provider is not None:
         where.append(c.custom_llm_provider == provider)
     if models is not None:
@@ -309,7 +317,6 @@ async def measure(
         _count_if(classes.rate_limited).label("rate_limited"),
         _count_if(classes.streaming).label("streaming"),
     ]
-    postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         counts += [
             _percentiles(LATENCY_FRACTIONS, classes.latency, ~classes.failed).label("latency"),

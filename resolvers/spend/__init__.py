@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, literal_column, select, true
+from sqlalchemy import BigInteger, cast, false, func, literal_column, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -136,6 +136,45 @@ def requested_model(schema: LiteLLMSchema) -> ColumnElement[str]:
     if not schema.has(spend_logs, "model_group"):
         return func.coalesce(c.model, empty)
     return func.coalesce(func.nullif(c.model_group, empty), c.model, empty)
+
+
+GUARDRAIL_INTERVENED = "guardrail_intervened"
+
+
+def never_ran(error_information: object, status_fields: object = None) -> bool:
+    """A failure LiteLLM logged for a request refused before any provider saw it: by a guardrail or a pre-call hook
+    (spendplane's own refusals among them) or by the proxy's own checks. LiteLLM still names the provider and model
+    the request was for, so only its error says so: the guardrail intervened (`status_fields.guardrail_status`), or
+    the error names no provider (`error_information.llm_provider` present and empty). Such a failure ends no hold
+    on the ledger and says nothing about the provider's health; `never_ran_sql` is the same rule over a spend-log
+    row's `metadata`."""
+    if isinstance(status_fields, dict) and status_fields.get("guardrail_status") == GUARDRAIL_INTERVENED:
+        return True
+    return (
+        isinstance(error_information, dict)
+        and "llm_provider" in error_information
+        and not (error_information["llm_provider"])
+    )
+
+
+def never_ran_sql(schema: LiteLLMSchema, dialect: str) -> ColumnElement[bool]:
+    """`never_ran` in SQL over a spend-log row's `metadata` (JSONB on PostgreSQL, JSON text on SQLite), where
+    LiteLLM and spendplane's ingestion write `error_information` and `status_fields`: never NULL (a NULL would
+    drop the row from both sides of a NOT); false without a metadata column. `llm_provider` counts as empty when
+    it is "" or JSON null (present: a missing key says nothing)."""
+    if not schema.has(spend_logs, "metadata"):
+        return false()
+    m = spend_logs.c.metadata
+    intervened = func.coalesce(m[("status_fields", "guardrail_status")].as_string(), "") == GUARDRAIL_INTERVENED
+    provider = m[("error_information", "llm_provider")]
+    # JSON null and a missing key both read as SQL NULL: only the JSON value's type tells them apart.
+    kind = (
+        func.jsonb_typeof(provider)
+        if dialect == "postgresql"
+        else func.json_type(m, literal_column("'$.error_information.llm_provider'"))
+    )
+    nameless = or_(func.coalesce(provider.as_string(), "-") == "", func.coalesce(kind, "") == "null")
+    return or_(intervened, nameless)
 
 
 #: Ids per `IN (...)` list: well below both databases' bind-parameter limits.

@@ -18,7 +18,8 @@ from models.db import Database
 from resolvers.platform.config import Settings
 from resolvers.sla.failover import resolve_routes
 from tests.conftest import MASTER_KEY, NOW, Clock, started
-from tests.sla.test_sla_health import add_calls, collect, traffic
+from tests.sla.test_sla_health import add_calls, answered, blocked, collect, post_spend, provider_failed, traffic
+from tests.sla.test_sla_violations import active_violations, define
 from tests.support import Api, add_virtual_key, served
 from webhook.litellm_plugin import SpendplaneBudgetHook
 
@@ -329,3 +330,34 @@ async def test_every_replica_follows_a_transition_made_on_another(
         assert await routed_to(two) == "claude-sonnet-4.5"
         await one.data("mutation($id: ID!) { deleteFailoverRule(id: $id) { id } }", {"id": rule["id"]})
         await routes_become(two, {})
+
+
+async def test_a_storm_of_spendplanes_own_refusals_opens_no_violation_and_switches_no_rule_on(
+    sla_api: Api, db: Database
+) -> None:
+    """Budget refusals LiteLLM logged as failures naming the provider and model asked for (its guardrail blocked
+    them) are not the provider's: 200 of them beside 30 answered requests breach no error-rate SLA and trip no
+    failover rule. Ten failures the provider answered, as a control, do both."""
+    api = sla_api
+    await define(
+        api, name="Anthropic Sonnet", provider="anthropic", modelPattern="anthropic/claude-*", targetP95Ms=None
+    )
+    await create_rule(api, primaryModel="claude-sonnet-4.5", fallbackModel="gpt-4o")
+    start = NOW - timedelta(minutes=10)
+    await post_spend(api, [answered(start + timedelta(seconds=10 * i)) for i in range(30)])
+    await post_spend(api, [blocked(start + timedelta(seconds=i)) for i in range(200)])
+    await collect(api, NOW)
+
+    (health,) = (await api.data("{ providerHealth { provider requests failures errorRate } }"))["providerHealth"]
+    assert health == {"provider": "anthropic", "requests": 30, "failures": 0, "errorRate": 0.0}
+    assert await active_violations(api) == []
+    (state,) = await rules(api)
+    assert (state["active"], state["lastMeasuredValue"], state["transitions"]) == (False, 0.0, [])
+    assert await alert_types(db) == []
+    assert await routed_to(api, "claude-sonnet-4.5") == "claude-sonnet-4.5"
+
+    await post_spend(api, [provider_failed(NOW + timedelta(seconds=i)) for i in range(10)])
+    await collect(api, NOW + timedelta(minutes=5))
+    (violation,) = await active_violations(api)
+    assert (violation["metric"], violation["requests"], violation["measuredValue"]) == ("ERROR_RATE", 40, 0.25)
+    assert (await rules(api))[0]["active"] is True

@@ -3,21 +3,26 @@ a failure, only the window's rows, and the collector's snapshots behind provider
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from models.db import Database
 from models.litellm import LiteLLMSchema, spend_logs
 from resolvers.platform.periods import Period
 from resolvers.sla.health import measure, nearest_rank
-from tests.conftest import NOW
+from resolvers.spend import never_ran, never_ran_sql
+from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, add_virtual_key
 
 HOUR = Period(NOW - timedelta(hours=1), NOW)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
+GATEWAY = {"x-api-key": MASTER_KEY}
 
 
 def call(
@@ -78,6 +83,51 @@ def traffic(
         )
         for i in range(count)
     ]
+
+
+def logged(sample: str, start: datetime, **fields: Any) -> dict[str, Any]:
+    """A logging payload captured from a real LiteLLM proxy (tests/fixtures/litellm) as a new request at `start`,
+    one second long, for Anthropic's claude-sonnet-4-5 (the blocked sample's model), `fields` set over it."""
+    body: dict[str, Any] = json.loads((FIXTURES / sample).read_text())["body"]
+    request = f"sla-{uuid.uuid4()}"
+    end = (start + timedelta(seconds=1)).timestamp()
+    body.update(id=request, litellm_call_id=request, startTime=start.timestamp(), endTime=end, completionStartTime=end)
+    body.update(model="anthropic/claude-sonnet-4-5", model_group="claude-sonnet-4.5", custom_llm_provider="anthropic")
+    body.update(fields)
+    return body
+
+
+def answered(start: datetime) -> dict[str, Any]:
+    return logged("spend_post_success.json", start)
+
+
+def blocked(start: datetime) -> dict[str, Any]:
+    """A request a guardrail refused (spendplane's budget refusal, as LiteLLM logged it): LiteLLM still names the
+    provider and model asked for; `status_fields.guardrail_status` and the error's empty `llm_provider` say no
+    provider was called."""
+    return logged("spend_post_failure_guardrail_blocked.json", start)
+
+
+def provider_failed(start: datetime) -> dict[str, Any]:
+    """A request Anthropic failed: the guardrail let it through, the provider answered a 500."""
+    return logged(
+        "spend_post_failure_guardrail_blocked.json",
+        start,
+        status_fields={"llm_api_status": "failure", "guardrail_status": "success"},
+        error_information={
+            "error_code": "500",
+            "error_class": "InternalServerError",
+            "llm_provider": "anthropic",
+            "error_message": "AnthropicException - Internal server error",
+        },
+        guardrail_information=None,
+    )
+
+
+async def post_spend(api: Api, events: list[dict[str, Any]]) -> None:
+    """LiteLLM's logging callback posting `events` (spendplane's own ingestion writes the rows in embedded mode)."""
+    response = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
+    assert response.status_code == 200 and response.json()["recorded"] == len(events), response.text
 
 
 async def add_calls(db: Database, rows: list[dict[str, Any]]) -> None:
@@ -248,3 +298,85 @@ async def test_an_admin_runs_the_collector_on_demand(sla_api: Api, db: Database)
     viewer = await api.login("sk-viewer")
     error = await api.error("mutation { collectProviderHealth { model } }", token=viewer)
     assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_refusals_before_any_provider_call_are_not_the_providers_requests(api: Api, db: Database) -> None:
+    """LiteLLM logs a request a guardrail blocked (a budget refusal of spendplane's among them) with the provider
+    and model asked for: its error says no provider was called, and it is neither a request nor a failure of
+    that provider. A failure the provider answered still counts."""
+    t = HOUR.start + timedelta(minutes=1)
+    await post_spend(api, [answered(t + timedelta(seconds=i)) for i in range(8)])
+    await post_spend(api, [blocked(t + timedelta(seconds=i)) for i in range(12)])
+    (health,) = (await measured(db)).values()
+    assert (health.provider, health.model) == ("anthropic", "anthropic/claude-sonnet-4-5")
+    assert (health.requests, health.failures, health.error_rate, health.availability) == (8, 0, 0.0, 1.0)
+
+    await post_spend(api, [provider_failed(t + timedelta(seconds=30))])
+    (health,) = (await measured(db)).values()
+    assert (health.requests, health.failures, health.client_errors) == (9, 1, 0)
+    assert health.error_rate == 1 / 9
+
+
+async def test_refusals_are_read_from_the_metadata_litellm_writes(db: Database) -> None:
+    """LiteLLM's own rows carry `metadata.error_information` (not `status_fields`): an empty or null
+    `llm_provider` there is a refusal; an older error without the key, or a guardrail that let the request through
+    (masked it), is the provider's."""
+    t = HOUR.start + timedelta(minutes=1)
+
+    def failure(error: dict[str, Any] | None, **metadata: Any) -> dict[str, Any]:
+        row = call(t, status="failure")
+        row["metadata"] = {**({"error_information": error} if error is not None else {}), **metadata}
+        return row
+
+    masked = call(t)
+    masked["metadata"] = {"status_fields": {"llm_api_status": "success", "guardrail_status": "guardrail_intervened"}}
+    await add_calls(
+        db,
+        [
+            call(t),
+            masked,  # a guardrail that masked the prompt: the provider answered
+            failure({"error_code": "400", "error_class": "GuardrailRaisedException", "llm_provider": ""}),
+            failure({"error_code": "429", "error_class": "BudgetExceededError", "llm_provider": None}),
+            failure(None, status_fields={"llm_api_status": "failure", "guardrail_status": "guardrail_intervened"}),
+            failure({"error_code": "500", "error_class": "InternalServerError", "llm_provider": "openai"}),
+            failure({"error_code": "503", "error_class": "Error"}),  # no llm_provider: not known to be a refusal
+            failure(None),
+        ],
+    )
+    (health,) = (await measured(db)).values()
+    assert (health.requests, health.failures, health.client_errors, health.rate_limited) == (5, 3, 0, 0)
+
+
+async def test_the_sql_rule_reads_metadata_as_never_ran_does(db: Database) -> None:
+    """One rule on both sides: the health query's SQL and the ledger's Python agree on every shape of metadata."""
+    shapes: list[dict[str, Any] | None] = [
+        None,
+        {},
+        {"error_information": {"llm_provider": ""}},
+        {"error_information": {"llm_provider": None}},
+        {"error_information": {"llm_provider": "anthropic"}},
+        {"error_information": {"error_code": "500"}},
+        {"error_information": "not an object"},
+        {
+            "error_information": {"llm_provider": "openai"},
+            "status_fields": {"guardrail_status": "guardrail_intervened"},
+        },
+        {"status_fields": {"guardrail_status": "success"}},
+        {"status_fields": "guardrail_intervened"},
+    ]
+    rows = []
+    for i, shape in enumerate(shapes):
+        row = call(HOUR.start, status="failure")
+        row["request_id"], row["metadata"] = f"shape-{i}", shape
+        rows.append(row)
+    await add_calls(db, rows)
+    schema = LiteLLMSchema({spend_logs.name: frozenset(c.name for c in spend_logs.columns)})
+    async with db.reader() as session:
+        rule = never_ran_sql(schema, session.get_bind().dialect.name)
+        found = {r[0]: r[1] for r in await session.execute(select(spend_logs.c.request_id, rule))}
+    expected = {
+        f"shape-{i}": isinstance(s, dict) and never_ran(s.get("error_information"), s.get("status_fields"))
+        for i, s in enumerate(shapes)
+    }
+    assert {k: bool(v) for k, v in found.items()} == expected
+    assert sum(expected.values()) == 3
