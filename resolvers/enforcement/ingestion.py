@@ -171,12 +171,15 @@ async def ingest(
             recorded = len((await work.session.execute(statement, rows)).all())
         unique = _first_of_each(seen)
         # Holds of this instance that these events can end are claimed in the same transaction: no other
-        # instance (nor this one's background refresh) can take them first.
-        mine = ledger.takers(unique)
+        # instance (nor this one's background refresh) can take them first. Only those no other instance can
+        # hold a hold for, though: for the rest this instance bids its smallest hold of their call id and key,
+        # and the instance holding the smallest one cluster-wide claims them once the bidding closes.
+        at_once, bids = await ledger.split(work.session, ledger.takers(unique), work.now)
         new = await record_settlements(
-            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=mine
+            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=at_once, bids=bids
         )
-    settled = ledger.apply(s for s in mine if s.request_id in new)
+    ledger.remember_bids(s for s in unique if s.request_id in bids and s.request_id in new)
+    settled = ledger.apply(s for s in at_once if s.request_id in new)
     return IngestResult(len(events), recorded, len(events) - recorded if write_rows else 0, settled)
 
 
