@@ -1,7 +1,9 @@
 """Spend from LiteLLM's logging callback (its StandardLoggingPayload, one object, a list, or NDJSON).
 
 In embedded mode each payload becomes a LiteLLM-compatible spend-log row (idempotent by id); in both modes it
-records the request's real cost as a settlement, so the instance holding its reservation releases it at once.
+records the request's real cost as a settlement, so the instance holding its reservation releases it at once (or,
+when another instance may hold a reservation of the same call id and key, the one holding the smallest does, once
+the instances bid for it: `Ledger.split`).
 """
 
 from __future__ import annotations
@@ -154,8 +156,9 @@ async def ingest(
     write_rows: bool,
 ) -> IngestResult:
     """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction, claiming those an
-    open hold on this instance can take, and settle them once it commits (other instances claim the rest on
-    their next refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
+    open hold on this instance can take and no other instance can, and settle them once it commits (other
+    instances claim the rest on their next refresh; those this instance bid for, the lowest bidder claims once the
+    bidding closes). A retried post changes nothing: rows and settlements are keyed by request id."""
     recorded = 0
     # A refusal that never ran ends no hold (`never_ran`): its row is recorded, no settlement is stored.
     seen = [

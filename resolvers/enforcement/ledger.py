@@ -11,10 +11,11 @@ request at a time.
 Holds are the ledger's own: every admission holds separately, whatever call id the client sent (LiteLLM lets
 clients choose it), and a new admission never ends an open hold. A request's real spend ends exactly one hold,
 with the same call id and key, on exactly one instance: each spend event (LiteLLM's spend-log id) is a settlement
-row that one instance *claims* (an UPDATE that only one can win) before it touches a hold. A settled hold counts
-the real cost until the spend-log row is visible; then it ends and takes its share of the allowance with it
-(recorded spend counts that money from then on), so spend is never counted as neither hold nor recorded. A hold
-that ends without spend (failed, expired after RESERVATION_TTL_SECONDS) leaves its share free.
+row that one instance *claims* (an UPDATE that only one can win) before it touches a hold: the one holding the
+smallest hold of that call id and key, cluster-wide when several instances may hold one (they bid first). A settled
+hold counts the real cost until the spend-log row is visible; then it ends and takes its share of the allowance
+with it (recorded spend counts that money from then on), so spend is never counted as neither hold nor recorded. A
+hold that ends without spend (failed, expired after RESERVATION_TTL_SECONDS) leaves its share free.
 
 Allowances are written with an expiry of RESERVATION_TTL_SECONDS, renewed while the instance lives. Whatever an
 instance holds is inside its allowance, so a crashed instance's holds stay counted until they could have
