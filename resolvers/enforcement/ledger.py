@@ -814,7 +814,10 @@ class Ledger:
             if not accounts_of[pair] & shared:
                 at_once.append(spend)
                 continue
-            amounts = sorted(r.amount for hold in self._open_by_call[pair] if (r := self.reservations.get(hold)))
+            # Read after an await: the holds may have ended meanwhile (then there is nothing to bid).
+            amounts = sorted(
+                r.amount for hold in self._open_by_call.get(pair, ()) if (r := self.reservations.get(hold))
+            )
             if amounts:
                 i = nth[pair] = nth.get(pair, -1) + 1
                 bids[spend.request_id] = amounts[min(i, len(amounts) - 1)]
