@@ -33,7 +33,7 @@ from resolvers.auth import TokenService, ensure_instance_secrets
 from resolvers.auth.sessions import TokenGuard
 from resolvers.budgets import BudgetState
 from resolvers.enforcement import BUDGET_FIGURES_TOPIC, Enforcer, ledger_margin_z
-from resolvers.enforcement.ledger import Ledger
+from resolvers.enforcement.ledger import SETTLE_DELAY_REFRESHES, Ledger
 from resolvers.instance.first_start import ensure_first_global_budget
 from resolvers.notifications import DeliveryWorker
 from resolvers.platform.config import Settings
@@ -143,7 +143,15 @@ def create_app(
                 bus=bus,
                 prices=prices,
                 history=runtime.history,
-                ledger=Ledger(gateway_db, litellm, spend_to_date, clock, ttl, margin_z=ledger_margin_z(settings)),
+                ledger=Ledger(
+                    gateway_db,
+                    litellm,
+                    spend_to_date,
+                    clock,
+                    ttl,
+                    margin_z=ledger_margin_z(settings),
+                    settle_delay=timedelta(seconds=SETTLE_DELAY_REFRESHES * settings.spend_refresh_seconds),
+                ),
                 clock=clock,
                 unit_of_work=runtime.work,
             )

@@ -48,7 +48,9 @@ class SettlementRow(Base):
     """A request's real cost — from LiteLLM's logging callback, or from its spend-log row once visible — and the
     instance whose hold it settled. One row per request (LiteLLM's spend-log id), whatever its call id: clients
     may reuse call ids, so a settlement releases one hold of that call id and key, and only the instance that
-    claims it (`claimed_by`, set once) does."""
+    claims it (`claimed_by`, set once) does. When more than one instance may hold a hold of that call id and key,
+    they bid for it first: `bid_by` holds the smallest hold of them (`bid_amount`) as far as they have told, and
+    claims it once the bidding has been open for the settling delay (`created_at` is when it opened)."""
 
     __tablename__ = "spendplane_settlements"
 
@@ -59,4 +61,8 @@ class SettlementRow(Base):
     actual: Mapped[Decimal] = mapped_column(Money)
     failed: Mapped[bool] = mapped_column(Boolean)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    #: The instance with the smallest open hold of the call id and key that bid so far, and that hold's amount.
+    bid_by: Mapped[str | None] = mapped_column(String(64))
+    bid_amount: Mapped[Decimal | None] = mapped_column(Money)
+    #: When the row was stored, or when bidding for it (re)opened: the first bid, or a bidder withdrawing.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

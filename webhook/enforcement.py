@@ -367,7 +367,11 @@ class IngestResponse(BaseModel):
     received: int
     recorded: int = Field(description="Spend-log rows written (embedded mode, cost tracking on).")
     duplicates: int = Field(description="Events already recorded (LiteLLM retried a post).")
-    settled: int = Field(description="Reservations on this instance released at once.")
+    settled: int = Field(
+        description="Reservations on this instance released at once. An event another instance may hold a "
+        "reservation for (its call id reused there) is not counted: the instance holding the smallest one releases "
+        "it after the settling delay (twice SPEND_REFRESH_SECONDS)."
+    )
 
 
 async def _spend_body(request: Request) -> Any:

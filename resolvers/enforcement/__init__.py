@@ -1110,13 +1110,16 @@ async def record_settlements(
     *,
     claimed_by: str | None = None,
     claimed: Iterable[SpendSeen] = (),
+    bids: Mapping[str, Decimal] | None = None,
 ) -> set[str]:
     """Store spend events as settlements (one per request id; LiteLLM's retries are ignored), the `claimed` ones
     already claimed by `claimed_by` (the instance storing them, which settles its own holds with them once this
-    commits). Returns the request ids that were new."""
+    commits), those in `bids` (request id: its smallest hold of the event's call id and key) bid for by it, the
+    bidding opened now (`Ledger.split`). Returns the request ids that were new."""
     if not events:
         return set()
     mine = {e.request_id for e in claimed}
+    bids = bids or {}
     statement = insert_or_ignore(dialect, SettlementRow.__table__).returning(SettlementRow.request_id)  # type: ignore[arg-type]
     rows = [
         {
@@ -1126,6 +1129,8 @@ async def record_settlements(
             "actual": e.actual,
             "failed": e.failed,
             "claimed_by": claimed_by if e.request_id in mine else None,
+            "bid_by": claimed_by if e.request_id in bids and e.request_id not in mine else None,
+            "bid_amount": bids.get(e.request_id) if e.request_id not in mine else None,
             "created_at": now,
         }
         for e in events

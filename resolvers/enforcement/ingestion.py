@@ -1,7 +1,9 @@
 """Spend from LiteLLM's logging callback (its StandardLoggingPayload, one object, a list, or NDJSON).
 
 In embedded mode each payload becomes a LiteLLM-compatible spend-log row (idempotent by id); in both modes it
-records the request's real cost as a settlement, so the instance holding its reservation releases it at once.
+records the request's real cost as a settlement, so the instance holding its reservation releases it at once (or,
+when another instance may hold a reservation of the same call id and key, the one holding the smallest does, once
+the instances bid for it: `Ledger.split`).
 """
 
 from __future__ import annotations
@@ -155,8 +157,9 @@ async def ingest(
     write_rows: bool,
 ) -> IngestResult:
     """Write the rows (embedded mode, cost tracking on) and the settlements in one transaction, claiming those an
-    open hold on this instance can take, and settle them once it commits (other instances claim the rest on
-    their next refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
+    open hold on this instance can take and no other instance can, and settle them once it commits (other
+    instances claim the rest on their next refresh; those this instance bid for, the lowest bidder claims once the
+    bidding closes). A retried post changes nothing: rows and settlements are keyed by request id."""
     recorded = 0
     # A refusal that never ran ends no hold (`never_ran`): its row is recorded, no settlement is stored.
     seen = [
@@ -172,12 +175,15 @@ async def ingest(
             recorded = len((await work.session.execute(statement, rows)).all())
         unique = _first_of_each(seen)
         # Holds of this instance that these events can end are claimed in the same transaction: no other
-        # instance (nor this one's background refresh) can take them first.
-        mine = ledger.takers(unique)
+        # instance (nor this one's background refresh) can take them first. Only those no other instance can
+        # hold a hold for, though: for the rest this instance bids its smallest hold of their call id and key,
+        # and the instance holding the smallest one cluster-wide claims them once the bidding closes.
+        at_once, bids = await ledger.split(work.session, ledger.takers(unique), work.now)
         new = await record_settlements(
-            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=mine
+            work.session, work.dialect, unique, work.now, claimed_by=ledger.instance_id, claimed=at_once, bids=bids
         )
-    settled = ledger.apply(s for s in mine if s.request_id in new)
+    ledger.remember_bids(s for s in unique if s.request_id in bids and s.request_id in new)
+    settled = ledger.apply(s for s in at_once if s.request_id in new)
     return IngestResult(len(events), recorded, len(events) - recorded if write_rows else 0, settled)
 
 

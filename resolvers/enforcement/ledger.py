@@ -11,10 +11,11 @@ request at a time.
 Holds are the ledger's own: every admission holds separately, whatever call id the client sent (LiteLLM lets
 clients choose it), and a new admission never ends an open hold. A request's real spend ends exactly one hold,
 with the same call id and key, on exactly one instance: each spend event (LiteLLM's spend-log id) is a settlement
-row that one instance *claims* (an UPDATE that only one can win) before it touches a hold. A settled hold counts
-the real cost until the spend-log row is visible; then it ends and takes its share of the allowance with it
-(recorded spend counts that money from then on), so spend is never counted as neither hold nor recorded. A hold
-that ends without spend (failed, expired after RESERVATION_TTL_SECONDS) leaves its share free.
+row that one instance *claims* (an UPDATE that only one can win) before it touches a hold: the one holding the
+smallest hold of that call id and key, cluster-wide when several instances may hold one (they bid first). A settled
+hold counts the real cost until the spend-log row is visible; then it ends and takes its share of the allowance
+with it (recorded spend counts that money from then on), so spend is never counted as neither hold nor recorded. A
+hold that ends without spend (failed, expired after RESERVATION_TTL_SECONDS) leaves its share free.
 
 Allowances are written with an expiry of RESERVATION_TTL_SECONDS, renewed while the instance lives. Whatever an
 instance holds is inside its allowance, so a crashed instance's holds stay counted until they could have
@@ -35,7 +36,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from statistics import NormalDist
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +44,7 @@ from models.budgets import BudgetRow
 from models.db import Database, insert_or_ignore
 from models.ledger import AllowanceRow, BudgetLedgerRow, SettlementRow
 from models.litellm import LiteLLMSchema, spend_logs
-from models.types import float_to_usd, whole_nanos
+from models.types import Money, float_to_usd, whole_nanos
 from resolvers.platform.memo import cached
 from resolvers.platform.periods import Period
 from resolvers.spend import Scope, chunks, never_ran
@@ -68,6 +69,9 @@ TIGHT_SHARE = Decimal("0.2")
 #: A spend-log row may start a little before this instance admitted its request (clocks of two hosts).
 CLOCK_SKEW = timedelta(minutes=1)
 BUDGET_KEY_PREFIX = "budget:"
+#: How long bidding for a contested spend event stays open, in refresh intervals (SPEND_REFRESH_SECONDS): every live
+#: instance refreshes at least once in that time, with a refresh's own duration to spare.
+SETTLE_DELAY_REFRESHES = 2
 MEDIAN_QUANTILE = Decimal("0.5")
 
 SpendOf = Callable[[AsyncSession, LiteLLMSchema, Iterable[Scope], Period, datetime], Awaitable[dict[Scope, Decimal]]]
@@ -229,6 +233,12 @@ class Ledger:
     settled_requests: dict[str, Reservation] = field(default_factory=dict)
     #: Other instances' held amounts per account, as of the last refresh.
     held_elsewhere: dict[AccountKey, Decimal] = field(default_factory=dict)
+    #: How long bidding for a spend event another instance may hold a hold for stays open before the lowest bidder
+    #: claims it (SETTLE_DELAY_REFRESHES refresh intervals).
+    settle_delay: timedelta = timedelta(seconds=4)
+    #: Settlement rows this instance bid for and has not claimed, by request id, with when it bid: withdrawn once it
+    #: has no open hold of their call id and key left.
+    _bids: dict[str, tuple[SpendSeen, datetime]] = field(default_factory=dict)
     _hold_ids: itertools.count[int] = field(default_factory=itertools.count)
     _grant_queue: list[_GrantRequest] = field(default_factory=list)
     _granting: asyncio.Task[None] | None = None
@@ -712,8 +722,10 @@ class Ledger:
         return min(found, key=lambda r: r.amount, default=None)
 
     async def _claim(self, seen: list[SpendSeen]) -> list[SpendSeen]:
-        """Make these events ours, or learn another instance has them: one UPDATE per chunk that only one
-        instance can win for each row. Events not yet stored as settlements (spend-log rows) are stored first."""
+        """Make these events ours, or learn another instance has them. An event only this instance can hold a hold
+        for (`split`) is claimed at once: one UPDATE per chunk that only one instance can win for each row. The
+        others are bid for, and claimed once the bidding closed with this instance's bid the lowest (`_bid`).
+        Events not yet stored as settlements (spend-log rows) are stored first."""
         if not seen:
             return []
         by_id = {s.request_id: s for s in seen}
@@ -726,18 +738,176 @@ class Ledger:
                     insert_or_ignore(self.db.dialect, SettlementRow.__table__),  # type: ignore[arg-type]
                     [_settlement_row(s, now) for s in fresh],
                 )
-            for chunk in chunks(sorted(by_id)):
+            at_once, bids = await self.split(session, list(by_id.values()), now)
+            for chunk in chunks(sorted(s.request_id for s in at_once)):
                 won = await session.scalars(
                     update(SettlementRow)
-                    .where(SettlementRow.request_id.in_(chunk), SettlementRow.claimed_by.is_(None))
+                    .where(
+                        SettlementRow.request_id.in_(chunk),
+                        SettlementRow.claimed_by.is_(None),
+                        or_(SettlementRow.bid_by.is_(None), SettlementRow.bid_by == self.instance_id),
+                    )
                     .values(claimed_by=self.instance_id)
                     .returning(SettlementRow.request_id)
                 )
                 claimed.extend(by_id[r] for r in won.all())
+            # One another instance already bid for is not ours alone after all: it joins the bidding.
+            taken = {s.request_id for s in claimed}
+            bids.update(
+                {
+                    s.request_id: bid
+                    for s in at_once
+                    if s.request_id not in taken and (bid := self._bid_of(s)) is not None
+                }
+            )
+            won_bids = set(await self._bid(session, bids, now))
+            claimed.extend(by_id[r] for r in won_bids)
+        for spend in claimed:
+            self._bids.pop(spend.request_id, None)
+        self.remember_bids(by_id[r] for r in bids if r not in won_bids)
         return claimed
 
+    async def split(
+        self, session: AsyncSession, seen: list[SpendSeen], now: datetime
+    ) -> tuple[list[SpendSeen], dict[str, Decimal]]:
+        """Of these events (ones an open hold of ours could take: `takers`), those no other instance can hold a
+        hold for — no other live instance has an allowance on a budget our holds of their call id and key are
+        on, read in the caller's transaction — to claim and apply at once; and for the rest, what this instance
+        bids: its smallest open hold of that call id and key (the next smallest for a second event of it).
+
+        A request holds only inside its instance's allowance, and the holds of one call id and key fall under
+        the same budgets (its key's, its user's, its team's), so another instance without an allowance on those
+        budgets holds none of them. One instance alone (embedded SQLite, say) always applies at once."""
+        waiting: list[tuple[SpendSeen, tuple[str, str]]] = []
+        for spend in seen:
+            pair = next((pair for pair in _pairs(spend) if self._open_by_call.get(pair)), None)
+            if pair is not None:
+                waiting.append((spend, pair))
+        if not waiting:
+            return [], {}
+        accounts_of: dict[tuple[str, str], set[AccountKey]] = {}
+        for _, pair in waiting:
+            if pair not in accounts_of:
+                accounts_of[pair] = {
+                    key for hold in self._open_by_call[pair] if (r := self.reservations.get(hold)) for key in r.accounts
+                }
+        wanted = sorted(set().union(*accounts_of.values()))
+        shared: set[AccountKey] = set()
+        for start in range(0, len(wanted), ALLOWANCE_CHUNK * 8):
+            rows = await session.execute(
+                select(AllowanceRow.budget_key, AllowanceRow.period)
+                .where(
+                    tuple_(AllowanceRow.budget_key, AllowanceRow.period).in_(
+                        wanted[start : start + ALLOWANCE_CHUNK * 8]
+                    ),
+                    AllowanceRow.instance_id != self.instance_id,
+                    AllowanceRow.expires_at > now,
+                    AllowanceRow.granted > 0,
+                )
+                .distinct()
+            )
+            shared.update((key, period) for key, period in rows.all())
+        at_once: list[SpendSeen] = []
+        bids: dict[str, Decimal] = {}
+        nth: dict[tuple[str, str], int] = {}
+        for spend, pair in waiting:
+            if not accounts_of[pair] & shared:
+                at_once.append(spend)
+                continue
+            # Read after an await: the holds may have ended meanwhile (then there is nothing to bid).
+            amounts = sorted(
+                r.amount for hold in self._open_by_call.get(pair, ()) if (r := self.reservations.get(hold))
+            )
+            if amounts:
+                i = nth[pair] = nth.get(pair, -1) + 1
+                bids[spend.request_id] = amounts[min(i, len(amounts) - 1)]
+        return at_once, bids
+
+    def _bid_of(self, spend: SpendSeen) -> Decimal | None:
+        """What this instance bids for an event: its smallest open hold of the event's call id and key."""
+        waiting = next((w for pair in _pairs(spend) if (w := self._open_by_call.get(pair))), None)
+        smallest = self._smallest(waiting) if waiting else None
+        return smallest.amount if smallest is not None else None
+
+    def remember_bids(self, seen: Iterable[SpendSeen]) -> None:
+        """Rows this instance bid for as it stored them (ingestion): withdrawn if its holds of them end first."""
+        now = self.clock()
+        for spend in seen:
+            self._bids.setdefault(spend.request_id, (spend, now))
+
+    async def _bid(self, session: AsyncSession, bids: dict[str, Decimal], now: datetime) -> list[str]:
+        """Bid for these unclaimed rows (request id: our smallest hold of their call id and key), then claim those
+        whose bidding has been open for `settle_delay` with our bid the lowest: their event goes to the instance
+        holding the smallest hold of its call id and key cluster-wide, as `apply` does on one instance.
+
+        A bid replaces none, or a higher one, or our own (our smallest hold may have changed); the first bid opens
+        the bidding (`created_at`). Every statement is conditional (WHERE claimed_by IS NULL ...), so two instances
+        bidding, or one bidding while another claims, serialize on the row: the claim needs the row's bid to be
+        the claimer's when it commits, and a bid needs the row unclaimed."""
+        if not bids:
+            return []
+        won: list[str] = []
+        ripe = now - self.settle_delay
+        t = SettlementRow
+        for chunk in chunks(sorted(bids)):
+            mine = case({r: literal(bids[r], Money) for r in chunk}, value=t.request_id)
+            await session.execute(
+                update(t)
+                .where(
+                    t.request_id.in_(chunk),
+                    t.claimed_by.is_(None),
+                    or_(t.bid_by.is_(None), t.bid_by == self.instance_id, t.bid_amount > mine),
+                )
+                .values(
+                    bid_by=self.instance_id,
+                    bid_amount=mine,
+                    created_at=case((t.bid_by.is_(None), literal(now, t.created_at.type)), else_=t.created_at),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            claimed = await session.scalars(
+                update(t)
+                .where(
+                    t.request_id.in_(chunk),
+                    t.claimed_by.is_(None),
+                    and_(t.bid_by == self.instance_id, t.created_at <= ripe),
+                )
+                .values(claimed_by=self.instance_id)
+                .returning(t.request_id)
+                .execution_options(synchronize_session=False)
+            )
+            won.extend(claimed.all())
+        return won
+
+    async def _withdraw(self) -> None:
+        """Withdraw our bids for rows whose call id and key we hold nothing of any more (those holds settled or
+        expired): another instance's hold may take them. Withdrawing reopens the bidding (`created_at`), so every
+        instance has the whole delay to bid again."""
+        now = self.clock()
+        stale = now - 2 * self.reservation_ttl  # pruned by then (`prune_settlements`)
+        gone = [
+            request_id
+            for request_id, (spend, at) in self._bids.items()
+            if at < stale or not any(self._open_by_call.get(pair) for pair in _pairs(spend))
+        ]
+        if not gone:
+            return
+        t = SettlementRow
+        async with self.db.sessions() as session, session.begin():
+            for chunk in chunks(sorted(gone)):
+                await session.execute(
+                    update(t)
+                    .where(t.request_id.in_(chunk), t.claimed_by.is_(None), t.bid_by == self.instance_id)
+                    .values(bid_by=None, bid_amount=None, created_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        for request_id in gone:
+            self._bids.pop(request_id, None)
+
     async def apply_settlements(self) -> int:
-        """Settle our holds from settlements another instance stored and nobody claimed yet."""
+        """Settle our holds from settlements another instance stored (or this one bid for) and nobody claimed yet."""
+        if self._bids:
+            await self._withdraw()
         pairs = self._oldest_open()
         if not pairs:
             return 0

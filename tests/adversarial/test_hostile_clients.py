@@ -81,6 +81,11 @@ async def test_two_instances_with_one_call_id_admit_no_more_than_the_budget(
                 target = (one, two)[wave % 2]
                 await post_spend(target, [spend_event("shared", f"r-{wave}-{i}", 1.0) for i in range(done)])
             finished += done
+            # Both instances hold holds of the call id: the spend goes to the smallest, bid for over one settling
+            # delay (every instance refreshes, the delay passes, the lowest bidder claims).
+            for api in (one, two):
+                await api.runtime().enforcement().refresh()
+            clock.now += one.runtime().enforcement().ledger.settle_delay
             for api in (one, two):
                 await api.runtime().enforcement().refresh()
     assert tally.admitted <= 50, tally.statuses

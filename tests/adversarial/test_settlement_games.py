@@ -14,6 +14,7 @@ from models.db import Database
 from resolvers.platform.config import Settings
 from tests.adversarial.support import FIXTURES, PATIENT, ask, budget, post_spend, spend_event
 from tests.conftest import Clock, started
+from tests.support import Api
 
 
 def _failed(call_id: str, request_id: str) -> dict[str, object]:
@@ -127,13 +128,29 @@ async def test_a_refusal_under_a_running_requests_call_id_does_not_end_its_hold(
     assert Decimal(state["reserved"]) == running * 10
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/enforcement.md): one call id on two instances at once")
+def _held(api: Api) -> list[Decimal]:
+    """What the instance holds for requests whose spend it does not know yet, smallest first."""
+    ledger = api.runtime().enforcement().ledger
+    return sorted(r.amount for r in ledger.reservations.values() if not r.settled)
+
+
+async def _refresh_until_settled(clock: Clock, *apis: Api) -> None:
+    """Every instance refreshes (and so bids), the bidding's delay passes, every instance refreshes again (and the
+    lowest bidder claims)."""
+    for api in apis:
+        await api.runtime().enforcement().refresh()
+    clock.now += apis[0].runtime().enforcement().ledger.settle_delay
+    for api in apis:
+        await api.runtime().enforcement().refresh()
+
+
 async def test_a_cheap_failure_on_another_instance_does_not_free_a_dear_hold(
     settings: Settings, clock: Clock, db: Database
 ) -> None:
     """The first attack spread over two instances: the dear request is held on one, the cheap one on the other, and
-    the cheap one's failure is posted to the first. That instance knows only its own hold of the call id (the
-    dear one) and ends it. Closing this needs the instances to agree which hold is the smallest."""
+    the cheap one's failure is posted to the first. That instance knows only its own hold of the call id (the dear
+    one); since the other instance may hold one too, it bids its hold instead of ending it, the other outbids it
+    with the cheap hold, and ends that one once the bidding closes. Every dear request stays held."""
     if not db.is_postgres:
         pytest.skip("several instances share a database only on PostgreSQL; SQLite serves one process")
     async with started(settings, clock, **PATIENT) as one, started(settings, clock, **PATIENT) as two:
@@ -144,14 +161,71 @@ async def test_a_cheap_failure_on_another_instance_does_not_free_a_dear_hold(
             call_id = f"split-{i}"
             status, _ = await ask(one, call_id, estimated_cost="10")
             running += status == 200
+            dear = running
             cheap = await ask(two, call_id, estimated_cost="0.01")
             if cheap[0] == 200:
-                await post_spend(one, [_failed(call_id, f"cheap-{i}")])
-            for api in (one, two):
-                await api.runtime().enforcement().refresh()
+                answer = await post_spend(one, [_failed(call_id, f"cheap-{i}")])
+                assert answer["settled"] == 0  # not at once: the other instance may hold a smaller hold
+            await _refresh_until_settled(clock, one, two)
+        held = (_held(one), _held(two))
         for i in range(5):
             running += (await ask((one, two)[i % 2], f"more-{i}", estimated_cost="10"))[0] == 200
     assert running * 10 <= 50, f"{running} requests of 10 USD admitted against 50 USD"
+    assert held == ([Decimal(10)] * dear, [])  # the cheap holds ended, on the instance that held them
+    assert dear >= 3
+
+
+async def test_a_cheap_failure_posted_to_its_own_instance_ends_its_own_hold(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """The same with the failure posted to the instance of the cheap hold: it bids, the dear hold's instance does
+    not outbid it, and it ends its cheap hold once the bidding closes; the dear hold stays."""
+    if not db.is_postgres:
+        pytest.skip("several instances share a database only on PostgreSQL; SQLite serves one process")
+    async with started(settings, clock, **PATIENT) as one, started(settings, clock, **PATIENT) as two:
+        await budget(one, monthlyLimit="50")
+        await two.runtime().enforcement().refresh()
+        for i in range(3):
+            call_id = f"own-{i}"
+            assert (await ask(one, call_id, estimated_cost="10"))[0] == 200
+            assert (await ask(two, call_id, estimated_cost="0.01"))[0] == 200
+            assert (await post_spend(two, [_failed(call_id, f"cheap-{i}")]))["settled"] == 0
+            await _refresh_until_settled(clock, one, two)
+        held = (_held(one), _held(two))
+    assert held == ([Decimal(10)] * 3, [])
+
+
+async def test_holds_of_one_call_id_on_one_instance_settle_at_once_beside_an_idle_one(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """Both holds of a call id on one instance, the other one serving nothing on that budget: no other instance can
+    hold a hold of it, so the cheap request's failure ends the smallest hold at once, as with one instance."""
+    if not db.is_postgres:
+        pytest.skip("several instances share a database only on PostgreSQL; SQLite serves one process")
+    async with started(settings, clock, **PATIENT) as one, started(settings, clock, **PATIENT) as two:
+        await budget(one, monthlyLimit="50")
+        await two.runtime().enforcement().refresh()
+        assert (await ask(one, "both", estimated_cost="10"))[0] == 200
+        assert (await ask(one, "both", estimated_cost="0.01"))[0] == 200
+        answer = await post_spend(one, [_failed("both", "cheap")])
+        held = _held(one)
+    assert answer["settled"] == 1
+    assert held == [Decimal(10)]
+
+
+async def test_one_instance_settles_at_once(settings: Settings, clock: Clock, db: Database) -> None:
+    """One instance alone (both databases): a spend event ends its hold in the post's own answer, no refresh and no
+    delay, and the budget's reserved figure shows it at once."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="50")
+        assert (await ask(api, "alone", estimated_cost="10"))[0] == 200
+        assert (await ask(api, "alone", estimated_cost="0.01"))[0] == 200
+        assert (await ask(api, "single", estimated_cost="2"))[0] == 200
+        answer = await post_spend(api, [_failed("alone", "cheap"), spend_event("single", "single-1", 1.5)])
+        state = (await api.data("{ budgets { reserved } }"))["budgets"][0]
+    assert answer["settled"] == 2
+    # In flight: only the dear request of `alone` (the cheap one failed, `single`'s real cost is known).
+    assert Decimal(state["reserved"]) == 10
 
 
 @pytest.mark.parametrize("change", [{"period": "DAILY"}, {"timeZone": "Asia/Tokyo"}, {"monthStartDay": 10}])

@@ -212,3 +212,64 @@ async def test_try_hold_holds_within_the_allowance_and_leaves_the_rest_to_reserv
     assert ledger.account(claim()).held == Decimal("2.5") and ledger.account(claim()).granted == granted
     assert ledger.try_hold("nothing", Decimal(0), [claim()])  # nothing to hold
     assert len(ledger.reservations) == 3
+
+
+async def post(ledger: Ledger, db: Database, call_id: str, actual: str, request_id: str) -> int:
+    """What spend ingestion does on an instance that may share the call id's holds: claim what only it can hold,
+    bid for the rest."""
+    seen = SpendSeen(request_id, call_id, "", Decimal(actual), False)
+    async with db.sessions() as session, session.begin():
+        at_once, bids = await ledger.split(session, ledger.takers([seen]), ledger.clock())
+        await record_settlements(
+            session, db.dialect, [seen], ledger.clock(), claimed_by=ledger.instance_id, claimed=at_once, bids=bids
+        )
+    ledger.remember_bids(s for s in [seen] if s.request_id in bids)
+    return ledger.apply(at_once)
+
+
+def open_holds(ledger: Ledger) -> list[Decimal]:
+    return sorted(r.amount for r in ledger.reservations.values() if not r.settled)
+
+
+async def test_a_spend_event_ends_the_smallest_hold_of_its_call_across_instances(db: Database, clock: Clock) -> None:
+    """A dear hold on one instance, a cheap one of the same call id on the other, the spend posted to the first: it
+    bids, the other outbids it, and once the bidding closes the cheap hold ends, not the dear one."""
+    one, two = await ledgers(db, clock)
+    assert await one.reserve("x", Decimal(5), [claim()]) is None
+    assert await two.reserve("x", Decimal("0.01"), [claim()]) is None
+    assert await post(one, db, "x", "0", "cheap") == 0  # the other instance holds an allowance: bid, not applied
+    for ledger in (one, two, one, two):
+        assert await ledger.apply_settlements() == 0  # bidding is open
+    clock.now += one.settle_delay
+    assert await one.apply_settlements() == 0  # outbid
+    assert await two.apply_settlements() == 1
+    assert (open_holds(one), open_holds(two)) == ([Decimal(5)], [])
+
+
+async def test_a_bidder_whose_hold_ended_withdraws_and_the_next_holder_takes_the_event(
+    db: Database, clock: Clock
+) -> None:
+    """The lowest bidder's hold ends another way (it expired, say) before the bidding closes: it withdraws its bid,
+    the bidding reopens, and the instance still holding a hold of the call id takes the event a delay later."""
+    one, two = await ledgers(db, clock)
+    assert await one.reserve("w", Decimal(5), [claim()]) is None
+    assert await two.reserve("w", Decimal("0.01"), [claim()]) is None
+    assert await post(one, db, "w", "4", "dear") == 0
+    assert await two.apply_settlements() == 0  # outbids
+    two._drop(next(iter(two.reservations.values())))  # its hold ends without this event (expired)
+    clock.now += one.settle_delay
+    assert await one.apply_settlements() == 0  # still the other's bid
+    assert await two.apply_settlements() == 0  # withdraws: nothing of the call id held any more
+    assert await one.apply_settlements() == 0  # bids again; the reopened bidding is not closed yet
+    clock.now += one.settle_delay
+    assert await one.apply_settlements() == 1
+    assert [r.amount for r in one.reservations.values()] == [Decimal(4)]  # settled at its real cost
+
+
+async def test_one_instance_alone_applies_at_once(db: Database, clock: Clock) -> None:
+    """No other instance holds an allowance on the budget: the smallest hold ends in the post itself, no bid."""
+    one, _ = await ledgers(db, clock)
+    assert await one.reserve("y", Decimal(5), [claim()]) is None
+    assert await one.reserve("y", Decimal("0.01"), [claim()]) is None
+    assert await post(one, db, "y", "0", "cheap") == 1
+    assert open_holds(one) == [Decimal(5)]
