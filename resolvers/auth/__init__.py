@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import jwt
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,11 +63,16 @@ class Principal:
 
     def can_see(self, entity_type: str, entity_id: str | None) -> bool:
         """Admins see everything; a key's holder sees its own user, team and key, never the global figure (and
-        whatever `scopes` adds)."""
+        whatever `scopes` adds). `own_entities` is the same rule for a query."""
         if self.is_admin or (entity_type, entity_id) in self.scopes:
             return True
         owned = {"user": self.user_id, "team": self.team_id, "key": self.key_hash}
         return entity_id is not None and owned.get(entity_type) == entity_id
+
+    def entities(self) -> list[tuple[str, str | None]]:
+        """The (entity type, entity id) pairs a non-admin may see: its user, team and key, and `scopes`."""
+        owned = [("user", self.user_id), ("team", self.team_id), ("key", self.key_hash)]
+        return [(kind, id_) for kind, id_ in owned if id_ is not None] + sorted(self.scopes, key=str)
 
 
 _Row = TypeVar("_Row")
@@ -81,6 +86,20 @@ def own_rows(query: Select[_Row], principal: Principal, team_id: Any, user_id: A
     mine = [team_id == principal.team_id] if principal.team_id else []
     mine += [user_id == principal.user_id] if principal.user_id else []
     return query.where(or_(*mine)) if mine else None
+
+
+def own_entities(principal: Principal, entity_type: Any, entity_id: Any) -> ColumnElement[bool]:
+    """`Principal.can_see` as a condition on a row's `entity_type` and `entity_id` columns: true for every row for
+    the admin; for a viewer, rows about its own user, team or key (false when it has none)."""
+    if principal.is_admin:
+        return true()
+    return or_(
+        false(),
+        *(
+            and_(entity_type == kind, entity_id.is_(None) if id_ is None else entity_id == id_)
+            for kind, id_ in principal.entities()
+        ),
+    )
 
 
 def require_admin(principal: Principal, action: str) -> None:
