@@ -57,6 +57,15 @@ class Principal:
     #: LiteLLM's master key names (enforcement's `holder`). Never carried in a token.
     scopes: frozenset[tuple[str, str | None]] = frozenset()
 
+    def __post_init__(self) -> None:
+        # LiteLLM may store a key's user or team as an empty string: that is no user or team. Kept as "", every
+        # check reading it ("its own team only") would have to tell "" from None, and one that did not read every
+        # team's rows (an empty filter is no filter).
+        for name in ("user_id", "team_id", "key_hash"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                object.__setattr__(self, name, None)
+
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
