@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
-
 from graphql import (
     ASTValidationRule,
     FieldNode,

@@ -10,12 +10,12 @@ from importlib import resources
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as ViewRefusal
-from cross_web import StarletteRequestAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -119,10 +119,10 @@ class GraphQLView(GraphQL[Context, None]):
             response = refusal_response(refused)
         await response(scope, receive, send)
 
-    async def execute_single(  # noqa: PLR0917 - Strawberry's signature
+    async def execute_single(
         self,
         request: Request,
-        request_adapter: StarletteRequestAdapter,
+        request_adapter: AsyncHTTPRequestAdapter,
         sub_response: Response,
         context: Context,
         root_value: None,
@@ -149,10 +149,9 @@ class GraphQLView(GraphQL[Context, None]):
                 raise InvalidInput(
                     "query", "send GraphQL operations with POST as application/json (GET serves GraphiQL only)"
                 ) from None
-            assert exc.operation_type is OperationType.SUBSCRIPTION
+            kind = exc.operation_type.value  # over POST, only a subscription is refused
             raise InvalidInput(
-                "query",
-                "a subscription runs over WebSocket (graphql-transport-ws on /graphql), not over HTTP",
+                "query", f"a {kind} runs over WebSocket (graphql-transport-ws on /graphql), not over HTTP"
             ) from None
 
     def __init__(self, *args: Any, max_response_bytes: int | None = None, **kwargs: Any) -> None:
