@@ -74,5 +74,5 @@ def query_int(raw: str | None, field: str, default: int) -> int:
     if text == "":
         return default
     if _INTEGER.fullmatch(text) is None:
-        raise InvalidInput(field, f"must be an integer (got {raw[:40]!r})")
+        raise InvalidInput(field, f"must be an integer (got {text[:40]!r})")
     return int(text)
