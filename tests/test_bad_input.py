@@ -336,7 +336,7 @@ async def test_a_websocket_message_past_the_body_limit_closes_1009(api: Api) -> 
 # ------------------------------------------------------------------------------ whole numbers in query strings
 
 
-@pytest.mark.parametrize("value", ["1_0", "+3", "٣", "３", "3.0", "0x1f", "3 3"])
+@pytest.mark.parametrize("value", ["1_0", "+3", "\u0663", "\uff13", "3.0", "0x1f", "3 3"])
 @pytest.mark.parametrize(
     ("path", "field"),
     [
