@@ -35,6 +35,10 @@ _JWT_SECRET = "jwt_secret"  # noqa: S105 - the name of the stored secret, not a 
 ADMIN_KEY_SHA256 = "admin_key_sha256"
 #: The subject of tokens minted with the generated admin key (rotating the key ends them).
 ADMIN_SUBJECT = "admin-key"
+#: The subject of tokens minted with LiteLLM's master key (replacing the key ends them: see TokenService).
+MASTER_SUBJECT = "master-key"
+#: The claim naming which master key minted a token: the first 16 hex digits of its sha256.
+_MASTER_CLAIM = "mkf"
 
 
 class Role(StrEnum):
@@ -127,6 +131,12 @@ class TokenService:
 
     secret: str
     ttl_seconds: int
+    #: LITELLM_MASTER_KEY as configured now. A master-key token names the key that minted it, and is refused once
+    #: the key is replaced (a leaked key's tokens end with it, as a rotated admin key's do).
+    master_key: str | None = None
+
+    def _master_fingerprint(self) -> str | None:
+        return hash_key(self.master_key)[:16] if self.master_key is not None else None
 
     def issue(self, principal: Principal, now: datetime) -> tuple[str, int]:
         claims: dict[str, Any] = {
@@ -145,6 +155,8 @@ class TokenService:
         ):
             if value is not None:
                 claims[claim] = value
+        if principal.subject == MASTER_SUBJECT and principal.is_admin:
+            claims[_MASTER_CLAIM] = self._master_fingerprint()
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), self.ttl_seconds
 
     def verify(self, token: str) -> Principal:
@@ -168,6 +180,15 @@ class TokenService:
             raise Unauthenticated(
                 f"invalid token: its lifetime ({lifetime} s) exceeds SPENDPLANE_JWT_TTL_SECONDS ({self.ttl_seconds} s)"
             )
+        # (A token without the claim predates it: it lives out its TTL.)
+        minted_by = claims.get(_MASTER_CLAIM)
+        if (
+            claims["sub"] == MASTER_SUBJECT
+            and role is Role.ADMIN
+            and minted_by is not None
+            and minted_by != self._master_fingerprint()
+        ):
+            raise Unauthenticated("invalid token: the master key that issued it was replaced; log in again")
         return Principal(
             role=role,
             subject=str(claims["sub"]),
@@ -195,7 +216,7 @@ async def authenticate_api_key(
     if not api_key:
         raise Unauthenticated("api_key is required")
     if master_key is not None and hmac.compare_digest(api_key.encode(), master_key.encode()):
-        return Principal(role=Role.ADMIN, subject="master-key")
+        return Principal(role=Role.ADMIN, subject=MASTER_SUBJECT)
     digest = hash_key(api_key)
     stored = await session.get(InstanceSecretRow, ADMIN_KEY_SHA256)
     if stored is not None and hmac.compare_digest(digest, stored.value):
