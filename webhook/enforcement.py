@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.alerts import AlertType
-from resolvers.enforcement import MAX_TAGS, Admission, BudgetCheck, Caller, Decision, Verdict
+from resolvers.enforcement import Admission, BudgetCheck, Caller, Decision, Verdict
 from resolvers.enforcement.ingestion import ingest, parse_batch
 from resolvers.instance.features import get_features
 from resolvers.platform.validation import clipped, clipped_id
@@ -30,13 +30,21 @@ from webhook.machines import require_gateway
 from webhook.rest import JSON, parse_json, read_json, read_model, runtime_of
 
 
-def _prompt(value: Any) -> str | None:
-    # OpenAI's completions take a string or a list of strings (token arrays are not text: left uncounted).
+def _prompt(value: Any) -> str | int | None:
+    """OpenAI's completions take a string, a list of strings, or token ids (a list of them, or a list of such
+    lists): the text, or for token ids how many there are (each one an input token the provider bills)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "\n".join(value)
+    if isinstance(value, list):
+        ids = [v for v in value if _token_id(v)] + [i for v in value if isinstance(v, list) for i in v if _token_id(i)]
+        return len(ids) or None
     return None
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _max_tokens(value: Any) -> int | None:
@@ -55,7 +63,9 @@ def _texts(value: Any) -> list[str] | None:
 
 def tags_of(*sources: Any) -> tuple[str, ...]:
     """Request tags as LiteLLM carries them: a list (`tags`, `metadata.tags`, `request_tags`) or the
-    `x-litellm-tags` header's comma-separated text; clipped, deduplicated, in order, at most MAX_TAGS."""
+    `x-litellm-tags` header's comma-separated text; clipped, deduplicated, in order. None is dropped: the spend
+    logs count a request against every tag it carries, so every one is judged (a tag budget's tag sent after
+    many others would otherwise escape its budget)."""
     found: dict[str, None] = {}
     for source in sources:
         values = source.split(",") if isinstance(source, str) else source if isinstance(source, list) else []
@@ -63,7 +73,7 @@ def tags_of(*sources: Any) -> tuple[str, ...]:
             tag = clipped(value.strip()) if isinstance(value, str) else None
             if tag:
                 found[tag] = None
-    return tuple(found)[:MAX_TAGS]
+    return tuple(found)
 
 
 # What a client controls reaches these models through the gateway, so nothing in it is refused (a 400 would let a
@@ -73,7 +83,7 @@ _ANY = WithJsonSchema({"description": "any JSON value; one of the expected type 
 Name = Annotated[str | None, BeforeValidator(clipped), _ANY]
 CallId = Annotated[str | None, BeforeValidator(clipped_id), _ANY]
 KeyText = Annotated[str | None, BeforeValidator(lambda v: clipped(v, limit=1024)), _ANY]
-Prompt = Annotated[str | None, BeforeValidator(_prompt), _ANY]
+Prompt = Annotated[str | int | None, BeforeValidator(_prompt), _ANY]
 MaxTokens = Annotated[int | None, BeforeValidator(_max_tokens), _ANY]
 Messages = Annotated[list[dict[str, Any]] | None, BeforeValidator(_messages), _ANY]
 Texts = Annotated[list[str] | None, BeforeValidator(_texts), _ANY]
@@ -100,6 +110,8 @@ class PreRequest(BaseModel):
     messages: Messages = Field(default=None, description="OpenAI chat messages, as the client sent them.")
     prompt: Prompt = None
     max_tokens: MaxTokens = None
+    tools: Any = Field(default=None, description="The request's tool definitions (counted as input).")
+    functions: Any = Field(default=None, description="Legacy function definitions (counted as input).")
     estimated_cost: Decimal | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     tags: Any = Field(default=None, description="Request tags (a list, or comma-separated text).")
     request_tags: Any = None
@@ -120,11 +132,19 @@ class PreRequest(BaseModel):
             caller,
             self.model,
             self.litellm_call_id or self.call_id or self.request_id or _new_id(),
-            self.messages or [],
-            self.prompt,
+            with_tools(self.messages or [], self.tools, self.functions),
+            self.prompt if isinstance(self.prompt, str) else None,
             self.max_tokens,
             self.estimated_cost,
+            self.prompt if isinstance(self.prompt, int) else 0,
         )
+
+
+def with_tools(messages: list[dict[str, Any]], *definitions: Any) -> list[dict[str, Any]]:
+    """The messages, and the request's tool definitions as one more to count: a provider bills them as input, so
+    a client could otherwise hide any amount of prompt in a tool's description."""
+    given = [d for d in definitions if d]
+    return [*messages, {"tools": given}] if given else messages
 
 
 def _identity(user_id: str | None) -> str | None:
@@ -293,6 +313,8 @@ class GuardrailRequest(BaseModel):
     litellm_trace_id: CallId = None
     structured_messages: Messages = None
     texts: Texts = None
+    tools: Any = Field(default=None, description="The request's tool definitions (counted as input).")
+    tool_calls: Any = Field(default=None, description="Tool calls in the request (counted as input).")
     request_data: dict[str, Any] | None = None
     model: Name = None
 
@@ -308,7 +330,13 @@ class GuardrailRequest(BaseModel):
         )
         messages = self.structured_messages or []
         prompt = None if messages else "\n".join(self.texts or []) or None
-        return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt)
+        if prompt is not None and (self.tools or self.tool_calls):
+            messages, prompt = [{"content": prompt}], None  # one count for the texts and the tools
+        # Tool calls already in the messages are counted there; the separate list is LiteLLM's copy of them.
+        extra = (self.tools,) if self.structured_messages else (self.tools, self.tool_calls)
+        messages = with_tools(messages, *extra)
+        # The guardrail cannot change the model: the one asked for runs, whatever failover rule is on.
+        return Admission(caller, self.model, self.litellm_call_id or _new_id(), messages, prompt, routable=False)
 
 
 class GuardrailResponse(BaseModel):

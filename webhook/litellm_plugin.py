@@ -129,8 +129,11 @@ def check_payload(user_api_key_dict: Any, data: dict[str, Any], call_type: Any) 
     }
     if isinstance(data.get("messages"), list):
         payload["messages"] = data["messages"]
-    elif isinstance(data.get("prompt"), str):
+    elif isinstance(data.get("prompt"), (str, list)):  # text, texts, or token ids
         payload["prompt"] = data["prompt"]
+    for name in ("tools", "functions"):  # definitions a provider bills as input
+        if data.get(name):
+            payload[name] = data[name]
     if isinstance(max_tokens, int) and max_tokens > 0:
         payload["max_tokens"] = max_tokens
     metadata = data.get("metadata")

@@ -66,8 +66,6 @@ MASTER_KEY_MARKER = "litellm_proxy_master_key"  # what LiteLLM sends as the key 
 KEY_OWNER_TTL = timedelta(minutes=5)
 KEY_OWNER_CACHE = 50_000
 BUDGET_RELOAD_SECONDS = 15.0
-#: Tags a request is judged against, at most (LiteLLM requests carry a handful).
-MAX_TAGS = 32
 #: budgetUpdated fires at most this often per budget when only its figures move.
 FIGURES_EVERY = 1.0  # seconds
 #: Events of budgets whose figures moved (spend, holds): only this process's subscribers hear them, since every
@@ -136,6 +134,11 @@ class Admission:
     max_tokens: int | None = None
     #: A trusted caller (the gateway, authenticated by the webhook key) may send its own estimate.
     estimated_cost: Decimal | None = None
+    #: A prompt given as token ids: that many input tokens.
+    prompt_tokens: int = 0
+    #: The gateway calls the model the decision names (a failover's fallback while a rule is on). False for one
+    #: that cannot change the model (LiteLLM's Guardrail API): the model asked for runs, and is what is priced.
+    routable: bool = True
 
 
 @dataclass(frozen=True)
@@ -541,7 +544,7 @@ class Enforcer:
         budget the request is judged against, never "a budget outside this key's scope"."""
         if self.is_master_key(caller):
             named = {(_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)}
-            named |= {(_TAG, tag) for tag in caller.tags[:MAX_TAGS]}
+            named |= {(_TAG, tag) for tag in caller.tags if (_TAG, tag) in self.rules}
             scopes = frozenset({_GLOBAL, *((kind, name) for kind, name in named if name)})
             return Principal(Role.VIEWER, MASTER_SUBJECT, caller.user_id, caller.team_id, None, scopes=scopes)
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):
@@ -551,7 +554,8 @@ class Enforcer:
         return Principal(Role.VIEWER, "key", caller.user_id, caller.team_id, caller.key_hash)
 
     async def _decide(self, request: Admission, *, reserve: bool) -> Decision:
-        model = self.route(request.model)  # a failover's fallback is what will run, and what is priced
+        # A failover's fallback is what will run, and what is priced (where the gateway can call it).
+        model = self.route(request.model) if request.routable else request.model
         loop = asyncio.get_running_loop()
         budget_seconds = self.settings.enforcement_timeout_ms / 1000
         caller = request.caller
@@ -645,7 +649,7 @@ class Enforcer:
             return _Estimate(request.estimated_cost, request.estimated_cost)
         if model is None:
             return _Estimate()
-        wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens)
+        wanted = PredictionRequest(model, request.messages, request.prompt, request.max_tokens, request.prompt_tokens)
         quantile = self.settings.reservation_quantile
         pooled = self.settings.reservation_margin == "pooled"
         try:
@@ -855,8 +859,8 @@ class Enforcer:
         for entity_type, entity_id in ((_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)):
             if entity_id:
                 found.extend(rules.get((entity_type, entity_id), ()))
-        if caller.tags:  # each tag once: a budget is judged once however often its tag is sent
-            for tag in dict.fromkeys(caller.tags[:MAX_TAGS]):
+        if caller.tags:  # every tag, each once: the spend logs count a request against every tag it carries
+            for tag in dict.fromkeys(caller.tags):
                 if tag:
                     found.extend(rules.get((_TAG, tag), ()))
         found.extend(rules.get(_GLOBAL, ()))
@@ -1009,7 +1013,7 @@ class Enforcer:
                 "hard_limit_percent": str(rule.hard_limit_percent),
                 "budget_period": rule.window.cadence.value,
                 "time_zone": rule.window.time_zone,
-                "period": rule.window.month_name(check.period),
+                "period": rule.window.period_name(check.period),
                 "period_start": check.period.start.isoformat(),
                 "period_end": check.period.end.isoformat(),
                 "reserved": str(check.reserved),

@@ -17,7 +17,7 @@ from models.db import insert_or_ignore
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import float_to_usd
 from resolvers.enforcement import record_settlements, spend_log_key
-from resolvers.enforcement.ledger import Ledger, SpendSeen
+from resolvers.enforcement.ledger import Ledger, SpendSeen, never_ran
 from resolvers.platform.errors import InvalidInput
 from resolvers.platform.validation import clipped_id
 from resolvers.platform.work import Work
@@ -49,6 +49,8 @@ class SpendEvent:
     cost: Decimal
     cost_float: float
     row: dict[str, Any]
+    #: False for a refusal that never reached a provider (`never_ran`): it ends no hold.
+    ran: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ def parse_event(item: Any, master_key: str | None, where: str = "body") -> Spend
     kept_meta["status"] = status
     if error:
         kept_meta["error_information"] = {k: v for k, v in error.items() if k != "traceback"}
+    status_fields = item.get("status_fields")
+    if isinstance(status_fields, dict):
+        kept_meta["status_fields"] = status_fields
+    ran = not (status == "failure" and cost_float == 0 and never_ran(error, status_fields))
     kept_meta = _storable(kept_meta)
     tags = item.get("request_tags")
     row = {
@@ -136,7 +142,7 @@ def parse_event(item: Any, master_key: str | None, where: str = "body") -> Spend
         "messages": {},
         "response": {},
     }
-    return SpendEvent(request_id, call_id, status, float_to_usd(cost_float), cost_float, row)
+    return SpendEvent(request_id, call_id, status, float_to_usd(cost_float), cost_float, row, ran)
 
 
 async def ingest(
@@ -151,7 +157,12 @@ async def ingest(
     open hold on this instance can take, and settle them once it commits (other instances claim the rest on
     their next refresh). A retried post changes nothing: rows and settlements are keyed by request id."""
     recorded = 0
-    seen = [SpendSeen(e.request_id, e.call_id, str(e.row["api_key"]), e.cost, e.status == "failure") for e in events]
+    # A refusal that never ran ends no hold (`never_ran`): its row is recorded, no settlement is stored.
+    seen = [
+        SpendSeen(e.request_id, e.call_id, str(e.row["api_key"]), e.cost, e.status == "failure")
+        for e in events
+        if e.ran
+    ]
     async with unit_of_work() as work:
         if write_rows:
             columns = {c.key for c in spend_logs.columns if schema.has(spend_logs, c.key)}

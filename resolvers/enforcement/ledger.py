@@ -219,6 +219,8 @@ class Ledger:
     #: The pooled margin's z (the standard normal quantile of RESERVATION_QUANTILE); 0: no margin.
     margin_z: Decimal = Decimal(0)
     accounts: dict[AccountKey, Account] = field(default_factory=dict)
+    #: The windows (period keys) each budget has an account in: what `_inherit` looks at.
+    _windows: dict[str, set[str]] = field(default_factory=dict)
     #: Open reservations by hold id, oldest first (dicts keep insertion order).
     reservations: dict[str, Reservation] = field(default_factory=dict)
     #: Unsettled reservations' hold ids by (call id, owner), oldest first: what a settlement for that call may end.
@@ -239,6 +241,10 @@ class Ledger:
         found = self.accounts.get(claim.key)
         if found is None:
             found = self.accounts[claim.key] = Account(claim, z=self.margin_z)
+            windows = self._windows.setdefault(claim.budget_key, set())
+            if windows:  # another window of this budget is open here
+                self._inherit(found, windows)
+            windows.add(claim.period.key)
         elif found.claim is not claim:
             if claim.cap < found.claim.cap:
                 # The limit was cut: the free part of the allowance was granted under the old one. Only what
@@ -246,6 +252,44 @@ class Ledger:
                 found.granted = min(found.granted, whole_nanos(found.committed, up=True))
             found.claim = claim
         return found
+
+    def _inherit(self, account: Account, windows: set[str]) -> None:
+        """A new window of a budget that overlaps another window this instance holds requests on (the budget's
+        window changed: cadence, zone or start): the requests admitted inside the new window and still open are
+        its requests too — their spend will be logged in it — so they hold on it as well, as a limit cut keeps what
+        is held. Windows that follow each other (a day, then the next) never overlap: nothing to scan."""
+        claim = account.claim
+        period = claim.period
+        overlapping = [
+            other.claim.key
+            for window in windows
+            if (other := self.accounts.get((claim.budget_key, window))) is not None
+            and other.holds > 0
+            and other.claim.period.start < period.end
+            and period.start < other.claim.period.end
+        ]
+        if not overlapping:
+            return
+        for reservation in self.reservations.values():
+            if claim.key in reservation.accounts or not any(k in reservation.accounts for k in overlapping):
+                continue
+            if not period.start <= reservation.created_at < period.end:
+                continue
+            reservation.accounts = (*reservation.accounts, claim.key)
+            account.held += reservation.amount
+            account.holds += 1
+            if reservation.settled:
+                account.settled_pending += reservation.amount
+            if reservation.variance:
+                account.add_variance(reservation.variance)
+
+    def _forget_window(self, key: AccountKey) -> None:
+        budget_key, window = key
+        windows = self._windows.get(budget_key)
+        if windows is not None:
+            windows.discard(window)
+            if not windows:
+                del self._windows[budget_key]
 
     def pending_for(self, key: AccountKey) -> Decimal:
         return self.figures_for(key)[0]
@@ -638,12 +682,18 @@ class Ledger:
         return wanted
 
     def apply(self, claimed: Iterable[SpendSeen]) -> int:
-        """End (visible spend) or settle (spend not in the logs yet) the oldest open hold of each claimed event's
-        call id and key. A claim that finds none (settled meanwhile) leaves its hold as it is: safe."""
+        """End (visible spend) or settle (spend not in the logs yet) the smallest open hold of each claimed event's
+        call id and key (the oldest of equal ones). A claim that finds none (settled meanwhile) leaves its hold as
+        it is: safe.
+
+        The call id is the client's, so a spend event cannot tell which of the holds sharing it was its request's.
+        Ending the smallest keeps the dearest ones held: whichever requests are still running, what stays held for
+        them is at least what they were admitted with. (Ending the oldest let a cheap request that fails at once
+        free the hold of a dear one still running under the same call id.)"""
         applied = 0
         for spend in claimed:
             waiting = next((w for pair in _pairs(spend) if (w := self._open_by_call.get(pair))), None)
-            reservation = self.reservations.get(waiting[0]) if waiting else None
+            reservation = self._smallest(waiting) if waiting else None
             if reservation is None:
                 continue
             if spend.visible:
@@ -652,6 +702,14 @@ class Ledger:
                 self._settle(reservation, spend)
             applied += 1
         return applied
+
+    def _smallest(self, holds: tuple[str, ...]) -> Reservation | None:
+        """Of these open holds (oldest first), the smallest: the oldest of equal ones."""
+        reservations = self.reservations
+        if len(holds) == 1:  # the common case: a call id used once
+            return reservations.get(holds[0])
+        found = [r for hold in holds if (r := reservations.get(hold)) is not None]
+        return min(found, key=lambda r: r.amount, default=None)
 
     async def _claim(self, seen: list[SpendSeen]) -> list[SpendSeen]:
         """Make these events ours, or learn another instance has them: one UPDATE per chunk that only one
@@ -719,14 +777,20 @@ class Ledger:
             SettlementRow.request_id == t.request_id, SettlementRow.claimed_by.is_not(None)
         )
         failed = t.status == "failure" if self.schema.has(spend_logs, "status") else None
+        # A zero-cost failure may be a refusal that held nothing (`never_ran`): its metadata says.
+        metadata = t.metadata if failed is not None and self.schema.has(spend_logs, "metadata") else None
         for chunk in chunks(sorted({call for call, _ in pairs})):
             columns = [t.request_id, call_column, t.api_key, t.spend]
             statement = (
-                select(*columns, *([failed] if failed is not None else []))
+                select(
+                    *columns, *([failed] if failed is not None else []), *([metadata] if metadata is not None else [])
+                )
                 .where(call_column.in_(chunk), t.start_time >= oldest, ~claimed.exists())
                 .order_by(t.start_time)
             )
             for row in (await session.execute(statement)).all():
+                if metadata is not None and row[4] and not row[3] and _refusal_row(row[5]):
+                    continue
                 seen.append(
                     SpendSeen(
                         row[0],
@@ -794,6 +858,7 @@ class Ledger:
                 changed.append(account)
             elif account.granted <= 0 and account.holds == 0 and not account.lock.locked():
                 del self.accounts[key]
+                self._forget_window(key)
         if changed:
             await self._persist(sorted(changed, key=lambda a: a.claim.key), now)
 
@@ -836,6 +901,7 @@ class Ledger:
         if self.accounts:
             await self._persist(sorted(self.accounts.values(), key=lambda a: a.claim.key), self.clock())
         self.accounts.clear()
+        self._windows.clear()
 
 
 def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
@@ -844,6 +910,27 @@ def margin_z(quantile: Decimal, *, pooled: bool) -> Decimal:
     if not pooled or not MEDIAN_QUANTILE < quantile < 1:
         return Decimal(0)
     return Decimal(str(round(NormalDist().inv_cdf(float(quantile)), 6)))
+
+
+def never_ran(error_information: object, status_fields: object = None) -> bool:
+    """A zero-cost failure LiteLLM logged for a request refused before any provider saw it: by a guardrail or a
+    pre-call hook (spendplane's own refusals among them) or by the proxy's own checks. Such a request held
+    nothing on this ledger (or, refused after spendplane admitted it, its hold expires with
+    RESERVATION_TTL_SECONDS), so its failure ends no hold: its call id is the client's, and a client could give it
+    the call id of a dear request still running to free that one's hold. What LiteLLM says: the guardrail
+    intervened, or the error names no provider."""
+    if isinstance(status_fields, dict) and status_fields.get("guardrail_status") == "guardrail_intervened":
+        return True
+    return (
+        isinstance(error_information, dict)
+        and "llm_provider" in error_information
+        and not (error_information["llm_provider"])
+    )
+
+
+def _refusal_row(metadata: object) -> bool:
+    """A spend-log row's metadata says `never_ran`."""
+    return isinstance(metadata, dict) and never_ran(metadata.get("error_information"), metadata.get("status_fields"))
 
 
 def _pairs(spend: SpendSeen) -> tuple[tuple[str, str], ...]:

@@ -380,7 +380,7 @@ async def _alert_projected_overruns(work: Work, runtime: Runtime) -> None:
                     "calibration": forecast.calibration,
                     "period_start": state.period.start.isoformat(),
                     "period_end": state.period.end.isoformat(),
-                    "period": budget.window.month_name(state.period),
+                    "period": budget.window.period_name(state.period),
                     "time_zone": budget.window.time_zone,
                 },
                 emails=(budget.alert_email,) if budget.alert_email else (),

@@ -4,15 +4,17 @@
 `exhaustion(period, spent, limit, now, outlook)` takes any period [start, end): a calendar month today, any budget
 window tomorrow. The outlook is per UTC day: projected spend at the end of UTC day d is the spend so far plus the
 forecast from now to d (today counts only for the part of it still to come), and within a day its forecast is spread
-evenly over the day's hours (over what is left of today). The projection stops at the period's end: the window's
-last UTC day counts only its hours before `end` (a window in a zone east or west of UTC ends within a UTC day), so
-the period-end projection and whether the limit is reached this period are decided at the window's end, never after
-it. The limit is reached at the instant that projection reaches it; the interval runs from the instant the band's
-upper edge (90th percentile) reaches it to the one its lower edge (10th percentile) does. Because cumulative spend
-only grows, these are the 10th and 90th percentiles of the date itself. Every date is the day of that instant in the
-budget's zone (`time_zone`, where its window starts at a local midnight; a limit reached just at a midnight counts
-for the day ending there), kept inside the window's local days; in UTC it is the first UTC day whose projection
-reaches the limit.
+evenly over the day's hours (over what is left of today). The band around it is the outlook's band for a window of
+as many days, less the share of the first day's band that today's hours gone take (a calibrated band is linear in a
+window's length: what is left of today adds that share of a day's band, not a whole day's). The projection stops at
+the period's end: the window's last UTC day counts only its hours before `end` (a window in a zone east or west of
+UTC ends within a UTC day), so the period-end projection and whether the limit is reached this period are decided at
+the window's end, never after it. The limit is reached at the instant that projection reaches it; the interval runs
+from the instant the band's upper edge (90th percentile) reaches it to the one its lower edge (10th percentile)
+does. Because cumulative spend only grows, these are the 10th and 90th percentiles of the date itself. Every date is
+the day of that instant in the budget's zone (`time_zone`, where its window starts at a local midnight; a limit
+reached just at a midnight counts for the day ending there), kept inside the window's local days; in UTC it is the
+first UTC day whose projection reaches the limit.
 
 Status: REACHED (spend is already at the limit; the day it got there), EXPECTED (the projection reaches it this
 period: `date`, `earliest`, `latest`, the latter null when the lower edge never gets there), POSSIBLE (only the
@@ -116,6 +118,11 @@ def project_period(period: Period, spent: Decimal, now: datetime, outlook: Outlo
     above = np.asarray(outlook.high[:n]) - cumulative[:n]
     elapsed = (now.astimezone(UTC) - datetime.combine(today, time(0), tzinfo=UTC)) / timedelta(days=1)
     ahead = np.cumsum(point[offset : offset + n]) - elapsed * point[offset]
+    # Only the part of today still to come is uncertain: a calibrated band is q x scale x days, linear in the
+    # window's length, so the hours gone take their share of the first day's band off every window, as they take
+    # their share of its forecast off `ahead`.
+    below = np.maximum(below - elapsed * below[0], 0.0)
+    above = np.maximum(above - elapsed * above[0], 0.0)
     base = float(spent)
     path = Path(
         first=today,

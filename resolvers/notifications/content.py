@@ -3,7 +3,8 @@
 The webhook JSON carries every field of LiteLLM's budget-alert webhook event (`WebhookEvent`: spend, max_budget,
 soft_budget, token, …, event_group, event, event_message), so a receiver built for LiteLLM's `WEBHOOK_URL`
 alerts works unchanged, followed by spendplane's own fields (alert id, type, severity, budget, entity, period,
-message, created_at). Our alert types map to LiteLLM's events as `LITELLM_EVENTS` says.
+for a budget's alert the zone of its window, message, created_at). Our alert types map to LiteLLM's events as
+`LITELLM_EVENTS` says.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ LITELLM_EVENTS = {
 }
 
 SLA_TYPES = frozenset({AlertType.SLA_VIOLATION, AlertType.FAILOVER_ACTIVATED, AlertType.FAILOVER_DEACTIVATED})
+#: A budget's alerts: their webhook JSON names the zone of the budget's window beside its UTC bounds.
+BUDGET_TYPES = frozenset(
+    {
+        AlertType.APPROACHING_LIMIT,
+        AlertType.BUDGET_EXCEEDED,
+        AlertType.REQUEST_EXCEEDS_BUDGET,
+        AlertType.PROJECTED_LIMIT_EXCEEDED,
+    }
+)
 #: What an SLA or failover alert's details carry into its webhook JSON (beside spendplane's common fields).
 SLA_FIELDS = (
     "violation_id",
@@ -141,18 +151,35 @@ class AlertNotice:
 
     @property
     def period_zone(self) -> ZoneInfo:
-        """The zone the period is a window in: the one the alert names (`details.time_zone`), else its budget's;
-        UTC when neither is known or the period is the alert's UTC month (no period in its details)."""
+        """The zone the period is a window in: the one the alert names (`details.time_zone`, recorded when it was
+        raised). An alert that names none (projected-limit alerts raised before they did) takes its budget's zone
+        only where the period is local days there (its bounds local midnights), as it was when raised unless the
+        budget moved since; else UTC, in which its bounds are stored, never a zone the window was not in. UTC too
+        when nothing is known or the period is the alert's UTC month (no period in its details)."""
         details = self.alert.details
         if not isinstance(details.get("period_start"), str):
             return zone("UTC")
-        for name in (details.get("time_zone"), self.time_zone):
-            if isinstance(name, str):
-                try:
-                    return zone(name)
-                except InvalidInput:
-                    continue
+        named = _zone_or_none(details.get("time_zone"))
+        if named is not None:
+            return named
+        budgets = _zone_or_none(self.time_zone)
+        if budgets is not None and _local_days_in(self.period, budgets):
+            return budgets
         return zone("UTC")
+
+
+def _zone_or_none(name: object) -> ZoneInfo | None:
+    if not isinstance(name, str):
+        return None
+    try:
+        return zone(name)
+    except InvalidInput:
+        return None
+
+
+def _local_days_in(period: Period, tz: ZoneInfo) -> bool:
+    """Whether `period` starts and ends at local midnights in `tz` (whole local days there)."""
+    return period.start.astimezone(tz).time() == time(0) and period.end.astimezone(tz).time() == time(0)
 
 
 def email_message(notice: AlertNotice, *, sender: str, recipient: str, message_id: str) -> EmailMessage:
@@ -245,9 +272,12 @@ def webhook_event(notice: AlertNotice) -> dict[str, Any]:
         "entity_id": alert.entity_id,
         "period_start": period.start.isoformat(),
         "period_end": period.end.isoformat(),
-        "message": alert.message,
-        "created_at": alert.created_at.isoformat(),
     }
+    if alert.type in BUDGET_TYPES:
+        # The IANA zone the budget's window is local days in (the email's), so a receiver can show them.
+        body["time_zone"] = str(notice.period_zone.key)
+    body["message"] = alert.message
+    body["created_at"] = alert.created_at.isoformat()
     if alert.type in SLA_TYPES:
         body.update({name: details.get(name) for name in SLA_FIELDS})
     if alert.type is AlertType.SPEND_ANOMALY:

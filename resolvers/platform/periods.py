@@ -195,10 +195,23 @@ class Window:
         end_year, end_month = _add_months(year, month, step)
         return start, date(end_year, end_month, self.month_start_day)
 
-    def month_name(self, period: Period) -> str:
-        """`YYYY-MM` of the month `period` starts in, in this window's zone (a Tokyo November starts at 15:00 UTC
-        on October 31: '2026-11'). A name for people (alert details), not a key: see `Period.key`."""
-        return f"{period.start.astimezone(zone(self.time_zone)):%Y-%m}"
+    def period_name(self, period: Period) -> str:
+        """`period` named by this window's cadence, from its first local day in this window's zone: the day
+        `2026-12-06`, the ISO week `2026-W49` (a week from Sunday: the ISO week of that Sunday), the month `2026-12`
+        (a Tokyo December starts at 15:00 UTC on November 30), the calendar quarter `2026-Q4` (quarters of a year
+        from another month too: November to January is 2026-Q4) and the year `2026` (a year from April 2026:
+        2026). Consecutive windows never share a name. For people (alert details), not a key: see `Period.key`."""
+        first = period.start.astimezone(zone(self.time_zone)).date()
+        if self.cadence is Cadence.DAILY:
+            return first.isoformat()
+        if self.cadence is Cadence.WEEKLY:
+            iso = first.isocalendar()
+            return f"{iso.year}-W{iso.week:02d}"
+        if self.cadence is Cadence.QUARTERLY:
+            return f"{first.year}-Q{(first.month - 1) // 3 + 1}"
+        if self.cadence is Cadence.YEARLY:
+            return f"{first.year}"
+        return f"{first:%Y-%m}"
 
     @property
     def is_default_month(self) -> bool:

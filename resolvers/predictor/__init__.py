@@ -19,7 +19,7 @@ import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -31,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.litellm import LiteLLMSchema, spend_logs
 from models.types import whole_nanos
 from resolvers.platform.errors import InvalidInput, Unavailable
-from resolvers.predictor.tokens import TokenCount, bound_messages, bound_text, count_messages, count_text
+from resolvers.predictor.tokens import (
+    TokenCount,
+    bound_messages,
+    bound_text,
+    count_messages,
+    count_text,
+    text_size,
+)
 from resolvers.pricing import MILLION, ModelPrice, PriceBook
 
 if TYPE_CHECKING:
@@ -277,6 +284,8 @@ class PredictionRequest:
     messages: Sequence[Mapping[str, Any]] = ()
     prompt: str | None = None
     max_tokens: int | None = None
+    #: A prompt given as token ids (OpenAI's completions): that many input tokens, beside any text.
+    prompt_tokens: int = 0
 
 
 def _half_up(value: Decimal) -> int:
@@ -284,12 +293,19 @@ def _half_up(value: Decimal) -> int:
 
 
 def prompt_size(request: PredictionRequest) -> int:
-    return sum(len(str(m.get("content", ""))) for m in request.messages) + len(request.prompt or "")
+    return text_size(request.messages) + len(request.prompt or "")
 
 
 async def count_input(request: PredictionRequest, tokenizer_model: str, counting: Counting | None = None) -> TokenCount:
     """Input tokens: counted (on `counting`'s threads past THREAD_THRESHOLD_CHARS), or past COUNT_LIMIT_CHARS
-    bounded from above by the text's length."""
+    bounded from above by the text's length; a prompt of token ids adds its length."""
+    counted = await _count_texts(request, tokenizer_model, counting)
+    if request.prompt_tokens > 0:
+        return replace(counted, tokens=counted.tokens + request.prompt_tokens)
+    return counted
+
+
+async def _count_texts(request: PredictionRequest, tokenizer_model: str, counting: Counting | None) -> TokenCount:
     size = prompt_size(request)
     text_only = request.prompt is not None and not request.messages
     messages = [] if text_only else [dict(m) for m in request.messages]

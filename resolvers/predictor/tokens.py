@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -149,23 +149,51 @@ def bound_messages(messages: Sequence[dict[str, Any]]) -> TokenCount:
     return TokenCount(total, "upper_bound", "utf-8 bytes")
 
 
+def text_size(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Characters of every text `count_messages` counts (every field of every message, not only `content`): what
+    decides whether the messages are counted on the loop, on a thread, or bounded by their length."""
+    total = 0
+    for message in messages:
+        for value in message.values():
+            if isinstance(value, str):  # the common case, without building a list
+                total += len(value)
+            elif isinstance(value, list | dict):
+                total += sum(len(text) for text in _parts_of(value)[0])
+    return total
+
+
 def _utf8_length(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
+#: A tuple, not a set: a part's `type` may be any JSON value, a list among them (unhashable).
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
 def _parts_of(value: Any) -> tuple[list[str], int]:
-    """Message content is a string or OpenAI content parts: (the texts, the number of images)."""
+    """Every text a message field holds, for the count (and the number of images): a string, OpenAI content parts,
+    and what is nested in them — a tool call's arguments, a tool result's own parts (Anthropic's shape), a tool
+    use's input. A provider bills all of it, so none of it may count as nothing. A text part counts its text; any
+    other part every string in it."""
     if isinstance(value, str):
         return ([value] if value else []), 0
-    if not isinstance(value, list):
+    if not isinstance(value, list | dict):
         return [], 0
     texts: list[str] = []
     images = 0
-    for part in value:
-        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
-            images += 1
-        elif isinstance(part, dict) and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif isinstance(part, str):
-            texts.append(part)
+    pending: list[Any] = [value]
+    while pending:  # iterative: JSON nests up to 1,024 levels
+        item = pending.pop()
+        if isinstance(item, str):
+            if item:
+                texts.append(item)
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            if item.get("type") in _IMAGE_PARTS:
+                images += 1
+            elif isinstance(item.get("text"), str):
+                texts.append(item["text"])
+            else:
+                pending.extend(reversed(item.values()))
     return texts, images

@@ -118,7 +118,8 @@ async def test_a_huge_prompt_is_priced_by_its_length_not_the_failure_mode(
         assert (status, body["error"]["type"]) == (429, "request_exceeds_budget")
         assert body["budget"]["id"] == small["id"]
         predicted = await api.client.post("/predict", json={"model": "gpt-4o", "messages": padding})
-        assert predicted.json()["input_token_count"] == "upper_bound"
+        assert predicted.status_code == 200, predicted.text[:300]
+    assert predicted.json()["input_token_count"] == "upper_bound"
 
 
 async def test_a_model_nobody_priced_is_held_at_a_conservative_price(
@@ -169,3 +170,144 @@ async def test_budgets_hold_on_every_path_a_client_can_reach(api: Api, db: Datab
         actions.append(response.json()["action"])
     assert "BLOCKED" in actions
     assert actions.index("BLOCKED") < 50
+
+
+async def test_text_outside_content_is_bounded_like_content(settings: Settings, clock: Clock, db: Database) -> None:
+    """A message's `name` (or any field but `content`) is counted as prompt text too: 4 MB there must be priced by
+    its length like 4 MB of content, not tokenized on the event loop (seconds per request), which stalled every
+    concurrent decision past its deadline into a `degraded` answer with the database healthy."""
+    async with started(settings, clock, enforcement_timeout_ms=300) as api:
+        await budget(api, monthlyLimit="100000")
+        hidden = [{"role": "user", "content": "hi", "name": "a" * 4_000_000}]
+
+        async def fresh_key(i: int) -> tuple[int, dict[str, object]]:
+            # A key nobody has seen: its owner is looked up in the database, under the deadline.
+            return await ask(api, f"fresh-{i}", api_key=f"sk-never-seen-{i}", team_id=None)
+
+        answers = await asyncio.gather(
+            *(coro for i in range(8) for coro in (fresh_key(i), ask(api, f"hidden-{i}", messages=hidden)))
+        )
+    assert [body.get("degraded") for _, body in answers if body.get("allowed")] == [False] * 16
+    hidden_held = [Decimal(str(body["held_cost_usd"])) for _, body in answers[1::2]]
+    assert min(hidden_held) >= Decimal(4_000_000) * Decimal("2.5") / 10**6  # bounded by its length, at least
+
+
+@pytest.mark.parametrize("where", ["tags", "metadata", "header"])
+async def test_a_tag_after_many_others_is_still_judged(
+    settings: Settings, clock: Clock, db: Database, where: str
+) -> None:
+    """Tags are the client's, and the spend logs count a request against every tag it carries. A tag budget's tag
+    sent after 40 others must still be judged: 10 requests at 1 USD against its 5 USD admit at most 5."""
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, name="Project", entityType="TAG", entityId="project-x", monthlyLimit="5")
+        tags = [f"junk-{i}" for i in range(40)] + ["project-x"]
+        sent: dict[str, object] = {
+            "tags": {"tags": tags},
+            "metadata": {"metadata": {"tags": tags}},
+            "header": {"headers": {"x-litellm-tags": ",".join(tags)}},
+        }[where]
+        tally = Tally()
+        for i in range(10):
+            status, body = await ask(api, f"tagged-{i}", estimated_cost="1", **sent)
+            tally.add(status, body, f"tagged-{i}")
+    assert tally.admitted == 5, tally.statuses
+    assert tally.degraded == 0
+
+
+@pytest.mark.parametrize("shape", ["tool_calls", "tool_result_parts", "nested_parts"])
+async def test_text_in_tool_calls_and_nested_parts_is_counted(
+    settings: Settings, clock: Clock, db: Database, shape: str
+) -> None:
+    """A provider bills every text of the conversation: the arguments of an assistant's tool calls, a tool result
+    given as content parts, parts inside parts. 1 MB of text there does not fit a 0.05 USD budget (about 200,000
+    tokens of gpt-4o input), and is never held at the price of "hi"."""
+    text = "word " * 200_000
+    messages = {
+        "tool_calls": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": text}}],
+            },
+        ],
+        "tool_result_parts": [{"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": text}]}],
+        "nested_parts": [  # Anthropic's shape: a tool result's own parts, a tool use's input
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": text}]}],
+            },
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "f", "input": {"q": text}}]},
+        ],
+    }[shape]
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        status, body = await ask(api, "tooled", messages=messages)
+    assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+
+
+async def test_tool_definitions_are_counted_on_every_path(settings: Settings, clock: Clock, db: Database) -> None:
+    """Tool (function) definitions are prompt input the provider bills: 1 MB of them does not fit 0.05 USD,
+    through the webhook, LiteLLM's plugin and the Guardrail API alike."""
+    import json
+
+    from tests.adversarial.support import FIXTURES, GATEWAY
+    from webhook.litellm_plugin import check_payload
+
+    text = "word " * 200_000
+    tools = [{"type": "function", "function": {"name": "f", "description": text, "parameters": {"type": "object"}}}]
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        status, body = await ask(api, "tools", tools=tools)
+        assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+        status, body = await ask(api, "functions", functions=[tools[0]["function"]])
+        assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+        data = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+        payload = {**check_payload(None, data, "acompletion"), "team_id": "eng", "litellm_call_id": "plugin"}
+        response = await api.client.post("/webhook/pre-request", json=payload, headers=GATEWAY)
+        assert response.status_code == 429, response.text[:300]
+        sample = json.loads((FIXTURES / "guardrail_request_custom_auth_headers.json").read_text())["body"]
+        sample["request_data"]["user_api_key_team_id"] = "eng"
+        sample["model"] = "gpt-4o"
+        sample["tools"] = tools
+        response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
+        assert response.json()["action"] == "BLOCKED", response.text[:300]
+
+
+async def test_a_prompt_of_token_ids_is_counted(settings: Settings, clock: Clock, db: Database) -> None:
+    """OpenAI's completions take a prompt as token ids (one list, or a list of them): 300,000 ids are 300,000 input
+    tokens the provider bills, so they do not fit 0.05 USD, through the webhook and LiteLLM's plugin alike."""
+    from tests.adversarial.support import GATEWAY
+    from webhook.litellm_plugin import check_payload
+
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        for i, prompt in enumerate(([7] * 300_000, [[7] * 150_000, [8] * 150_000])):
+            status, body = await ask(api, f"ids-{i}", messages=None, prompt=prompt)
+            assert (status, body["error"]["type"]) == (429, "request_exceeds_budget"), body
+            data = {"model": "gpt-4o", "prompt": prompt}
+            payload = {**check_payload(None, data, "atext_completion"), "team_id": "eng", "litellm_call_id": f"p{i}"}
+            response = await api.client.post("/webhook/pre-request", json=payload, headers=GATEWAY)
+            assert response.status_code == 429, response.text[:300]
+
+
+async def test_the_guardrail_api_prices_the_model_that_will_run(settings: Settings, clock: Clock, db: Database) -> None:
+    """While a failover rule routes gpt-4o to a cheaper fallback, the plugin calls the fallback, but LiteLLM's
+    Guardrail API cannot change the model: gpt-4o runs, so gpt-4o is what the request must hold. 40,000 tokens
+    fit 0.05 USD at gpt-4o-mini's price, not at gpt-4o's."""
+    import json
+
+    from tests.adversarial.support import FIXTURES, GATEWAY
+
+    async with started(settings, clock, **PATIENT) as api:
+        await budget(api, monthlyLimit="0.05")
+        api.runtime().enforcement().routes = {"gpt-4o": "gpt-4o-mini"}  # what SLA monitoring sets
+        sample = json.loads((FIXTURES / "guardrail_request_custom_auth_headers.json").read_text())["body"]
+        sample["request_data"]["user_api_key_team_id"] = "eng"
+        sample["model"] = "gpt-4o"
+        sample["structured_messages"] = [{"role": "user", "content": "word " * 40_000}]
+        response = await api.client.post("/beta/litellm_basic_guardrail_api", json=sample, headers=GATEWAY)
+        assert response.json()["action"] == "BLOCKED", response.text[:300]
+        # The webhook's answer names the fallback, which its gateway calls: that is what it holds.
+        status, body = await ask(api, "routed", model="gpt-4o", messages=sample["structured_messages"])
+        assert (status, body["model"]) == (200, "gpt-4o-mini"), body

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from models.db import Database
 from tests.adversarial.support import ask
 from tests.conftest import Clock
@@ -262,4 +264,48 @@ async def test_a_budget_alert_names_its_month_in_the_budgets_zone(api: Api, db: 
             "Asia/Tokyo",
             "2026-10-31T15:00:00+00:00",
         )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("window", "name", "start", "key"),
+    [
+        # 12:00 UTC on Sunday Nov 15 is 21:00 that day in Tokyo, 04:00 in Los Angeles.
+        ({"period": "DAILY", "timeZone": "Asia/Tokyo"}, "2026-11-15", "2026-11-14T15:00", "2026-11-14T15:00Z"),
+        ({"period": "WEEKLY", "timeZone": "America/Los_Angeles"}, "2026-W46", "2026-11-09T08:00", "2026-11-09T08:00Z"),
+        # A week from Sunday Nov 15 is named by the ISO week of its first day (Nov 9 to 15).
+        ({"period": "WEEKLY", "weekStartsOn": "SUNDAY"}, "2026-W46", "2026-11-15T00:00", "2026-11-15T00:00Z"),
+        # Quarters from February: Nov 1 to Feb 1, the calendar quarter of Nov 1 (a UTC 1st keeps its YYYY-MM key).
+        ({"period": "QUARTERLY", "yearStartMonth": 2}, "2026-Q4", "2026-11-01T00:00", "2026-11"),
+        (
+            {"period": "YEARLY", "yearStartMonth": 4, "timeZone": "Asia/Tokyo"},
+            "2026",
+            "2026-03-31T15:00",
+            "2026-03-31T15:00Z",
+        ),
+    ],
+)
+async def test_a_budget_alert_names_its_window_by_its_cadence(
+    api: Api, db: Database, clock: Clock, window: dict[str, Any], name: str, start: str, key: str
+) -> None:
+    """A daily budget's alert names its day, a weekly one's its ISO week, a quarter its calendar quarter, a year its
+    year, in the budget's zone, never the month the window starts in; the dedupe key is still the window's UTC
+    start, so the alert comes once per window."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from models.alerts import AlertRow
+
+    clock.now = utc(2026, 11, 15, 12)
+    budget = await create(api, limit="1", **window)
+    await add_spend(db, SpendLog(1, utc(2026, 11, 15, 11), team_id="eng"))
+    await api.runtime().enforcement().refresh()
+    for i in range(3):
+        await ask(api, f"named-{i}")
+    await asyncio.gather(*list(api.runtime().enforcement()._tasks))
+    async with db.reader() as session:
+        rows = (await session.scalars(select(AlertRow).where(AlertRow.type == "budget_exceeded"))).all()
+    assert [(r.dedupe_key, r.details["period"], r.details["period_start"]) for r in rows] == [
+        (f"budget:{budget['id']}:budget_exceeded:{key}", name, f"{start}:00+00:00")
     ]

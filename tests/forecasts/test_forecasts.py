@@ -641,9 +641,10 @@ def test_a_limit_reached_only_after_the_window_ends_is_not_expected_this_period(
         ("Asia/Tokyo", datetime(2026, 12, 29, tzinfo=UTC), ("63.00", "42.00", "78.75")),  # 2 days and 15 hours
         ("America/Los_Angeles", datetime(2026, 12, 29, tzinfo=UTC), ("80.00", "53.33", "100.00")),  # 3 days 8 hours
         # The window ends today (15:00 UTC on Dec 31 in Tokyo): 06:00 to 15:00 UTC is 9 $ still to come, half of
-        # the 18 $ left of the UTC day (whose band is 10 to 24 $: the one-day band, -8 and +6 $), so half of those.
-        ("Asia/Tokyo", datetime(2026, 12, 31, 6, tzinfo=UTC), ("9.00", "5.00", "12.00")),
-        ("UTC", datetime(2026, 12, 31, 6, tzinfo=UTC), ("18.00", "10.00", "24.00")),
+        # the 18 $ left of the UTC day (whose band is 12 to 22.50 $: three quarters of the one-day band's -8 and
+        # +6 $, as three quarters of the day are left), so half of those.
+        ("Asia/Tokyo", datetime(2026, 12, 31, 6, tzinfo=UTC), ("9.00", "6.00", "11.25")),
+        ("UTC", datetime(2026, 12, 31, 6, tzinfo=UTC), ("18.00", "12.00", "22.50")),
     ],
 )
 def test_the_period_end_projection_stops_at_the_windows_end(
@@ -655,6 +656,43 @@ def test_the_period_end_projection_stops_at_the_windows_end(
     found = period_end_projection(month, Decimal(0), at, flat_outlook(date(2026, 12, 29)))
     assert found is not None
     assert (str(found.spend), str(found.low), str(found.high)) == projected
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "late", "to_go"),
+    [
+        # 23:00 UTC: one hour of the UTC day left, 1 $ of its 24 $ still to come.
+        ("UTC", datetime(2026, 12, 30, 23, tzinfo=UTC), "6"),
+        # 23:00 in Tokyo is 14:00 UTC: ten hours of the UTC day left (10 $), one of them on the local day.
+        ("Asia/Tokyo", datetime(2026, 12, 30, 14, tzinfo=UTC), "1.5"),
+    ],
+)
+def test_the_band_on_what_is_left_of_today_is_as_wide_as_the_hours_left(
+    time_zone: str, late: datetime, to_go: str
+) -> None:
+    """The band of a calibrated window total is q x scale x days: linear in the window's length. What is left of
+    today is that share of a day, so it adds that share of a day's band (8 $ below, 6 $ above), not a whole day's:
+    late at night, with little left in the budget, the upper edge does not reach the limit today."""
+    local = zone(time_zone)
+    outlook = flat_outlook(date(2026, 12, 29))
+    # A window ending at midnight UTC tonight: 1 $ still to come at 23:00, its band that hour's share of a day's.
+    tonight = Period(datetime(2026, 12, 24, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC))
+    if time_zone == "UTC":
+        found = period_end_projection(tonight, Decimal(0), late, outlook)
+        assert found is not None
+        assert (str(found.spend), str(found.low), str(found.high)) == ("1.00", "0.67", "1.25")
+    month = BudgetWindow(Cadence.MONTHLY, time_zone).period_at(late)
+    today = late.astimezone(local).date()
+    e = exhaustion(month, Decimal(10), Decimal(10) + Decimal(to_go), late, outlook, None, local)
+    # The point and both edges reach it after local midnight: not today, even at the upper edge.
+    tomorrow = today + timedelta(days=1)
+    assert (e.status, e.date, e.earliest) == (ExhaustionStatus.EXPECTED, tomorrow, tomorrow)
+    # At midnight UTC all of today is still to come: the whole day's band, as before.
+    midnight = late.replace(hour=0)
+    day = Period(midnight - timedelta(days=1), midnight + timedelta(days=1))
+    whole = period_end_projection(day, Decimal(0), midnight, outlook)
+    assert whole is not None
+    assert (str(whole.spend), str(whole.low), str(whole.high)) == ("24.00", "16.00", "30.00")
 
 
 async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: Api, db: Database) -> None:
@@ -691,6 +729,35 @@ async def test_a_projected_overrun_alert_names_the_day_in_the_budgets_zone(api: 
     late = (await api.data(OUTLOOK, {"id": ids["late"]}))["budget"]["forecast"]
     assert late["hard"]["status"] in {"POSSIBLE", "NOT_THIS_PERIOD"} and late["hard"]["date"] is None
     assert not [a for a in alerts if a["budgetId"] == ids["late"]]
+
+
+async def test_a_projected_overrun_alert_names_a_weekly_window_by_its_iso_week(api: Api, db: Database) -> None:
+    """100 $ a day at 12:00 UTC. A weekly Asia/Tokyo budget's week runs from 15:00 UTC on Sunday Nov 8 (Monday the
+    9th there) to 15:00 UTC today, Sunday Nov 15: 600 $ so far (Nov 9 to 14), 605 $ is reached at about 13:12 UTC
+    (22:12 in Tokyo). Its alert names the ISO week, 2026-W46, not the month the week starts in."""
+    await add_spend(db, *[SpendLog(100, NOW - timedelta(days=back), team_id="week") for back in range(1, 61)])
+    budget = {
+        "name": "week",
+        "entityType": "TEAM",
+        "entityId": "week",
+        "period": "WEEKLY",
+        "limit": "605",
+        "timeZone": "Asia/Tokyo",
+    }
+    budget_id = (await api.data(BUDGET, {"input": budget}))["createBudget"]["id"]
+    await api.data(GENERATE)
+    alerts = (await api.data("{ alerts(type: PROJECTED_LIMIT_EXCEEDED) { budgetId details } }"))["alerts"]
+    [alert] = [a for a in alerts if a["budgetId"] == budget_id]
+    details = alert["details"]
+    assert (details["projected_exceeded_date"], details["period"], details["time_zone"]) == (
+        "2026-11-15",
+        "2026-W46",
+        "Asia/Tokyo",
+    )
+    assert (details["period_start"], details["period_end"]) == (
+        "2026-11-08T15:00:00+00:00",
+        "2026-11-15T15:00:00+00:00",
+    )
 
 
 async def test_viewers_see_their_own_teams_forecasts_and_the_rest_api(api: Api, db: Database) -> None:

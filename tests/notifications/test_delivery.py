@@ -22,9 +22,10 @@ from resolvers.notifications import DeliveryReport, DeliveryWorker
 from resolvers.notifications.content import AlertNotice, email_message, webhook_event
 from resolvers.platform.config import AlertDeliverySettings, Settings, SmtpSecurity, SmtpSettings
 from resolvers.platform.periods import local_days
+from tests.adversarial.support import ask
 from tests.conftest import NOW, Clock, started
 from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
-from tests.support import Api
+from tests.support import Api, SpendLog, add_spend
 
 #: Every field of LiteLLM's budget-alert webhook event (WebhookEvent), which receivers built for LiteLLM read.
 LITELLM_FIELDS = {
@@ -192,8 +193,18 @@ async def test_an_alert_email_shows_a_budgets_window_in_its_zone(
             None,
             "November 2026 (2026-11-01 to 2026-11-30, UTC)",
         ),
-        # Not local midnights in the zone known (a budget moved to another zone since): its local times.
-        ("2026-11-01T00:00", "2026-12-01T00:00", {}, "Asia/Tokyo", "2026-11-01 09:00 to 2026-12-01 09:00 Asia/Tokyo"),
+        # An alert naming no zone (projected-limit alerts raised before they did) whose window is not local days in
+        # its budget's zone now (the budget moved since): shown in UTC, said so, never in the budget's new zone.
+        ("2026-11-01T00:00", "2026-12-01T00:00", {}, "Asia/Tokyo", "November 2026 (2026-11-01 to 2026-11-30, UTC)"),
+        ("2026-10-31T15:00", "2026-11-30T15:00", {}, "America/Los_Angeles", "2026-10-31 15:00 to 2026-11-30 15:00 UTC"),
+        # A window the alert's own zone names is shown there even where its times are not midnights.
+        (
+            "2026-11-01T00:00",
+            "2026-12-01T00:00",
+            {"time_zone": "Asia/Tokyo"},
+            "UTC",
+            "2026-11-01 09:00 to 2026-12-01 09:00 Asia/Tokyo",
+        ),
     ],
 )
 def test_an_alert_emails_period_is_its_windows_local_days(
@@ -260,10 +271,96 @@ async def test_the_webhook_carries_litellms_fields_and_ours(settings: Settings, 
         "entity_id": "engineering",
         "period_start": "2026-11-01T00:00:00+00:00",
         "period_end": "2026-12-01T00:00:00+00:00",
+        "time_zone": "UTC",
         "message": "Team engineering has spent $512.3 of its $500 monthly budget",
         "created_at": "2026-11-15T12:00:00+00:00",
     }
     assert set(post.body) >= LITELLM_FIELDS
+
+
+async def test_a_budget_alerts_webhook_names_the_budgets_zone_beside_its_period(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """A request that exhausts a daily Asia/Tokyo budget raises an alert whose webhook JSON carries the window in UTC
+    and the budget's zone beside it, so a receiver can show the local day; LiteLLM's fields are all still there."""
+    async with WebhookReceiver() as hook, started(settings, clock, alert_webhook_url=hook.url) as api:
+        budget = (
+            await api.data(
+                """mutation { createBudget(input: {name: "Tokyo daily", entityType: TEAM, entityId: "eng",
+                period: DAILY, limit: "1", timeZone: "Asia/Tokyo"}) { id } }"""
+            )
+        )["createBudget"]
+        await add_spend(db, SpendLog(1, NOW - timedelta(hours=1), team_id="eng"))
+        await api.runtime().enforcement().refresh()
+        status, _ = await ask(api, "tokyo-late")
+        assert status == 429
+        post = await hook.next()
+        await until(db, lambda rows: bool(rows) and all(r.status == "sent" for r in rows))
+    body = post.body
+    assert set(body) >= LITELLM_FIELDS
+    assert (body["alert_type"], body["budget_id"]) == ("budget_exceeded", budget["id"])
+    # 12:00 UTC on Nov 15 is 21:00 in Tokyo: its Nov 15 runs from 15:00 UTC on Nov 14.
+    assert (body["period_start"], body["period_end"], body["time_zone"]) == (
+        "2026-11-14T15:00:00+00:00",
+        "2026-11-15T15:00:00+00:00",
+        "Asia/Tokyo",
+    )
+    assert list(body).index("time_zone") == list(body).index("period_end") + 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "details", "budget_zone", "time_zone"),
+    [
+        # A projected-limit alert names its zone; so does every budget alert raised by enforcement.
+        (AlertType.PROJECTED_LIMIT_EXCEEDED, {"time_zone": "Asia/Tokyo"}, "UTC", "Asia/Tokyo"),
+        (AlertType.APPROACHING_LIMIT, {"time_zone": "America/Los_Angeles"}, None, "America/Los_Angeles"),
+        # One raised before details named it: its budget's, where the window is local days there; else UTC.
+        (AlertType.PROJECTED_LIMIT_EXCEEDED, {}, "Asia/Tokyo", "Asia/Tokyo"),
+        (AlertType.PROJECTED_LIMIT_EXCEEDED, {}, "America/Los_Angeles", "UTC"),
+        (AlertType.REQUEST_EXCEEDS_BUDGET, {}, None, "UTC"),
+    ],
+)
+def test_every_budget_alerts_webhook_carries_a_time_zone(
+    kind: AlertType, details: dict[str, str], budget_zone: str | None, time_zone: str
+) -> None:
+    tokyo_november = {"period_start": "2026-10-31T15:00:00+00:00", "period_end": "2026-11-30T15:00:00+00:00"}
+    alert = Alert(
+        id="a-1",
+        type=kind,
+        severity=Severity.WARNING,
+        budget_id="b-1",
+        entity_type="team",
+        entity_id="engineering",
+        team_id="engineering",
+        user_id=None,
+        message="m",
+        spend=Decimal("9"),
+        limit=Decimal("10"),
+        details={**tokyo_november, **details},
+        created_at=NOW,
+    )
+    body = webhook_event(AlertNotice(alert, time_zone=budget_zone))
+    assert body["time_zone"] == time_zone
+    assert (body["period_start"], body["period_end"]) == (tokyo_november["period_start"], tokyo_november["period_end"])
+
+
+def test_alerts_that_are_not_a_budgets_carry_no_time_zone() -> None:
+    alert = Alert(
+        id="a-1",
+        type=AlertType.SPEND_ANOMALY,
+        severity=Severity.WARNING,
+        budget_id=None,
+        entity_type=None,
+        entity_id=None,
+        team_id=None,
+        user_id=None,
+        message="m",
+        spend=Decimal("9"),
+        limit=None,
+        details={},
+        created_at=NOW,
+    )
+    assert "time_zone" not in webhook_event(AlertNotice(alert))
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,54 @@ def test_windows_follow_each_other_without_gaps() -> None:
             period = following
 
 
+@pytest.mark.parametrize(
+    ("window", "moment", "name"),
+    [
+        # A Tokyo day starts at 15:00 UTC the day before: 20:00 UTC on Dec 5 is already Dec 6 there.
+        (Window(Cadence.DAILY, "Asia/Tokyo"), utc(2026, 12, 5, 20), "2026-12-06"),
+        (Window(Cadence.DAILY, LA), utc(2026, 12, 6, 7, 59), "2026-12-05"),
+        # ISO weeks: Monday Nov 30 to Sunday Dec 6 is week 49; ISO years differ from calendar years at their edges.
+        (Window(Cadence.WEEKLY), utc(2026, 12, 6, 23), "2026-W49"),
+        (Window(Cadence.WEEKLY), utc(2025, 12, 31), "2026-W01"),
+        (Window(Cadence.WEEKLY), utc(2027, 1, 2), "2026-W53"),
+        # A week starting on Sunday is named by the ISO week of that Sunday (its first day): Dec 6 to 12 is W49.
+        (Window(Cadence.WEEKLY, week_starts_on=Weekday.SUNDAY), utc(2026, 12, 9), "2026-W49"),
+        # Months as before: `YYYY-MM` of the first day, in the zone (a Tokyo December starts on Nov 30 in UTC).
+        (Window(Cadence.MONTHLY, "Asia/Tokyo"), utc(2026, 11, 30, 16), "2026-12"),
+        (Window(Cadence.MONTHLY, month_start_day=15), utc(2027, 1, 3), "2026-12"),
+        (Window(Cadence.QUARTERLY), utc(2026, 11, 15), "2026-Q4"),
+        (Window(Cadence.QUARTERLY, LA), utc(2026, 10, 1, 3), "2026-Q3"),  # still Sep 30 in Los Angeles
+        # A quarter of a year from another month: the calendar quarter of its first day (Nov 1 to Feb 1: Q4 of 2026;
+        # Feb 1 to May 1: Q1 of 2027; a fiscal year's first quarter from April: 2026-Q2).
+        (Window(Cadence.QUARTERLY, year_start_month=2), utc(2027, 1, 20), "2026-Q4"),
+        (Window(Cadence.QUARTERLY, year_start_month=2), utc(2027, 4, 30), "2027-Q1"),
+        (Window(Cadence.QUARTERLY, year_start_month=4), utc(2026, 5, 20), "2026-Q2"),
+        (Window(Cadence.YEARLY), utc(2026, 12, 6), "2026"),
+        # A year from April 2026 runs to March 2027: 2026, the year of its first day.
+        (Window(Cadence.YEARLY, year_start_month=4), utc(2027, 2, 1), "2026"),
+        (Window(Cadence.YEARLY, "Asia/Tokyo"), utc(2026, 12, 31, 15), "2027"),
+    ],
+)
+def test_a_window_is_named_by_its_cadence_in_its_zone(window: Window, moment: datetime, name: str) -> None:
+    assert window.period_name(window.period_at(moment)) == name
+
+
+def test_consecutive_windows_have_different_names() -> None:
+    for window in (
+        Window(Cadence.DAILY, "Asia/Kathmandu"),
+        Window(Cadence.WEEKLY, LA, Weekday.SUNDAY),
+        Window(Cadence.MONTHLY, "Asia/Tokyo", month_start_day=28),
+        Window(Cadence.QUARTERLY, "Europe/Berlin", year_start_month=2),
+        Window(Cadence.YEARLY, "Australia/Lord_Howe", year_start_month=7),
+    ):
+        period = window.period_at(utc(2025, 12, 1))
+        names = []
+        for _ in range(60):
+            names.append(window.period_name(period))
+            period = window.next_after(period)
+        assert len(set(names)) == len(names), (window, names)
+
+
 def test_kathmandus_midnight_is_a_quarter_hour_in_utc() -> None:
     period = Window(Cadence.DAILY, "Asia/Kathmandu").period_at(utc(2026, 11, 15, 12))
     assert period.start == utc(2026, 11, 14, 18, 15)
