@@ -99,7 +99,10 @@ class AlertView:
 
 @strawberry.type
 class AlertQueries:
-    @strawberry.field(description="Recent alerts, newest first (a viewer sees its own team's and user's only).")
+    @strawberry.field(
+        description="Recent alerts, newest first. A viewer reads its own team's and user's, and budget alerts only of "
+        "budgets it may see (its key's, user's and team's)."
+    )
     async def alerts(
         self,
         info: Info,
@@ -150,7 +153,7 @@ class AlertQueries:
 class AlertSubscriptions:
     @strawberry.subscription(
         description="Alerts as they are raised, across every replica. Filters are optional; "
-        "a viewer only hears its own team's and user's alerts."
+        "a viewer only hears its own team's and user's alerts, and budget alerts only of budgets it may see."
     )
     async def alert_raised(
         self, info: Info, team_id: str | None = None, user_id: str | None = None

@@ -121,7 +121,7 @@ def create_app(
             await ensure_first_global_budget(db, settings, clock())
             async with db.reader() as session:
                 prices = build_price_book(settings, await load_overrides(session))
-            tokens = TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds)
+            tokens = TokenService(secrets.jwt_secret, settings.jwt_ttl_seconds, settings.litellm_master_key)
             runtime = Runtime(
                 settings=settings,
                 db=db,

@@ -10,8 +10,11 @@ escaped the depth limit; `introspection_depth_rule` counts those subtrees agains
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+import orjson
 from graphql import (
     ASTValidationRule,
     FieldNode,
@@ -23,7 +26,15 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.language import SKIP
+from starlette.websockets import WebSocket
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from graphql_api.context import Context
+from graphql_api.errors import classify
+from resolvers.platform.errors import ResponseBudget, ResponseTooLarge
 
 _SUGGESTION = re.compile(r"\s*Did you mean\b.*\?\s*$", re.DOTALL)
 
@@ -91,3 +102,35 @@ def introspection_depth_rule(max_depth: int) -> type[ASTValidationRule]:
             return SKIP
 
     return IntrospectionDepthLimit
+
+
+class SocketResponseBudget(SchemaExtension):
+    """A query or mutation sent over the WebSocket (graphql-transport-ws runs them besides subscriptions) is held to
+    SPENDPLANE_MAX_RESPONSE_BYTES as a POSTed one is: it gets a response budget of its own (the connection's
+    context is shared by its operations, so the operation runs with a copy carrying it), and an answer past the
+    limit is replaced by one RESPONSE_TOO_LARGE error, the view's backstop for HTTP. Before, neither applied on
+    the socket: twenty aliased exports left in one message. A subscription's events are single rows."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        if not isinstance(context, Context) or not isinstance(context.request, WebSocket):
+            yield
+            return
+        if execution.operation_type is OperationType.SUBSCRIPTION:
+            yield
+            return
+        limit = context.runtime.settings.max_response_bytes
+        execution.context = replace(context, response_budget=ResponseBudget(limit))
+        yield
+        result = execution.result
+        if isinstance(result, GraphQLExecutionResult) and result.data is not None:
+            errors = [e.formatted for e in result.errors or ()]
+            if len(orjson.dumps({"data": result.data, "errors": errors}, default=str)) > limit:
+                refusal = ResponseTooLarge(
+                    f"the answer would pass {limit} bytes (SPENDPLANE_MAX_RESPONSE_BYTES): ask for fewer or smaller "
+                    "fields per operation, or download exports from their url"
+                )
+                error = GraphQLError(refusal.message, original_error=refusal)
+                classify(error)
+                result.data, result.errors = None, [error]

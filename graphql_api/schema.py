@@ -24,7 +24,7 @@ from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
 from graphql_api.errors import LocateBadLiterals, RequireToken, classify
 from graphql_api.forecasts import ForecastMutations, ForecastQueries
 from graphql_api.instance import InstanceQueries
-from graphql_api.limits import hide_suggestions, introspection_depth_rule
+from graphql_api.limits import SocketResponseBudget, hide_suggestions, introspection_depth_rule
 from graphql_api.me import MeQueries
 from graphql_api.pricing import PricingMutations, PricingQueries
 from graphql_api.reports import ReportMutations, ReportQueries
@@ -95,6 +95,7 @@ def build_schema(settings: Settings | None = None) -> SpendplaneSchema:
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         RequireToken,
+        SocketResponseBudget,
     ]
     return SpendplaneSchema(
         query=Query,

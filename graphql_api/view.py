@@ -10,20 +10,26 @@ from importlib import resources
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
+from cross_web import HTTPException as ViewRefusal
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import NonTextMessageReceived
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from graphql_api.context import Context
 from resolvers.auth import bearer_token
 from resolvers.platform.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
 from resolvers.platform.periods import utcnow
 from resolvers.service.runtime import Runtime
-from webhook.rest import MAX_BODY_BYTES, parse_json
+from webhook.rest import MAX_BODY_BYTES, error_response, parse_json
 
 #: The GraphiQL page, its assets served by spendplane itself (see graphql_api/static/graphiql/VERSIONS.md).
 GRAPHIQL_HTML = resources.files("graphql_api").joinpath("static/graphiql.html").read_text(encoding="utf-8")
@@ -71,8 +77,82 @@ class StrictWebSocketAdapter(ASGIWebSocketAdapter):
         await self.close(code, reason.encode()[:123].decode(errors="ignore"))
 
 
+#: What an HTTP request may run: queries and mutations, by POST. Subscriptions run over graphql-transport-ws (on
+#: HTTP, Strawberry would run one as a query and fail inside: an INTERNAL_SERVER_ERROR); GET serves GraphiQL only.
+HTTP_OPERATIONS = {"POST": frozenset({OperationType.QUERY, OperationType.MUTATION}), "GET": frozenset()}
+#: Where /graphql answers a method it does not take (GET for GraphiQL, POST for operations).
+GRAPHQL_METHODS = "GET, POST"
+
+
+def refusal_response(refused: ViewRefusal) -> Response:
+    """Strawberry's own refusals of an HTTP request (before any operation runs), in the REST error shape with a
+    4xx naming the part at fault, instead of its plain-text reason."""
+    reason, status = refused.reason, refused.status_code
+    if status == 405:
+        return error_response(
+            405, "METHOD_NOT_ALLOWED", f"/graphql takes {GRAPHQL_METHODS}", headers={"allow": GRAPHQL_METHODS}
+        )
+    if status == 404:
+        return error_response(404, "NOT_FOUND", "nothing is served on GET here: POST GraphQL operations as JSON")
+    if reason == "Unsupported content type":
+        return error_response(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "content-type: send the operation as application/json",
+            "content-type",
+        )
+    field = next((name for name in ("query", "variables", "extensions") if f"`{name}`" in reason), "body")
+    return error_response(400, InvalidInput.code, f"{field}: {reason}", field)
+
+
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = StrictWebSocketAdapter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except ViewRefusal as refused:
+            response = refusal_response(refused)
+        await response(scope, receive, send)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, with HTTP held to `HTTP_OPERATIONS`, and each refusal naming the part of the request at
+        fault (answered 400 in the REST error shape by the app's handlers)."""
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=HTTP_OPERATIONS.get(request_adapter.method, frozenset()),
+                operation_extensions=request_data.extensions,
+            )
+        except MissingQueryError:
+            raise InvalidInput("query", "is required: a GraphQL document as a string") from None
+        except CannotGetOperationTypeError as exc:
+            raise InvalidInput("operationName", _operation_name_problem(exc.operation_name)) from None
+        except InvalidOperationTypeError as exc:
+            if request_adapter.method != "POST":
+                raise InvalidInput(
+                    "query", "send GraphQL operations with POST as application/json (GET serves GraphiQL only)"
+                ) from None
+            kind = exc.operation_type.value  # over POST, only a subscription is refused
+            raise InvalidInput(
+                "query", f"a {kind} runs over WebSocket (graphql-transport-ws on /graphql), not over HTTP"
+            ) from None
 
     def __init__(self, *args: Any, max_response_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,8 +167,8 @@ class GraphQLView(GraphQL[Context, None]):
         """The REST shim's strict reader (webhook/rest.py `parse_json`): invalid UTF-8, lone surrogates and deep
         nesting are a 400 naming the field, as is a body that is not a JSON object (`null`, a number)."""
         value = parse_json(data)
-        if not isinstance(value, dict | list):
-            raise InvalidInput("body", "must be a JSON object with a `query`")
+        if not isinstance(value, dict):  # a list would be a batch: not taken
+            raise InvalidInput("body", "must be a JSON object with a `query` (one operation per request)")
         return value
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
@@ -173,3 +253,11 @@ async def _close_when_invalid(context: Context) -> None:
             with contextlib.suppress(RuntimeError, OSError):
                 await websocket.close(TOKEN_INVALID_CLOSE_CODE, exc.message[:120])
             return
+
+
+def _operation_name_problem(name: object) -> str:
+    if name is None:
+        return "is required when the document holds several operations"
+    if not isinstance(name, str):
+        return "must be a string"
+    return f"no operation named {name[:100]!r} in the document"

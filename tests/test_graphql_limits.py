@@ -3,7 +3,9 @@ limit, and a response-size budget per operation (twenty aliased exports do not a
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from graphql import get_introspection_query
@@ -11,7 +13,7 @@ from graphql import get_introspection_query
 from models.db import Database
 from resolvers.platform.config import Settings
 from tests.conftest import NOW, Clock, started
-from tests.support import Api, SpendLog, add_spend, add_virtual_key
+from tests.support import Api, SpendLog, add_spend, add_virtual_key, graphql_ws
 
 SMALL_BUDGET = 65_536  # the lowest SPENDPLANE_MAX_RESPONSE_BYTES allows
 
@@ -135,6 +137,46 @@ async def test_any_answer_past_the_budget_is_replaced_by_one_coded_error(
         body = response.json()
         assert body["data"] is None
         assert body["errors"][0]["extensions"]["code"] == "RESPONSE_TOO_LARGE"
+
+
+async def _over_the_socket(api: Api, token: str, query: str) -> tuple[int, dict[str, Any]]:
+    """A query sent as graphql-transport-ws `subscribe` (which runs queries and mutations too): its one answer's
+    size in bytes, and its payload."""
+    async with graphql_ws(api) as ws:
+        await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        await ws.send_json({"id": "q", "type": "subscribe", "payload": {"query": query}})
+        text = await ws.receive_text()
+        answer = json.loads(text)
+        assert answer["type"] == "next", answer
+        assert json.loads(await ws.receive_text()) == {"id": "q", "type": "complete"}
+    return len(text.encode()), answer["payload"]
+
+
+async def test_a_query_over_the_websocket_is_held_to_the_same_response_budget(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """graphql-transport-ws runs queries as well as subscriptions; such a query had no response budget at all (the
+    view's is per HTTP request): twenty aliased exports left in one message of 20 times the inline limit."""
+    await _team_spend(db, 150)
+    await add_virtual_key(db, "sk-ann", user_id="ann", team_id="eng")
+    async with started(settings, clock, max_response_bytes=SMALL_BUDGET) as api:
+        viewer = await api.login("sk-ann")
+        size, one = await _over_the_socket(api, viewer, "{ exportCostReport(format: JSON) { content } }")
+        assert "errors" not in one and 10_000 < size < SMALL_BUDGET  # one fits, as over HTTP
+        size, payload = await _over_the_socket(api, viewer, EXPORTS)
+        assert size < SMALL_BUDGET
+        assert payload["data"] is None
+        assert {e["extensions"]["code"] for e in payload["errors"]} == {"RESPONSE_TOO_LARGE"}
+        assert payload["errors"][0]["extensions"]["field"].endswith(".content")
+        # The backstop too: twenty aliased reports, each within budget, are one coded error together.
+        reports = " ".join(f"r{i}: costReport {{ breakdownByUser {{ key cost requests share }} }}" for i in range(20))
+        size, payload = await _over_the_socket(api, api.admin_token, "{ " + reports + " }")
+        assert size < 1024 and payload["data"] is None
+        assert [e["extensions"]["code"] for e in payload["errors"]] == ["RESPONSE_TOO_LARGE"]
+        # Each operation has its own budget: a small query after the refusals answers.
+        _, me = await _over_the_socket(api, viewer, "{ me { role } }")
+        assert me == {"data": {"me": {"role": "VIEWER"}}}
 
 
 @pytest.mark.parametrize("value", ["65535", "1073741825", "lots"])

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from resolvers import alerts
 from resolvers.alerts import Alert, AlertDelivery
-from resolvers.platform.errors import InvalidInput
+from webhook.downloads import query_int
 from webhook.rest import JSON, caller, runtime_of
 
 
@@ -69,15 +69,6 @@ class AlertOut(BaseModel):
         ).model_dump()
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return 100
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput("limit", "must be an integer") from None
-
-
 async def list_alerts(request: Request) -> Response:
     runtime, principal = runtime_of(request), caller(request)
     params = request.query_params
@@ -88,7 +79,7 @@ async def list_alerts(request: Request) -> Response:
             team_id=params.get("team_id") or None,
             user_id=params.get("user_id") or None,
             alert_type=params.get("type") or None,
-            limit=_limit(params.get("limit")),
+            limit=query_int(params.get("limit"), "limit", 100),
         )
         sent = await alerts.deliveries_for(session, [a.id for a in found])
     return JSON([AlertOut.render(a, sent[a.id], admin=principal.is_admin) for a in found])

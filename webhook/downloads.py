@@ -61,12 +61,18 @@ def download(
     )
 
 
+#: A whole number as the document's `integer` says: ASCII digits with an optional minus (Python's int() also takes
+#: `1_0`, `+3` and other scripts' digits such as `٣`).
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
 def query_int(raw: str | None, field: str, default: int) -> int:
+    """Every whole-number query parameter's reader: blanks trimmed, empty meaning `default`."""
     from resolvers.platform.errors import InvalidInput
 
-    if raw is None or raw.strip() == "":
+    text = (raw or "").strip()
+    if text == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(field, f"must be an integer (got {raw!r})") from None
+    if _INTEGER.fullmatch(text) is None:
+        raise InvalidInput(field, f"must be an integer (got {text[:40]!r})")
+    return int(text)

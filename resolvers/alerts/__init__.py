@@ -13,16 +13,16 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.alerts import AlertDeliveryRow, AlertRow
 from models.db import Database, insert_or_ignore
-from resolvers.auth import Principal, own_rows
+from resolvers.auth import Principal, own_entities
 from resolvers.platform import validation
 from resolvers.platform.errors import InvalidInput
 from resolvers.platform.events import Event
-from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
+from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page
 from resolvers.platform.work import Work
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,17 @@ class AlertType(StrEnum):
     FAILOVER_DEACTIVATED = "failover_deactivated"
     # Spend anomalies (resolvers/anomalies): one per scope and hour (or day).
     SPEND_ANOMALY = "spend_anomaly"
+
+
+#: Alerts about one budget (its `entity_type` and `entity_id`): a viewer reads them only for a budget it may see.
+BUDGET_ALERTS = frozenset(
+    {
+        AlertType.APPROACHING_LIMIT,
+        AlertType.REQUEST_EXCEEDS_BUDGET,
+        AlertType.BUDGET_EXCEEDED,
+        AlertType.PROJECTED_LIMIT_EXCEEDED,
+    }
+)
 
 
 class Severity(StrEnum):
@@ -105,8 +116,11 @@ class Alert:
         )
 
     def visible_to(self, principal: Principal) -> bool:
+        """`own_alerts` for one alert (the `alertRaised` feed)."""
         if principal.is_admin:
             return True
+        if self.type in BUDGET_ALERTS and self.entity_type is not None:
+            return principal.can_see(self.entity_type, self.entity_id)
         return (self.team_id is not None and self.team_id == principal.team_id) or (
             self.user_id is not None and self.user_id == principal.user_id
         )
@@ -176,8 +190,8 @@ ALERT_KEYSET = Keyset("alerts", AlertRow.created_at, AlertRow.id)
 
 def _alerts_query(
     principal: Principal, *, team_id: str | None, user_id: str | None, alert_type: str | None
-) -> Select[AlertRow] | None:
-    """The alerts a caller asked for and may see (None: a viewer with no team or user sees none)."""
+) -> Select[AlertRow]:
+    """The alerts a caller asked for and may see (`own_alerts`)."""
     team_id = validation.identifier("team_id", team_id)
     user_id = validation.identifier("user_id", user_id)
     query = select(AlertRow)
@@ -191,7 +205,25 @@ def _alerts_query(
         except ValueError:
             allowed = ", ".join(t.value for t in AlertType)
             raise InvalidInput("type", f"must be one of {allowed}") from None
-    return own_rows(query, principal, AlertRow.team_id, AlertRow.user_id)
+    return own_alerts(query, principal)
+
+
+def own_alerts(query: Select[AlertRow], principal: Principal) -> Select[AlertRow]:
+    """The alerts `principal` may read. A budget's alert is read as the budget is (`Principal.can_see`: a viewer's
+    own key, user and team), whatever team and user it records: a teammate's key or user budget stays out of
+    sight even though its alert names the team whose key crossed it. Other alerts (anomalies, SLA, and any
+    naming no budget entity) go by the team and user they record, as their own lists do (`own_rows`)."""
+    if principal.is_admin:
+        return query
+    budget_alert = AlertRow.type.in_(sorted(t.value for t in BUDGET_ALERTS)) & AlertRow.entity_type.is_not(None)
+    mine = [AlertRow.team_id == principal.team_id] if principal.team_id else []
+    mine += [AlertRow.user_id == principal.user_id] if principal.user_id else []
+    return query.where(
+        or_(
+            and_(budget_alert, own_entities(principal, AlertRow.entity_type, AlertRow.entity_id)),
+            and_(~budget_alert, or_(false(), *mine)),
+        )
+    )
 
 
 async def list_alerts(
@@ -203,12 +235,10 @@ async def list_alerts(
     alert_type: str | None = None,
     limit: int = 100,
 ) -> list[Alert]:
-    """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own team and user."""
+    """Most recent first, filtered as the guide's GET /alerts; a viewer only ever sees its own (`own_alerts`)."""
     if not 1 <= limit <= MAX_LIST:
         raise InvalidInput("limit", f"must be from 1 to {MAX_LIST}")
     query = _alerts_query(principal, team_id=team_id, user_id=user_id, alert_type=alert_type)
-    if query is None:
-        return []
     query = query.order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
     return [Alert.from_row(row) for row in (await session.scalars(query)).all()]
 
@@ -258,9 +288,6 @@ async def alert_page(
 ) -> Page[Alert]:
     """`list_alerts` a cursor page at a time (same filters and scoping, newest first)."""
     query = _alerts_query(principal, team_id=team_id, user_id=user_id, alert_type=alert_type)
-    if query is None:
-        page_size(first)
-        return empty_page()
     rows = (await session.scalars(ALERT_KEYSET.apply(query, first, after))).all()
     return ALERT_KEYSET.page(rows, first, lambda r: (r.created_at, r.id)).map(Alert.from_row)
 

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import jwt
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,10 @@ _JWT_SECRET = "jwt_secret"  # noqa: S105 - the name of the stored secret, not a 
 ADMIN_KEY_SHA256 = "admin_key_sha256"
 #: The subject of tokens minted with the generated admin key (rotating the key ends them).
 ADMIN_SUBJECT = "admin-key"
+#: The subject of tokens minted with LiteLLM's master key (replacing the key ends them: see TokenService).
+MASTER_SUBJECT = "master-key"
+#: The claim naming which master key minted a token: the first 16 hex digits of its sha256.
+_MASTER_CLAIM = "mkf"
 
 
 class Role(StrEnum):
@@ -57,17 +61,31 @@ class Principal:
     #: LiteLLM's master key names (enforcement's `holder`). Never carried in a token.
     scopes: frozenset[tuple[str, str | None]] = frozenset()
 
+    def __post_init__(self) -> None:
+        # LiteLLM may store a key's user or team as an empty string: that is no user or team. Kept as "", every
+        # check reading it ("its own team only") would have to tell "" from None, and one that did not read every
+        # team's rows (an empty filter is no filter).
+        for name in ("user_id", "team_id", "key_hash"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                object.__setattr__(self, name, None)
+
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
     def can_see(self, entity_type: str, entity_id: str | None) -> bool:
         """Admins see everything; a key's holder sees its own user, team and key, never the global figure (and
-        whatever `scopes` adds)."""
+        whatever `scopes` adds). `own_entities` is the same rule for a query."""
         if self.is_admin or (entity_type, entity_id) in self.scopes:
             return True
         owned = {"user": self.user_id, "team": self.team_id, "key": self.key_hash}
         return entity_id is not None and owned.get(entity_type) == entity_id
+
+    def entities(self) -> list[tuple[str, str | None]]:
+        """The (entity type, entity id) pairs a non-admin may see: its user, team and key, and `scopes`."""
+        owned = [("user", self.user_id), ("team", self.team_id), ("key", self.key_hash)]
+        return [(kind, id_) for kind, id_ in owned if id_ is not None] + sorted(self.scopes, key=str)
 
 
 _Row = TypeVar("_Row")
@@ -81,6 +99,20 @@ def own_rows(query: Select[_Row], principal: Principal, team_id: Any, user_id: A
     mine = [team_id == principal.team_id] if principal.team_id else []
     mine += [user_id == principal.user_id] if principal.user_id else []
     return query.where(or_(*mine)) if mine else None
+
+
+def own_entities(principal: Principal, entity_type: Any, entity_id: Any) -> ColumnElement[bool]:
+    """`Principal.can_see` as a condition on a row's `entity_type` and `entity_id` columns: true for every row for
+    the admin; for a viewer, rows about its own user, team or key (false when it has none)."""
+    if principal.is_admin:
+        return true()
+    return or_(
+        false(),
+        *(
+            and_(entity_type == kind, entity_id.is_(None) if id_ is None else entity_id == id_)
+            for kind, id_ in principal.entities()
+        ),
+    )
 
 
 def require_admin(principal: Principal, action: str) -> None:
@@ -99,6 +131,12 @@ class TokenService:
 
     secret: str
     ttl_seconds: int
+    #: LITELLM_MASTER_KEY as configured now. A master-key token names the key that minted it, and is refused once
+    #: the key is replaced (a leaked key's tokens end with it, as a rotated admin key's do).
+    master_key: str | None = None
+
+    def _master_fingerprint(self) -> str | None:
+        return hash_key(self.master_key)[:16] if self.master_key is not None else None
 
     def issue(self, principal: Principal, now: datetime) -> tuple[str, int]:
         claims: dict[str, Any] = {
@@ -117,6 +155,8 @@ class TokenService:
         ):
             if value is not None:
                 claims[claim] = value
+        if principal.subject == MASTER_SUBJECT and principal.is_admin:
+            claims[_MASTER_CLAIM] = self._master_fingerprint()
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), self.ttl_seconds
 
     def verify(self, token: str) -> Principal:
@@ -140,6 +180,15 @@ class TokenService:
             raise Unauthenticated(
                 f"invalid token: its lifetime ({lifetime} s) exceeds SPENDPLANE_JWT_TTL_SECONDS ({self.ttl_seconds} s)"
             )
+        # (A token without the claim predates it: it lives out its TTL.)
+        minted_by = claims.get(_MASTER_CLAIM)
+        if (
+            claims["sub"] == MASTER_SUBJECT
+            and role is Role.ADMIN
+            and minted_by is not None
+            and minted_by != self._master_fingerprint()
+        ):
+            raise Unauthenticated("invalid token: the master key that issued it was replaced; log in again")
         return Principal(
             role=role,
             subject=str(claims["sub"]),
@@ -167,7 +216,7 @@ async def authenticate_api_key(
     if not api_key:
         raise Unauthenticated("api_key is required")
     if master_key is not None and hmac.compare_digest(api_key.encode(), master_key.encode()):
-        return Principal(role=Role.ADMIN, subject="master-key")
+        return Principal(role=Role.ADMIN, subject=MASTER_SUBJECT)
     digest = hash_key(api_key)
     stored = await session.get(InstanceSecretRow, ADMIN_KEY_SHA256)
     if stored is not None and hmac.compare_digest(digest, stored.value):

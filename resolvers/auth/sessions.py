@@ -2,8 +2,9 @@
 
 A JWT stays valid until it expires, so this keeps what changed since it was minted, refreshed from the database
 every SPEND_REFRESH_SECONDS on every instance: the generated admin key's rotation (tokens minted with the old key
-are refused, and the gateway's shared secret follows the new key), and LiteLLM virtual keys blocked, expired or
-deleted after their holder logged in (their tokens lose access). Checking a token stays a memory lookup.
+are refused, and the gateway's shared secret follows the new key), and LiteLLM virtual keys blocked, expired,
+deleted or moved to another team or user after their holder logged in (their tokens lose access: a token's scope
+is the key's team and user at login). Checking a token stays a memory lookup.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from models.db import Database
 from models.instance import InstanceSecretRow
 from models.litellm import LiteLLMSchema, verification_tokens
 from models.types import as_utc
-from resolvers.auth import ADMIN_KEY_SHA256, ADMIN_SUBJECT, Principal, TokenService
+from resolvers.auth import ADMIN_KEY_SHA256, ADMIN_SUBJECT, Principal, Role, TokenService
 from resolvers.platform.errors import Unauthenticated
 from resolvers.spend import chunks
 
@@ -36,6 +37,8 @@ class TokenGuard:
     admin_key_hash: str | None = None
     admin_key_since: datetime | None = None
     revoked: dict[str, str] = field(default_factory=dict)  # key hash -> why
+    #: Each watched key's (user, team) in LiteLLM now: a token claiming another was minted before the key moved.
+    owners: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     _watched: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def principal(self, token: str) -> Principal:
@@ -64,6 +67,9 @@ class TokenGuard:
         why = self.revoked.get(key)
         if why is not None:
             raise Unauthenticated(f"this token's LiteLLM key {why}: log in with a valid key")
+        owner = self.owners.get(key)
+        if owner is not None and owner != (principal.user_id, principal.team_id):
+            raise Unauthenticated("this token's LiteLLM key moved to another team or user: log in again")
 
     async def refresh(self, db: Database, schema: LiteLLMSchema, now: datetime) -> None:
         async with db.reader() as session:
@@ -77,16 +83,20 @@ class TokenGuard:
             if not self._watched or not schema.has_table(verification_tokens):
                 return
             t = verification_tokens.c
-            columns = [t.token] + [t[c] for c in ("blocked", "expires") if schema.has(verification_tokens, c)]
+            columns = [t.token, t.user_id, t.team_id]
+            columns += [t[c] for c in ("blocked", "expires") if schema.has(verification_tokens, c)]
             revoked: dict[str, str] = {}
+            owners: dict[str, tuple[str | None, str | None]] = {}
             watched = list(self._watched)
             found: set[str] = set()
             for chunk in chunks(watched):
                 for record in (await session.execute(select(*columns).where(t.token.in_(chunk)))).mappings():
                     found.add(record["token"])
+                    owner = Principal(Role.VIEWER, "", user_id=record["user_id"], team_id=record["team_id"])
+                    owners[record["token"]] = (owner.user_id, owner.team_id)  # blanks as none, as at login
                     if record.get("blocked"):
                         revoked[record["token"]] = "is blocked in LiteLLM"
                     elif record.get("expires") is not None and as_utc(record["expires"]) <= now:
                         revoked[record["token"]] = "has expired in LiteLLM"
             revoked.update({k: "no longer exists in LiteLLM" for k in watched if k not in found})
-        self.revoked = revoked
+        self.revoked, self.owners = revoked, owners

@@ -45,7 +45,7 @@ from models.ledger import SettlementRow
 from models.litellm import LiteLLMSchema, verification_tokens
 from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
-from resolvers.auth import Principal, Role, hash_key
+from resolvers.auth import MASTER_SUBJECT, Principal, Role, hash_key
 from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key, soft_limit_of
 from resolvers.enforcement.ledger import Claim, Ledger, Refusal, SpendSeen, margin_z
 from resolvers.instance.features import FEATURES_TOPIC, get_features
@@ -546,7 +546,7 @@ class Enforcer:
             named = {(_USER, caller.user_id), (_TEAM, caller.team_id), (_END_USER, caller.end_user)}
             named |= {(_TAG, tag) for tag in caller.tags if (_TAG, tag) in self.rules}
             scopes = frozenset({_GLOBAL, *((kind, name) for kind, name in named if name)})
-            return Principal(Role.VIEWER, "master-key", caller.user_id, caller.team_id, None, scopes=scopes)
+            return Principal(Role.VIEWER, MASTER_SUBJECT, caller.user_id, caller.team_id, None, scopes=scopes)
         if caller.key_hash is not None and not (caller.user_id and caller.team_id):
             with contextlib.suppress(*_DB_OUTAGE):  # unresolved: fewer scopes shown, never more
                 async with asyncio.timeout(self.settings.enforcement_timeout_ms / 1000):

@@ -52,6 +52,11 @@ def check_url(raw: str, *, allow_private: bool) -> str:
         raise OutboundRefused(f"must be {EXAMPLE}")
     if "@" in parts.netloc:
         raise OutboundRefused("may not carry a user name or password (user:password@host); put a secret in the path")
+    if literal_address(host) is None:
+        try:  # what the resolver does with a name first: an empty label, or one past 63 characters, cannot be sent
+            host.encode("idna")
+        except UnicodeError:
+            raise OutboundRefused(f"has a host name no resolver can look up ({host[:80]!r}): {EXAMPLE}") from None
     if not allow_private:
         address = literal_address(host)
         if address is not None and not public(address):

@@ -268,3 +268,44 @@ async def test_pinning_keeps_https_names_for_tls_and_refuses_userinfo() -> None:
     assert (ipv6.url, ipv6.host) == ("http://[::1]:8080/x", "[::1]:8080")
     with pytest.raises(outbound.OutboundRefused):
         await outbound.pin("http://u:p@127.0.0.1/", allow_private=True)
+
+
+# ------------------------------------------------------------------------------------ host names DNS cannot carry
+
+UNENCODABLE = ["http://a..example.com/x", "http://.example.com/x", "https://" + "a" * 64 + ".example.com/x"]
+
+
+@pytest.mark.parametrize("url", UNENCODABLE)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_host_name_no_resolver_can_encode_is_refused(url: str, allow_private: bool) -> None:
+    """An empty label or one longer than 63 characters can never be looked up (the resolver's IDNA encoding raises
+    UnicodeError, not OSError): such a URL was accepted, then every delivery failed with a logged traceback."""
+    with pytest.raises(outbound.OutboundRefused, match="host name"):
+        outbound.check_url(url, allow_private=allow_private)
+    assert outbound.check_url("https://b\u00fccher.example/x", allow_private=allow_private)  # IDNA maps it: a name
+
+
+@pytest.mark.parametrize("url", UNENCODABLE)
+async def test_an_sla_webhook_with_such_a_host_is_refused_on_both_faces(
+    settings: Settings, clock: Clock, url: str
+) -> None:
+    async with started(settings, clock, jobs_enabled=False) as api:
+        error = await api.error(CREATE, {"input": {**SLA, "alertWebhookUrl": url}})
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "alertWebhookUrl"}
+        rest = await api.client.post(
+            "/api/v1/sla/definitions", json={**REST_SLA, "alert_webhook_url": url}, headers=api.bearer()
+        )
+        assert (rest.status_code, rest.json()["error"]["field"]) == (400, "alert_webhook_url")
+
+
+async def test_a_stored_url_with_such_a_host_fails_once_when_sent_without_a_traceback(
+    settings: Settings, clock: Clock, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A URL that got past the input check (settings built in code, a row from an older release) is refused by the
+    worker as a URL, permanently, not retried as an unexpected error with a traceback each time."""
+    async with started(settings, clock, jobs_enabled=False, alert_webhook_url=UNENCODABLE[0]) as api:
+        assert await _send_once(api) == DeliveryReport(failed=1)
+    [row] = await _rows(db)
+    assert row.status == "failed" and row.attempts == 1
+    assert row.last_error is not None and "host name" in row.last_error
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
