@@ -17,8 +17,9 @@ Per family, by origin day and pooled: cases; REACHED (the limit was already reac
 forecast), no forecast (no spend yet); EXPECTED, and of those the coverage of [earliest, latest] (a null `latest`
 means the 10th percentile does not reach the limit this period: the interval is [earliest, after the period], so
 it covers a realised day on or after `earliest` and a month that never exhausts), the realised day before
-`earliest` / after `latest`; the mean absolute error of `date` in days (EXPECTED answers for months that did
-exhaust); missed (a month that did exhaust with no date said: POSSIBLE or NOT_THIS_PERIOD, no projected-limit
+`earliest` / after `latest`; the coverage of the answers whose `latest` is set and their mean width in days
+(latest - earliest + 1); the mean absolute error of `date` in days (EXPECTED answers for months that did exhaust);
+missed (a month that did exhaust with no date said: POSSIBLE or NOT_THIS_PERIOD, no projected-limit
 alert); false alarms (a date said, EXPECTED, for a month that did not exhaust); POSSIBLE and NOT_THIS_PERIOD.
 """
 
@@ -150,6 +151,8 @@ class Tally:
     expected: int = 0
     covered: int = 0
     open_latest: int = 0
+    closed_covered: int = 0
+    widths: list[int] = field(default_factory=list)
     early: int = 0
     late: int = 0
     errors: list[int] = field(default_factory=list)
@@ -173,6 +176,9 @@ class Tally:
             self.expected += 1
             self.covered += bool(v.covered)
             self.open_latest += c.answer.latest is None
+            if c.answer.latest is not None and c.answer.earliest is not None:
+                self.closed_covered += bool(v.covered)
+                self.widths.append((c.answer.latest - c.answer.earliest).days + 1)
             self.early += v.side == "early"
             self.late += v.side == "late"
         if v.error_days is not None:
@@ -185,21 +191,32 @@ class Tally:
         return self.covered / self.expected if self.expected else math.nan
 
     @property
+    def closed_coverage(self) -> float:
+        closed = self.expected - self.open_latest
+        return self.closed_covered / closed if closed else math.nan
+
+    @property
+    def width(self) -> float:
+        return float(np.mean(self.widths)) if self.widths else math.nan
+
+    @property
     def mae(self) -> float:
         return float(np.mean(self.errors)) if self.errors else math.nan
 
     def row(self, label: str) -> str:
         return (
             f"| {label} | {self.cases} | {self.reached} | {self.no_forecast} | {self.expected} | "
-            f"{self.coverage:.2f} | {self.open_latest} | {self.early} | {self.late} | {self.mae:.1f} | "
+            f"{self.coverage:.2f} | {self.open_latest} | {self.closed_coverage:.2f} | {self.width:.1f} | "
+            f"{self.early} | {self.late} | {self.mae:.1f} | "
             f"{self.missed} of {self.exhausted} | {self.false_alarms} | {self.possible} | {self.not_this_period} |"
         )
 
 
 HEADER = (
-    "| {} | cases | reached | no forecast | expected | coverage80 | latest null | early | late | mae days "
+    "| {} | cases | reached | no forecast | expected | coverage80 | latest null | coverage, latest set | width days "
+    "| early | late | mae days "
     "| missed (of exhausting) | false alarms | possible | not this period |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -252,7 +269,8 @@ def main() -> None:
     # forecast_accuracy's series in its order (family by family, `--series` of each), from the same generator.
     rng = np.random.default_rng(args.seed)
     made = [(family, Spend.of(make(rng).series)) for family, (make, _) in FAMILIES.items() for _ in range(args.series)]
-    factors = np.random.default_rng(args.seed + 1).uniform(*args.factor, size=(len(made), len(MONTHS)))
+    low, high = args.factor
+    factors = np.random.default_rng(args.seed + 1).uniform(low, high, size=(len(made), len(MONTHS)))
     cases = run(made, factors)
     families: dict[str, Tally] = defaultdict(Tally)
     days: dict[int, Tally] = defaultdict(Tally)
