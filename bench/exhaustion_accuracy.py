@@ -19,7 +19,8 @@ means the 10th percentile does not reach the limit this period: the interval is 
 it covers a realised day on or after `earliest` and a month that never exhausts), the realised day before
 `earliest` / after `latest`; the coverage of the answers whose `latest` is set and their mean width in days
 (latest - earliest + 1); the mean absolute error of `date` in days (EXPECTED answers for months that did exhaust);
-missed (a month that did exhaust with no date said: POSSIBLE or NOT_THIS_PERIOD, no projected-limit
+missed (NOT_THIS_PERIOD for a month that did exhaust: not even the 90th percentile got there) and, apart, POSSIBLE
+for a month that did exhaust (only `earliest` said; neither says a date, so neither raises the projected-limit
 alert); false alarms (a date said, EXPECTED, for a month that did not exhaust); POSSIBLE and NOT_THIS_PERIOD.
 """
 
@@ -108,18 +109,17 @@ class Verdict:
     covered: bool | None  # EXPECTED only: the realised day (or "never") within [earliest, latest]
     side: str | None  # "early" (before earliest) or "late" (after latest, or never with a latest) when not covered
     error_days: int | None  # EXPECTED for a month that did exhaust: |date - realised|
-    missed: bool
+    missed: bool  # NOT_THIS_PERIOD for a month that did exhaust
+    possible_hit: bool  # POSSIBLE for a month that did exhaust
     false_alarm: bool
 
 
 def judge(answer: Exhaustion, realised: date | None) -> Verdict:
     """One answer against what happened (see the module's docstring for the rules)."""
     if answer.status is not ExhaustionStatus.EXPECTED:
-        missed = realised is not None and answer.status in (
-            ExhaustionStatus.POSSIBLE,
-            ExhaustionStatus.NOT_THIS_PERIOD,
-        )
-        return Verdict(None, None, None, missed, False)
+        missed = realised is not None and answer.status is ExhaustionStatus.NOT_THIS_PERIOD
+        possible = realised is not None and answer.status is ExhaustionStatus.POSSIBLE
+        return Verdict(None, None, None, missed, possible, False)
     assert answer.date is not None
     assert answer.earliest is not None
     side = None
@@ -128,7 +128,7 @@ def judge(answer: Exhaustion, realised: date | None) -> Verdict:
     elif answer.latest is not None and (realised is None or realised > answer.latest):
         side = "late"
     error = abs((answer.date - realised).days) if realised is not None else None
-    return Verdict(side is None, side, error, False, realised is None)
+    return Verdict(side is None, side, error, False, False, realised is None)
 
 
 def case(family: str, spend: Spend, origin: date, limit: Decimal, outlook: Outlook | None, month_end: date) -> Case:
@@ -157,6 +157,7 @@ class Tally:
     late: int = 0
     errors: list[int] = field(default_factory=list)
     missed: int = 0
+    possible_hits: int = 0
     false_alarms: int = 0
     possible: int = 0
     not_this_period: int = 0
@@ -184,6 +185,7 @@ class Tally:
         if v.error_days is not None:
             self.errors.append(v.error_days)
         self.missed += v.missed
+        self.possible_hits += v.possible_hit
         self.false_alarms += v.false_alarm
 
     @property
@@ -208,15 +210,16 @@ class Tally:
             f"| {label} | {self.cases} | {self.reached} | {self.no_forecast} | {self.expected} | "
             f"{self.coverage:.2f} | {self.open_latest} | {self.closed_coverage:.2f} | {self.width:.1f} | "
             f"{self.early} | {self.late} | {self.mae:.1f} | "
-            f"{self.missed} of {self.exhausted} | {self.false_alarms} | {self.possible} | {self.not_this_period} |"
+            f"{self.missed} of {self.exhausted} | {self.possible_hits} | {self.false_alarms} | {self.possible} | "
+            f"{self.not_this_period} |"
         )
 
 
 HEADER = (
     "| {} | cases | reached | no forecast | expected | coverage80 | latest null | coverage, latest set | width days "
     "| early | late | mae days "
-    "| missed (of exhausting) | false alarms | possible | not this period |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| missed (of exhausting) | possible, exhausted | false alarms | possible | not this period |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

@@ -53,9 +53,13 @@ def test_the_interval_is_judged_with_a_null_latest_open_past_the_period() -> Non
     assert closed.side == "late" and closed.false_alarm
 
 
-def test_no_date_for_a_month_that_exhausts_is_a_miss() -> None:
+def test_not_this_period_for_a_month_that_exhausts_is_a_miss_and_possible_is_counted_apart() -> None:
+    missed = judge(Exhaustion(LIMIT, ExhaustionStatus.NOT_THIS_PERIOD), date(2026, 10, 20))
+    assert missed.missed and not missed.possible_hit
+    possible = judge(Exhaustion(LIMIT, ExhaustionStatus.POSSIBLE), date(2026, 10, 20))
+    assert possible.possible_hit and not possible.missed
     for status in (ExhaustionStatus.POSSIBLE, ExhaustionStatus.NOT_THIS_PERIOD):
-        assert judge(Exhaustion(LIMIT, status), date(2026, 10, 20)).missed
         assert not judge(Exhaustion(LIMIT, status), None).missed
+        assert not judge(Exhaustion(LIMIT, status), None).possible_hit
     reached = judge(Exhaustion(LIMIT, ExhaustionStatus.REACHED), date(2026, 10, 3))
     assert reached.covered is None and not reached.missed
