@@ -17,7 +17,9 @@ Per family, by origin day and pooled: cases; REACHED (the limit was already reac
 forecast), no forecast (no spend yet); EXPECTED, and of those the coverage of [earliest, latest] (a null `latest`
 means the 10th percentile does not reach the limit this period: the interval is [earliest, after the period], so
 it covers a realised day on or after `earliest` and a month that never exhausts), the realised day before
-`earliest` / after `latest`; the coverage of the answers whose `latest` is set and their mean width in days
+`earliest` / after `latest`; the same coverage on instants instead of days (the realised crossing's instant,
+each day's spend spread evenly over it, within those of the band's edges: `exhaustion`'s own rule before it
+rounds to days); the coverage of the answers whose `latest` is set and their mean width in days
 (latest - earliest + 1); the mean absolute error of `date` in days (EXPECTED answers for months that did exhaust);
 missed (NOT_THIS_PERIOD for a month that did exhaust: not even the 90th percentile got there) and, apart, POSSIBLE
 for a month that did exhaust (only `earliest` said; neither says a date, so neither raises the projected-limit
@@ -51,6 +53,7 @@ from resolvers.forecasts.exhaustion import (  # noqa: E402
     ExhaustionStatus,
     Outlook,
     exhaustion,
+    project_period,
     reached_day,
 )
 from resolvers.platform.periods import month_of  # noqa: E402
@@ -102,6 +105,19 @@ class Case:
     limit: Decimal
     answer: Exhaustion
     realised: date | None  # the day the month's spend reached the limit; None: it never did
+    #: The same in days from the month's start, spend spread evenly over each day (exhaustion's rule within a day),
+    #: and, for EXPECTED, the instants the band's upper and lower edges reach the limit (None: not this period).
+    realised_at: float | None = None
+    band_at: tuple[float | None, float | None] | None = None
+
+    @property
+    def instant_covered(self) -> bool:
+        """Whether the realised instant lies within the band's instants (not rounded to whole days)."""
+        assert self.band_at is not None
+        first, last = self.band_at
+        if self.realised_at is None:
+            return last is None
+        return first is not None and first <= self.realised_at and (last is None or self.realised_at <= last)
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,25 @@ def case(family: str, spend: Spend, origin: date, limit: Decimal, outlook: Outlo
     realised = reached_day(start, spend.daily(start, month_end), limit)
     reached_on = realised if realised is not None and realised < origin else None
     answer = exhaustion(period, spent, limit, now, outlook, reached_on)
-    return Case(family, origin, limit, answer, realised)
+    target = float(limit)
+    realised_at = _instant(np.cumsum([float(v) for v in spend.daily(start, month_end).values()]), 0.0, target, 0)
+    band_at = None
+    path = project_period(period, spent, now, outlook) if outlook is not None else None
+    if answer.status is ExhaustionStatus.EXPECTED and path is not None:
+        offset = (origin - start).days
+        band_at = (_instant(path.high, float(spent), target, offset), _instant(path.low, float(spent), target, offset))
+    return Case(family, origin, limit, answer, realised, realised_at, band_at)
+
+
+def _instant(values: np.ndarray, base: float, target: float, offset: int) -> float | None:
+    """When cumulative `values` (at the end of each day from day `offset`, `base` before) reach `target`, in days
+    from day 0, spread evenly within the day."""
+    hits = np.flatnonzero(values >= target)
+    if not len(hits):
+        return None
+    i = int(hits[0])
+    before = base if i == 0 else float(values[i - 1])
+    return offset + i + (target - before) / (float(values[i]) - before)
 
 
 @dataclass
@@ -152,6 +186,7 @@ class Tally:
     covered: int = 0
     open_latest: int = 0
     closed_covered: int = 0
+    instant_covered: int = 0
     widths: list[int] = field(default_factory=list)
     early: int = 0
     late: int = 0
@@ -177,6 +212,7 @@ class Tally:
             self.expected += 1
             self.covered += bool(v.covered)
             self.open_latest += c.answer.latest is None
+            self.instant_covered += c.instant_covered
             if c.answer.latest is not None and c.answer.earliest is not None:
                 self.closed_covered += bool(v.covered)
                 self.widths.append((c.answer.latest - c.answer.earliest).days + 1)
@@ -191,6 +227,10 @@ class Tally:
     @property
     def coverage(self) -> float:
         return self.covered / self.expected if self.expected else math.nan
+
+    @property
+    def instant_coverage(self) -> float:
+        return self.instant_covered / self.expected if self.expected else math.nan
 
     @property
     def closed_coverage(self) -> float:
@@ -208,7 +248,8 @@ class Tally:
     def row(self, label: str) -> str:
         return (
             f"| {label} | {self.cases} | {self.reached} | {self.no_forecast} | {self.expected} | "
-            f"{self.coverage:.2f} | {self.open_latest} | {self.closed_coverage:.2f} | {self.width:.1f} | "
+            f"{self.coverage:.2f} | {self.instant_coverage:.2f} | {self.open_latest} | "
+            f"{self.closed_coverage:.2f} | {self.width:.1f} | "
             f"{self.early} | {self.late} | {self.mae:.1f} | "
             f"{self.missed} of {self.exhausted} | {self.possible_hits} | {self.false_alarms} | {self.possible} | "
             f"{self.not_this_period} |"
@@ -216,10 +257,11 @@ class Tally:
 
 
 HEADER = (
-    "| {} | cases | reached | no forecast | expected | coverage80 | latest null | coverage, latest set | width days "
+    "| {} | cases | reached | no forecast | expected | coverage80 | coverage, instants | latest null "
+    "| coverage, latest set | width days "
     "| early | late | mae days "
     "| missed (of exhausting) | possible, exhausted | false alarms | possible | not this period |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

@@ -24,6 +24,10 @@ def test_a_constant_series_is_dated_exactly_through_the_production_pipeline() ->
     assert found.realised == date(2026, 10, 16)
     assert found.answer.status is ExhaustionStatus.EXPECTED
     assert found.answer.date == found.answer.earliest == found.answer.latest == date(2026, 10, 16)
+    # Not rounded to days either: halfway through the 16th ($150 + $5 of its $10), realised and forecast alike.
+    assert found.realised_at == 15.5
+    assert found.band_at == (15.5, 15.5)
+    assert found.instant_covered
     verdict = judge(found.answer, found.realised)
     assert verdict.covered and verdict.error_days == 0
     assert not verdict.missed and not verdict.false_alarm
