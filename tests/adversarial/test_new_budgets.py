@@ -105,3 +105,31 @@ async def test_a_budget_created_on_one_instance_counts_another_instances_request
             await burst([one, two], 10, after, estimated_cost="1")
     assert after.admitted == 0, after.statuses
     assert after.degraded == 0
+
+
+async def test_a_decision_begun_before_the_budget_existed_holds_on_it_too(
+    settings: Settings, clock: Clock, db: Database
+) -> None:
+    """A decision reads its budgets, then waits (counting a prompt, asking for allowance); the budget is created
+    meanwhile and it holds on the old ones: its hold counts on the new budget too."""
+    async with started(settings, clock, **PATIENT) as api:
+        await _global(api)
+        enforcer = api.runtime().enforcement()
+        gate, reached = asyncio.Event(), asyncio.Event()
+        estimate = enforcer._estimate
+
+        async def slow(*args: Any) -> Any:
+            reached.set()
+            await gate.wait()
+            return await estimate(*args)
+
+        enforcer._estimate = slow  # type: ignore[method-assign]
+        straddling = asyncio.create_task(burst([api], 1, Tally(), estimated_cost="5"))
+        await reached.wait()
+        enforcer._estimate = estimate  # type: ignore[method-assign]
+        await budget(api, monthlyLimit="20")
+        gate.set()
+        await straddling
+        state = (await api.data("{ budgets { entityType reserved } }"))["budgets"]
+    team = next(b for b in state if b["entityType"] == "TEAM")
+    assert float(team["reserved"]) == 5
