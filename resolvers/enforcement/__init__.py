@@ -47,7 +47,7 @@ from models.types import whole_nanos
 from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key, raise_alert
 from resolvers.auth import MASTER_SUBJECT, Principal, Role, hash_key
 from resolvers.budgets import BUDGET_TOPIC, Budget, EntityType, ledger_key, soft_limit_of
-from resolvers.enforcement.ledger import Claim, Ledger, Refusal, SpendSeen, margin_z
+from resolvers.enforcement.ledger import Account, Claim, Ledger, Refusal, Reservation, SpendSeen, margin_z
 from resolvers.instance.features import FEATURES_TOPIC, get_features
 from resolvers.platform.config import Settings
 from resolvers.platform.errors import InvalidInput
@@ -351,6 +351,8 @@ class Enforcer:
     #: reloads before it decides, so a limit cut binds it.
     _stale: bool = False
     _reloading: asyncio.Task[None] | None = None
+    #: Counts the reloads that brought new budgets (a decision begun before one adopts its hold into them).
+    _generation: int = 0
     _master_hashed: tuple[str | None, str | None] = (None, None)
 
     def __post_init__(self) -> None:
@@ -394,8 +396,25 @@ class Enforcer:
         for row in rows:
             rule = BudgetRule.from_budget(Budget.from_row(row))
             rules.setdefault((rule.entity_type, rule.entity_id), []).append(rule)
+        known = {(r.key, r.entity_type, r.entity_id) for group in self.rules.values() for r in group}
         self.rules = {k: tuple(v) for k, v in rules.items()}
         self.enforcement_enabled = features.budget_enforcement_enabled
+        # No await between the new rules and this: a hold made before them is adopted here, one made after holds
+        # on them (or, its decision begun before them, is adopted by `_judge`).
+        new = [r for group in self.rules.values() for r in group if (r.key, r.entity_type, r.entity_id) not in known]
+        if new:
+            self._generation += 1
+            adopted = self._adopt(new)
+            try:
+                await self.ledger.persist(adopted)
+            except (SQLAlchemyError, OSError) as exc:  # the next reconcile writes them
+                log.warning("could not write the allowances of new budgets' holds yet: %s", exc)
+
+    def _adopt(self, rules: Sequence[BudgetRule], reservations: Iterable[Reservation] | None = None) -> list[Account]:
+        """Budgets new to this instance count the open holds of requests they cover (`Ledger.adopt`)."""
+        now = self.clock()
+        wanted = [(self._claim(r, r.window.period_at(now)), _covering(r)) for r in rules]
+        return self.ledger.adopt(wanted, reservations)
 
     def _periods(self, rules: Sequence[BudgetRule], now: datetime) -> dict[BudgetRule, Period]:
         return {rule: rule.window.period_at(now) for rule in rules}
@@ -569,6 +588,7 @@ class Enforcer:
         # reload finishing while it awaits does not change its mind halfway (`_exhausted` and `_judge` read it
         # from the decision).
         enforced = self.enforcement_enabled
+        generation = self._generation
         try:
             # Usually the key's owner and every budget's spend are in memory: then nothing is awaited, no timer.
             resolved = self._resolved_in_memory(caller)
@@ -618,7 +638,10 @@ class Enforcer:
                 prediction=estimate.prediction,
                 price_missing=estimate.price_missing,
             )
-            return await self._judge(decision, caller, reserve, max(0.05, budget_seconds - spent_waiting))
+            judged = await self._judge(decision, caller, reserve, max(0.05, budget_seconds - spent_waiting))
+            if reserve and generation != self._generation and judged.allowed:
+                self._adopt_late(caller, request.call_id)
+            return judged
         except _DB_OUTAGE as exc:
             log.warning(
                 "budget check degraded (%s): failing %s", type(exc).__name__, self.settings.enforcement_failure_mode
@@ -714,11 +737,12 @@ class Enforcer:
                 ledger = self.ledger
                 if reserve:
                     owner = self._owner(caller)
+                    identity = self.identity(caller)
                     # Held at once when every allowance has it free; else `reserve` refuses from memory (a budget
                     # the database said is exhausted) or asks the database for more.
-                    if not ledger.try_hold(decision.call_id, held, claims, owner, variance):
+                    if not ledger.try_hold(decision.call_id, held, claims, owner, variance, identity):
                         async with asyncio.timeout(seconds):
-                            refusal = await ledger.reserve(decision.call_id, held, claims, owner, variance)
+                            refusal = await ledger.reserve(decision.call_id, held, claims, owner, variance, identity)
                 else:  # a check holds nothing, but judges like a hold: after every hold in flight
                     refusal = ledger.known_exhausted(claims, held, variance) or self._short_after_holds(
                         checks, claims, held, variance
@@ -865,6 +889,23 @@ class Enforcer:
                     found.extend(rules.get((_TAG, tag), ()))
         found.extend(rules.get(_GLOBAL, ()))
         return found
+
+    def identity(self, caller: Caller) -> tuple[str, ...]:
+        """What `rules_for` matches a caller on, kept with its hold: the key's hash ('' for none, or the master
+        key), its user, team and end user ('' for none), then its tags. Strings only: the collector tracks none."""
+        key = caller.key_hash
+        if key is None or key == self._master_hash():
+            key = ""
+        return (key, caller.user_id or "", caller.team_id or "", caller.end_user or "", *caller.tags)
+
+    def _adopt_late(self, caller: Caller, call_id: str) -> None:
+        """The decision began before a reload brought new budgets and held after it, on the budgets it read
+        first: its hold counts on the new ones it falls under too."""
+        reservation = self.ledger.last_hold
+        if reservation is None or reservation.call_id != call_id or reservation.identity != self.identity(caller):
+            return
+        missing = [r for r in self.rules_for(caller) if r.budget_id is not None]
+        self._adopt(missing, (reservation,))
 
     def _default_key_rule(self, key_hash: str, *, touch: bool = True) -> BudgetRule:
         if touch:
@@ -1075,6 +1116,19 @@ def explain(decision: Decision, viewer: Principal | None = None) -> str | None:
         f"{rule.describe()} is at {check.utilization * 100:.1f}% of its limit ({_usd(check.spend)} of "
         f"{_usd(rule.limit)}" + (f", {_usd(check.reserved)} more in flight)" if check.reserved else ")")
     )
+
+
+def _covering(rule: BudgetRule) -> Callable[[tuple[str, ...]], bool]:
+    """Whether a hold's `Enforcer.identity` falls under `rule`, as `Enforcer.rules_for` picks a request's budgets."""
+    entity_id = rule.entity_id
+    if rule.entity_type == EntityType.GLOBAL.value:
+        return lambda identity: True
+    if not entity_id:
+        return lambda identity: False
+    position = {_KEY: 0, _USER: 1, _TEAM: 2, _END_USER: 3}.get(rule.entity_type)
+    if position is None:  # a tag
+        return lambda identity: entity_id in identity[4:]
+    return lambda identity: len(identity) > position and identity[position] == entity_id
 
 
 def _held(decision: Decision) -> str:

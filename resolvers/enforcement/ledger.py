@@ -135,6 +135,9 @@ class Reservation:
     request_id: str | None = None
     #: The estimate's variance (USD squared) for the budgets' pooled margin; 0 once settled.
     variance: Decimal = Decimal(0)
+    #: Who it was admitted for, as budgets match requests (the enforcer's `identity`: strings only, so no object
+    #: the collector tracks): a budget created while it runs counts it (`Ledger.adopt`).
+    identity: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,8 @@ class Ledger:
     #: has no open hold of their call id and key left.
     _bids: dict[str, tuple[SpendSeen, datetime]] = field(default_factory=dict)
     _hold_ids: itertools.count[int] = field(default_factory=itertools.count)
+    #: The hold made last (read right after a hold, with no await between: a decision's own).
+    last_hold: Reservation | None = None
     _grant_queue: list[_GrantRequest] = field(default_factory=list)
     _granting: asyncio.Task[None] | None = None
 
@@ -285,13 +290,45 @@ class Ledger:
                 continue
             if not period.start <= reservation.created_at < period.end:
                 continue
-            reservation.accounts = (*reservation.accounts, claim.key)
-            account.held += reservation.amount
-            account.holds += 1
-            if reservation.settled:
-                account.settled_pending += reservation.amount
-            if reservation.variance:
-                account.add_variance(reservation.variance)
+            _count_on(account, reservation)
+
+    def adopt(
+        self,
+        wanted: Sequence[tuple[Claim, Callable[[tuple[str, ...]], bool]]],
+        reservations: Iterable[Reservation] | None = None,
+    ) -> list[Account]:
+        """Budgets that did not exist when the requests still open here were admitted (created since, or a
+        decision that straddled their creation): the open holds each one covers (`wanted`: its claim in its
+        current window, and whether it covers a hold's `identity`) admitted inside that window hold on it too —
+        their spend will be logged in it — as `_inherit` does for a window change. One scan of the open holds for
+        all of them, when budgets are loaded, never per decision.
+
+        The account's allowance grows to what it holds, granted or not: the requests run already, and the
+        allowance row (written by `persist`, or the next reconcile) is how other instances count them."""
+        if not wanted or not self.reservations:
+            return []
+        found: dict[AccountKey, Account] = {}
+        for reservation in self.reservations.values() if reservations is None else reservations:
+            for claim, covers in wanted:
+                period = claim.period
+                if (
+                    claim.key in reservation.accounts
+                    or not period.start <= reservation.created_at < period.end
+                    or not covers(reservation.identity)
+                ):
+                    continue
+                account = found.get(claim.key)
+                if account is None:
+                    account = found[claim.key] = self.account(claim)
+                _count_on(account, reservation)
+        for account in found.values():
+            account.granted = max(account.granted, whole_nanos(account.committed, up=True))
+        return list(found.values())
+
+    async def persist(self, accounts: list[Account]) -> None:
+        """Write these accounts' allowance rows now (`adopt`: other instances count what they hold at once)."""
+        if accounts:
+            await self._persist(sorted(accounts, key=lambda a: a.claim.key), self.clock())
 
     def _forget_window(self, key: AccountKey) -> None:
         budget_key, window = key
@@ -325,17 +362,24 @@ class Ledger:
         claims: Sequence[Claim],
         owner: str = "",
         variance: Decimal = Decimal(0),
+        identity: tuple[str, ...] = (),
     ) -> Refusal | None:
         """Hold `amount` in every claimed budget, or in none (the refusal names the budget that is short). Every
         call is a hold of its own: a reused call id never replaces or ends an open one. With `variance` (pooled
         holds) each budget's margin grows with it: the request fits when its amount and the margin's growth do."""
         if amount <= 0 or not claims:
             return None
-        refusal = await self._reserve(call_id, amount, claims, owner, variance)
+        refusal = await self._reserve(call_id, amount, claims, owner, variance, identity)
         return self._with_margin(refusal, amount, variance)
 
     async def _reserve(
-        self, call_id: str, amount: Decimal, claims: Sequence[Claim], owner: str, variance: Decimal
+        self,
+        call_id: str,
+        amount: Decimal,
+        claims: Sequence[Claim],
+        owner: str,
+        variance: Decimal,
+        identity: tuple[str, ...] = (),
     ) -> Refusal | None:
         accounts = [self.account(c) for c in claims]
         for _ in range(TOP_UP_ATTEMPTS):
@@ -344,7 +388,7 @@ class Ledger:
             if known_short is not None:
                 return known_short
             if not short:
-                self._hold(call_id, owner, amount, accounts, variance)  # no await between the check and this
+                self._hold(call_id, owner, amount, accounts, variance, identity)  # no await between check and this
                 return None
             refusal = await self._top_up(short)
             if refusal is not None:
@@ -358,6 +402,7 @@ class Ledger:
         claims: Sequence[Claim],
         owner: str = "",
         variance: Decimal = Decimal(0),
+        identity: tuple[str, ...] = (),
     ) -> bool:
         """`reserve` when it needs no round trip: hold `amount` (and its margin's growth, with `variance`) at once if
         every claimed budget has it free in this instance's allowance (True; also for nothing to hold); False when
@@ -367,7 +412,7 @@ class Ledger:
         accounts = [self.account(c) for c in claims]
         if any(a.free < a.need(amount, variance) for a in accounts):
             return False
-        self._hold(call_id, owner, amount, accounts, variance)
+        self._hold(call_id, owner, amount, accounts, variance, identity)
         return True
 
     def need(self, claim: Claim, amount: Decimal, variance: Decimal = Decimal(0)) -> Decimal:
@@ -613,13 +658,21 @@ class Ledger:
     # ---------------------------------------------------------------------------------------------- holding
 
     def _hold(
-        self, call_id: str, owner: str, amount: Decimal, accounts: list[Account], variance: Decimal = Decimal(0)
+        self,
+        call_id: str,
+        owner: str,
+        amount: Decimal,
+        accounts: list[Account],
+        variance: Decimal = Decimal(0),
+        identity: tuple[str, ...] = (),
     ) -> None:
         now = self.clock()
         variance = variance if self.margin_z > 0 else Decimal(0)
         hold_id = f"{self._hold_prefix}{next(self._hold_ids)}"
         keys = tuple(account.claim.key for account in accounts)
-        self.reservations[hold_id] = Reservation(hold_id, call_id, owner, amount, now, keys, variance=variance)
+        self.last_hold = self.reservations[hold_id] = Reservation(
+            hold_id, call_id, owner, amount, now, keys, variance=variance, identity=identity
+        )
         pair = (call_id, owner)
         self._open_by_call[pair] = (*self._open_by_call.get(pair, ()), hold_id)
         for account in accounts:
@@ -1094,6 +1147,17 @@ def _pairs(spend: SpendSeen) -> tuple[tuple[str, str], ...]:
     """The holds a spend event may end: its call id with its key, else a hold of that call id admitted without
     any key (a gateway that sent only a user or team)."""
     return ((spend.call_id, spend.owner), (spend.call_id, "")) if spend.owner else ((spend.call_id, ""),)
+
+
+def _count_on(account: Account, reservation: Reservation) -> None:
+    """An open hold admitted before `account` existed counts on it from now on (`_inherit`, `adopt`)."""
+    reservation.accounts = (*reservation.accounts, account.claim.key)
+    account.held += reservation.amount
+    account.holds += 1
+    if reservation.settled:
+        account.settled_pending += reservation.amount
+    if reservation.variance:
+        account.add_variance(reservation.variance)
 
 
 def _held_part(account: Account, granted: Decimal) -> Decimal:

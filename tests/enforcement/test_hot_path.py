@@ -67,7 +67,8 @@ async def test_an_open_hold_is_one_object_for_the_garbage_collector(db: Database
     gc.collect()
     before = len(gc.get_objects())
     for i in range(holds):
-        assert ledger.try_hold(f"call-{i}", Decimal("0.0001"), [claim()], owner="key")
+        identity = (f"key-{i}", "user", "team", "", "tag")  # built per request, as the enforcer does
+        assert ledger.try_hold(f"call-{i}", Decimal("0.0001"), [claim()], owner="key", identity=identity)
     gc.collect()
     grown = len(gc.get_objects()) - before
     assert len(ledger.reservations) == holds + 1
