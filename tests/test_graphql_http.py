@@ -172,3 +172,9 @@ async def test_over_the_websocket_an_operation_not_chosen_is_an_error_message_na
         answer = await asyncio.wait_for(ws.receive_json(), 5)
         assert answer == {"id": "r", "type": "next", "payload": {"data": {"me": {"role": "ADMIN"}}}}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "an error was logged"
+
+
+async def test_a_document_of_fragments_only_is_400_naming_the_query(api: Api) -> None:
+    response = await api.client.post("/graphql", json={"query": "fragment F on Me { role }"}, headers=api.bearer())
+    error = refused(response, 400, "BAD_USER_INPUT")
+    assert error["field"] == "query" and error["message"].startswith("query: holds no operation"), error
