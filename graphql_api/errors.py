@@ -22,6 +22,7 @@ from graphql.language import (
     Node,
     ObjectFieldNode,
     ObjectValueNode,
+    OperationDefinitionNode,
     ValueNode,
     VariableNode,
     VisitorAction,
@@ -31,6 +32,7 @@ from graphql.type import GraphQLInputType
 from graphql.utilities.validate_input_value import validate_input_literal
 from graphql.validation import ValuesOfCorrectTypeRule
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.utils.str_converters import to_camel_case
 
 from models.db import database_unreachable
@@ -55,6 +57,11 @@ def classify(error: GraphQLError) -> None:
             extensions["field"] = field
             if isinstance(original, InvalidInput):
                 error.message = f"{field}: {original.problem}"
+    elif isinstance(original, CannotGetOperationTypeError):  # over the WebSocket (HTTP: the view's execute_single)
+        field, problem = operation_problem(original)
+        extensions["code"] = InvalidInput.code
+        extensions["field"] = field
+        error.message = f"{field}: {problem}"
     elif (
         original is None
         or isinstance(original, GraphQLError)
@@ -217,3 +224,43 @@ class RequireToken(SchemaExtension):
             classify(error)
             self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
+
+
+class OperationNotChosen(CannotGetOperationTypeError):
+    """A document of several operations sent without an operationName (GraphQL spec, Executing Requests,
+    GetOperation: a request error). Strawberry's own refusal of an operationName that names no operation, which
+    this extends, is answered by both faces; Strawberry ran the first operation here."""
+
+    def __init__(self, operations: int) -> None:
+        super().__init__(None)
+        self.operations = operations
+
+
+class ChooseOneOperation(SchemaExtension):
+    """Refuses a document of several operations without an operationName as soon as it is parsed: before its
+    operation type is looked at (a subscription first over HTTP is refused for the missing name) and before
+    anything runs. The view answers 400 naming operationName; the WebSocket an `error` message (see `classify`)."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        document = context.graphql_document
+        # The name the request gave: `operation_name` falls back to the first operation's (how Strawberry came to
+        # run it), so the one provided is read (Strawberry keeps it in this attribute; tests/test_graphql_http.py).
+        if document is None or getattr(context, "_provided_operation_name", None) is not None:
+            return
+        operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+        if operations > 1:
+            raise OperationNotChosen(operations)
+
+
+def operation_problem(refused: CannotGetOperationTypeError) -> tuple[str, str]:
+    """The part of the request at fault when no operation could be chosen to run, and what is wrong with it."""
+    if isinstance(refused, OperationNotChosen):
+        return "operationName", f"the document has {refused.operations} operations: name the one to run"
+    name: object = refused.operation_name
+    if name is None:
+        return "query", "holds no operation (only fragments): send a query, mutation or subscription"
+    if not isinstance(name, str):
+        return "operationName", "must be a string"
+    return "operationName", f"no operation named {name[:100]!r} in the document"

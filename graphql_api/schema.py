@@ -21,7 +21,7 @@ from graphql_api.alerts import AlertQueries, AlertSubscriptions
 from graphql_api.anomalies import AnomalyMutations, AnomalyQueries
 from graphql_api.budgets import BudgetMutations, BudgetQueries, BudgetSubscriptions
 from graphql_api.chargeback import ChargebackMutations, ChargebackQueries
-from graphql_api.errors import LocateBadLiterals, RequireToken, classify
+from graphql_api.errors import ChooseOneOperation, LocateBadLiterals, RequireToken, classify
 from graphql_api.forecasts import ForecastMutations, ForecastQueries
 from graphql_api.instance import InstanceQueries
 from graphql_api.limits import SocketResponseBudget, hide_suggestions, introspection_depth_rule
@@ -93,6 +93,7 @@ def build_schema(settings: Settings | None = None) -> SpendplaneSchema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
         lambda: ParserCache(maxsize=256),
+        ChooseOneOperation,  # after the parse: several operations need an operationName
         lambda: ValidationCache(maxsize=256),
         RequireToken,
         SocketResponseBudget,

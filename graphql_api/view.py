@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as ViewRefusal
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -21,10 +22,12 @@ from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import NonTextMessageReceived
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graphql_api.context import Context
+from graphql_api.errors import operation_problem
 from resolvers.auth import bearer_token
 from resolvers.platform.errors import InvalidInput, ResponseBudget, ResponseTooLarge, Unauthenticated
 from resolvers.platform.periods import utcnow
@@ -105,8 +108,21 @@ def refusal_response(refused: ViewRefusal) -> Response:
     return error_response(400, InvalidInput.code, f"{field}: {reason}", field)
 
 
+class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler, but an operation that cannot be chosen (an operationName naming
+    none, or several operations and none named) is an `error` message for that operation, in the shape of every
+    other refusal (BAD_USER_INPUT naming operationName), instead of closing the whole connection 4400."""
+
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        if isinstance(error.original_error, CannotGetOperationTypeError):
+            return None
+        return BaseGraphQLTransportWSHandler._get_pre_execution_close_reason(error)
+
+
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = StrictWebSocketAdapter
+    graphql_transport_ws_handler_class = SocketHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,8 +158,8 @@ class GraphQLView(GraphQL[Context, None]):
             )
         except MissingQueryError:
             raise InvalidInput("query", "is required: a GraphQL document as a string") from None
-        except CannotGetOperationTypeError as exc:
-            raise InvalidInput("operationName", _operation_name_problem(exc.operation_name)) from None
+        except CannotGetOperationTypeError as exc:  # an operationName naming none, or several and none named
+            raise InvalidInput(*operation_problem(exc)) from None
         except InvalidOperationTypeError as exc:
             if request_adapter.method != "POST":
                 raise InvalidInput(
@@ -253,11 +269,3 @@ async def _close_when_invalid(context: Context) -> None:
             with contextlib.suppress(RuntimeError, OSError):
                 await websocket.close(TOKEN_INVALID_CLOSE_CODE, exc.message[:120])
             return
-
-
-def _operation_name_problem(name: object) -> str:
-    if name is None:
-        return "is required when the document holds several operations"
-    if not isinstance(name, str):
-        return "must be a string"
-    return f"no operation named {name[:100]!r} in the document"

@@ -108,6 +108,8 @@ _BUDGET_RULES = (
     "not monthly, with 400 on `monthly_limit`. A second budget for the same entity and period is refused with 409 "
     "on `entity_id` (`entity_type` for a global budget)."
 )
+#: A viewer's out-of-scope budget answers as a missing id does (resolvers/budgets `get_budget`): no existence oracle.
+_BUDGET_404 = "No budget with that id, or one outside the caller's scope (answered alike; `error.field` is `id`)"
 _BUDGET_400 = (
     "Bad input; also `soft_limit_percent` above `hard_limit_percent`, an amount with more decimal places than kept, "
     "an address email-validator refuses (`alert_email`), `monthly_limit` for a stored period that is not monthly "
@@ -281,6 +283,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=budgets.BudgetOut,
         errors=_BUDGET_ERRORS,
+        error_notes=((404, _BUDGET_404),),
     ),
     Endpoint(
         "PUT",
@@ -426,6 +429,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         auth="jwt",
         response=forecasts.BudgetForecastOut,
         errors=_BUDGET_ERRORS,
+        error_notes=((404, _BUDGET_404),),
     ),
     Endpoint(
         "GET",

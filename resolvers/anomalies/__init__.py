@@ -30,7 +30,7 @@ from resolvers.anomalies.scan import KINDS, Cube, Finding, Sensitivity, scan
 from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.auth import Principal, own_rows, require_admin
 from resolvers.platform import validation
-from resolvers.platform.errors import Forbidden, InvalidInput, NotFound
+from resolvers.platform.errors import InvalidInput, NotFound
 from resolvers.platform.pages import DEFAULT_PAGE, Keyset, Page, empty_page, page_size
 from resolvers.platform.work import Work
 from resolvers.reports import report_source
@@ -379,12 +379,11 @@ async def anomaly_page(
 
 
 async def get_anomaly(session: AsyncSession, principal: Principal, anomaly_id: str) -> SpendAnomaly:
+    """One anomaly as `principal` may read it: one it may not read is answered as a missing id is."""
     row = await session.get(SpendAnomalyRow, _anomaly_id(anomaly_id))
-    if row is None:
-        raise NotFound(f"no spend anomaly {anomaly_id}")
-    anomaly = SpendAnomaly.from_row(row)
-    if not anomaly.visible_to(principal):
-        raise Forbidden("this token may not read that anomaly")
+    anomaly = None if row is None else SpendAnomaly.from_row(row)
+    if anomaly is None or not anomaly.visible_to(principal):
+        raise _missing(anomaly_id)
     return anomaly
 
 
@@ -451,8 +450,12 @@ async def _locked(work: Work, anomaly_id: str) -> SpendAnomalyRow:
     query = select(SpendAnomalyRow).where(SpendAnomalyRow.id == _anomaly_id(anomaly_id)).with_for_update()
     row = (await work.session.scalars(query)).first()
     if row is None:
-        raise NotFound(f"no spend anomaly {anomaly_id}")
+        raise _missing(anomaly_id)
     return row
+
+
+def _missing(anomaly_id: str) -> NotFound:
+    return NotFound(f"no spend anomaly {anomaly_id}", field="id")
 
 
 __all__ = [

@@ -29,7 +29,7 @@ from models.types import whole_nanos
 from resolvers.auth import Principal, hash_key, require_admin
 from resolvers.platform import validation
 from resolvers.platform.config import Settings
-from resolvers.platform.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
+from resolvers.platform.errors import AlreadyExists, InvalidInput, NotFound
 from resolvers.platform.events import Event
 from resolvers.platform.periods import Cadence, Period, Weekday, Window, cadence_of, time_zone, weekday_of
 from resolvers.platform.work import Work
@@ -251,9 +251,12 @@ async def list_budgets(
 
 
 async def get_budget(session: AsyncSession, principal: Principal, budget_id: str) -> Budget:
+    """One budget as `principal` may read it. Every face loads a budget for a caller here: one outside a viewer's
+    scope is answered exactly as a missing id is (NOT_FOUND naming `id`), so its answers tell no viewer which
+    other budgets exist."""
     budget = Budget.from_row(await _row(session, budget_id))
     if not principal.can_see(budget.entity_type.value, budget.entity_id):
-        raise Forbidden("this token may not read that budget")
+        raise _missing(budget_id)
     return budget
 
 
@@ -471,5 +474,9 @@ def _duplicate(entity_type: EntityType, entity_id: str | None, cadence: Cadence)
 async def _row(session: AsyncSession, budget_id: str) -> BudgetRow:
     row = await session.get(BudgetRow, budget_id) if validation.is_uuid(budget_id) else None
     if row is None:
-        raise NotFound(f"no budget with id {budget_id!r}")
+        raise _missing(budget_id)
     return row
+
+
+def _missing(budget_id: str) -> NotFound:
+    return NotFound(f"no budget with id {budget_id!r}", field="id")

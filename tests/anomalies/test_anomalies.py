@@ -15,6 +15,7 @@ from sqlalchemy import select
 from models.alerts import AlertDeliveryRow
 from models.anomalies import SpendAnomalyRow
 from models.db import Database
+from resolvers.anomalies import get_anomaly
 from resolvers.anomalies.detection import (
     Granularity,
     Requests,
@@ -30,6 +31,7 @@ from resolvers.anomalies.detection import (
 )
 from resolvers.anomalies.series import daily_cube, hourly_cube
 from resolvers.platform.config import Settings
+from resolvers.platform.errors import NotFound
 from resolvers.reports import report_source
 from resolvers.service.schedule import scheduled_jobs
 from tests.conftest import NOW, Clock, started
@@ -290,6 +292,18 @@ async def test_viewers_see_anomalies_of_their_own_team_and_user_only(quiet_api: 
     assert seen == {("key", "key-ann"), ("user", "ann"), ("team", "eng")}  # all three belong to team eng
     assert (await api.data(ANOMALIES, token=cid))["spendAnomalies"] == []
     assert (await api.error(DETECT, token=bob))["extensions"]["code"] == "FORBIDDEN"
+    # By id (resolvers.anomalies.get_anomaly), one cid may not read answers as a missing id: no existence oracle.
+    runtime = api.runtime()
+    eng = (await api.data(ANOMALIES, token=bob))["spendAnomalies"][0]["id"]
+    missing = "00000000-0000-4000-8000-000000000000"
+    answers = []
+    async with runtime.read() as session:
+        assert (await get_anomaly(session, runtime.authenticate(bob), eng)).id == eng
+        for anomaly_id in (eng, missing):
+            with pytest.raises(NotFound) as refused:
+                await get_anomaly(session, runtime.authenticate(cid), anomaly_id)
+            answers.append((refused.value.message.replace(anomaly_id, "<id>"), refused.value.field))
+    assert answers[0] == answers[1] == ("no spend anomaly <id>", "id")
 
 
 async def test_the_cubes_carry_request_counts_from_the_rollup_and_the_raw_logs(quiet_api: Api, db: Database) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -216,12 +217,44 @@ async def test_a_scoped_key_sees_only_its_own_team_and_user(api: Api, db: Databa
     assert sorted(b["id"] for b in visible) == sorted([engineering["id"], alice["id"]])
     assert (await api.data(BUDGET, {"id": engineering["id"]}, token=token))["budget"]["currentSpend"] == "12"
     error = await api.error(BUDGET, {"id": marketing["id"]}, token=token)
-    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert error["extensions"]["code"] == "NOT_FOUND"  # another scope's budget is named in no answer
     error = await api.error(CREATE, {"input": team_budget(entityId="engineering-2")}, token=token)
     assert error["extensions"]["code"] == "FORBIDDEN"
     error = await api.error(UPDATE, {"id": engineering["id"], "input": {"monthlyLimit": "1"}}, token=token)
     assert error["extensions"]["code"] == "FORBIDDEN"
     assert (await api.data(BUDGET, {"id": engineering["id"]}))["budget"]["monthlyLimit"] == "100"
+
+
+async def test_a_viewer_cannot_tell_another_scopes_budget_from_a_missing_id(api: Api, db: Database) -> None:
+    """Out of scope and missing answer alike, byte for byte apart from the id, on every route taking a budget id
+    (an existence oracle otherwise); the admin still reads the one and gets NOT_FOUND only for the other."""
+    marketing = (await create(api, entityId="marketing", name="Marketing"))["id"]
+    missing = str(uuid.uuid4())
+    await add_virtual_key(db, "sk-alice-1", user_id="alice", team_id="engineering")
+    token = await api.login("sk-alice-1")
+
+    async def answers(budget_id: str) -> list[tuple[int, str]]:
+        headers = api.bearer(token)
+        url = f"/api/v1/budgets/{budget_id}"
+        responses = [
+            await api.client.post("/graphql", json={"query": BUDGET, "variables": {"id": budget_id}}, headers=headers),
+            await api.client.get(url, headers=headers),
+            await api.client.get(f"{url}/forecast", headers=headers),
+            await api.client.put(url, json={"monthly_limit": 1}, headers=headers),
+            await api.client.delete(url, headers=headers),
+        ]
+        return [(r.status_code, r.text.replace(budget_id, "<id>")) for r in responses]
+
+    out_of_scope, absent = await answers(marketing), await answers(missing)
+    assert out_of_scope == absent
+    error = (await api.error(BUDGET, {"id": marketing}, token=token))["extensions"]
+    assert (error["code"], error["field"]) == ("NOT_FOUND", "id")
+    assert [status for status, _ in out_of_scope[1:3]] == [404, 404]
+    assert '"field":"id"' in out_of_scope[1][1].replace(" ", "")
+    # The admin: the budget is there, the missing id is NOT_FOUND.
+    assert (await api.data(BUDGET, {"id": marketing}))["budget"]["id"] == marketing
+    assert (await api.error(BUDGET, {"id": missing}))["extensions"]["code"] == "NOT_FOUND"
+    assert (await api.client.get(f"/api/v1/budgets/{missing}", headers=api.bearer())).status_code == 404
 
 
 async def test_without_a_token_every_operation_is_unauthenticated(api: Api) -> None:
