@@ -82,6 +82,26 @@ def draft(
     )
 
 
+def stored_alert(**changes: Any) -> Alert:
+    """An alert as stored: the engineering team's budget crossed, unless `changes` say otherwise."""
+    alert = Alert(
+        id="a-1",
+        type=AlertType.BUDGET_EXCEEDED,
+        severity=Severity.WARNING,
+        budget_id="b-1",
+        entity_type="team",
+        entity_id="engineering",
+        team_id="engineering",
+        user_id=None,
+        message="m",
+        spend=Decimal("9"),
+        limit=Decimal("10"),
+        details={},
+        created_at=NOW,
+    )
+    return replace(alert, **changes)
+
+
 async def raise_one(api: Api, alert: AlertDraft) -> Alert:
     runtime = api.runtime()
     async with runtime.work() as work:
@@ -211,21 +231,7 @@ def test_an_alert_emails_period_is_its_windows_local_days(
     start: str, end: str, details: dict[str, str], budget_zone: str | None, shown: str
 ) -> None:
     period = {"period_start": f"{start}:00+00:00", "period_end": f"{end}:00+00:00"}
-    alert = Alert(
-        id="a-1",
-        type=AlertType.BUDGET_EXCEEDED,
-        severity=Severity.CRITICAL,
-        budget_id="b-1",
-        entity_type="team",
-        entity_id="engineering",
-        team_id="engineering",
-        user_id=None,
-        message="m",
-        spend=Decimal("9"),
-        limit=Decimal("10"),
-        details={**period, **details},
-        created_at=NOW,
-    )
+    alert = stored_alert(severity=Severity.CRITICAL, details={**period, **details})
     notice = AlertNotice(alert, time_zone=budget_zone)
     body = email_message(notice, sender="a@example.com", recipient="b@example.com", message_id="<m@x>").get_content()
     assert f"Period:    {shown}\n" in body, body
@@ -324,41 +330,15 @@ def test_every_budget_alerts_webhook_carries_a_time_zone(
     kind: AlertType, details: dict[str, str], budget_zone: str | None, time_zone: str
 ) -> None:
     tokyo_november = {"period_start": "2026-10-31T15:00:00+00:00", "period_end": "2026-11-30T15:00:00+00:00"}
-    alert = Alert(
-        id="a-1",
-        type=kind,
-        severity=Severity.WARNING,
-        budget_id="b-1",
-        entity_type="team",
-        entity_id="engineering",
-        team_id="engineering",
-        user_id=None,
-        message="m",
-        spend=Decimal("9"),
-        limit=Decimal("10"),
-        details={**tokyo_november, **details},
-        created_at=NOW,
-    )
+    alert = stored_alert(type=kind, details={**tokyo_november, **details})
     body = webhook_event(AlertNotice(alert, time_zone=budget_zone))
     assert body["time_zone"] == time_zone
     assert (body["period_start"], body["period_end"]) == (tokyo_november["period_start"], tokyo_november["period_end"])
 
 
 def test_alerts_that_are_not_a_budgets_carry_no_time_zone() -> None:
-    alert = Alert(
-        id="a-1",
-        type=AlertType.SPEND_ANOMALY,
-        severity=Severity.WARNING,
-        budget_id=None,
-        entity_type=None,
-        entity_id=None,
-        team_id=None,
-        user_id=None,
-        message="m",
-        spend=Decimal("9"),
-        limit=None,
-        details={},
-        created_at=NOW,
+    alert = stored_alert(
+        type=AlertType.SPEND_ANOMALY, budget_id=None, entity_type=None, entity_id=None, team_id=None, limit=None
     )
     assert "time_zone" not in webhook_event(AlertNotice(alert))
 
@@ -389,20 +369,13 @@ def test_alerts_that_are_not_a_budgets_carry_no_time_zone() -> None:
 def test_alert_types_map_to_litellms_events(
     kind: AlertType, entity_type: str, event: str, event_group: str, event_message: str
 ) -> None:
-    alert = Alert(
-        id="a-1",
+    alert = stored_alert(
         type=kind,
-        severity=Severity.WARNING,
         budget_id=None,
         entity_type=entity_type,
         entity_id=None if entity_type == "global" else "abc123",
         team_id=None,
-        user_id=None,
-        message="m",
-        spend=Decimal("9"),
-        limit=Decimal("10"),
         details={"projected_spend": "12.5", "projected_exceeded_date": "2026-11-27"},
-        created_at=NOW,
     )
     body = webhook_event(AlertNotice(alert))
     assert (body["event"], body["event_group"], body["event_message"]) == (event, event_group, event_message)

@@ -76,14 +76,18 @@ def test_a_fiscal_year_starting_in_april_and_its_quarters() -> None:
     assert quarter.period_at(utc(2027, 2, 1)).start == utc(2027, 1, 1)
 
 
+#: One window of each cadence, in zones and with starts that make edges odd.
+ODD_WINDOWS = (
+    Window(Cadence.DAILY, "Asia/Kathmandu"),
+    Window(Cadence.WEEKLY, LA, Weekday.SUNDAY),
+    Window(Cadence.MONTHLY, "Asia/Tokyo", month_start_day=28),
+    Window(Cadence.QUARTERLY, "Europe/Berlin", year_start_month=2),
+    Window(Cadence.YEARLY, "Australia/Lord_Howe", year_start_month=7),
+)
+
+
 def test_windows_follow_each_other_without_gaps() -> None:
-    for window in (
-        Window(Cadence.DAILY, "Asia/Kathmandu"),
-        Window(Cadence.WEEKLY, LA, Weekday.SUNDAY),
-        Window(Cadence.MONTHLY, "Asia/Tokyo", month_start_day=28),
-        Window(Cadence.QUARTERLY, "Europe/Berlin", year_start_month=2),
-        Window(Cadence.YEARLY, "Australia/Lord_Howe", year_start_month=7),
-    ):
+    for window in ODD_WINDOWS:
         period = window.period_at(utc(2026, 1, 1))
         for _ in range(30):
             following = window.next_after(period)
@@ -126,13 +130,7 @@ def test_a_window_is_named_by_its_cadence_in_its_zone(window: Window, moment: da
 
 
 def test_consecutive_windows_have_different_names() -> None:
-    for window in (
-        Window(Cadence.DAILY, "Asia/Kathmandu"),
-        Window(Cadence.WEEKLY, LA, Weekday.SUNDAY),
-        Window(Cadence.MONTHLY, "Asia/Tokyo", month_start_day=28),
-        Window(Cadence.QUARTERLY, "Europe/Berlin", year_start_month=2),
-        Window(Cadence.YEARLY, "Australia/Lord_Howe", year_start_month=7),
-    ):
+    for window in ODD_WINDOWS:
         period = window.period_at(utc(2025, 12, 1))
         names = []
         for _ in range(60):
