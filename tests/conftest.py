@@ -24,7 +24,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import delete, update
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from graphql_api.app import create_app
 from models.db import Database, asyncpg_dsn, open_database
@@ -33,7 +33,7 @@ from models.litellm import LITELLM_TABLES
 from models.migrate import upgrade
 from models.tables import metadata
 from resolvers.platform.config import Settings
-from tests.support import Api
+from tests.support import REAL_SCHEMA_PREFIX, Api, on_real_litellm_schema
 
 PG_ADMIN_URL = os.environ.get("SPENDPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MASTER_KEY = "sk-master-test"
@@ -71,13 +71,6 @@ async def _drop_pg_database(name: str) -> None:
 
 #: The release of LiteLLM's migrations the real-schema kind is built from (LiteLLM 1.108.7 / 1.110.2 install it).
 LITELLM_PROXY_EXTRAS = "0.4.110"
-#: Databases of the `postgresql-litellm` kind are named with this prefix: it is how fixtures tell them apart.
-REAL_SCHEMA_PREFIX = "spendplane_litellm"
-
-
-def on_real_litellm_schema(database_url: str | URL) -> bool:
-    """True for a database of the `postgresql-litellm` kind: LiteLLM's real schema, spendplane in production mode."""
-    return (make_url(database_url).database or "").startswith(REAL_SCHEMA_PREFIX)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -85,10 +78,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     (skipped there, with its reason, when also marked `embedded_only`)."""
     if "database_url" not in metafunc.fixturenames:
         return
-    kinds: list[Any] = ["sqlite", "postgresql"]
+    kinds: list[Any] = [] if metafunc.definition.get_closest_marker("real_schema_only") else ["sqlite", "postgresql"]
     if metafunc.definition.get_closest_marker("litellm_tables"):
         embedded_only = metafunc.definition.get_closest_marker("embedded_only")
-        marks = [] if embedded_only is None else [pytest.mark.skip(reason=f"embedded only: {embedded_only.args[0]}")]
+        marks = (
+            []
+            if embedded_only is None
+            else [pytest.mark.skip(reason=f"not on LiteLLM's real schema: {embedded_only.args[0]}")]
+        )
         kinds.append(pytest.param("postgresql-litellm", marks=marks))
     metafunc.parametrize("database_url", kinds, indirect=True, scope="session")
 
