@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from models.db import Database
@@ -17,8 +18,11 @@ from models.litellm import LiteLLMSchema, spend_logs
 from resolvers.platform.periods import Period
 from resolvers.sla.health import measure, nearest_rank
 from resolvers.spend import never_ran, never_ran_sql
+from tests import support
 from tests.conftest import MASTER_KEY, NOW
-from tests.support import Api, add_virtual_key
+from tests.support import Api, add_virtual_key, as_litellm_stores, on_real_litellm_schema
+
+pytestmark = pytest.mark.litellm_tables
 
 HOUR = Period(NOW - timedelta(hours=1), NOW)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
@@ -124,13 +128,17 @@ def provider_failed(start: datetime) -> dict[str, Any]:
     )
 
 
-async def post_spend(api: Api, events: list[dict[str, Any]]) -> None:
-    """LiteLLM's logging callback posting `events` (spendplane's own ingestion writes the rows in embedded mode)."""
-    response = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
-    assert response.status_code == 200 and response.json()["recorded"] == len(events), response.text
+async def post_spend(api: Api, db: Database, events: list[dict[str, Any]]) -> None:
+    """LiteLLM's logging callback posting `events`, and their rows (spendplane's own ingestion writes them in
+    embedded mode, LiteLLM beside it)."""
+    assert (await support.post_spend(api, db, events))["recorded"] == len(events)
 
 
 async def add_calls(db: Database, rows: list[dict[str, Any]]) -> None:
+    """The rows as LiteLLM stores them: on its real schema, times in whole milliseconds (rounded in place)."""
+    if on_real_litellm_schema(db.engine.url):
+        for row in rows:
+            as_litellm_stores(row)
     async with db.engine.begin() as conn:
         await conn.execute(insert(spend_logs), rows)
 
@@ -305,13 +313,13 @@ async def test_refusals_before_any_provider_call_are_not_the_providers_requests(
     and model asked for: its error says no provider was called, and it is neither a request nor a failure of
     that provider. A failure the provider answered still counts."""
     t = HOUR.start + timedelta(minutes=1)
-    await post_spend(api, [answered(t + timedelta(seconds=i)) for i in range(8)])
-    await post_spend(api, [blocked(t + timedelta(seconds=i)) for i in range(12)])
+    await post_spend(api, db, [answered(t + timedelta(seconds=i)) for i in range(8)])
+    await post_spend(api, db, [blocked(t + timedelta(seconds=i)) for i in range(12)])
     (health,) = (await measured(db)).values()
     assert (health.provider, health.model) == ("anthropic", "anthropic/claude-sonnet-4-5")
     assert (health.requests, health.failures, health.error_rate, health.availability) == (8, 0, 0.0, 1.0)
 
-    await post_spend(api, [provider_failed(t + timedelta(seconds=30))])
+    await post_spend(api, db, [provider_failed(t + timedelta(seconds=30))])
     (health,) = (await measured(db)).values()
     assert (health.requests, health.failures, health.client_errors) == (9, 1, 0)
     assert health.error_rate == 1 / 9
