@@ -153,14 +153,16 @@ class SpendLog:
         }
 
 
-async def post_spend(api: Api, db: Database, events: Any) -> dict[str, Any]:
+async def post_spend(api: Api, events: Any) -> dict[str, Any]:
     """LiteLLM's logging callback posting `events` (one or a list) to /spend/litellm, and the spend-log rows LiteLLM
     keeps for them: spendplane writes those itself in embedded mode; beside LiteLLM (on its real schema) LiteLLM's
-    spend writer does, so they are inserted here, as the same payloads map to LiteLLM's columns."""
+    spend writer does, so they are inserted here (after the post, as LiteLLM's batched writer lands them), as the
+    same payloads map to LiteLLM's columns."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     from resolvers.enforcement.ingestion import parse_batch
 
+    db: Database = api.runtime().db
     master_key = api.runtime().settings.litellm_master_key
     response = await api.client.post("/spend/litellm", json=events, headers={"x-api-key": master_key})
     assert response.status_code == 200, response.text

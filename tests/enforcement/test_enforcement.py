@@ -377,7 +377,7 @@ async def test_spend_that_lands_uses_up_the_allowance_it_was_held_from(
             {**sample, **when, "litellm_call_id": f"c{i}", "id": f"chatcmpl-c{i}", "response_cost": 1.0}
             for i in range(85)
         ]
-        posted = await post_spend(api, db, events)
+        posted = await post_spend(api, events)
         assert posted["recorded"] == 85
         await api.runtime().enforcement().refresh()
         second = await _burst([api], 85, prefix="again")
@@ -395,7 +395,7 @@ async def test_spend_arriving_releases_the_reservation(api: Api, db: Database) -
     sample = json.loads((FIXTURES / "spend_post_success.json").read_text())["body"]
     sample.update(litellm_call_id="big-1", id="chatcmpl-big-1", response_cost=2.0)
     sample["metadata"]["user_api_key_team_id"] = "eng"
-    posted = await post_spend(api, db, sample)
+    posted = await post_spend(api, sample)
     assert posted["settled"] == 1
     await api.runtime().enforcement().refresh()
     status, _ = await ask(api, team_id="eng", estimated_cost="30", litellm_call_id="big-3")

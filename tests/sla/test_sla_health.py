@@ -128,10 +128,10 @@ def provider_failed(start: datetime) -> dict[str, Any]:
     )
 
 
-async def post_spend(api: Api, db: Database, events: list[dict[str, Any]]) -> None:
+async def post_spend(api: Api, events: list[dict[str, Any]]) -> None:
     """LiteLLM's logging callback posting `events`, and their rows (spendplane's own ingestion writes them in
     embedded mode, LiteLLM beside it)."""
-    assert (await support.post_spend(api, db, events))["recorded"] == len(events)
+    assert (await support.post_spend(api, events))["recorded"] == len(events)
 
 
 async def add_calls(db: Database, rows: list[dict[str, Any]]) -> None:
@@ -313,13 +313,13 @@ async def test_refusals_before_any_provider_call_are_not_the_providers_requests(
     and model asked for: its error says no provider was called, and it is neither a request nor a failure of
     that provider. A failure the provider answered still counts."""
     t = HOUR.start + timedelta(minutes=1)
-    await post_spend(api, db, [answered(t + timedelta(seconds=i)) for i in range(8)])
-    await post_spend(api, db, [blocked(t + timedelta(seconds=i)) for i in range(12)])
+    await post_spend(api, [answered(t + timedelta(seconds=i)) for i in range(8)])
+    await post_spend(api, [blocked(t + timedelta(seconds=i)) for i in range(12)])
     (health,) = (await measured(db)).values()
     assert (health.provider, health.model) == ("anthropic", "anthropic/claude-sonnet-4-5")
     assert (health.requests, health.failures, health.error_rate, health.availability) == (8, 0, 0.0, 1.0)
 
-    await post_spend(api, db, [provider_failed(t + timedelta(seconds=30))])
+    await post_spend(api, [provider_failed(t + timedelta(seconds=30))])
     (health,) = (await measured(db)).values()
     assert (health.requests, health.failures, health.client_errors) == (9, 1, 0)
     assert health.error_rate == 1 / 9
