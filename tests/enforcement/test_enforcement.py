@@ -404,6 +404,29 @@ async def test_spend_arriving_releases_the_reservation(api: Api, db: Database) -
     assert Decimal(budget["currentSpend"]) == 52
 
 
+@pytest.mark.real_schema_only
+async def test_beside_litellm_settled_spend_counts_once_before_and_after_litellm_writes_its_row(
+    api: Api, db: Database
+) -> None:
+    """Production: LiteLLM's callback posts the cost at once, its spend-log row lands with its batched writer
+    seconds later. Between the two the settled spend still counts; once the row is in, it counts once."""
+    await _fifty_left(api, db)
+    assert (await ask(api, team_id="eng", estimated_cost="30", litellm_call_id="big-1"))[0] == 200
+    sample = json.loads((FIXTURES / "spend_post_success.json").read_text())["body"]
+    sample.update(litellm_call_id="big-1", id="chatcmpl-big-1", response_cost=2.0)
+    sample["metadata"]["user_api_key_team_id"] = "eng"
+    posted = await api.client.post("/spend/litellm", json=sample, headers=GATEWAY)
+    assert (posted.json()["recorded"], posted.json()["settled"]) == (0, 1)  # no row yet: LiteLLM writes it
+    await api.runtime().enforcement().refresh()
+    assert (await ask(api, team_id="eng", estimated_cost="48.01", litellm_call_id="probe-1"))[0] == 429
+    await post_spend(api, sample)  # LiteLLM's writer lands the row (the repeated post changes nothing)
+    await api.runtime().enforcement().refresh()
+    assert (await ask(api, team_id="eng", estimated_cost="48.01", litellm_call_id="probe-2"))[0] == 429
+    assert (await ask(api, team_id="eng", estimated_cost="47.99", litellm_call_id="probe-3"))[0] == 200
+    budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
+    assert Decimal(budget["currentSpend"]) == 52
+
+
 async def test_estimates_finer_than_a_nano_dollar_are_reserved_and_never_degrade(api: Api, db: Database) -> None:
     await create(api, entityId="eng")
     for i in range(3):
