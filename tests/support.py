@@ -176,9 +176,41 @@ async def post_spend(api: Api, events: Any) -> dict[str, Any]:
     return result
 
 
+def as_litellm_writes(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` completed with what LiteLLM's spend writer always fills (`get_logging_payload`): completionStartTime
+    = endTime for a non-streamed call, request_duration_ms, cache_hit "False", the key's ids in metadata, and
+    times to the millisecond."""
+    end, start = row["end_time"], row["start_time"]
+    metadata = {
+        "user_api_key": row.get("api_key") or "",
+        "user_api_key_team_id": row.get("team_id"),
+        "user_api_key_user_id": row.get("user") or None,
+        "status": row.get("status") or "success",
+        **(row.get("metadata") or {}),
+    }
+    filled = {
+        "completion_start_time": end,
+        "request_duration_ms": int((end - start).total_seconds() * 1000),
+        "cache_hit": "False",
+        "cache_key": "",
+        "model_id": "",
+        "api_base": "https://api.openai.com/v1",
+        "messages": {},
+        "response": {},
+        "proxy_server_request": {},
+        **row,
+        "metadata": metadata,
+    }
+    return as_litellm_stores(filled)
+
+
 async def add_spend(db: Database, *logs: SpendLog) -> None:
+    """The rows as LiteLLM writes them; on its real schema, with every column its writer fills."""
+    rows = [log.row() for log in logs]
+    if on_real_litellm_schema(db.engine.url):
+        rows = [as_litellm_writes(row) for row in rows]
     async with db.engine.begin() as conn:
-        await conn.execute(insert(spend_logs), [log.row() for log in logs])
+        await conn.execute(insert(spend_logs), rows)
 
 
 async def add_virtual_key(
