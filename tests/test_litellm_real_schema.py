@@ -4,17 +4,35 @@ its tables matches what LiteLLM creates, and spendplane's migrations in producti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 
+import asyncpg
 import pytest
-from sqlalchemy import Boolean, Float, Integer, String, inspect, text
+from sqlalchemy import Boolean, Float, Integer, String, insert, inspect, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
-from models.db import Database, open_database
-from models.litellm import LITELLM_TABLES, probe_litellm_schema
+from models.db import Database, asyncpg_dsn, open_database
+from models.litellm import LITELLM_TABLES, probe_litellm_schema, spend_logs
 from models.migrate import current_revision, downgrade, head_revision, upgrade
 from models.types import NaiveUTCDateTime
-from tests.conftest import LiteLLMTemplate, _create_pg_database, _drop_pg_database, on_real_litellm_schema
+from resolvers.platform.config import Settings
+from tests.budgets.test_budgets import create as create_budget
+from tests.conftest import (
+    NOW,
+    Clock,
+    LiteLLMTemplate,
+    _create_pg_database,
+    _drop_pg_database,
+    litellm_migrations,
+    on_real_litellm_schema,
+    started,
+)
+from tests.ledger import cents, refresh
+from tests.reports.test_reports import REPORT, SUMMARY
+from tests.requests.test_requests import SPEND_LOGS
+from tests.support import SpendLog, as_litellm_writes
 
 pytestmark = [pytest.mark.litellm_tables, pytest.mark.real_schema_only]
 
@@ -93,3 +111,61 @@ async def test_our_migrations_down_and_up_in_production_mode_leave_litellm_s_tab
     await upgrade(copy_of_template, embedded=False)
     assert await current_revision(copy_of_template) == head_revision()
     assert await _litellm_tables(copy_of_template) == before
+
+
+#: The schema LiteLLM created in March 2025 (its baseline migration, around release 1.65): no status, session_id,
+#: organization_id, request_duration_ms, litellm_call_id or proxy_server_request on the spend logs.
+BASELINE = "20250326162113_baseline"
+
+
+@pytest.fixture
+async def litellm_baseline(real: Database) -> AsyncIterator[Database]:
+    """LiteLLM's real schema as of its first migration, with spendplane migrated on top in production mode."""
+    name, url = await _create_pg_database(prefix="spendplane_litellm_baseline")
+    database = open_database(url)
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(make_url(url)), timeout=5)
+        try:
+            for migration in litellm_migrations():
+                if migration.parent.name <= BASELINE:
+                    await conn.execute(migration.read_text())
+        finally:
+            await conn.close()
+        await upgrade(database, embedded=False)
+        yield database
+    finally:
+        await database.dispose()
+        await _drop_pg_database(name)
+
+
+async def test_every_reader_works_on_the_schema_an_older_litellm_created(
+    litellm_baseline: Database, settings: Settings, clock: Clock
+) -> None:
+    """Budgets, the request list, reports, the rollup and provider health on LiteLLM's March 2025 schema, whose
+    spend logs lack the columns later releases added: figures from what is there, no error for what is not."""
+    async with litellm_baseline.engine.connect() as conn:
+        schema = await probe_litellm_schema(conn)
+    assert {"status", "session_id", "litellm_call_id", "request_duration_ms"} <= set(schema.missing(spend_logs))
+    today = NOW.replace(hour=9)
+    rows = [
+        as_litellm_writes(SpendLog(1.25, today, team_id="eng", user="u1").row()),
+        as_litellm_writes(SpendLog(0.75, today + timedelta(minutes=5), team_id="eng", user="u2").row()),
+        as_litellm_writes(SpendLog(2.0, NOW.replace(day=2), team_id="ops", model="claude-sonnet-4-5").row()),
+    ]
+    present = schema.columns[spend_logs.name]
+    async with litellm_baseline.engine.begin() as conn:
+        await conn.execute(
+            insert(spend_logs), [{k: v for k, v in r.items() if spend_logs.c[k].name in present} for r in rows]
+        )
+    async with started(settings, clock, database_url=litellm_baseline.engine.url, embedded=False) as api:
+        assert (await api.client.get("/health")).json()["litellm"]["embedded"] is False
+        budget = await create_budget(api, entityId="eng", monthlyLimit="100")
+        assert Decimal(budget["currentSpend"]) == 2
+        page = (await api.data(SPEND_LOGS, {"team": "eng"}))["spendLogs"]
+        assert [(e["node"]["status"], e["node"]["latencyMs"]) for e in page["edges"]] == [("success", 1000)] * 2
+        await refresh(api)
+        report = (await api.data(REPORT, {"period": "MONTHLY"}))["costReport"]
+        assert cents(report["totalCost"]) == Decimal("4.00")
+        assert (await api.data(SUMMARY))["dashboardSummary"]["monthCost"] == "4"
+        outcome = await api.runtime().jobs.run("sla-health", tick=NOW)
+        assert outcome.ran and outcome.error is None, outcome
