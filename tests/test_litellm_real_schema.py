@@ -151,6 +151,8 @@ async def test_every_reader_works_on_the_schema_an_older_litellm_created(
         as_litellm_writes(SpendLog(1.25, today, team_id="eng", user="u1").row()),
         as_litellm_writes(SpendLog(0.75, today + timedelta(minutes=5), team_id="eng", user="u2").row()),
         as_litellm_writes(SpendLog(2.0, NOW.replace(day=2), team_id="ops", model="claude-sonnet-4-5").row()),
+        # A failure as such a release logged it: metadata.status only (the status column came later).
+        as_litellm_writes(SpendLog(0.0, NOW.replace(day=3), team_id="ops", status="failure").row()),
     ]
     present = schema.columns[spend_logs.name]
     async with litellm_baseline.engine.begin() as conn:
@@ -166,6 +168,9 @@ async def test_every_reader_works_on_the_schema_an_older_litellm_created(
         await refresh(api)
         report = (await api.data(REPORT, {"period": "MONTHLY"}))["costReport"]
         assert cents(report["totalCost"]) == Decimal("4.00")
+        assert (report["totalRequests"], report["totalFailedRequests"]) == (4, 1)
+        failed = (await api.data(SPEND_LOGS, {"status": "failure"}))["spendLogs"]["edges"]
+        assert [(e["node"]["teamId"], e["node"]["status"]) for e in failed] == [("ops", "failure")]
         assert (await api.data(SUMMARY))["dashboardSummary"]["monthCost"] == "4"
         outcome = await api.runtime().jobs.run("sla-health", tick=NOW)
         assert outcome.ran and outcome.error is None, outcome
