@@ -1,17 +1,23 @@
-"""Fixtures: every database-touching test runs on SQLite and on a real PostgreSQL (a fresh database per run).
+"""Fixtures: every database-touching test runs on SQLite and on a real PostgreSQL (a fresh database per run), both in
+embedded mode, where our migrations create copies of LiteLLM's tables. Tests marked `litellm_tables` run a third
+time, on `postgresql-litellm`: LiteLLM's real production schema, built once per session from the migration SQL
+that LiteLLM ships (litellm-proxy-extras), with our migrations on top in production mode, as spendplane runs
+beside a LiteLLM proxy.
 
 Under CI (CI=true) an unreachable PostgreSQL fails the run instead of skipping its half of the suite.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
@@ -27,7 +33,7 @@ from models.litellm import LITELLM_TABLES
 from models.migrate import upgrade
 from models.tables import metadata
 from resolvers.platform.config import Settings
-from tests.support import Api
+from tests.support import REAL_SCHEMA_PREFIX, Api, on_real_litellm_schema
 
 PG_ADMIN_URL = os.environ.get("SPENDPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MASTER_KEY = "sk-master-test"
@@ -35,18 +41,21 @@ MASTER_KEY = "sk-master-test"
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 
 
-async def _create_pg_database() -> tuple[str, str]:
-    name = f"spendplane_test_{uuid.uuid4().hex[:10]}"
+def _unavailable(message: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: the PostgreSQL half of the suite may not be skipped)")
+    pytest.skip(message)
+
+
+async def _create_pg_database(*, template: str | None = None, prefix: str = "spendplane_test") -> tuple[str, str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = make_url(PG_ADMIN_URL)
     try:
         conn = await asyncpg.connect(asyncpg_dsn(admin), timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: the PostgreSQL half of the suite may not be skipped)")
-        pytest.skip(message)
+        _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
     return name, admin.set(database=name).render_as_string(hide_password=False)
@@ -60,12 +69,100 @@ async def _drop_pg_database(name: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+#: The release of LiteLLM's migrations the real-schema kind is built from (LiteLLM 1.108.7 / 1.110.2 install it).
+LITELLM_PROXY_EXTRAS = "0.4.110"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """SQLite and PostgreSQL for every database test; LiteLLM's real schema too for those marked `litellm_tables`
+    (skipped there, with its reason, when also marked `embedded_only`)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    kinds: list[Any] = [] if metafunc.definition.get_closest_marker("real_schema_only") else ["sqlite", "postgresql"]
+    if metafunc.definition.get_closest_marker("litellm_tables"):
+        embedded_only = metafunc.definition.get_closest_marker("embedded_only")
+        marks = (
+            []
+            if embedded_only is None
+            else [pytest.mark.skip(reason=f"not on LiteLLM's real schema: {embedded_only.args[0]}")]
+        )
+        kinds.append(pytest.param("postgresql-litellm", marks=marks))
+    metafunc.parametrize("database_url", kinds, indirect=True, scope="session")
+
+
+def litellm_migrations() -> list[Path]:
+    """The migration.sql files litellm-proxy-extras ships, in the order prisma applies them (directory names)."""
+    spec = importlib.util.find_spec("litellm_proxy_extras")
+    if spec is None or not spec.submodule_search_locations:
+        _unavailable(f"litellm-proxy-extras=={LITELLM_PROXY_EXTRAS} is not installed (./scripts/install installs it)")
+    root = Path(next(iter(spec.submodule_search_locations))) / "migrations"
+    found = [d / "migration.sql" for d in root.iterdir() if (d / "migration.sql").is_file()]
+    return sorted(found, key=lambda f: f.parent.name)
+
+
+async def _build_litellm_template() -> str:
+    """A template database holding LiteLLM's real production schema: LiteLLM's own migrations (each migration.sql
+    as one simple-protocol query, as `psql -f` and prisma run them), the two spend-log indexes LiteLLM builds
+    after migrating (`request_log_indexes`), then spendplane's migrations in production mode."""
+    from litellm_proxy_extras.request_log_indexes import REQUEST_LOG_INDEXES
+
+    migrations = litellm_migrations()
+    name, url = await _create_pg_database(prefix=f"{REAL_SCHEMA_PREFIX}_template")
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(make_url(url)), timeout=5)
+        try:
+            for migration in migrations:
+                try:
+                    await conn.execute(migration.read_text())
+                except asyncpg.PostgresError as exc:
+                    raise RuntimeError(f"LiteLLM migration {migration.parent.name} failed: {exc}") from exc
+            for index in REQUEST_LOG_INDEXES:
+                await conn.execute(f'CREATE INDEX IF NOT EXISTS "{index.name}" ON "{index.table}" {index.definition}')
+        finally:
+            await conn.close()
+        db = open_database(url)
+        try:
+            await upgrade(db, embedded=False)
+        finally:
+            await db.dispose()
+    except BaseException:
+        await _drop_pg_database(name)
+        raise
+    return name
+
+
+class LiteLLMTemplate:
+    """Built on first use, once per session; each `postgresql-litellm` database is a copy of it."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+
+    async def get(self) -> str:
+        if self.name is None:
+            self.name = await _build_litellm_template()
+        return self.name
+
+
+@pytest.fixture(scope="session")
+def litellm_template() -> Iterator[LiteLLMTemplate]:
+    template = LiteLLMTemplate()
+    yield template
+    if template.name is not None:
+        asyncio.run(_drop_pg_database(template.name))
+
+
+@pytest.fixture(scope="session")
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, litellm_template: LiteLLMTemplate
+) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'spendplane.db'}"
         return
-    name, url = await _create_pg_database()
+    if request.param == "postgresql-litellm":
+        template = await litellm_template.get()
+        name, url = await _create_pg_database(template=template, prefix=REAL_SCHEMA_PREFIX)
+    else:
+        name, url = await _create_pg_database()
     try:
         yield url
     finally:
@@ -76,7 +173,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.
 async def migrated(database_url: str) -> str:
     db = open_database(database_url)
     try:
-        await upgrade(db, embedded=True)
+        await upgrade(db, embedded=not on_real_litellm_schema(database_url))
     finally:
         await db.dispose()
     return database_url
@@ -110,7 +207,8 @@ def settings(db: Database, tmp_path: Path) -> Settings:
     return Settings(
         database_url=db.engine.url,
         litellm_master_key=MASTER_KEY,
-        embedded=True,
+        # Production mode on LiteLLM's real schema: spendplane reads LiteLLM's tables and never writes them.
+        embedded=not on_real_litellm_schema(db.engine.url),
         price_map_cache=str(tmp_path / "price-map.json"),
         spend_refresh_seconds=0.2,
         # The suite's webhook receivers listen on 127.0.0.1 (tests/receivers.py); tests of the refusal turn it off.

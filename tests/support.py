@@ -13,11 +13,29 @@ import httpx
 from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from sqlalchemy import insert
+from sqlalchemy.engine import URL, make_url
 from starlette.applications import Starlette
 
 from models.db import Database
 from models.litellm import spend_logs, verification_tokens
 from resolvers.auth import hash_key
+
+#: Databases of the `postgresql-litellm` kind (LiteLLM's real schema, spendplane in production mode) are named so.
+REAL_SCHEMA_PREFIX = "spendplane_litellm"
+
+
+def on_real_litellm_schema(database_url: str | URL) -> bool:
+    """True for a database of the `postgresql-litellm` kind: LiteLLM's real schema, spendplane in production mode."""
+    return (make_url(database_url).database or "").startswith(REAL_SCHEMA_PREFIX)
+
+
+def as_litellm_stores(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with its times in whole milliseconds, as LiteLLM's columns (`timestamp(3)`) hold them. In place, so
+    a test's expectations computed from its rows are what the database holds."""
+    for key in ("start_time", "end_time", "completion_start_time"):
+        if isinstance(row.get(key), datetime):
+            row[key] = row[key].replace(microsecond=row[key].microsecond // 1000 * 1000)
+    return row
 
 
 @dataclass
@@ -135,9 +153,64 @@ class SpendLog:
         }
 
 
+async def post_spend(api: Api, events: Any) -> dict[str, Any]:
+    """LiteLLM's logging callback posting `events` (one or a list) to /spend/litellm, and the spend-log rows LiteLLM
+    keeps for them: spendplane writes those itself in embedded mode; beside LiteLLM (on its real schema) LiteLLM's
+    spend writer does, so they are inserted here (after the post, as LiteLLM's batched writer lands them), as the
+    same payloads map to LiteLLM's columns."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    from resolvers.enforcement.ingestion import parse_batch
+
+    db: Database = api.runtime().db
+    master_key = api.runtime().settings.litellm_master_key
+    response = await api.client.post("/spend/litellm", json=events, headers={"x-api-key": master_key})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    if on_real_litellm_schema(db.engine.url):
+        assert result["recorded"] == 0, result  # production: LiteLLM's table is LiteLLM's to write
+        rows = [as_litellm_stores(dict(e.row)) for e in parse_batch(events, master_key)]
+        statement = pg_insert(spend_logs).on_conflict_do_nothing().returning(spend_logs.c.request_id)
+        async with db.engine.begin() as conn:
+            result["recorded"] = len((await conn.execute(statement, rows)).all())
+    return result
+
+
+def as_litellm_writes(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` completed with what LiteLLM's spend writer always fills (`get_logging_payload`): completionStartTime
+    = endTime for a non-streamed call, request_duration_ms, cache_hit "False", the key's ids in metadata, and
+    times to the millisecond."""
+    end, start = row["end_time"], row["start_time"]
+    metadata = {
+        "user_api_key": row.get("api_key") or "",
+        "user_api_key_team_id": row.get("team_id"),
+        "user_api_key_user_id": row.get("user") or None,
+        "status": row.get("status") or "success",
+        **(row.get("metadata") or {}),
+    }
+    filled = {
+        "completion_start_time": end,
+        "request_duration_ms": int((end - start).total_seconds() * 1000),
+        "cache_hit": "False",
+        "cache_key": "",
+        "model_id": "",
+        "api_base": "https://api.openai.com/v1",
+        "messages": {},
+        "response": {},
+        "proxy_server_request": {},
+        **row,
+        "metadata": metadata,
+    }
+    return as_litellm_stores(filled)
+
+
 async def add_spend(db: Database, *logs: SpendLog) -> None:
+    """The rows as LiteLLM writes them; on its real schema, with every column its writer fills."""
+    rows = [log.row() for log in logs]
+    if on_real_litellm_schema(db.engine.url):
+        rows = [as_litellm_writes(row) for row in rows]
     async with db.engine.begin() as conn:
-        await conn.execute(insert(spend_logs), [log.row() for log in logs])
+        await conn.execute(insert(spend_logs), rows)
 
 
 async def add_virtual_key(

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
+
+from models.db import Database
 from resolvers.platform.config import Settings
 from tests.conftest import Clock, started
-from tests.support import Api
+from tests.support import Api, on_real_litellm_schema
+
+pytestmark = pytest.mark.litellm_tables
 
 
-async def test_health_reports_database_migrations_and_litellm_tables(api: Api) -> None:
+async def test_health_reports_database_migrations_and_litellm_tables(api: Api, db: Database) -> None:
     response = await api.client.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
     assert body["database"]["reachable"] is True
     assert body["migrations"]["current"] == body["migrations"]["head"]
-    assert body["litellm"] == {"spend_logs": True, "spend_logs_missing_columns": [], "embedded": True}
+    embedded = not on_real_litellm_schema(db.engine.url)  # beside LiteLLM, on its real schema: production mode
+    assert body["litellm"] == {"spend_logs": True, "spend_logs_missing_columns": [], "embedded": embedded}
 
 
 async def test_health_is_503_when_the_database_is_gone(settings: Settings, clock: Clock) -> None:

@@ -15,6 +15,8 @@ from resolvers.platform.config import Settings
 from tests.conftest import NOW, Clock, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key, graphql_ws
 
+pytestmark = pytest.mark.litellm_tables
+
 SMALL_BUDGET = 65_536  # the lowest SPENDPLANE_MAX_RESPONSE_BYTES allows
 
 

@@ -35,6 +35,8 @@ from resolvers.rollups import refresh_rollups
 from tests.conftest import MASTER_KEY, NOW, PG_ADMIN_URL, Clock, _create_pg_database, _drop_pg_database, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 REPO = Path(__file__).resolve().parent.parent
 BUDGETS = "{ budgets { id name entityType monthlyLimit softLimitPercent hardLimitPercent } }"
 

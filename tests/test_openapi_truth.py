@@ -15,6 +15,8 @@ from tests.support import Api
 from webhook.openapi import build_openapi
 from webhook.routes import ENDPOINTS
 
+pytestmark = pytest.mark.litellm_tables
+
 DOCUMENT = build_openapi(ENDPOINTS)
 
 

@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from httpx_ws import AsyncWebSocketSession
 
 from models.db import Database
 from tests.budgets.test_budgets import create
 from tests.support import Api, add_virtual_key, graphql_ws, watching
+
+pytestmark = pytest.mark.litellm_tables
 
 SUBSCRIBE = "subscription($id: ID) { budgetUpdated(id: $id) { id name monthlyLimit status } }"
 

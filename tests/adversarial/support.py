@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests import support
 from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api
 
@@ -92,10 +93,8 @@ def spend_event(call_id: str, request_id: str, cost: float, *, team: str = "eng"
 
 
 async def post_spend(api: Api, events: list[dict[str, Any]]) -> dict[str, Any]:
-    response = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    """LiteLLM's logging callback posting `events`, and the rows LiteLLM writes beside us (`tests.support`)."""
+    return await support.post_spend(api, events)
 
 
 class Served:

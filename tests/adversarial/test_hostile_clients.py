@@ -14,6 +14,8 @@ from tests.adversarial.support import PATIENT, Tally, ask, budget, burst, post_s
 from tests.conftest import Clock, started
 from tests.support import Api, SpendLog, add_spend
 
+pytestmark = pytest.mark.litellm_tables
+
 
 async def test_one_call_id_on_every_request_admits_no_more_than_the_budget(
     settings: Settings, clock: Clock, db: Database

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from httpx_ws import WebSocketDisconnect
 from sqlalchemy import select, update
 
@@ -27,6 +28,8 @@ from tests.adversarial.support import (
 )
 from tests.conftest import Clock, started
 from tests.support import Api, SpendLog, add_spend, add_virtual_key, graphql_ws, watching
+
+pytestmark = pytest.mark.litellm_tables
 
 
 async def _alerts(db: Database) -> list[tuple[str, str | None, str | None]]:

@@ -16,6 +16,8 @@ from tests.adversarial.support import FIXTURES, PATIENT, ask, budget, post_spend
 from tests.conftest import Clock, started
 from tests.support import Api
 
+pytestmark = pytest.mark.litellm_tables
+
 
 def _failed(call_id: str, request_id: str) -> dict[str, object]:
     """LiteLLM's failure payload for a request that reached its provider and failed at once (no cost)."""

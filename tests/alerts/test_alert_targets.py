@@ -22,6 +22,8 @@ from tests.conftest import NOW, Clock, started
 from tests.receivers import WebhookReceiver
 from tests.support import Api, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 CREATE = """mutation($input: SlaDefinitionInput!) { createSlaDefinition(input: $input) { id } }"""
 LIST = "{ slaDefinitions { id name alertEmails alertWebhookUrl alertTargetsRedacted } }"
 SLACK = "https://hooks.slack.com/services/T000/B000/secret-token"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from models.alerts import AlertDeliveryRow
@@ -12,6 +13,8 @@ from resolvers.alerts import AlertDraft, AlertType, Severity, budget_dedupe_key,
 from resolvers.platform.config import Settings
 from tests.conftest import NOW, Clock, started
 from tests.support import Api, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 ALERTS = """query($team: String, $user: String, $type: AlertType, $limit: Int! = 100) {
   alerts(teamId: $team, userId: $user, type: $type, limit: $limit) {

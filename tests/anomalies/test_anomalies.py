@@ -39,6 +39,8 @@ from tests.ledger import refresh
 from tests.receivers import WebhookReceiver
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 DETECT = "mutation { detectSpendAnomalies { found new alerted } }"
 FIELDS = """id scopeKind scopeId granularity bucketStart bucketEnd teamId userId actual expected excess score
   driver { kind id excess share } description status alertId handledBy note"""

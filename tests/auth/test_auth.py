@@ -16,6 +16,8 @@ from resolvers.platform.config import Settings
 from tests.conftest import MASTER_KEY, NOW, Clock, started
 from tests.support import Api, add_virtual_key, graphql_ws
 
+pytestmark = pytest.mark.litellm_tables
+
 ME = "{ me { role subject userId teamId expiresAt } }"
 
 

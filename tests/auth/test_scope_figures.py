@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from models.db import Database
 from resolvers.auth import hash_key
 from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 CREATE = "mutation($input: BudgetInput!) { createBudget(input: $input) { id } }"
 PREDICT = """query($input: PredictCostInput!) {

@@ -17,6 +17,8 @@ from tests.conftest import MASTER_KEY, Clock, started
 from tests.support import Api, add_virtual_key
 from webhook.throttle import client_address
 
+pytestmark = pytest.mark.litellm_tables
+
 DEFAULTS = Settings()
 #: The default failures per address in the first window (10/minute).
 ADDRESS_FAILURES = int(DEFAULTS.throttle_failures_per_address.split("/")[0])

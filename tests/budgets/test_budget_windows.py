@@ -12,6 +12,8 @@ from tests.adversarial.support import ask
 from tests.conftest import Clock
 from tests.support import Api, SpendLog, add_spend
 
+pytestmark = pytest.mark.litellm_tables
+
 FIELDS = "id period timeZone limit monthlyLimit currentSpend remaining status periodStart periodEnd resetsAt"
 CREATE = f"mutation($input: BudgetInput!) {{ createBudget(input: $input) {{ {FIELDS} }} }}"
 BUDGET = f"query($id: ID!) {{ budget(id: $id) {{ {FIELDS} }} }}"

@@ -12,6 +12,8 @@ from models.db import Database
 from tests.conftest import NOW, Clock
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 BUDGET_FIELDS = """id name entityType entityId monthlyLimit softLimitPercent hardLimitPercent alertEmail
                    currentSpend remaining utilization status periodStart periodEnd createdAt updatedAt"""
 CREATE = f"mutation($input: BudgetInput!) {{ createBudget(input: $input) {{ {BUDGET_FIELDS} }} }}"

@@ -19,6 +19,8 @@ from resolvers.chargeback.splitting import apportion
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 RULE_FIELDS = "id name teamId allocationType allocationTarget allocationPercent metadata"
 CREATE_RULE = f"mutation($input: AllocationRuleInput!) {{ createAllocationRule(input: $input) {{ {RULE_FIELDS} }} }}"
 LINES = "kind teamId allocationType allocationTarget percent cost posted adjustsPeriod ruleName metadata"

@@ -15,6 +15,8 @@ from resolvers.auth import hash_key
 from resolvers.demo import DemoPlan, generate, write_demo_data
 from resolvers.platform.errors import InvalidInput
 
+pytestmark = pytest.mark.litellm_tables
+
 END = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 PLAN = DemoPlan(rows=6000, days=56, end=END, seed=7)
 

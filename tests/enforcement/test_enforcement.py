@@ -22,7 +22,9 @@ from resolvers.platform.config import Settings
 from resolvers.platform.events import Event
 from tests.budgets.test_budgets import create as create_budget
 from tests.conftest import MASTER_KEY, NOW, Clock, started
-from tests.support import Api, SpendLog, add_spend, add_virtual_key
+from tests.support import Api, SpendLog, add_spend, add_virtual_key, post_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
 GATEWAY = {"x-api-key": MASTER_KEY}
@@ -375,8 +377,8 @@ async def test_spend_that_lands_uses_up_the_allowance_it_was_held_from(
             {**sample, **when, "litellm_call_id": f"c{i}", "id": f"chatcmpl-c{i}", "response_cost": 1.0}
             for i in range(85)
         ]
-        posted = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
-        assert posted.json()["recorded"] == 85
+        posted = await post_spend(api, events)
+        assert posted["recorded"] == 85
         await api.runtime().enforcement().refresh()
         second = await _burst([api], 85, prefix="again")
         budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
@@ -393,11 +395,34 @@ async def test_spend_arriving_releases_the_reservation(api: Api, db: Database) -
     sample = json.loads((FIXTURES / "spend_post_success.json").read_text())["body"]
     sample.update(litellm_call_id="big-1", id="chatcmpl-big-1", response_cost=2.0)
     sample["metadata"]["user_api_key_team_id"] = "eng"
-    posted = await api.client.post("/spend/litellm", json=sample, headers=GATEWAY)
-    assert posted.json()["settled"] == 1
+    posted = await post_spend(api, sample)
+    assert posted["settled"] == 1
     await api.runtime().enforcement().refresh()
     status, _ = await ask(api, team_id="eng", estimated_cost="30", litellm_call_id="big-3")
     assert status == 200  # 52 spent, the 30 hold released: 48 left
+    budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
+    assert Decimal(budget["currentSpend"]) == 52
+
+
+@pytest.mark.real_schema_only
+async def test_beside_litellm_settled_spend_counts_once_before_and_after_litellm_writes_its_row(
+    api: Api, db: Database
+) -> None:
+    """Production: LiteLLM's callback posts the cost at once, its spend-log row lands with its batched writer
+    seconds later. Between the two the settled spend still counts; once the row is in, it counts once."""
+    await _fifty_left(api, db)
+    assert (await ask(api, team_id="eng", estimated_cost="30", litellm_call_id="big-1"))[0] == 200
+    sample = json.loads((FIXTURES / "spend_post_success.json").read_text())["body"]
+    sample.update(litellm_call_id="big-1", id="chatcmpl-big-1", response_cost=2.0)
+    sample["metadata"]["user_api_key_team_id"] = "eng"
+    posted = await api.client.post("/spend/litellm", json=sample, headers=GATEWAY)
+    assert (posted.json()["recorded"], posted.json()["settled"]) == (0, 1)  # no row yet: LiteLLM writes it
+    await api.runtime().enforcement().refresh()
+    assert (await ask(api, team_id="eng", estimated_cost="48.01", litellm_call_id="probe-1"))[0] == 429
+    await post_spend(api, sample)  # LiteLLM's writer lands the row (the repeated post changes nothing)
+    await api.runtime().enforcement().refresh()
+    assert (await ask(api, team_id="eng", estimated_cost="48.01", litellm_call_id="probe-2"))[0] == 429
+    assert (await ask(api, team_id="eng", estimated_cost="47.99", litellm_call_id="probe-3"))[0] == 200
     budget = (await api.data("{ budgets { currentSpend } }"))["budgets"][0]
     assert Decimal(budget["currentSpend"]) == 52
 

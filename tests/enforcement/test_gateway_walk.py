@@ -10,12 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from models.db import Database
 from resolvers.platform.config import Settings
 from tests.conftest import MASTER_KEY, NOW, Clock, started
 from tests.notifications.test_delivery import smtp_at
 from tests.receivers import SmtpReceiver, WebhookReceiver
 from tests.support import Api, SpendLog, add_spend, graphql_ws
+
+pytestmark = pytest.mark.litellm_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
 GATEWAY = {"x-api-key": MASTER_KEY}

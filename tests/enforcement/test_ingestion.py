@@ -20,6 +20,10 @@ from resolvers.platform.config import Settings
 from tests.conftest import MASTER_KEY, Clock, started
 from tests.support import Api
 
+pytestmark = pytest.mark.litellm_tables
+#: Beside LiteLLM (production mode) the rows are LiteLLM's to write; these tests read the rows spendplane wrote.
+writes_rows = pytest.mark.embedded_only("spendplane writes spend-log rows from /spend/litellm in embedded mode only")
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
 GATEWAY = {"x-api-key": MASTER_KEY}
 
@@ -34,6 +38,7 @@ async def rows(db: Database) -> list[Any]:
         return list((await session.execute(select(spend_logs).order_by(spend_logs.c.request_id))).mappings().all())
 
 
+@writes_rows
 async def test_a_captured_success_becomes_a_litellm_compatible_row(api: Api, db: Database) -> None:
     response = await api.client.post("/spend/litellm", json=sample("spend_post_success.json"), headers=GATEWAY)
     assert response.json() == {"received": 1, "recorded": 1, "duplicates": 0, "settled": 0}
@@ -49,6 +54,7 @@ async def test_a_captured_success_becomes_a_litellm_compatible_row(api: Api, db:
     assert row["metadata"]["usage_object"]["total_tokens"] == 30
 
 
+@writes_rows
 async def test_a_captured_failure_is_recorded_with_zero_spend(api: Api, db: Database) -> None:
     await api.client.post("/spend/litellm", json=sample("spend_post_failure_guardrail_blocked.json"), headers=GATEWAY)
     [row] = await rows(db)
@@ -57,6 +63,7 @@ async def test_a_captured_failure_is_recorded_with_zero_spend(api: Api, db: Data
     assert "traceback" not in row["metadata"]["error_information"]
 
 
+@writes_rows
 async def test_posts_are_idempotent_by_id_in_every_format(api: Api, db: Database) -> None:
     one, two = sample("spend_post_success.json"), sample("spend_post_failure_guardrail_blocked.json")
     single = await api.client.post("/spend/litellm", json=one, headers=GATEWAY)
@@ -72,6 +79,7 @@ async def test_posts_are_idempotent_by_id_in_every_format(api: Api, db: Database
     assert len(await rows(db)) == 2
 
 
+@writes_rows
 async def test_a_raw_key_is_never_stored(api: Api, db: Database) -> None:
     event = sample("spend_post_success.json")
     event["metadata"]["user_api_key_hash"] = "sk-raw-key-that-leaked"
@@ -124,6 +132,7 @@ async def test_with_cost_tracking_off_no_spend_is_recorded(api: Api, db: Databas
     assert await rows(db) == []
 
 
+@writes_rows
 async def test_odd_but_real_payloads_are_stored_not_refused(api: Api, db: Database) -> None:
     """What clients control (tags, metadata, ids) and what long requests produce (durations past 24 days, token
     sums past 32 bits) is made storable on both databases, never a 500 that loses the batch."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import insert
 
 from models.db import Database
@@ -16,6 +17,8 @@ from resolvers.platform.periods import month_of
 from resolvers.rollups import spend_to_date
 from resolvers.spend import Scope, spend_by_scope
 from tests.conftest import NOW, Clock
+
+pytestmark = pytest.mark.litellm_tables
 
 TTL = timedelta(minutes=15)
 

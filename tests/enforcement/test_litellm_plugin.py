@@ -24,6 +24,8 @@ from tests.conftest import MASTER_KEY, NOW, Clock
 from tests.support import SpendLog, add_spend, served
 from webhook.litellm_plugin import SpendplaneBudgetHook, check_payload
 
+pytestmark = pytest.mark.litellm_tables
+
 # What LiteLLM hands the hook: UserAPIKeyAuth (here its fields) and the request body it is about to send.
 TEAM_KEY = SimpleNamespace(api_key="75e69842" + "0" * 56, user_id="carol", team_id="eng", end_user_id=None)
 

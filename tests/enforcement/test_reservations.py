@@ -22,7 +22,9 @@ from resolvers.platform.config import Settings
 from resolvers.predictor import OutputStats, refresh_output_history
 from tests.budgets.test_budgets import create as create_budget
 from tests.conftest import MASTER_KEY, NOW, Clock, started
-from tests.support import Api, SpendLog, add_spend
+from tests.support import Api, SpendLog, add_spend, post_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
 GATEWAY = {"x-api-key": MASTER_KEY}
@@ -181,8 +183,7 @@ async def _burst_and_settle(api: Api, outputs: list[int]) -> tuple[int, Decimal]
         }
         for i in admitted
     ]
-    posted = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
-    assert posted.status_code == 200, posted.text
+    await post_spend(api, events)
     await api.runtime().enforcement().refresh()
     budget = (await api.data("{ budgets { currentSpend reserved } }"))["budgets"][0]
     assert Decimal(budget["reserved"]) == 0  # every hold ended with its spend

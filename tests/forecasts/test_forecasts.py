@@ -53,6 +53,8 @@ from resolvers.service.schedule import scheduled_jobs
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 FIELDS = """teamId period horizon forecastedCost confidenceLow confidenceHigh confidenceLevel actualToDate method
   calibration generatedAt backtestReason
   backtest { method mase coverage width origins coverageOrigins calibration rawCoverage error }"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from models.db import Database
@@ -11,6 +12,8 @@ from models.migrate import head_revision
 from resolvers.rollups import refresh_rollups
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 INSTANCE = """query { instance { version databaseDialect migrationRevision migrationHead migrationsCurrent
   rollupWatermark startedAt } }"""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from models.db import Database
 from resolvers.platform.config import Settings
 from tests.conftest import Clock, started
 from tests.support import Api, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 SETTINGS = (
     "{ settings { costTrackingEnabled budgetEnforcementEnabled softLimitThreshold hardLimitThreshold updatedBy } }"

@@ -27,6 +27,8 @@ from tests.conftest import NOW, Clock, started
 from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
 from tests.support import Api, SpendLog, add_spend
 
+pytestmark = pytest.mark.litellm_tables
+
 #: Every field of LiteLLM's budget-alert webhook event (WebhookEvent), which receivers built for LiteLLM read.
 LITELLM_FIELDS = {
     "spend",

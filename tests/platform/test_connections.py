@@ -10,12 +10,16 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from models.anomalies import SpendAnomalyRow
 from models.db import Database
 from models.sla import SlaViolationRow
 from resolvers.alerts import AlertDraft, AlertType, Severity, raise_alert
 from tests.conftest import NOW
 from tests.support import Api, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 
 async def _walk(api: Api, query: str, field: str, variables: dict[str, Any], *, token: str = "admin") -> list[str]:

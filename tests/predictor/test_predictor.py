@@ -16,6 +16,8 @@ from tests.budgets.test_budgets import create as create_budget
 from tests.conftest import MASTER_KEY, NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 GUIDE_MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Explain quantum computing in one paragraph."},

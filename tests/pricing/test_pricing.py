@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,8 @@ from resolvers.platform.config import Settings
 from resolvers.pricing import refresh_price_map
 from tests.conftest import Clock, started
 from tests.support import Api, served
+
+pytestmark = pytest.mark.litellm_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PRICE_MAP = FIXTURES / "litellm_price_map.json"

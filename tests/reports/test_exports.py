@@ -11,12 +11,16 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from models.db import Database
 from resolvers.reports import ReportPeriod
 from resolvers.reports.focus import MANDATORY_COLUMNS
 from tests.conftest import NOW
 from tests.ledger import demo, refresh
 from tests.support import Api, SpendLog, add_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 EXPORT = """query($format: CostExportFormat!, $team: String) {
   exportCostReport(format: $format, period: MONTHLY, teamId: $team) { format filename contentType url content } }"""

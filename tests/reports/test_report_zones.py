@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import delete, func, select, text
 
 from models.db import Database
@@ -37,6 +38,8 @@ from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, Clock, started
 from tests.ledger import demo, refresh
 from tests.support import Api, SpendLog, add_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 REPORT = """query($start: Date, $end: Date, $zone: String) {
   costReport(period: CUSTOM, startDate: $start, endDate: $end, timeZone: $zone) {

@@ -15,6 +15,8 @@ from tests.conftest import NOW, Clock, started
 from tests.ledger import cents, demo, raw_ledger, refresh
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 ROW = "key cost requests failedRequests inputTokens outputTokens share"
 REPORT = f"""query($period: ReportPeriod!, $start: Date, $end: Date, $team: String, $user: String, $model: String) {{
   costReport(period: $period, startDate: $start, endDate: $end, teamId: $team, userId: $user, model: $model) {{

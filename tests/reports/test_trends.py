@@ -15,6 +15,8 @@ from tests.conftest import NOW
 from tests.ledger import cents, demo, raw_ledger, refresh
 from tests.support import Api, SpendLog, add_spend
 
+pytestmark = pytest.mark.litellm_tables
+
 TREND = """query($days: Int!, $model: String, $team: String) { costTrend(days: $days, model: $model, teamId: $team) {
   days direction changePercent recentStart recentEnd recentCost earlierStart earlierEnd earlierCost
   points { date cost requests } } }"""

@@ -7,12 +7,15 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 
 from models.db import Database
 from models.litellm import spend_logs
 from tests.conftest import NOW
 from tests.support import Api, SpendLog, add_spend, add_virtual_key
+
+pytestmark = pytest.mark.litellm_tables
 
 FIELDS = """requestId callType startTime endTime model modelGroup provider teamId userId keyAlias endUser status
   promptTokens completionTokens totalTokens spend latencyMs timeToFirstTokenMs cacheHit tags"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+import pytest
 from sqlalchemy import delete, func, select, text
 
 from models.db import Database
@@ -18,6 +19,8 @@ from resolvers.spend import Scope, ScopeKind, spend_by_scope
 from tests.conftest import NOW, Clock
 from tests.ledger import demo, raw_ledger, refresh
 from tests.support import Api, SpendLog, add_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 TODAY = NOW.date()
 STATUS = "{ rollupStatus { builtThrough } }"

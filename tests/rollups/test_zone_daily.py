@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import BigInteger, delete, func, select, type_coerce, update
 
 from models.db import Database
@@ -33,6 +34,8 @@ from resolvers.rollups.reading import (
 from tests.conftest import NOW
 from tests.reports.test_report_zones import TREND, bounds, raw_sql
 from tests.support import Api, SpendLog, add_spend
+
+pytestmark = pytest.mark.litellm_tables
 
 DAYS = DayRange(date(2026, 10, 26), date(2026, 11, 16))  # to the open local day (the 15th) included
 

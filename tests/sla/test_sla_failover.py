@@ -23,6 +23,8 @@ from tests.sla.test_sla_violations import active_violations, define
 from tests.support import Api, add_virtual_key, served
 from webhook.litellm_plugin import SpendplaneBudgetHook
 
+pytestmark = pytest.mark.litellm_tables
+
 GATEWAY = {"x-api-key": MASTER_KEY}
 CREATE = """mutation($input: FailoverRuleInput!) { createFailoverRule(input: $input) {
   id primaryModel fallbackModel triggerCondition triggerThreshold cooldownMinutes evaluationWindowMinutes active } }"""

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from models.db import Database
@@ -17,8 +18,11 @@ from models.litellm import LiteLLMSchema, spend_logs
 from resolvers.platform.periods import Period
 from resolvers.sla.health import measure, nearest_rank
 from resolvers.spend import never_ran, never_ran_sql
+from tests import support
 from tests.conftest import MASTER_KEY, NOW
-from tests.support import Api, add_virtual_key
+from tests.support import Api, add_virtual_key, as_litellm_stores, on_real_litellm_schema
+
+pytestmark = pytest.mark.litellm_tables
 
 HOUR = Period(NOW - timedelta(hours=1), NOW)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litellm"
@@ -125,12 +129,16 @@ def provider_failed(start: datetime) -> dict[str, Any]:
 
 
 async def post_spend(api: Api, events: list[dict[str, Any]]) -> None:
-    """LiteLLM's logging callback posting `events` (spendplane's own ingestion writes the rows in embedded mode)."""
-    response = await api.client.post("/spend/litellm", json=events, headers=GATEWAY)
-    assert response.status_code == 200 and response.json()["recorded"] == len(events), response.text
+    """LiteLLM's logging callback posting `events`, and their rows (spendplane's own ingestion writes them in
+    embedded mode, LiteLLM beside it)."""
+    assert (await support.post_spend(api, events))["recorded"] == len(events)
 
 
 async def add_calls(db: Database, rows: list[dict[str, Any]]) -> None:
+    """The rows as LiteLLM stores them: on its real schema, times in whole milliseconds (rounded in place)."""
+    if on_real_litellm_schema(db.engine.url):
+        for row in rows:
+            as_litellm_stores(row)
     async with db.engine.begin() as conn:
         await conn.execute(insert(spend_logs), rows)
 

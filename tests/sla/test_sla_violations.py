@@ -18,6 +18,8 @@ from tests.conftest import NOW
 from tests.sla.test_sla_health import add_calls, collect, traffic
 from tests.support import Api, add_virtual_key
 
+pytestmark = pytest.mark.litellm_tables
+
 CREATE = """mutation($input: SlaDefinitionInput!) { createSlaDefinition(input: $input) {
   id name provider modelPattern targetP95Ms targetErrorRate targetAvailability evaluationWindowMinutes
   alertEmails } }"""
