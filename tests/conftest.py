@@ -10,6 +10,7 @@ Under CI (CI=true) an unreachable PostgreSQL fails the run instead of skipping i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import uuid
@@ -67,6 +68,18 @@ async def _drop_pg_database(name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(*, template: str | None = None, prefix: str = "spendplane_test") -> AsyncIterator[Database]:
+    """A PostgreSQL database of its own (empty, or a copy of `template`), dropped afterwards."""
+    name, url = await _create_pg_database(template=template, prefix=prefix)
+    database = open_database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        await _drop_pg_database(name)
 
 
 #: The release of LiteLLM's migrations the real-schema kind is built from (LiteLLM 1.108.7 / 1.110.2 install it).

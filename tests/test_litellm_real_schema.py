@@ -25,6 +25,7 @@ from tests.conftest import (
     LiteLLMTemplate,
     _create_pg_database,
     _drop_pg_database,
+    fresh_pg_database,
     litellm_migrations,
     on_real_litellm_schema,
     started,
@@ -84,13 +85,8 @@ async def test_litellm_timestamps_are_naive_milliseconds(real: Database) -> None
 
 @pytest.fixture
 async def copy_of_template(real: Database, litellm_template: LiteLLMTemplate) -> AsyncIterator[Database]:
-    name, url = await _create_pg_database(template=await litellm_template.get(), prefix="spendplane_litellm")
-    database = open_database(url)
-    try:
+    async with fresh_pg_database(template=await litellm_template.get(), prefix="spendplane_litellm") as database:
         yield database
-    finally:
-        await database.dispose()
-        await _drop_pg_database(name)
 
 
 async def _litellm_tables(db: Database) -> set[str]:

@@ -17,7 +17,7 @@ from models.migrate import current_revision, downgrade, head_revision, upgrade
 from models.tables import include_name, metadata
 from resolvers.platform.periods import month_of
 from resolvers.spend import Scope, ScopeKind, spend_by_scope
-from tests.conftest import NOW, _create_pg_database, _drop_pg_database
+from tests.conftest import NOW, fresh_pg_database
 
 
 @pytest.fixture
@@ -28,13 +28,8 @@ async def empty_db(database_url: str, tmp_path_factory: pytest.TempPathFactory) 
         yield database
         await database.dispose()
         return
-    name, url = await _create_pg_database()
-    database = open_database(url)
-    try:
+    async with fresh_pg_database() as database:
         yield database
-    finally:
-        await database.dispose()
-        await _drop_pg_database(name)
 
 
 async def _tables(db: Database) -> set[str]:
